@@ -1,0 +1,1 @@
+"""imagine-bot core: platform-agnostic image generation, quotas and conversations."""

@@ -1,0 +1,93 @@
+"""The one place concrete classes are chosen and wired (the composition root)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot import images
+from bot.account import AdminOps, Preferences
+from bot.config import Settings
+from bot.conversations import BlobStore, Conversations
+from bot.jobs import JobScheduler
+from bot.messages import Messages
+from bot.present import Presenter
+from bot.providers.base import ImageProvider
+from bot.providers.factory import build_provider
+from bot.quotas import Clock, Quotas, utc_now
+from bot.service import ImagineService
+from bot.storage.base import Store
+from bot.storage.sqlite import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Core:
+    """Everything the adapters need, built once from settings."""
+
+    settings: Settings
+    store: Store
+    quotas: Quotas
+    conversations: Conversations
+    scheduler: JobScheduler
+    providers: dict[str, ImageProvider]
+    messages: Messages
+    presenter: Presenter
+    service: ImagineService
+    prefs: Preferences
+    admin: AdminOps
+
+    async def start(self) -> None:
+        """Open the store, refund reservations a crash left behind, apply blob retention."""
+        await self.store.open()
+        refunded = await self.quotas.refund_stale()
+        if refunded:
+            log.warning("refunded %d reservation(s) left by an earlier crash", refunded)
+        await self.conversations.blobs.prune()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain jobs (finish running ones up to ``grace``, refund the rest), then close."""
+        wait = self.settings.limits.shutdown_grace_seconds if grace is None else grace
+        await self.scheduler.drain(wait)
+        for provider in self.providers.values():
+            await provider.aclose()
+        await self.store.close()
+
+
+def build_providers(settings: Settings) -> dict[str, ImageProvider]:
+    """One provider per ``[providers.NAME]`` (secrets read from their env vars)."""
+    out: dict[str, ImageProvider] = {}
+    for name, section in settings.provider_table().items():
+        key = Settings.secret(section.api_key_env) if section.api_key_env else None
+        out[name] = build_provider(name, section, api_key=key)
+    return out
+
+
+def build_core(settings: Settings, *, store: Store | None = None,
+               providers: dict[str, ImageProvider] | None = None,
+               clock: Clock = utc_now, scheduler: JobScheduler | None = None) -> Core:
+    """Wire the core; tests pass fakes for any part."""
+    data_dir = settings.bot.data_dir
+    store = store or SqliteStore(data_dir / "imagine.sqlite3")
+    limits = settings.limits
+    scheduler = scheduler or JobScheduler(
+        global_concurrency=limits.global_concurrency,
+        per_user_concurrency=limits.per_user_concurrency,
+        per_user_queued=limits.per_user_queued, queue_size=limits.queue_size)
+    quotas = Quotas(store, settings.quota, admins=frozenset(settings.bot.admins), clock=clock)
+    blobs = BlobStore(data_dir / "blobs", store, retention_days=settings.bot.retention_days,
+                      cap_bytes=settings.bot.blob_cap_mb * 1024 * 1024, clock=clock)
+    conversations = Conversations(store, blobs, history_turns=settings.bot.history_turns,
+                                  clock=clock)
+    messages = Messages()
+    presenter = Presenter(messages, clock)
+    providers = providers if providers is not None else build_providers(settings)
+    service = ImagineService(
+        settings=settings, store=store, quotas=quotas, conversations=conversations,
+        providers=providers, scheduler=scheduler, presenter=presenter,
+        prepare_reference=images.prepare_reference)
+    return Core(settings=settings, store=store, quotas=quotas, conversations=conversations,
+                scheduler=scheduler, providers=providers, messages=messages, presenter=presenter,
+                service=service, prefs=Preferences(settings, store),
+                admin=AdminOps(settings, store, quotas, scheduler, presenter))

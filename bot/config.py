@@ -1,0 +1,304 @@
+"""TOML file plus environment -> validated, typed settings, with one clear error per bad key.
+
+Secrets never live in the file: each is named by an env var (``api_key_env``, ``token_env``)
+and read with :meth:`Settings.secret`. Any non-secret key can also be overridden by an env var
+``IMAGINE__SECTION__KEY`` (its value parsed as a TOML value, falling back to a plain string).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.catalog import ASPECTS, BUILTIN, ModelSpec, normalize_size
+from bot.errors import ConfigError
+
+Locale = Literal["en", "zh-Hans", "zh-Hant"]
+ApiKind = Literal["openai-chat", "gemini", "openai-images", "demo"]
+_ACTOR_RE = re.compile(r"^(telegram|discord|cli|web):[0-9A-Za-z_-]+$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Section(BaseModel):
+    """A config table: unknown keys are errors, values are checked strictly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BotSection(_Section):
+    """``[bot]``: defaults, storage and admins."""
+
+    data_dir: Path = Path("data")
+    default_model: str = "nano-banana"
+    default_size: str = "1K"
+    default_aspect: str = "1:1"
+    locale: Locale = "en"
+    admins: tuple[str, ...] = ()
+    history_turns: int = Field(default=4, ge=1, le=20)
+    retention_days: int = Field(default=30, ge=1)
+    blob_cap_mb: int = Field(default=2048, ge=16)
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not _ACTOR_RE.match(item):
+                raise ValueError(f"{item!r} is not of the form 'telegram:ID' or 'discord:ID'")
+        return value
+
+    @field_validator("default_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        return normalize_size(value)
+
+
+class LimitsSection(_Section):
+    """``[limits]``: concurrency, queue and time limits, input sizes."""
+
+    global_concurrency: int = Field(default=4, ge=1, le=1000)
+    per_user_concurrency: int = Field(default=1, ge=1, le=100)
+    per_user_queued: int = Field(default=1, ge=0, le=100)
+    queue_size: int = Field(default=200, ge=1)
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    timeout_4k_seconds: float = Field(default=300.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=60.0, ge=0)
+    max_input_mb: float = Field(default=20.0, gt=0)
+    reference_max_mb: float = Field(default=5.0, gt=0)
+
+
+class QuotaSection(_Section):
+    """``[quota]``: credit price and the windows (0 turns a window off)."""
+
+    credit_usd: float = Field(default=0.01, gt=0)
+    user_daily_credits: int = Field(default=100, ge=0)
+    user_monthly_credits: int = Field(default=1500, ge=0)
+    chat_daily_credits: int = Field(default=0, ge=0)
+    global_daily_usd: float = Field(default=20.0, ge=0)
+    timezone: str = "UTC"
+    charge_refusals: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("unknown time zone; use an IANA name such as 'Asia/Shanghai'") from exc
+        return value
+
+
+class ProviderSection(_Section):
+    """``[providers.NAME]``: one upstream endpoint."""
+
+    api: ApiKind
+    base_url: str | None = None
+    api_key_env: str | None = None
+    auth: Literal["auto", "bearer", "x-goog-api-key"] = "auto"
+    max_retries: int = Field(default=3, ge=0, le=10)
+    retry_cap_seconds: float = Field(default=30.0, ge=0)
+    demo_delay_seconds: float = Field(default=0.0, ge=0)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_RE.match(value):
+            raise ValueError("must be the NAME of an environment variable, not the key itself")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class ModelSection(_Section):
+    """``[models.NAME]``: a model, or overrides of a built-in one."""
+
+    provider: str | None = None
+    id: str | None = None
+    sizes: tuple[str, ...] | None = None
+    aspects: tuple[str, ...] | None = None
+    max_references: int | None = Field(default=None, ge=0, le=64)
+    prices: dict[str, float] | None = None
+    credits: dict[str, int] | None = None
+    send_size: bool | None = None
+
+
+class TelegramSection(_Section):
+    """``[telegram]``: the Telegram adapter."""
+
+    enabled: bool = False
+    token_env: str = "TELEGRAM_BOT_TOKEN"
+    base_url: str | None = None
+    base_file_url: str | None = None
+    allowed_chats: tuple[int, ...] = ()
+    private_plain_text: bool = True
+    album_debounce_seconds: float = Field(default=1.0, ge=0)
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0:8443"
+
+
+class DiscordSection(_Section):
+    """``[discord]``: the Discord adapter."""
+
+    enabled: bool = False
+    token_env: str = "DISCORD_BOT_TOKEN"
+    api_base_url: str | None = None
+    gateway_url: str | None = None
+    allowed_guilds: tuple[int, ...] = ()
+    allow_dms: bool = True
+
+
+class HttpSection(_Section):
+    """``[http]``: health, readiness and metrics endpoint (off unless ``listen`` is set)."""
+
+    listen: str | None = None
+
+
+class LogSection(_Section):
+    """``[log]``: level and format."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(_Section):
+    """The whole validated configuration."""
+
+    bot: BotSection = BotSection()
+    limits: LimitsSection = LimitsSection()
+    quota: QuotaSection = QuotaSection()
+    providers: dict[str, ProviderSection] = Field(default_factory=dict)
+    models: dict[str, ModelSection] = Field(default_factory=dict)
+    telegram: TelegramSection = TelegramSection()
+    discord: DiscordSection = DiscordSection()
+    http: HttpSection = HttpSection()
+    log: LogSection = LogSection()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        names = set(BUILTIN) | set(self.models)
+        if self.bot.default_model not in names:
+            raise ValueError(
+                f"[bot] default_model = {self.bot.default_model!r} is not a model "
+                f"(allowed: {', '.join(sorted(names))})"
+            )
+        for name, model in self.models.items():
+            if name not in BUILTIN and (model.id is None or model.sizes is None):
+                raise ValueError(f"[models.{name}] is a new model: it needs 'id' and 'sizes'")
+            if model.provider is not None and model.provider not in self.provider_table():
+                raise ValueError(
+                    f"[models.{name}] provider = {model.provider!r} is not a configured provider "
+                    f"(allowed: {', '.join(sorted(self.provider_table()))})"
+                )
+        return self
+
+    def provider_table(self) -> dict[str, ProviderSection]:
+        """Configured providers, or one implicit ``demo`` provider when none is configured."""
+        return dict(self.providers) or {"demo": ProviderSection(api="demo")}
+
+    def catalog(self) -> dict[str, ModelSpec]:
+        """Every usable model, built-ins merged with ``[models.*]`` overrides."""
+        default_provider = next(iter(self.provider_table()))
+        result: dict[str, ModelSpec] = {}
+        for name in [*BUILTIN, *[n for n in self.models if n not in BUILTIN]]:
+            over = self.models.get(name, ModelSection())
+            base = BUILTIN.get(name)
+            model_id = over.id or (base[0] if base else name)
+            sizes = over.sizes or (base[1] if base else ("1K",))
+            result[name] = ModelSpec(
+                name=name,
+                id=model_id,
+                provider=over.provider or default_provider,
+                sizes=tuple(normalize_size(s) for s in sizes),
+                aspects=over.aspects or (base[4] if base else ASPECTS),
+                max_references=(over.max_references if over.max_references is not None
+                                else (base[2] if base else 4)),
+                prices=dict(over.prices or (base[3] if base else {})),
+                credits=dict(over.credits or {}),
+                send_size=over.send_size if over.send_size is not None else (base[5] if base else True),
+            )
+        return result
+
+    def is_admin(self, actor_key: str) -> bool:
+        """True when ``actor_key`` (``platform:id``) is listed in ``[bot] admins``."""
+        return actor_key in self.bot.admins
+
+    @staticmethod
+    def secret(env_name: str) -> str:
+        """Read a secret from the environment; a missing one names the env var, never a value."""
+        value = os.environ.get(env_name, "").strip()
+        if not value:
+            raise ConfigError(f"environment variable {env_name} is not set", env=env_name)
+        return value
+
+    def zone(self) -> ZoneInfo:
+        """The quota time zone."""
+        return ZoneInfo(self.quota.timezone)
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    """One line per bad key: where, the bad value, and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        if loc:
+            table = ".".join(loc[:-1])
+            where = f"[{table}] {loc[-1]}" if table else loc[-1]
+        else:
+            where = ""
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against config.example.toml)"
+        got = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else (
+            f" = {got!r}"
+        )
+        lines.append(f"{source}: {where}{shown}: {message}" if where else f"{source}: {message}")
+    return "\n".join(lines)
+
+
+def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, raw in environ.items():
+        if not name.startswith("IMAGINE__"):
+            continue
+        path = [p.lower() for p in name.removeprefix("IMAGINE__").split("__") if p]
+        if not path:
+            continue
+        try:
+            value: Any = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load ``path`` (if given and present) plus env overrides; raise ConfigError with every problem."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = str(path) if path else "built-in defaults"
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} not found") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    _apply_env_overrides(data, env)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None

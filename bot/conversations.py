@@ -1,0 +1,203 @@
+"""Conversation turns (a tree), message bindings, edit history, and the on-disk image blob store."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bot.domain import Actor, ChatRef, ImageData, MessageRef, RequestKind, Turn
+from bot.providers.base import HistoryTurn
+from bot.quotas import Clock, utc_now
+from bot.storage.base import BlobInfo, Store
+
+_HASH_IN_THREAD = 256 * 1024
+
+
+class BlobStore:
+    """Content-addressed image files under ``root`` (``ab/abcdef…``), indexed in the Store."""
+
+    def __init__(self, root: Path, store: Store, *, retention_days: int = 30,
+                 cap_bytes: int = 2 << 30, clock: Clock = utc_now) -> None:
+        self.root = root
+        self._store = store
+        self._retention = timedelta(days=retention_days)
+        self._cap = cap_bytes
+        self._clock = clock
+
+    def _path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest
+
+    async def put(self, image: ImageData) -> str:
+        """Store ``image`` once; return its SHA-256 hex digest."""
+        data = image.data
+        if len(data) > _HASH_IN_THREAD:
+            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        else:
+            digest = hashlib.sha256(data).hexdigest()
+        path = self._path(digest)
+        if not path.exists():
+            await asyncio.to_thread(_atomic_write, path, data)
+        await self._store.put_blob(BlobInfo(digest, image.mime, len(data), image.width,
+                                            image.height))
+        return digest
+
+    async def get(self, digest: str) -> ImageData | None:
+        """The image stored under ``digest``; None when it expired or was forgotten."""
+        info = await self._store.get_blob(digest)
+        if info is None:
+            return None
+        try:
+            data = await asyncio.to_thread(self._path(digest).read_bytes)
+        except FileNotFoundError:
+            return None
+        return ImageData(data=data, mime=info.mime, width=info.width, height=info.height)
+
+    async def get_many(self, digests: Sequence[str]) -> tuple[ImageData, ...] | None:
+        """All images for ``digests``, or None when any is gone."""
+        found = [await self.get(d) for d in digests]
+        if any(item is None for item in found):
+            return None
+        return tuple(item for item in found if item is not None)
+
+    async def drop(self, digests: Sequence[str]) -> int:
+        """Delete the files and index rows of ``digests``; returns how many existed."""
+        removed = 0
+        for digest in digests:
+            try:
+                await asyncio.to_thread(self._path(digest).unlink)
+                removed += 1
+            except FileNotFoundError:
+                pass
+        await self._store.delete_blobs(list(digests))
+        return removed
+
+    async def drop_unreferenced(self, digests: Sequence[str]) -> int:
+        """Delete those of ``digests`` that no turn references any more."""
+        orphans = [d for d in set(digests) if await self._store.blob_refs(d) == 0]
+        return await self.drop(orphans)
+
+    async def prune(self) -> int:
+        """Apply retention (unused for ``retention_days``) and the size cap (least recent first)."""
+        expired = await self._store.prunable_blobs(self._clock() - self._retention)
+        removed = await self.drop(expired)
+        blobs = await self._store.blobs_by_age()
+        total = sum(b.size for b in blobs)
+        over: list[str] = []
+        for blob in blobs:
+            if total <= self._cap:
+                break
+            over.append(blob.hash)
+            total -= blob.size
+        return removed + await self.drop(over)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class Conversations:
+    """Turns with parent links, bindings from platform messages, and bounded edit history."""
+
+    def __init__(self, store: Store, blobs: BlobStore, *, history_turns: int = 4,
+                 clock: Clock = utc_now) -> None:
+        self._store = store
+        self.blobs = blobs
+        self._history_turns = history_turns
+        self._clock = clock
+
+    async def record(self, *, actor: Actor, chat: ChatRef, prompt: str, model: str,
+                     size: str | None, aspect: str | None, parent_id: str | None,
+                     inputs: Sequence[ImageData], outputs: Sequence[ImageData],
+                     provider_state: str | None = None, kind: RequestKind = "imagine",
+                     credits: int = 0) -> Turn:
+        """Store the images and a new turn."""
+        turn = Turn(
+            id=secrets.token_hex(6), actor_key=actor.key, chat_key=chat.key, prompt=prompt,
+            model=model, size=size, aspect=aspect, parent_id=parent_id,
+            input_hashes=tuple([await self.blobs.put(i) for i in inputs]),
+            output_hashes=tuple([await self.blobs.put(o) for o in outputs]),
+            provider_state=provider_state, created_at=self._clock(), kind=kind, credits=credits,
+        )
+        await self._store.add_turn(turn)
+        return turn
+
+    async def get(self, turn_id: str) -> Turn | None:
+        """A turn by id."""
+        return await self._store.get_turn(turn_id)
+
+    async def bind(self, turn_id: str, messages: Sequence[MessageRef]) -> None:
+        """Map every platform message that shows the turn's output to the turn."""
+        if messages:
+            await self._store.bind(turn_id, list(messages))
+
+    async def turn_for(self, message: MessageRef) -> Turn | None:
+        """The turn shown by ``message``, if it is one of ours."""
+        turn_id = await self._store.bound_turn(message)
+        return await self._store.get_turn(turn_id) if turn_id else None
+
+    async def bindings(self, turn_id: str) -> list[MessageRef]:
+        """Platform messages bound to a turn."""
+        return await self._store.bindings_of(turn_id)
+
+    async def chain(self, turn_id: str) -> list[Turn]:
+        """The turn and its ancestors, oldest first, bounded to ``history_turns``."""
+        chain: list[Turn] = []
+        current: str | None = turn_id
+        while current and len(chain) < self._history_turns:
+            turn = await self._store.get_turn(current)
+            if turn is None:
+                break
+            chain.append(turn)
+            current = turn.parent_id
+        return list(reversed(chain))
+
+    async def history(self, turn_id: str) -> tuple[HistoryTurn, ...]:
+        """Provider history for an edit of ``turn_id`` (turns whose images expired are skipped)."""
+        out: list[HistoryTurn] = []
+        for turn in await self.chain(turn_id):
+            inputs = await self.blobs.get_many(turn.input_hashes)
+            outputs = await self.blobs.get_many(turn.output_hashes)
+            if inputs is None or outputs is None:
+                continue
+            out.append(HistoryTurn(prompt=turn.prompt, inputs=inputs, outputs=outputs,
+                                   provider_state=turn.provider_state))
+        return tuple(out)
+
+    async def outputs(self, turn: Turn) -> tuple[ImageData, ...] | None:
+        """The images a turn produced, or None when they are gone."""
+        return await self.blobs.get_many(turn.output_hashes)
+
+    async def inputs(self, turn: Turn) -> tuple[ImageData, ...] | None:
+        """The reference images a turn used, or None when they are gone."""
+        return await self.blobs.get_many(turn.input_hashes)
+
+    async def delete(self, turn_id: str) -> bool:
+        """Delete one turn and its images that nothing else uses."""
+        turn = await self._store.get_turn(turn_id)
+        if turn is None:
+            return False
+        await self._store.delete_turn(turn_id)
+        await self.blobs.drop_unreferenced([*turn.input_hashes, *turn.output_hashes])
+        return True
+
+    async def forget(self, actor_key: str) -> int:
+        """Delete every turn of a user and the images no other turn uses; returns turns deleted."""
+        turns = await self._store.turns_of(actor_key)
+        digests: list[str] = []
+        for turn in turns:
+            digests.extend([*turn.input_hashes, *turn.output_hashes])
+            await self._store.delete_turn(turn.id)
+        await self.blobs.drop_unreferenced(digests)
+        return len(turns)
+
+    def now(self) -> datetime:
+        """The injected clock's time."""
+        return self._clock()

@@ -1,0 +1,222 @@
+"""Frozen value types that cross the boundary between the core and the platform adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+ChatKind = Literal["private", "group", "channel"]
+RequestKind = Literal["imagine", "edit", "reroll", "upscale", "variation"]
+ActionKind = Literal["reroll", "upscale", "variations", "edit", "delete"]
+ProgressStage = Literal["queued", "started", "finished", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A person on a platform, as the core sees them."""
+
+    platform: str
+    user_id: str
+    display_name: str = ""
+    locale: str | None = None
+    is_admin: bool = False
+
+    @property
+    def key(self) -> str:
+        """Stable identity used by the store and the ledger, e.g. ``telegram:42``."""
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """The chat (DM, group, channel, thread) a request came from."""
+
+    platform: str
+    chat_id: str
+    kind: ChatKind = "private"
+
+    @property
+    def key(self) -> str:
+        """Stable identity used by the store, e.g. ``telegram:-100123``."""
+        return f"{self.platform}:{self.chat_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A platform message that can be bound to a turn."""
+
+    platform: str
+    chat_id: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageData:
+    """Encoded image bytes with their MIME type and (when known) their pixel size."""
+
+    data: bytes = field(repr=False)
+    mime: str
+    width: int = 0
+    height: int = 0
+    name: str = ""
+
+    @property
+    def size_bytes(self) -> int:
+        """Length of the encoded image in bytes."""
+        return len(self.data)
+
+    @property
+    def extension(self) -> str:
+        """File extension matching the MIME type."""
+        return {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(
+            self.mime, "bin"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Per-request generation options; ``None`` means "use the user's or the bot's default"."""
+
+    model: str | None = None
+    size: str | None = None
+    aspect: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """What a user asked for: a prompt, reference images and options."""
+
+    actor: Actor
+    chat: ChatRef
+    prompt: str
+    references: tuple[ImageData, ...] = ()
+    options: Options = Options()
+    kind: RequestKind = "imagine"
+    parent_turn_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A button on a result: an action and the turn it acts on (fits 64-byte callback data)."""
+
+    kind: ActionKind
+    turn_id: str
+    size: str | None = None
+    cost: int | None = None
+
+    def encode(self) -> str:
+        """Serialize for Telegram callback_data / Discord custom_id (e.g. ``ib:upscale:T:4K``)."""
+        parts = ["ib", self.kind, self.turn_id]
+        if self.size:
+            parts.append(self.size)
+        return ":".join(parts)
+
+    @staticmethod
+    def decode(raw: str) -> Action | None:
+        """Parse what :meth:`encode` produced; ``None`` for anything else."""
+        parts = raw.split(":")
+        if len(parts) not in (3, 4) or parts[0] != "ib":
+            return None
+        kind = parts[1]
+        if kind not in ("reroll", "upscale", "variations", "edit", "delete"):
+            return None
+        size = parts[3] if len(parts) == 4 else None
+        return Action(kind=kind, turn_id=parts[2], size=size)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The core's neutral answer; each adapter renders it for its platform."""
+
+    text: str
+    images: tuple[ImageData, ...] = ()
+    actions: tuple[Action, ...] = ()
+    turn_id: str | None = None
+    error: str | None = None
+    credits_used: int = 0
+    locale: str = "en"
+
+    @property
+    def ok(self) -> bool:
+        """True when this reply is a result rather than an error."""
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One generation in a conversation tree."""
+
+    id: str
+    actor_key: str
+    chat_key: str
+    prompt: str
+    model: str
+    size: str | None
+    aspect: str | None
+    parent_id: str | None
+    input_hashes: tuple[str, ...]
+    output_hashes: tuple[str, ...]
+    provider_state: str | None
+    created_at: datetime
+    kind: RequestKind = "imagine"
+    credits: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUsage:
+    """One quota window: its limit, what is used (held included), what is left, when it resets."""
+
+    name: str
+    limit: float
+    used: float
+    resets_at: datetime | None
+
+    @property
+    def left(self) -> float:
+        """What can still be spent in this window (never negative)."""
+        return max(0.0, self.limit - self.used)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What an actor may still spend, across every window that applies to them."""
+
+    actor_key: str
+    windows: tuple[WindowUsage, ...]
+    reserved: int
+    bonus: int
+    exempt: bool = False
+    running: int = 0
+
+    def window(self, name: str) -> WindowUsage | None:
+        """The window called ``name`` if it applies."""
+        return next((w for w in self.windows if w.name == name), None)
+
+    @property
+    def credits_left(self) -> int:
+        """Credits the actor can spend now: the tightest credit window plus bonus credits."""
+        credit_windows = [w.left for w in self.windows if w.name != "global_daily_usd"]
+        free = int(min(credit_windows)) if credit_windows else 0
+        return free + self.bonus
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A job's progress event, for adapters to show (queue position, elapsed time)."""
+
+    job_id: str
+    stage: ProgressStage
+    position: int | None = None
+    elapsed: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserSettings:
+    """A user's saved defaults; ``None`` means "use the bot's default"."""
+
+    model: str | None = None
+    size: str | None = None
+    aspect: str | None = None
+    locale: str | None = None

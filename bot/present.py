@@ -1,0 +1,88 @@
+"""Turns core facts (errors, usage, results) into catalog text in the user's language."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.domain import Usage
+from bot.errors import BotError, QuotaExceeded
+from bot.messages import Messages
+from bot.quotas import Clock
+
+_PROMPT_EXCERPT = 300
+
+
+def excerpt(text: str, limit: int = _PROMPT_EXCERPT) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+class Presenter:
+    """Formats errors, quota status and result captions from the message catalogs."""
+
+    def __init__(self, messages: Messages, clock: Clock) -> None:
+        self.messages = messages
+        self._clock = clock
+
+    def t(self, locale: str, key: str, **params: object) -> str:
+        """Shortcut to the catalogs."""
+        return self.messages.t(locale, key, **params)
+
+    def until(self, locale: str, when: datetime | None) -> str:
+        """``in 3 h 12 min`` (translated) from now until ``when``."""
+        if when is None:
+            return ""
+        seconds = max(0, int((when - self._clock()).total_seconds()))
+        hours, minutes = divmod(seconds // 60, 60)
+        if hours:
+            return self.t(locale, "time.hours_minutes", hours=hours, minutes=minutes)
+        if minutes:
+            return self.t(locale, "time.minutes", minutes=minutes)
+        return self.t(locale, "time.soon")
+
+    def error(self, locale: str, err: BotError) -> str:
+        """The user-facing text for an error category."""
+        params = dict(err.params)
+        if isinstance(err, QuotaExceeded):
+            resets = self.until(locale, params.get("resets_at"))
+            if params["window"] == "global_daily_usd":
+                return self.t(locale, "error.quota_global", resets=resets)
+            window = self.t(locale, f"window.{params['window']}")
+            return self.t(locale, "error.quota", cost=params["cost"], left=int(params["left"]),
+                          window=window, resets=resets)
+        key = err.key
+        if key == "error.refused" and params.get("reason"):
+            key, params["reason"] = "error.refused_reason", excerpt(str(params["reason"]), 300)
+        if key == "error.no_image" and params.get("text"):
+            key, params["text"] = "error.no_image_text", excerpt(str(params["text"]), 300)
+        return self.t(locale, key, **params)
+
+    def usage(self, locale: str, usage: Usage, costs: str = "") -> str:
+        """The /quota text: every window with what is left and when it resets."""
+        lines = [self.t(locale, "quota.title")]
+        if usage.exempt:
+            lines.append(self.t(locale, "quota.exempt"))
+        for w in usage.windows:
+            key = "quota.usd_line" if w.name == "global_daily_usd" else "quota.line"
+            left = f"{w.left:.2f}" if w.name == "global_daily_usd" else int(w.left)
+            limit = f"{w.limit:.2f}" if w.name == "global_daily_usd" else int(w.limit)
+            lines.append(self.t(locale, key, window=self.t(locale, f"window.{w.name}"), left=left,
+                                limit=limit, resets=self.until(locale, w.resets_at)))
+        if usage.bonus:
+            lines.append(self.t(locale, "quota.bonus", bonus=usage.bonus))
+        if usage.reserved:
+            lines.append(self.t(locale, "quota.reserved", reserved=usage.reserved))
+        if usage.running:
+            lines.append(self.t(locale, "quota.running", running=usage.running))
+        if costs:
+            lines.append(self.t(locale, "quota.costs", costs=costs))
+        return "\n".join(lines)
+
+    def caption(self, locale: str, *, prompt: str, model: str, size: str, aspect: str,
+                credits: int, left: int, exempt: bool, demo: bool) -> str:
+        """The text that goes with a result image."""
+        key = "result.caption_exempt" if exempt else "result.caption"
+        text = self.t(locale, key, prompt=excerpt(prompt), model=model, size=size, aspect=aspect,
+                      credits=credits, left=left)
+        return f"{text}\n{self.t(locale, 'result.demo')}" if demo else text

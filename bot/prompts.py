@@ -1,0 +1,40 @@
+"""Inline prompt flags shared by every adapter: ``--ar 16:9``, ``--size 4K``, ``--model NAME``."""
+
+from __future__ import annotations
+
+import re
+
+from bot.catalog import normalize_size
+from bot.domain import Options
+from bot.errors import UnknownFlag
+
+_FLAG = re.compile(r"(?:(?<=\s)|^)(--?[A-Za-z][\w-]*|—[A-Za-z][\w-]*)(?:[ =]+([^\s-][^\s]*))?")
+_ALIASES = {"ar": "aspect", "aspect": "aspect", "size": "size", "model": "model", "m": "model"}
+
+
+def parse_flags(text: str) -> tuple[str, Options]:
+    """Split ``text`` into the prompt without flags and the Options the flags set.
+
+    Telegram clients often turn ``--`` into an em dash, so ``—ar`` is read as ``--ar``.
+    """
+    found: dict[str, str] = {}
+    kept: list[str] = []
+    last = 0
+    for match in _FLAG.finditer(text):
+        name = match.group(1).lstrip("-—").lower()
+        if name not in _ALIASES:
+            raise UnknownFlag(match.group(1))
+        value = match.group(2)
+        if value is None:
+            raise UnknownFlag(match.group(1))
+        kept.append(text[last:match.start()])
+        last = match.end()
+        found[_ALIASES[name]] = value
+    kept.append(text[last:])
+    prompt = re.sub(r"\s+", " ", "".join(kept)).strip()
+    size = found.get("size")
+    return prompt, Options(
+        model=found.get("model"),
+        size=normalize_size(size) if size else None,
+        aspect=found.get("aspect"),
+    )

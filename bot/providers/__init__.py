@@ -1,0 +1,1 @@
+"""Image providers: one module per wire API, plus the offline demo provider."""

@@ -1,0 +1,185 @@
+"""Credit pricing and quota windows: reserve -> settle | refund, on an append-only ledger.
+
+Windows (all checked in one ``BEGIN IMMEDIATE`` transaction):
+- ``user_daily`` / ``user_monthly``: allowance credits; 0 means no free allowance (grants only).
+- ``chat_daily``: an optional pool for a group chat (0 = off).
+- ``global_daily_usd``: the operator's bill cap in USD (0 = off); it applies to admins too.
+Bonus credits granted by admins are spent only once the allowance is used up. Calendar days and
+months are those of ``[quota] timezone``; a refund goes back to the window the job was charged in.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.catalog import ModelSpec
+from bot.config import QuotaSection
+from bot.domain import Actor, ChatRef, Usage, WindowUsage
+from bot.errors import QuotaExceeded
+from bot.storage.base import LedgerEntry, Reservation, Store
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What one job costs: credits charged to the user and USD toward the global cap."""
+
+    credits: int
+    usd: float
+
+
+class Quotas:
+    """Prices jobs and moves credits; every movement is a ledger row."""
+
+    def __init__(self, store: Store, settings: QuotaSection, *, admins: frozenset[str] = frozenset(),
+                 clock: Clock = utc_now) -> None:
+        self._store = store
+        self._cfg = settings
+        self._admins = admins
+        self._clock = clock
+        self._tz = ZoneInfo(settings.timezone)
+
+    def price(self, model: ModelSpec, size: str, count: int = 1) -> Price:
+        """Credits and USD for ``count`` images of ``model`` at ``size``."""
+        return Price(credits=model.credit_cost(size, self._cfg.credit_usd) * count,
+                     usd=round(model.price_usd(size) * count, 6))
+
+    def is_exempt(self, actor: Actor) -> bool:
+        """Admins are exempt from the credit windows."""
+        return actor.is_admin or actor.key in self._admins
+
+    def _periods(self) -> tuple[str, str, datetime, datetime]:
+        """Today's and this month's keys in the quota zone, and when each resets (UTC)."""
+        local = self._clock().astimezone(self._tz)
+        day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        # Add a day in wall-clock terms, then re-resolve the offset (DST days are 23 or 25 h).
+        next_day = (day_start + timedelta(days=1)).replace(tzinfo=None).replace(tzinfo=self._tz)
+        first = day_start.replace(day=1, tzinfo=None)
+        next_month = (first.replace(year=first.year + 1, month=1) if first.month == 12
+                      else first.replace(month=first.month + 1)).replace(tzinfo=self._tz)
+        return (local.strftime("%Y-%m-%d"), local.strftime("%Y-%m"), next_day.astimezone(UTC),
+                next_month.astimezone(UTC))
+
+    def _pooled(self, chat: ChatRef | None) -> bool:
+        return chat is not None and chat.kind != "private" and self._cfg.chat_daily_credits > 0
+
+    async def reserve(self, actor: Actor, chat: ChatRef | None, price: Price, *,
+                      model: str = "", size: str = "") -> Reservation:
+        """Hold ``price`` for a job, or raise QuotaExceeded naming the tightest window."""
+        day, month, day_reset, month_reset = self._periods()
+        cost = price.credits
+        take_free, take_bonus = cost, 0
+        async with self._store.quota_tx() as tx:
+            if not self.is_exempt(actor):
+                daily_over, monthly_over = await tx.limits(actor.key)
+                daily = self._cfg.user_daily_credits if daily_over is None else daily_over
+                monthly = self._cfg.user_monthly_credits if monthly_over is None else monthly_over
+                day_left = daily - await tx.used_credits(actor.key, day=day)
+                month_left = monthly - await tx.used_credits(actor.key, month=month)
+                free_left = max(0, min(day_left, month_left))
+                bonus = await tx.bonus(actor.key)
+                take_free = min(cost, free_left)
+                take_bonus = cost - take_free
+                if take_bonus > bonus:
+                    window, reset = (("user_daily", day_reset) if day_left <= month_left
+                                     else ("user_monthly", month_reset))
+                    raise QuotaExceeded(window, free_left + bonus, cost, reset)
+                if self._pooled(chat) and chat is not None:
+                    used = await tx.chat_used(chat.key, day)
+                    if used + cost > self._cfg.chat_daily_credits:
+                        raise QuotaExceeded("chat_daily", max(0, self._cfg.chat_daily_credits - used),
+                                            cost, day_reset)
+            if self._cfg.global_daily_usd > 0:
+                spent = await tx.usd_spent(day)
+                if spent + price.usd > self._cfg.global_daily_usd + 1e-9:
+                    raise QuotaExceeded("global_daily_usd",
+                                        round(max(0.0, self._cfg.global_daily_usd - spent), 4),
+                                        price.usd, day_reset)
+            reservation = Reservation(
+                id=secrets.token_hex(8), actor_key=actor.key,
+                chat_key=chat.key if chat else None, credits=take_free, bonus=take_bonus,
+                usd=price.usd, day=day, month=month, state="held", created_at=self._clock(),
+            )
+            await tx.add_reservation(reservation)
+            await tx.append(LedgerEntry(
+                kind="reserve", actor_key=actor.key, chat_key=reservation.chat_key, day=day,
+                month=month, credits=take_free, bonus=-take_bonus, usd=price.usd,
+                reservation_id=reservation.id, model=model or None, size=size or None,
+                ts=self._clock()))
+        return reservation
+
+    async def settle(self, reservation_id: str) -> bool:
+        """Turn a held reservation into spending; False when it was already closed."""
+        return await self._close(reservation_id, "settle")
+
+    async def refund(self, reservation_id: str, note: str = "") -> bool:
+        """Give a held reservation back; False when it was already closed."""
+        return await self._close(reservation_id, "refund", note)
+
+    async def _close(self, reservation_id: str, kind: str, note: str = "") -> bool:
+        async with self._store.quota_tx() as tx:
+            res = await tx.reservation(reservation_id)
+            if res is None or res.state != "held":
+                return False
+            refund = kind == "refund"
+            await tx.close_reservation(reservation_id, "refunded" if refund else "settled")
+            await tx.append(LedgerEntry(
+                kind="refund" if refund else "settle", actor_key=res.actor_key,
+                chat_key=res.chat_key, day=res.day, month=res.month,
+                credits=-res.credits if refund else 0, bonus=res.bonus if refund else 0,
+                usd=-res.usd if refund else 0.0, reservation_id=reservation_id,
+                note=note or None, ts=self._clock()))
+        return True
+
+    async def grant(self, actor_key: str, credits: int, *, by: str = "") -> None:
+        """Add bonus credits (negative takes them back, never below zero)."""
+        day, month, _, _ = self._periods()
+        async with self._store.quota_tx() as tx:
+            amount = max(credits, -await tx.bonus(actor_key))
+            await tx.append(LedgerEntry(kind="grant", actor_key=actor_key, day=day, month=month,
+                                        bonus=amount, note=f"by {by}" if by else None,
+                                        ts=self._clock()))
+
+    async def refund_stale(self) -> int:
+        """Refund every reservation left held by a crash (call once at start-up)."""
+        count = 0
+        for res in await self._store.held_reservations():
+            count += await self.refund(res.id, "stale at start-up")
+        return count
+
+    async def usage(self, actor: Actor, chat: ChatRef | None = None, *, running: int = 0) -> Usage:
+        """What is left in each window, what is held now, and when each window resets."""
+        day, month, day_reset, month_reset = self._periods()
+        windows: list[WindowUsage] = []
+        async with self._store.quota_tx() as tx:
+            daily_over, monthly_over = await tx.limits(actor.key)
+            daily = self._cfg.user_daily_credits if daily_over is None else daily_over
+            monthly = self._cfg.user_monthly_credits if monthly_over is None else monthly_over
+            windows.append(WindowUsage("user_daily", daily,
+                                       await tx.used_credits(actor.key, day=day), day_reset))
+            windows.append(WindowUsage("user_monthly", monthly,
+                                       await tx.used_credits(actor.key, month=month), month_reset))
+            if self._pooled(chat) and chat is not None:
+                windows.append(WindowUsage("chat_daily", self._cfg.chat_daily_credits,
+                                           await tx.chat_used(chat.key, day), day_reset))
+            if self._cfg.global_daily_usd > 0:
+                windows.append(WindowUsage("global_daily_usd", self._cfg.global_daily_usd,
+                                           round(await tx.usd_spent(day), 6), day_reset))
+            reserved = await tx.reserved(actor.key)
+            bonus = await tx.bonus(actor.key)
+        return Usage(actor_key=actor.key, windows=tuple(windows), reserved=reserved, bonus=bonus,
+                     exempt=self.is_exempt(actor), running=running)
+
+    def today(self) -> str:
+        """Today's key in the quota zone."""
+        return self._periods()[0]

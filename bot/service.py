@@ -1,0 +1,298 @@
+"""The facade adapters call: imagine, edit, act (buttons), delete, bind, usage, settings, forget.
+
+Every job follows one path: validate -> prepare references -> reserve credits -> queue ->
+provider -> store the turn -> reply. The reservation stays held until the adapter reports the
+delivery (:meth:`bind` settles it) or its failure (:meth:`undeliverable` refunds it); any failure
+before that refunds it at once. Crashes leave it held, and start-up refunds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+
+from bot.catalog import ModelSpec
+from bot.config import Settings
+from bot.conversations import Conversations
+from bot.domain import (Action, Actor, ChatRef, ImageData, ImageRequest, MessageRef, Progress,
+                        Reply, RequestKind, Turn, Usage)
+from bot.errors import (Banned, BotError, EmptyPrompt, InternalError, InvalidOption, NoReference,
+                        NotFound, NotOwner, Refused, TooManyReferences)
+from bot.jobs import JobScheduler
+from bot.messages import normalize_locale
+from bot.present import Presenter
+from bot.providers.base import HistoryTurn, ImageProvider, ProviderRequest, ProviderResult
+from bot.quotas import Quotas
+from bot.storage.base import Store
+
+log = logging.getLogger(__name__)
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+PrepareReference = Callable[..., Awaitable[ImageData]]
+
+
+class ImagineService:
+    """The core's one entry point for adapters."""
+
+    def __init__(self, *, settings: Settings, store: Store, quotas: Quotas,
+                 conversations: Conversations, providers: dict[str, ImageProvider],
+                 scheduler: JobScheduler, presenter: Presenter,
+                 prepare_reference: PrepareReference) -> None:
+        self.settings = settings
+        self.store = store
+        self.quotas = quotas
+        self.conversations = conversations
+        self.providers = providers
+        self.scheduler = scheduler
+        self.presenter = presenter
+        self.catalog: dict[str, ModelSpec] = settings.catalog()
+        self._prepare = prepare_reference
+        self._pending: dict[str, str] = {}  # turn id -> reservation id awaiting delivery
+
+    # ----- identity, language, options -------------------------------------------------------
+
+    def is_admin(self, actor: Actor) -> bool:
+        """Admins by config or as the adapter vouched (e.g. Discord Manage Server)."""
+        return actor.is_admin or self.settings.is_admin(actor.key)
+
+    async def locale_for(self, actor: Actor) -> str:
+        """/settings language, else the platform's locale, else the configured default."""
+        saved = (await self.store.get_user(actor.key)).settings.locale
+        return saved or normalize_locale(actor.locale) or self.settings.bot.locale
+
+    def model(self, name: str) -> ModelSpec:
+        """A model by name or wire id, or InvalidOption listing the configured ones."""
+        spec = self.catalog.get(name) or next(
+            (m for m in self.catalog.values() if m.id == name), None)
+        if spec is None:
+            raise InvalidOption("model", name, sorted(self.catalog))
+        return spec
+
+    async def _resolve(self, actor: Actor, req_model: str | None, req_size: str | None,
+                       req_aspect: str | None) -> tuple[ModelSpec, str, str]:
+        user = (await self.store.get_user(actor.key)).settings
+        spec = self.model(req_model or user.model or self.settings.bot.default_model)
+        size = req_size or user.size or self.settings.bot.default_size
+        if size not in spec.sizes:
+            if req_size:
+                raise InvalidOption("size", size, list(spec.sizes))
+            size = spec.sizes[0] if self.settings.bot.default_size not in spec.sizes else (
+                self.settings.bot.default_size)
+        aspect = req_aspect or user.aspect or self.settings.bot.default_aspect
+        if aspect not in spec.aspects:
+            if req_aspect:
+                raise InvalidOption("aspect", aspect, list(spec.aspects))
+            aspect = "1:1"
+        return spec, size, aspect
+
+    # ----- jobs ------------------------------------------------------------------------------
+
+    async def imagine(self, request: ImageRequest,
+                      progress: ProgressCallback | None = None) -> Reply:
+        """A new image from a prompt and optional reference images."""
+        return await self._guarded(request.actor, self._job(request, None, progress))
+
+    async def edit(self, request: ImageRequest, reply_to: MessageRef | None = None,
+                   progress: ProgressCallback | None = None) -> Reply:
+        """Edit a bound result (continuing its conversation) or the supplied images."""
+        async def run() -> Reply:
+            parent: Turn | None = None
+            if request.parent_turn_id:
+                parent = await self.conversations.get(request.parent_turn_id)
+                if parent is None:
+                    raise NotFound()
+            elif reply_to is not None:
+                parent = await self.conversations.turn_for(reply_to)
+            if parent is None and not request.references:
+                raise NoReference()
+            return await self._job(replace(request, kind="edit"), parent, progress)
+
+        return await self._guarded(request.actor, run())
+
+    async def act(self, actor: Actor, chat: ChatRef, action: Action,
+                  progress: ProgressCallback | None = None) -> Reply:
+        """A button press: reroll, a larger size, or variations of a turn."""
+        async def run() -> Reply:
+            turn = await self._owned_turn(actor, action.turn_id)
+            inputs = await self.conversations.inputs(turn) or ()
+            options_size = action.size if action.kind == "upscale" else turn.size
+            base = ImageRequest(actor=actor, chat=chat, prompt=turn.prompt, references=inputs)
+            parent: Turn | None = turn
+            if action.kind == "variations":
+                prompt = self.presenter.t("en", "result.variation_prompt")
+                req = replace(base, prompt=prompt, references=(), kind="variation")
+            else:
+                parent = await self.conversations.get(turn.parent_id) if turn.parent_id else None
+                kind: RequestKind = "upscale" if action.kind == "upscale" else "reroll"
+                req = replace(base, kind=kind)
+            return await self._job(req, parent, progress, model=turn.model, size=options_size,
+                                   aspect=turn.aspect)
+
+        return await self._guarded(actor, run())
+
+    async def _guarded(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
+        """Run ``work``; turn every failure into an error Reply in the user's language."""
+        locale = await self.locale_for(actor)
+        try:
+            return await work
+        except Banned as err:
+            record = await self.store.get_user(actor.key)
+            if record.ban_notified:
+                return Reply(text="", error=err.key, locale=locale)  # told once, now silent
+            await self.store.set_user_flags(actor.key, ban_notified=True)
+            return Reply(text=self.presenter.error(locale, err), error=err.key, locale=locale)
+        except BotError as err:
+            return Reply(text=self.presenter.error(locale, err), error=err.key, locale=locale)
+        except Exception:
+            internal = InternalError()
+            log.exception("internal error %s for %s", internal.error_id, actor.key)
+            return Reply(text=self.presenter.error(locale, internal), error=internal.key,
+                         locale=locale)
+
+    async def _job(self, request: ImageRequest, parent: Turn | None,
+                   progress: ProgressCallback | None, *, model: str | None = None,
+                   size: str | None = None, aspect: str | None = None) -> Reply:
+        actor, chat = request.actor, request.chat
+        if (await self.store.get_user(actor.key)).banned:
+            raise Banned()
+        prompt = request.prompt.strip()
+        if not prompt:
+            raise EmptyPrompt()
+        opts = request.options
+        spec, size, aspect = await self._resolve(
+            actor, opts.model or model, opts.size or size,
+            opts.aspect or aspect or (parent.aspect if parent else None))
+        prior = len(parent.output_hashes) if parent else 0
+        if len(request.references) + prior > spec.max_references:
+            raise TooManyReferences(len(request.references) + prior, spec.max_references, spec.name)
+        limits = self.settings.limits
+        refs = await asyncio.gather(*(
+            self._prepare(r.data, max_input_bytes=int(limits.max_input_mb * 1_000_000),
+                          max_output_bytes=int(limits.reference_max_mb * 1_000_000),
+                          name=r.name) for r in request.references))
+        history = await self.conversations.history(parent.id) if parent else ()
+        if parent and not history:
+            raise NotFound()
+        price = self.quotas.price(spec, size)
+        reservation = await self.quotas.reserve(actor, chat, price, model=spec.name, size=size)
+        try:
+            result = await self._generate(actor, spec, prompt, tuple(refs), history, size,
+                                          aspect, progress)
+            turn = await self.conversations.record(
+                actor=actor, chat=chat, prompt=prompt, model=spec.name, size=size, aspect=aspect,
+                parent_id=parent.id if parent else None, inputs=refs, outputs=result.images,
+                provider_state=result.provider_state, kind=request.kind, credits=price.credits)
+        except Refused:
+            if self.settings.quota.charge_refusals:
+                await self.quotas.settle(reservation.id)
+            else:
+                await self.quotas.refund(reservation.id, "refused")
+            raise
+        except BaseException as exc:
+            await asyncio.shield(self.quotas.refund(reservation.id, type(exc).__name__))
+            raise
+        self._pending[turn.id] = reservation.id
+        return await self._result_reply(actor, chat, turn, spec, result)
+
+    async def _generate(self, actor: Actor, spec: ModelSpec, prompt: str,
+                        refs: tuple[ImageData, ...], history: tuple[HistoryTurn, ...], size: str,
+                        aspect: str, progress: ProgressCallback | None) -> ProviderResult:
+        limits = self.settings.limits
+        timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
+        provider = self.providers[spec.provider]
+        request = ProviderRequest(model_id=spec.id, prompt=prompt, references=refs,
+                                  history=history, size=size, aspect=aspect, timeout=timeout,
+                                  send_size=spec.send_size)
+        return await self.scheduler.run(actor.key, lambda: provider.generate(request),
+                                        timeout=timeout, on_progress=progress)
+
+    async def _result_reply(self, actor: Actor, chat: ChatRef, turn: Turn, spec: ModelSpec,
+                            result: ProviderResult) -> Reply:
+        locale = await self.locale_for(actor)
+        usage = await self.quotas.usage(actor, chat)
+        credit_usd = self.settings.quota.credit_usd
+        actions = [Action("reroll", turn.id, cost=turn.credits)]
+        actions += [Action("upscale", turn.id, size=s, cost=spec.credit_cost(s, credit_usd))
+                    for s in spec.larger_sizes(turn.size or "1K") if s in ("2K", "4K")]
+        actions += [Action("variations", turn.id, cost=turn.credits), Action("edit", turn.id),
+                    Action("delete", turn.id)]
+        text = self.presenter.caption(
+            locale, prompt=turn.prompt, model=spec.name, size=turn.size or "", aspect=turn.aspect
+            or "", credits=turn.credits, left=usage.credits_left, exempt=usage.exempt,
+            demo=result.demo)
+        return Reply(text=text, images=result.images, actions=tuple(actions), turn_id=turn.id,
+                     credits_used=turn.credits, locale=locale)
+
+    # ----- delivery --------------------------------------------------------------------------
+
+    async def bind(self, turn_id: str, messages: Sequence[MessageRef]) -> None:
+        """Record the messages showing a turn, and settle its credits (it was delivered)."""
+        await self.conversations.bind(turn_id, messages)
+        reservation = self._pending.pop(turn_id, None)
+        if reservation:
+            await self.quotas.settle(reservation)
+
+    async def undeliverable(self, turn_id: str) -> None:
+        """The result could not be delivered: refund it and drop the turn."""
+        reservation = self._pending.pop(turn_id, None)
+        if reservation:
+            await self.quotas.refund(reservation, "undeliverable")
+        await self.conversations.delete(turn_id)
+
+    async def turn_for(self, message: MessageRef) -> Turn | None:
+        """The turn a platform message shows, if any."""
+        return await self.conversations.turn_for(message)
+
+    async def result_images(self, turn_id: str) -> tuple[ImageData, ...]:
+        """A turn's output images (for an adapter re-sending or editing them)."""
+        turn = await self.conversations.get(turn_id)
+        images = await self.conversations.outputs(turn) if turn else None
+        if images is None:
+            raise NotFound()
+        return images
+
+    async def _owned_turn(self, actor: Actor, turn_id: str) -> Turn:
+        turn = await self.conversations.get(turn_id)
+        if turn is None:
+            raise NotFound()
+        if turn.actor_key != actor.key and not self.is_admin(actor):
+            raise NotOwner()
+        return turn
+
+    async def check_owner(self, actor: Actor, turn_id: str) -> Reply | None:
+        """None when ``actor`` may press ``turn_id``'s buttons, else the error Reply to show."""
+        try:
+            await self._owned_turn(actor, turn_id)
+        except BotError as err:
+            locale = await self.locale_for(actor)
+            return Reply(text=self.presenter.error(locale, err), error=err.key, locale=locale)
+        return None
+
+    async def delete(self, actor: Actor, turn_id: str) -> list[MessageRef]:
+        """Delete a turn (requester or admin); returns the messages the adapter should remove."""
+        await self._owned_turn(actor, turn_id)
+        messages = await self.conversations.bindings(turn_id)
+        await self.conversations.delete(turn_id)
+        return messages
+
+    # ----- account ---------------------------------------------------------------------------
+
+    async def usage(self, actor: Actor, chat: ChatRef | None = None) -> Usage:
+        """What the actor may still spend."""
+        running = sum(self.scheduler.snapshot().by_owner.get(actor.key, (0, 0)))
+        return await self.quotas.usage(actor, chat, running=running)
+
+    async def quota_text(self, actor: Actor, chat: ChatRef | None = None) -> str:
+        """The /quota answer in the actor's language."""
+        locale = await self.locale_for(actor)
+        spec = self.model((await self.store.get_user(actor.key)).settings.model
+                          or self.settings.bot.default_model)
+        costs = ", ".join(f"{s} {spec.credit_cost(s, self.settings.quota.credit_usd)}"
+                          for s in spec.sizes)
+        return self.presenter.usage(locale, await self.usage(actor, chat), f"{spec.name}: {costs}")
+
+    async def forget(self, actor: Actor) -> int:
+        """Delete the actor's turns and images; cancel their queued jobs."""
+        self.scheduler.cancel_owner(actor.key)
+        return await self.conversations.forget(actor.key)

@@ -1,0 +1,210 @@
+"""The ``Store`` port: persistence the core needs, and the records that cross it."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from bot.domain import MessageRef, Turn, UserSettings
+
+LedgerKind = Literal["reserve", "settle", "refund", "grant"]
+ReservationState = Literal["held", "settled", "refunded"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One append-only ledger row."""
+
+    kind: LedgerKind
+    actor_key: str
+    day: str
+    month: str
+    credits: int = 0
+    bonus: int = 0
+    usd: float = 0.0
+    reservation_id: str | None = None
+    chat_key: str | None = None
+    model: str | None = None
+    size: str | None = None
+    note: str | None = None
+    ts: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Credits held for one job until it is settled or refunded."""
+
+    id: str
+    actor_key: str
+    chat_key: str | None
+    credits: int
+    bonus: int
+    usd: float
+    day: str
+    month: str
+    state: ReservationState
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user's row: settings, ban state and limit overrides."""
+
+    key: str
+    settings: UserSettings
+    banned: bool = False
+    ban_notified: bool = False
+    daily_limit: int | None = None
+    monthly_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """Index row of a stored image blob."""
+
+    hash: str
+    mime: str
+    size: int
+    width: int
+    height: int
+
+
+class QuotaTx(Protocol):
+    """Reads and writes inside one ``BEGIN IMMEDIATE`` transaction (all windows at once)."""
+
+    async def used_credits(self, actor_key: str, *, day: str | None = None,
+                           month: str | None = None) -> int:
+        """Allowance credits held or spent by the actor in a day or month."""
+        ...
+
+    async def chat_used(self, chat_key: str, day: str) -> int:
+        """Credits (allowance and bonus) held or spent in a chat on a day."""
+        ...
+
+    async def usd_spent(self, day: str) -> float:
+        """USD held or spent across everyone on a day."""
+        ...
+
+    async def bonus(self, actor_key: str) -> int:
+        """Bonus credits the actor has left."""
+        ...
+
+    async def reserved(self, actor_key: str) -> int:
+        """Credits currently held (not yet settled) for the actor."""
+        ...
+
+    async def limits(self, actor_key: str) -> tuple[int | None, int | None]:
+        """Per-user daily and monthly limit overrides (None = the default)."""
+        ...
+
+    async def reservation(self, reservation_id: str) -> Reservation | None:
+        """A reservation by id."""
+        ...
+
+    async def add_reservation(self, reservation: Reservation) -> None:
+        """Insert a new held reservation."""
+        ...
+
+    async def close_reservation(self, reservation_id: str, state: ReservationState) -> None:
+        """Mark a held reservation settled or refunded."""
+        ...
+
+    async def append(self, entry: LedgerEntry) -> None:
+        """Append one ledger row."""
+        ...
+
+
+class Store(Protocol):
+    """Everything the core persists: users, ledger, reservations, turns, bindings, blobs."""
+
+    async def open(self) -> None:
+        """Connect and apply migrations."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and disconnect."""
+        ...
+
+    def quota_tx(self) -> AbstractAsyncContextManager[QuotaTx]:
+        """An immediate (write-locked) transaction for quota work."""
+        ...
+
+    async def held_reservations(self) -> list[Reservation]:
+        """Every reservation still held (left by a crash when read at start-up)."""
+        ...
+
+    async def ledger(self, actor_key: str | None = None) -> list[LedgerEntry]:
+        """Ledger rows, oldest first, optionally for one actor."""
+        ...
+
+    async def get_user(self, key: str) -> UserRecord:
+        """A user's record (defaults when unknown)."""
+        ...
+
+    async def save_user_settings(self, key: str, settings: UserSettings) -> None:
+        """Store a user's defaults."""
+        ...
+
+    async def set_user_flags(self, key: str, *, banned: bool | None = None,
+                             ban_notified: bool | None = None, daily_limit: int | None = None,
+                             monthly_limit: int | None = None) -> None:
+        """Update ban state or limit overrides (None leaves a field as it is)."""
+        ...
+
+    async def add_turn(self, turn: Turn) -> None:
+        """Insert a turn."""
+        ...
+
+    async def get_turn(self, turn_id: str) -> Turn | None:
+        """A turn by id."""
+        ...
+
+    async def delete_turn(self, turn_id: str) -> None:
+        """Delete a turn and its bindings (children keep living as roots)."""
+        ...
+
+    async def turns_of(self, actor_key: str) -> list[Turn]:
+        """Every turn of an actor."""
+        ...
+
+    async def bind(self, turn_id: str, messages: list[MessageRef]) -> None:
+        """Map platform messages to a turn."""
+        ...
+
+    async def bound_turn(self, message: MessageRef) -> str | None:
+        """The turn a platform message shows, if any."""
+        ...
+
+    async def bindings_of(self, turn_id: str) -> list[MessageRef]:
+        """Platform messages bound to a turn."""
+        ...
+
+    async def put_blob(self, info: BlobInfo) -> None:
+        """Index a blob (or touch it when it exists)."""
+        ...
+
+    async def get_blob(self, digest: str) -> BlobInfo | None:
+        """A blob's index row."""
+        ...
+
+    async def blob_refs(self, digest: str) -> int:
+        """How many turns reference a blob."""
+        ...
+
+    async def prunable_blobs(self, older_than: datetime) -> list[str]:
+        """Blobs not used since ``older_than``."""
+        ...
+
+    async def blobs_by_age(self) -> list[BlobInfo]:
+        """Every blob, least recently used first."""
+        ...
+
+    async def delete_blobs(self, digests: list[str]) -> None:
+        """Drop index rows."""
+        ...
+
+    async def stats(self, day: str) -> dict[str, float]:
+        """Operator figures for a day: jobs, credits, USD, users."""
+        ...

@@ -1,0 +1,320 @@
+"""``SqliteStore``: the Store on aiosqlite, in WAL mode, with numbered SQL migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.domain import MessageRef, Turn, UserSettings
+from bot.errors import ConfigError
+from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationState, UserRecord
+from bot.storage.sqlite_tx import SqliteQuotaTx
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Bundled migrations as (version, sql), lowest first."""
+    folder = resources.files("bot.storage").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def _turn(row: aiosqlite.Row) -> Turn:
+    return Turn(
+        id=row["id"], actor_key=row["actor_key"], chat_key=row["chat_key"], prompt=row["prompt"],
+        model=row["model"], size=row["size"], aspect=row["aspect"], parent_id=row["parent_id"],
+        input_hashes=tuple(json.loads(row["input_hashes"])),
+        output_hashes=tuple(json.loads(row["output_hashes"])),
+        provider_state=row["provider_state"], created_at=datetime.fromisoformat(row["created_at"]),
+        kind=row["kind"], credits=row["credits"],
+    )
+
+
+class SqliteStore:
+    """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection."""
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        """Connect, enable WAL and foreign keys, apply pending migrations."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        await self._db.execute("PRAGMA journal_mode = WAL")
+        await self._db.execute("PRAGMA synchronous = NORMAL")
+        await self._db.execute("PRAGMA foreign_keys = ON")
+        await self._migrate()
+
+    async def _migrate(self) -> None:
+        db = self.db
+        async with self._lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                current = (await (await db.execute("PRAGMA user_version")).fetchone() or [0])[0]
+                bundled = migrations()
+                newest = bundled[-1][0] if bundled else 0
+                if current > newest:
+                    raise ConfigError(
+                        f"database {self.path} is at schema version {current}, newer than this "
+                        f"imagine-bot understands ({newest}); upgrade imagine-bot or use a backup"
+                    )
+                for version, sql in bundled:
+                    if version > current:
+                        for statement in _statements(sql):
+                            await db.execute(statement)
+                        await db.execute(f"PRAGMA user_version = {version}")
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        """Checkpoint and disconnect."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    async def schema_version(self) -> int:
+        """The applied migration version."""
+        row = await (await self.db.execute("PRAGMA user_version")).fetchone()
+        return int(row[0]) if row else 0
+
+    @asynccontextmanager
+    async def quota_tx(self) -> AsyncIterator[SqliteQuotaTx]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield SqliteQuotaTx(self.db)
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
+        async with self._lock:
+            await self.db.execute(sql, tuple(params))
+
+    async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._lock:
+            return list(await self.db.execute_fetchall(sql, tuple(params)))
+
+    async def held_reservations(self) -> list[Reservation]:
+        """Every reservation still held."""
+        rows = await self._rows("SELECT * FROM reservations WHERE state = 'held'")
+        return [SqliteQuotaTx.reservation_from(r) for r in rows]
+
+    async def ledger(self, actor_key: str | None = None) -> list[LedgerEntry]:
+        """Ledger rows, oldest first."""
+        if actor_key is None:
+            rows = await self._rows("SELECT * FROM ledger ORDER BY id")
+        else:
+            rows = await self._rows("SELECT * FROM ledger WHERE actor_key = ? ORDER BY id",
+                                    (actor_key,))
+        return [
+            LedgerEntry(kind=r["kind"], actor_key=r["actor_key"], day=r["day"], month=r["month"],
+                        credits=r["credits"], bonus=r["bonus"], usd=r["usd"],
+                        reservation_id=r["reservation_id"], chat_key=r["chat_key"],
+                        model=r["model"], size=r["size"], note=r["note"],
+                        ts=datetime.fromisoformat(r["ts"]))
+            for r in rows
+        ]
+
+    async def get_user(self, key: str) -> UserRecord:
+        """A user's record, defaults when unknown."""
+        rows = await self._rows("SELECT * FROM users WHERE key = ?", (key,))
+        if not rows:
+            return UserRecord(key=key, settings=UserSettings())
+        r = rows[0]
+        return UserRecord(
+            key=key,
+            settings=UserSettings(model=r["model"], size=r["size"], aspect=r["aspect"],
+                                  locale=r["locale"]),
+            banned=bool(r["banned"]), ban_notified=bool(r["ban_notified"]),
+            daily_limit=r["daily_limit"], monthly_limit=r["monthly_limit"],
+        )
+
+    async def _ensure_user(self, key: str) -> None:
+        await self.db.execute("INSERT OR IGNORE INTO users (key, created_at) VALUES (?, ?)",
+                              (key, _now()))
+
+    async def save_user_settings(self, key: str, settings: UserSettings) -> None:
+        """Store a user's defaults."""
+        async with self._lock:
+            await self._ensure_user(key)
+            await self.db.execute(
+                "UPDATE users SET model = ?, size = ?, aspect = ?, locale = ? WHERE key = ?",
+                (settings.model, settings.size, settings.aspect, settings.locale, key),
+            )
+
+    async def set_user_flags(self, key: str, *, banned: bool | None = None,
+                             ban_notified: bool | None = None, daily_limit: int | None = None,
+                             monthly_limit: int | None = None) -> None:
+        """Update ban state or limit overrides."""
+        fields = {"banned": banned, "ban_notified": ban_notified, "daily_limit": daily_limit,
+                  "monthly_limit": monthly_limit}
+        updates = {k: (int(v) if isinstance(v, bool) else v) for k, v in fields.items()
+                   if v is not None}
+        if not updates:
+            return
+        assignments = ", ".join(f"{k} = ?" for k in updates)
+        async with self._lock:
+            await self._ensure_user(key)
+            await self.db.execute(f"UPDATE users SET {assignments} WHERE key = ?",
+                                  (*updates.values(), key))
+
+    async def add_turn(self, turn: Turn) -> None:
+        """Insert a turn."""
+        await self._write(
+            "INSERT INTO turns (id, actor_key, chat_key, parent_id, kind, prompt, model, size,"
+            " aspect, input_hashes, output_hashes, provider_state, credits, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (turn.id, turn.actor_key, turn.chat_key, turn.parent_id, turn.kind, turn.prompt,
+             turn.model, turn.size, turn.aspect, json.dumps(list(turn.input_hashes)),
+             json.dumps(list(turn.output_hashes)), turn.provider_state, turn.credits,
+             turn.created_at.isoformat()),
+        )
+
+    async def get_turn(self, turn_id: str) -> Turn | None:
+        """A turn by id."""
+        rows = await self._rows("SELECT * FROM turns WHERE id = ?", (turn_id,))
+        return _turn(rows[0]) if rows else None
+
+    async def delete_turn(self, turn_id: str) -> None:
+        """Delete a turn; bindings cascade, children become roots."""
+        await self._write("DELETE FROM turns WHERE id = ?", (turn_id,))
+
+    async def turns_of(self, actor_key: str) -> list[Turn]:
+        """Every turn of an actor, oldest first."""
+        rows = await self._rows("SELECT * FROM turns WHERE actor_key = ? ORDER BY created_at",
+                                (actor_key,))
+        return [_turn(r) for r in rows]
+
+    async def bind(self, turn_id: str, messages: list[MessageRef]) -> None:
+        """Map platform messages to a turn (a message re-bound moves to the new turn)."""
+        async with self._lock:
+            await self.db.executemany(
+                "INSERT OR REPLACE INTO bindings (platform, chat_id, message_id, turn_id)"
+                " VALUES (?, ?, ?, ?)",
+                [(m.platform, m.chat_id, m.message_id, turn_id) for m in messages],
+            )
+
+    async def bound_turn(self, message: MessageRef) -> str | None:
+        """The turn a platform message shows."""
+        rows = await self._rows(
+            "SELECT turn_id FROM bindings WHERE platform = ? AND chat_id = ? AND message_id = ?",
+            (message.platform, message.chat_id, message.message_id),
+        )
+        return str(rows[0]["turn_id"]) if rows else None
+
+    async def bindings_of(self, turn_id: str) -> list[MessageRef]:
+        """Platform messages bound to a turn."""
+        rows = await self._rows("SELECT * FROM bindings WHERE turn_id = ?", (turn_id,))
+        return [MessageRef(r["platform"], r["chat_id"], r["message_id"]) for r in rows]
+
+    async def put_blob(self, info: BlobInfo) -> None:
+        """Index a blob, or refresh its last use."""
+        now = _now()
+        await self._write(
+            "INSERT INTO blobs (hash, mime, size, width, height, created_at, last_used_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (hash) DO UPDATE SET last_used_at = excluded.last_used_at",
+            (info.hash, info.mime, info.size, info.width, info.height, now, now),
+        )
+
+    async def get_blob(self, digest: str) -> BlobInfo | None:
+        """A blob's index row."""
+        rows = await self._rows("SELECT * FROM blobs WHERE hash = ?", (digest,))
+        if not rows:
+            return None
+        r = rows[0]
+        return BlobInfo(r["hash"], r["mime"], r["size"], r["width"], r["height"])
+
+    async def blob_refs(self, digest: str) -> int:
+        """How many turns reference a blob (as input or output)."""
+        pattern = f'%"{digest}"%'
+        rows = await self._rows(
+            "SELECT COUNT(*) AS n FROM turns WHERE input_hashes LIKE ? OR output_hashes LIKE ?",
+            (pattern, pattern),
+        )
+        return int(rows[0]["n"])
+
+    async def prunable_blobs(self, older_than: datetime) -> list[str]:
+        """Blobs not used since ``older_than``."""
+        rows = await self._rows("SELECT hash FROM blobs WHERE last_used_at < ?",
+                                (older_than.isoformat(),))
+        return [str(r["hash"]) for r in rows]
+
+    async def blobs_by_age(self) -> list[BlobInfo]:
+        """Every blob, least recently used first."""
+        rows = await self._rows("SELECT * FROM blobs ORDER BY last_used_at")
+        return [BlobInfo(r["hash"], r["mime"], r["size"], r["width"], r["height"]) for r in rows]
+
+    async def delete_blobs(self, digests: list[str]) -> None:
+        """Drop blob index rows."""
+        async with self._lock:
+            await self.db.executemany("DELETE FROM blobs WHERE hash = ?", [(d,) for d in digests])
+
+    async def stats(self, day: str) -> dict[str, float]:
+        """Jobs settled, credits, USD and distinct users on a day."""
+        rows = await self._rows(
+            "SELECT COUNT(*) AS jobs, COALESCE(SUM(credits + bonus), 0) AS credits,"
+            " COALESCE(SUM(usd), 0) AS usd, COUNT(DISTINCT actor_key) AS users"
+            " FROM reservations WHERE day = ? AND state = 'settled'", (day,),
+        )
+        r = rows[0]
+        return {"jobs": r["jobs"], "credits": r["credits"], "usd": round(r["usd"], 4),
+                "users": r["users"]}
+
+    async def integrity_ok(self) -> bool:
+        """``PRAGMA integrity_check`` says ok."""
+        rows = await self._rows("PRAGMA integrity_check")
+        return bool(rows) and rows[0][0] == "ok"
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    out: list[str] = []
+    buf: list[str] = []
+    for line in sql.splitlines():
+        stripped = line.split("--", 1)[0].rstrip()
+        if not stripped:
+            continue
+        buf.append(stripped)
+        text = "\n".join(buf)
+        if stripped.endswith(";") and sqlite3.complete_statement(text):
+            out.append(text)
+            buf = []
+    if buf:
+        out.append("\n".join(buf))
+    return out
+
+
+__all__ = ["ReservationState", "SqliteStore"]

@@ -1,0 +1,99 @@
+"""Quota reads and writes inside one SQLite ``BEGIN IMMEDIATE`` transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import aiosqlite
+
+from bot.storage.base import LedgerEntry, Reservation, ReservationState
+
+
+class SqliteQuotaTx:
+    """The QuotaTx port on an aiosqlite connection already inside a write transaction."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def _scalar(self, sql: str, *params: object) -> float:
+        row = await (await self._db.execute(sql, params)).fetchone()
+        return float(row[0]) if row and row[0] is not None else 0.0
+
+    async def used_credits(self, actor_key: str, *, day: str | None = None,
+                           month: str | None = None) -> int:
+        """Allowance credits held or spent in a day or a month."""
+        if day is not None:
+            return int(await self._scalar(
+                "SELECT SUM(credits) FROM ledger WHERE actor_key = ? AND day = ?", actor_key, day))
+        return int(await self._scalar(
+            "SELECT SUM(credits) FROM ledger WHERE actor_key = ? AND month = ?", actor_key, month))
+
+    async def chat_used(self, chat_key: str, day: str) -> int:
+        """Credits held or spent in a chat on a day (bonus spending included)."""
+        return int(await self._scalar(
+            "SELECT SUM(credits) - SUM(CASE WHEN kind = 'grant' THEN 0 ELSE bonus END)"
+            " FROM ledger WHERE chat_key = ? AND day = ?", chat_key, day))
+
+    async def usd_spent(self, day: str) -> float:
+        """USD held or spent on a day across everyone."""
+        return await self._scalar("SELECT SUM(usd) FROM ledger WHERE day = ?", day)
+
+    async def bonus(self, actor_key: str) -> int:
+        """Bonus credits left."""
+        return int(await self._scalar("SELECT SUM(bonus) FROM ledger WHERE actor_key = ?",
+                                      actor_key))
+
+    async def reserved(self, actor_key: str) -> int:
+        """Credits currently held for the actor."""
+        return int(await self._scalar(
+            "SELECT SUM(credits + bonus) FROM reservations WHERE actor_key = ? AND state = 'held'",
+            actor_key))
+
+    async def limits(self, actor_key: str) -> tuple[int | None, int | None]:
+        """Per-user limit overrides."""
+        row = await (await self._db.execute(
+            "SELECT daily_limit, monthly_limit FROM users WHERE key = ?", (actor_key,))).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    @staticmethod
+    def reservation_from(row: aiosqlite.Row) -> Reservation:
+        """A Reservation from its row."""
+        return Reservation(
+            id=row["id"], actor_key=row["actor_key"], chat_key=row["chat_key"],
+            credits=row["credits"], bonus=row["bonus"], usd=row["usd"], day=row["day"],
+            month=row["month"], state=row["state"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+        )
+
+    async def reservation(self, reservation_id: str) -> Reservation | None:
+        """A reservation by id."""
+        row = await (await self._db.execute("SELECT * FROM reservations WHERE id = ?",
+                                            (reservation_id,))).fetchone()
+        return self.reservation_from(row) if row else None
+
+    async def add_reservation(self, reservation: Reservation) -> None:
+        """Insert a held reservation."""
+        r = reservation
+        await self._db.execute(
+            "INSERT INTO reservations (id, actor_key, chat_key, credits, bonus, usd, day, month,"
+            " state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.id, r.actor_key, r.chat_key, r.credits, r.bonus, r.usd, r.day, r.month, r.state,
+             r.created_at.isoformat()),
+        )
+
+    async def close_reservation(self, reservation_id: str, state: ReservationState) -> None:
+        """Mark a held reservation settled or refunded."""
+        await self._db.execute(
+            "UPDATE reservations SET state = ?, closed_at = ? WHERE id = ? AND state = 'held'",
+            (state, datetime.now(UTC).isoformat(), reservation_id),
+        )
+
+    async def append(self, entry: LedgerEntry) -> None:
+        """Append one ledger row."""
+        e = entry
+        await self._db.execute(
+            "INSERT INTO ledger (ts, kind, reservation_id, actor_key, chat_key, day, month,"
+            " credits, bonus, usd, model, size, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((e.ts or datetime.now(UTC)).isoformat(), e.kind, e.reservation_id, e.actor_key,
+             e.chat_key, e.day, e.month, e.credits, e.bonus, e.usd, e.model, e.size, e.note),
+        )
