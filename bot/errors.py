@@ -59,7 +59,7 @@ class UpstreamBusy(BotError):
     exit_code = 4
 
     def __init__(self, retry_after: float = 30.0, detail: str = "") -> None:
-        super().__init__(detail or "upstream busy", retry_after=int(round(retry_after)))
+        super().__init__(detail or "upstream busy", retry_after=round(retry_after))
 
 
 class UpstreamError(BotError):

@@ -56,6 +56,13 @@ async def run(settings: Settings, *, sync_commands: bool = False,
     if install_signals is not None:
         install_signals(stop)
     await core.start()
+    health = None
+    if settings.http.listen:
+        from bot.health import HealthServer
+
+        health = HealthServer(settings.http.listen,
+                              lambda: core.scheduler.accepting and all(a.connected for a in adapters))
+        await health.start()
     code = 0
     try:
         async with asyncio.TaskGroup() as group:
@@ -70,6 +77,8 @@ async def run(settings: Settings, *, sync_commands: bool = False,
             log.error("adapter failed: %s", err)
         code = 2
     finally:
+        if health is not None:
+            await health.stop()
         await core.stop(grace=0)
     return code
 

@@ -30,7 +30,7 @@ def dimensions(size: str | None, aspect: str | None) -> tuple[int, int]:
         ratio = 1.0
     width = math.sqrt(base * base * ratio)
     height = base * base / width
-    return max(16, int(round(width / 16)) * 16), max(16, int(round(height / 16)) * 16)
+    return max(16, round(width / 16) * 16), max(16, round(height / 16) * 16)
 
 
 def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -1,0 +1,133 @@
+"""The CLI as an operator uses it: real subprocesses, exit codes, one clear line, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from bot.cli import main
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m bot ARGS`` in ``cwd`` with a clean environment plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("IMAGINE")}
+    base.pop("IMAGE_API_KEY", None)
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess[str]) -> None:
+    """A failure prints a short message and never a traceback."""
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert proc.stderr.strip(), "a failure must say what went wrong"
+
+
+def test_generate_demo_writes_a_png_on_a_fresh_machine(tmp_path: Path) -> None:
+    proc = run_cli("generate", "a red fox", "--api", "demo", "--out", "fox.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "fox.png"
+    with Image.open(tmp_path / "fox.png") as img:
+        assert img.format == "PNG"
+        assert img.size == (1024, 1024)
+
+
+def test_generate_with_size_aspect_and_reference(tmp_path: Path) -> None:
+    Image.new("RGB", (300, 200), "green").save(tmp_path / "ref.jpg")
+    proc = run_cli("generate", "a cat", "--api", "demo", "--model", "nano-banana-pro", "--size", "2k",
+                   "--aspect", "16:9", "--ref", "ref.jpg", "--out", "out/cat.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with Image.open(tmp_path / "out" / "cat.png") as img:
+        width, height = img.size
+    assert width > height and abs(width / height - 16 / 9) < 0.02
+    assert width * height > 3_500_000
+
+
+def test_python_dash_m_and_console_script_agree(tmp_path: Path) -> None:
+    assert main(["generate", "a fox", "--api", "demo", "--out", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").stat().st_size > 1000
+
+
+def test_bad_input_exits_5(tmp_path: Path) -> None:
+    (tmp_path / "notes.png").write_text("this is text, not a picture")
+    cases = [
+        ("generate", "", "--api", "demo"),
+        ("generate", "x", "--api", "demo", "--ref", "notes.png"),
+        ("generate", "x", "--api", "demo", "--ref", "missing.png"),
+        ("generate", "x", "--api", "demo", "--model", "nano-banana", "--size", "4K"),
+        ("generate", "x", "--api", "demo", "--aspect", "7:3"),
+        ("generate", "x", "--model", "no-such-model"),
+    ]
+    for args in cases:
+        proc = run_cli(*args, cwd=tmp_path)
+        assert proc.returncode == 5, (args, proc.stderr)
+        assert_clean_failure(proc)
+    too_many = [arg for i in range(4) for arg in ("--ref", f"r{i}.png")]
+    for i in range(4):
+        Image.new("RGB", (10, 10)).save(tmp_path / f"r{i}.png")
+    proc = run_cli("generate", "x", "--api", "demo", "--model", "nano-banana", *too_many, cwd=tmp_path)
+    assert proc.returncode == 5
+    assert "at most 3" in proc.stderr
+
+
+def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[quota]\ntimezone = "Mars/Olympus"\nuser_daily_credits = -1\n')
+    proc = run_cli("generate", "x", "--api", "demo", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_clean_failure(proc)
+    assert "[quota] timezone = 'Mars/Olympus'" in proc.stderr
+    assert "[quota] user_daily_credits = -1" in proc.stderr
+
+    proc = run_cli("generate", "x", "--api", "gemini", "--config", "/nonexistent.toml", cwd=tmp_path)
+    assert proc.returncode == 2 and "not found" in proc.stderr
+
+    (tmp_path / "config.toml").unlink()
+    proc = run_cli("generate", "x", "--api", "gemini", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "IMAGE_API_KEY" in proc.stderr
+    assert_clean_failure(proc)
+
+    proc = run_cli("generate", cwd=tmp_path)  # argparse: missing prompt
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_with_no_platform_explains_what_to_configure(tmp_path: Path) -> None:
+    proc = run_cli("run", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "[telegram]" in proc.stderr and "TELEGRAM_BOT_TOKEN" in proc.stderr
+    assert "[discord]" in proc.stderr and "DISCORD_BOT_TOKEN" in proc.stderr
+    assert_clean_failure(proc)
+
+
+def test_check_names_missing_secrets_and_never_prints_values(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(
+        '[providers.google]\napi = "gemini"\napi_key_env = "MY_GEMINI_KEY"\n'
+        '[telegram]\nenabled = true\ntoken_env = "MY_TG_TOKEN"\n')
+    proc = run_cli("check", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "MY_GEMINI_KEY" in proc.stdout and "MY_TG_TOKEN" in proc.stdout
+    proc = run_cli("check", cwd=tmp_path, env={"MY_GEMINI_KEY": "sk-secret-value-123",
+                                              "MY_TG_TOKEN": "42:secret-token-value"})
+    assert proc.returncode == 0, proc.stdout
+    assert "config ok" in proc.stdout
+    assert "secret" not in proc.stdout + proc.stderr
+
+
+def test_grant_then_usage_reads_the_ledger(tmp_path: Path) -> None:
+    proc = run_cli("grant", "telegram:42", "50", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "bonus now 50" in proc.stdout
+    proc = run_cli("usage", "--csv", cwd=tmp_path)
+    assert proc.returncode == 0
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "day,user,jobs,credits,usd,granted"
+    assert lines[1].split(",")[1:] == ["telegram:42", "0", "0", "0.0000", "50"]
+    proc = run_cli("usage", "telegram:42", cwd=tmp_path)
+    assert proc.returncode == 0 and "telegram:42" in proc.stdout
+    proc = run_cli("grant", "fortytwo", "5", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_clean_failure(proc)
