@@ -1,0 +1,344 @@
+"""One response extractor for every wire API: finds the image wherever it is, or says why not.
+
+Shapes, by the name reported in ``ProviderResult.shape``, and where each is documented:
+
+- ``images.b64_json`` / ``images.url``: OpenAI Images API ``data[]``
+  (https://platform.openai.com/docs/api-reference/images/object); Google's OpenAI-compatible
+  images route answers the same way (https://ai.google.dev/gemini-api/docs/openai).
+- ``native.inline_data``: Gemini ``candidates[].content.parts[].inlineData {mimeType, data}``
+  (https://ai.google.dev/api/generate-content#candidate and
+  https://ai.google.dev/gemini-api/docs/image-generation); relays' native routes may answer in
+  snake_case ``inline_data {mime_type, data}``. Parts with ``thought: true`` are interim
+  "thinking" images, so the answer is the last non-thought image.
+- ``native.text.markdown`` / ``native.text.url``: Markdown or a URL in a native ``parts[].text``
+  (relays that rewrite images into links; observed, no public spec).
+- ``chat.images.image_url`` / ``chat.images.b64_json``: OpenRouter's
+  ``choices[].message.images[].image_url.url`` data URL
+  (https://openrouter.ai/docs/guides/overview/multimodal/image-generation) and relays'
+  ``images[].b64_json`` variant.
+- ``chat.content.markdown`` / ``chat.content.url``: ``![..](data:...)``, ``![..](https://...)``
+  or a bare http(s) image URL in ``message.content`` (new-api / apiyi-style relays; observed).
+- ``chat.content.parts``: ``message.content`` as a list of OpenAI content parts
+  (https://platform.openai.com/docs/api-reference/chat/create) whose ``image_url.url`` may be a
+  data URL, a URL or bare base64 without a ``data:`` prefix.
+
+Refusals arrive as HTTP 200 without an image: Gemini ``promptFeedback.blockReason`` and
+``finishReason`` (https://ai.google.dev/api/generate-content#FinishReason), OpenRouter
+``native_finish_reason`` (https://openrouter.ai/docs/api-reference/overview), OpenAI
+``message.refusal`` / ``finish_reason: content_filter``; text alone means "no image".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from PIL import Image
+
+from bot.domain import ImageData
+from bot.errors import NoImage, Refused, UpstreamError
+from bot.providers.base import ProviderResult
+
+Fetcher = Callable[[str], Awaitable[tuple[bytes, str]]]
+
+INLINE_LIMIT = 256 * 1024  # payloads above this are decoded and inspected in a thread
+MAX_FETCH_BYTES = 50 * 1024 * 1024
+REFUSAL_REASONS = frozenset({
+    "SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "BLOCKLIST",
+    "SPII", "RECITATION", "IMAGE_RECITATION", "CONTENT_FILTER",
+})
+_MD_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,[A-Za-z0-9+/=_-]+")
+_URL = re.compile(r"https?://[^\s<>\"'`)\]]+")
+_IMAGE_EXT = re.compile(r"\.(?:png|jpe?g|webp|gif)(?:[?#]|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """An image reference in a body, before decoding: a data URL, an http URL or base64."""
+
+    source: str
+    mime: str = ""
+    strict: bool = True  # a weak (bare, extension-less) URL that fails is skipped, not fatal
+
+
+class UrlFetcher:
+    """Downloads image URLs: http(s) only, a size cap, a total timeout, checked redirects."""
+
+    def __init__(self, client: httpx.AsyncClient | None = None, *,
+                 max_bytes: int = MAX_FETCH_BYTES, timeout: float = 30.0,
+                 max_redirects: int = 3) -> None:
+        self._own = client is None
+        self._client = client or httpx.AsyncClient(follow_redirects=False)
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.max_redirects = max_redirects
+
+    async def __call__(self, url: str) -> tuple[bytes, str]:
+        """Return ``(bytes, content type)`` of ``url``; raise UpstreamError on any failure."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._get(url)
+        except TimeoutError:
+            raise UpstreamError(f"image download from {_host(url)} timed out") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(
+                f"image download from {_host(url)} failed: {type(exc).__name__}") from None
+
+    async def _get(self, url: str) -> tuple[bytes, str]:
+        for _ in range(self.max_redirects + 1):
+            if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+                raise UpstreamError(f"refusing to fetch a non-http(s) image URL ({url[:40]})")
+            async with self._client.stream("GET", url) as resp:
+                if resp.is_redirect and "location" in resp.headers:
+                    url = urllib.parse.urljoin(url, resp.headers["location"])
+                    continue
+                if resp.status_code != 200:
+                    raise UpstreamError(f"image URL on {_host(url)} answered {resp.status_code}")
+                ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+                if ctype.startswith(("text/", "application/json")):
+                    raise UpstreamError(f"URL on {_host(url)} is {ctype}, not an image")
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_bytes:
+                    raise UpstreamError(f"image at {_host(url)} is larger than the download cap")
+                chunks, total = [], 0
+                async for chunk in resp.aiter_bytes():
+                    total += len(chunk)
+                    if total > self.max_bytes:
+                        raise UpstreamError(f"image at {_host(url)} exceeds the download cap")
+                    chunks.append(chunk)
+                return b"".join(chunks), ctype
+        raise UpstreamError(f"too many redirects fetching an image from {_host(url)}")
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this fetcher created it."""
+        if self._own:
+            await self._client.aclose()
+
+
+def native_output_index(parts: list[Any]) -> int | None:
+    """Index of the last non-thought inline image among native Gemini ``parts``."""
+    index = None
+    for i, part in enumerate(parts):
+        if isinstance(part, dict) and not part.get("thought") and _inline(part) is not None:
+            index = i
+    return index
+
+
+async def extract(body: Mapping[str, Any], *, fetch: Fetcher | None = None) -> ProviderResult:
+    """Find the images in any known response shape; raise Refused / NoImage / UpstreamError."""
+    if "candidates" in body or "promptFeedback" in body:
+        parser = _native
+    elif isinstance(body.get("choices"), list):
+        parser = _chat
+    elif isinstance(body.get("data"), list):
+        parser = _images_api
+    else:
+        raise UpstreamError(f"unrecognised response (keys: {', '.join(sorted(body))[:120]})")
+    # Regex scans of a Markdown data URL can be megabytes long: keep them off the event loop.
+    found, text, finish, shape, refusal = await asyncio.to_thread(parser, body)
+    images = await _materialise(found, fetch)
+    if not images:
+        if refusal is not None:
+            raise Refused(reason=refusal, finish_reason=finish)
+        raise NoImage(text)
+    usage = {}
+    for key in ("usage", "usageMetadata"):
+        raw = body.get(key)
+        if isinstance(raw, dict):
+            usage.update({k: v for k, v in raw.items() if type(v) is int})
+    return ProviderResult(images=tuple(images), text=text, finish_reason=finish, usage=usage,
+                          shape=shape)
+
+
+_Parsed = tuple[list[_Found], str, str, str, str | None]
+
+
+def _native(body: Mapping[str, Any]) -> _Parsed:
+    feedback = body.get("promptFeedback") or {}
+    block = str(feedback.get("blockReason") or "")
+    candidates = body.get("candidates") or []
+    cand = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+    parts = [p for p in (cand.get("content") or {}).get("parts") or [] if isinstance(p, dict)]
+    finish = str(cand.get("finishReason") or block)
+    text = "\n".join(p["text"] for p in parts
+                     if isinstance(p.get("text"), str) and not p.get("thought")).strip()
+    index = native_output_index(parts)
+    if index is not None:
+        mime, data = _inline(parts[index]) or ("", "")
+        found, shape = [_Found(data, mime)], "native.inline_data"
+    else:
+        found, kind = _from_text(text)
+        shape = f"native.text.{kind}"
+    refusal = None
+    if block or finish.upper() in REFUSAL_REASONS:
+        words = feedback.get("blockReasonMessage") or cand.get("finishMessage") or text
+        refusal = str(words or "")
+    return found, text, finish, shape, refusal
+
+
+def _chat(body: Mapping[str, Any]) -> _Parsed:
+    choices = body["choices"]
+    choice = choices[0] if choices and isinstance(choices[0], dict) else {}
+    message = choice.get("message") or choice.get("delta") or {}
+    finish = str(choice.get("finish_reason") or "")
+    native = str(choice.get("native_finish_reason") or "")
+    found: list[_Found] = []
+    shape = ""
+    for item in message.get("images") or []:
+        if not isinstance(item, dict):
+            continue
+        url = item.get("image_url")
+        url = url.get("url") if isinstance(url, dict) else url
+        if isinstance(url, str) and url:
+            found.append(_Found(url))
+            shape = shape or "chat.images.image_url"
+        elif isinstance(item.get("b64_json"), str):
+            found.append(_Found(item["b64_json"], str(item.get("mime_type") or "")))
+            shape = shape or "chat.images.b64_json"
+    content = message.get("content")
+    texts: list[str] = []
+    if isinstance(content, str):
+        texts.append(content)
+    elif isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            url = part.get("image_url") or part.get("url")
+            url = url.get("url") if isinstance(url, dict) else url
+            if isinstance(url, str) and url and not found:
+                found.append(_Found(url))
+                shape = "chat.content.parts"
+    text = "\n".join(t for t in texts if t).strip()
+    if not found:
+        found, kind = _from_text(text)
+        shape = f"chat.content.{kind}"
+    refusal = message.get("refusal") or None
+    if refusal is None and (native.upper() in REFUSAL_REASONS or finish == "content_filter"):
+        refusal = text
+    return found, text, native or finish, shape, None if refusal is None else str(refusal)
+
+
+def _images_api(body: Mapping[str, Any]) -> _Parsed:
+    found: list[_Found] = []
+    shape, texts = "", []
+    fmt = str(body.get("output_format") or "")
+    for item in body["data"]:
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("b64_json"), str):
+            found.append(_Found(item["b64_json"], f"image/{fmt}" if fmt else ""))
+            shape = shape or "images.b64_json"
+        elif isinstance(item.get("url"), str):
+            found.append(_Found(item["url"]))
+            shape = shape or "images.url"
+        if isinstance(item.get("revised_prompt"), str):
+            texts.append(item["revised_prompt"])
+    return found, "\n".join(texts), "", shape or "images.empty", None
+
+
+def _from_text(text: str) -> tuple[list[_Found], str]:
+    """Markdown images / data URLs first; else bare URLs (extension-less ones are weak)."""
+    found = [_Found(m) for m in _MD_IMAGE.findall(text) if m.startswith(("data:", "http"))]
+    found += [_Found(m) for m in _DATA_URL.findall(text) if not any(f.source == m for f in found)]
+    if found:
+        return found, "markdown"
+    urls = _URL.findall(text)
+    strong = [_Found(u) for u in urls if _IMAGE_EXT.search(u)]
+    return strong or [_Found(u, strict=False) for u in urls], "url"
+
+
+def _inline(part: Mapping[str, Any]) -> tuple[str, str] | None:
+    blob = part.get("inlineData") or part.get("inline_data")
+    if not isinstance(blob, dict) or not isinstance(blob.get("data"), str):
+        return None
+    mime = str(blob.get("mimeType") or blob.get("mime_type") or "")
+    return (mime, blob["data"]) if mime.startswith("image/") or not mime else None
+
+
+async def _materialise(found: list[_Found], fetch: Fetcher | None) -> list[ImageData]:
+    images = []
+    for item in found:
+        try:
+            images.append(await _load(item, fetch))
+        except UpstreamError:
+            if item.strict:
+                raise
+    return images
+
+
+async def _load(item: _Found, fetch: Fetcher | None) -> ImageData:
+    source, mime = item.source.strip(), item.mime
+    if source.startswith(("http://", "https://")):
+        if fetch is None:
+            raise UpstreamError("the answer is an image URL but no downloader is configured")
+        data, mime = await fetch(source)
+    elif source.startswith("data:"):
+        header, _, payload = source.partition(",")
+        mime = header[5:].split(";")[0].lower() or mime
+        data = (await decode_base64(payload) if header.endswith(";base64")
+                else urllib.parse.unquote_to_bytes(payload))
+    else:  # a b64_json field, or a bare base64 "url" some relays send
+        data = await decode_base64(source)
+    return await verify_image(data, mime)
+
+
+async def encode_base64(data: bytes) -> str:
+    """Standard base64 text of ``data``; in a thread for large payloads."""
+    if len(data) > INLINE_LIMIT:
+        return await asyncio.to_thread(lambda: base64.b64encode(data).decode("ascii"))
+    return base64.b64encode(data).decode("ascii")
+
+
+async def decode_base64(text: str) -> bytes:
+    """Decode (URL-safe or standard, padding optional) base64; thread for large payloads."""
+    if len(text) > INLINE_LIMIT:
+        return await asyncio.to_thread(_b64, text)
+    return _b64(text)
+
+
+def _b64(text: str) -> bytes:
+    clean = "".join(text.split())
+    if "-" in clean or "_" in clean:
+        clean = clean.replace("-", "+").replace("_", "/")
+    clean += "=" * (-len(clean) % 4)
+    try:
+        return base64.b64decode(clean, validate=True)
+    except (binascii.Error, ValueError):
+        raise UpstreamError("image data is not valid base64 (truncated?)") from None
+
+
+async def verify_image(data: bytes, mime: str = "") -> ImageData:
+    """Check the bytes decode as an image (thread for large ones); keep the upstream's MIME."""
+    fmt_mime, width, height = (await asyncio.to_thread(_inspect, data) if len(data) > INLINE_LIMIT
+                               else _inspect(data))
+    mime = mime.lower() if mime.lower().startswith("image/") and mime != "image/*" else fmt_mime
+    return ImageData(data=data, mime=mime, width=width, height=height)
+
+
+def _inspect(data: bytes) -> tuple[str, int, int]:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, (width, height) = im.format or "", im.size
+            if fmt == "PNG":
+                im.verify()  # walks every chunk and its CRC: catches truncation cheaply
+            else:
+                im.load()
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, ...
+        raise UpstreamError(
+            f"image data does not decode ({type(exc).__name__}; truncated?)") from None
+    return Image.MIME.get(fmt, "application/octet-stream"), width, height
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc or "?"

@@ -1,0 +1,207 @@
+"""``gemini``: the native ``POST {base_url}/v1beta/models/{id}:generateContent`` API.
+
+Request format (https://ai.google.dev/api/generate-content and
+https://ai.google.dev/gemini-api/docs/image-generation): ``contents[]`` of ``user`` / ``model``
+turns, the text part first, then references as ``inline_data {mime_type, data}`` parts;
+``generationConfig.responseModalities = ["TEXT", "IMAGE"]`` and ``imageConfig {aspectRatio,
+imageSize}`` (no ``imageSize`` when the model takes none, e.g. gemini-2.5-flash-image).
+
+Multi-turn edits send the model's previous parts back exactly as received, ``thoughtSignature``
+included (https://ai.google.dev/gemini-api/docs/thought-signatures). They are kept as JSON in
+``ProviderResult.provider_state``: ``{"parts": [...], "outputs": {"<part index>": <output
+index>}}``, where the answer image's base64 is left out (it is the turn's output image, stored
+once in the blob store) and put back from ``HistoryTurn.outputs`` when the turn is replayed.
+A turn without state (another provider, the demo) is replayed as plain ``inline_data`` parts.
+
+Auth: ``x-goog-api-key`` for Google's hosts (``*.googleapis.com``), ``Authorization: Bearer``
+for relays' native routes; ``[providers.NAME] auth`` overrides the guess.
+
+Why plain httpx rather than the google-genai SDK: the wire is a single JSON POST; httpx is
+already a dependency; we need byte-exact control over the parts we replay (signatures, unknown
+fields), over ``base_url`` and the auth header for relays, and over retries (ours, not the
+SDK's); and the loopback tests can drive exactly what production sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import urllib.parse
+from dataclasses import replace
+from typing import Any, Literal
+
+import httpx
+
+from bot.domain import ImageData
+from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
+from bot.providers.extract import (
+    INLINE_LIMIT,
+    UrlFetcher,
+    encode_base64,
+    extract,
+    native_output_index,
+)
+from bot.providers.retry import RetryPolicy, TransientError, read_json
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+AuthMode = Literal["auto", "bearer", "x-goog-api-key"]
+
+
+def auth_headers(base_url: str, api_key: str, auth: AuthMode = "auto") -> dict[str, str]:
+    """The auth header for ``base_url``: Google's hosts take ``x-goog-api-key``, relays Bearer."""
+    if auth == "auto":
+        host = (urllib.parse.urlsplit(base_url).hostname or "").lower()
+        auth = "x-goog-api-key" if host.endswith("googleapis.com") else "bearer"
+    if auth == "x-goog-api-key":
+        return {"x-goog-api-key": api_key}
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+class GeminiProvider:
+    """Generates and edits images with Gemini's native ``generateContent``."""
+
+    def __init__(self, *, name: str, api_key: str, base_url: str | None = None,
+                 key_env: str | None = None, auth: AuthMode = "auto",
+                 policy: RetryPolicy | None = None, fetcher: UrlFetcher | None = None) -> None:
+        self.name = name
+        self._key = api_key
+        self._key_env = key_env
+        self._base = (base_url or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1beta")
+        self._headers = {**auth_headers(self._base, api_key, auth),
+                         "Content-Type": "application/json"}
+        self._policy = policy or RetryPolicy()
+        self._fetcher = fetcher or UrlFetcher()
+        self._client = httpx.AsyncClient()
+
+    async def generate(self, request: ProviderRequest) -> ProviderResult:
+        """POST one generateContent (retrying transient failures) and extract its image."""
+        body = await build_body(request)
+        model = request.model_id.removeprefix("models/")
+        url = f"{self._base}/v1beta/models/{model}:generateContent"
+
+        async def attempt() -> ProviderResult:
+            return await self._attempt(url, body, request.timeout)
+
+        return await self._policy.run(attempt, job_seconds=request.timeout,
+                                      what=f"{self.name} {request.model_id}")
+
+    async def _attempt(self, url: str, body: bytes, seconds: float) -> ProviderResult:
+        try:
+            resp = await self._client.post(
+                url, content=body, headers=self._headers,
+                timeout=httpx.Timeout(seconds, connect=min(seconds, 15.0)),
+            )
+        except httpx.TimeoutException:
+            raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"connection failed ({type(exc).__name__})") from None
+        data = await read_json(resp.status_code, resp.content, resp.headers,
+                               key_env=self._key_env, secret=self._key)
+        result = await extract(data, fetch=self._fetcher)
+        return replace(result, provider_state=compact_state(data))
+
+    async def probe(self) -> str:
+        """One cheap call (``GET /v1beta/models``) to check the endpoint and the key."""
+
+        async def call() -> str:
+            try:
+                resp = await self._client.get(f"{self._base}/v1beta/models",
+                                              params={"pageSize": 50}, headers=self._headers,
+                                              timeout=20.0)
+            except httpx.TransportError as exc:  # timeouts included
+                raise TransientError(f"probe failed ({type(exc).__name__})") from None
+            body = await read_json(resp.status_code, resp.content, resp.headers,
+                                   key_env=self._key_env, secret=self._key)
+            models = body.get("models")
+            return f"ok ({len(models) if isinstance(models, list) else 0} models listed)"
+
+        return await RetryPolicy(max_retries=0).run(call, job_seconds=20.0, what="probe")
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and the image downloader."""
+        await self._client.aclose()
+        await self._fetcher.aclose()
+
+
+async def build_body(request: ProviderRequest) -> bytes:
+    """The generateContent JSON body (serialised in a thread when it carries big images)."""
+    contents: list[dict[str, Any]] = []
+    for turn in request.history:
+        contents.append({"role": "user", "parts": await _user_parts(turn.prompt, turn.inputs)})
+        contents.append({"role": "model", "parts": await model_parts(turn)})
+    contents.append({"role": "user",
+                     "parts": await _user_parts(request.prompt, request.references)})
+    image_config: dict[str, str] = {}
+    if request.aspect:
+        image_config["aspectRatio"] = request.aspect
+    if request.size and request.send_size:
+        image_config["imageSize"] = request.size
+    config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
+    if image_config:
+        config["imageConfig"] = image_config
+    body = {"contents": contents, "generationConfig": config}
+    weight = sum(i.size_bytes for t in request.history for i in (*t.inputs, *t.outputs))
+    weight += sum(i.size_bytes for i in request.references)
+    if weight > INLINE_LIMIT:
+        return await asyncio.to_thread(lambda: json.dumps(body).encode())
+    return json.dumps(body).encode()
+
+
+async def _user_parts(prompt: str, images: tuple[ImageData, ...]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = [{"text": prompt}]
+    for image in images:
+        parts.append({"inline_data": {"mime_type": image.mime,
+                                      "data": await encode_base64(image.data)}})
+    return parts
+
+
+def compact_state(body: dict[str, Any]) -> str | None:
+    """The model's parts as JSON, minus the answer image's base64 (it is the stored output)."""
+    candidates = body.get("candidates") or []
+    first = candidates[0] if candidates and isinstance(candidates[0], dict) else {}
+    content = first.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list) or not parts:
+        return None
+    parts = copy.copy(parts)
+    outputs: dict[str, int] = {}
+    index = native_output_index(parts)
+    if index is not None:
+        part = dict(parts[index])
+        key = "inlineData" if "inlineData" in part else "inline_data"
+        part[key] = {**part[key], "data": ""}
+        parts[index] = part
+        outputs[str(index)] = 0
+    return json.dumps({"parts": parts, "outputs": outputs})
+
+
+async def model_parts(turn: HistoryTurn) -> list[dict[str, Any]]:
+    """A model turn to replay: its stored parts with output images put back, or plain images."""
+    try:
+        state = json.loads(turn.provider_state) if turn.provider_state else None
+    except ValueError:
+        state = None
+    if isinstance(state, dict) and isinstance(state.get("parts"), list):
+        parts: list[Any] = list(state["parts"])
+        outputs = state.get("outputs")
+        outputs = outputs if isinstance(outputs, dict) else {}
+        drop: set[int] = set()
+        for raw_index, out in outputs.items():
+            index = int(raw_index)
+            if not isinstance(out, int) or out >= len(turn.outputs) or index >= len(parts):
+                drop.add(index)
+                continue
+            part = dict(parts[index])
+            key = "inlineData" if "inlineData" in part else "inline_data"
+            part[key] = {**part[key], "data": await encode_base64(turn.outputs[out].data)}
+            parts[index] = part
+        kept = [p for i, p in enumerate(parts) if i not in drop]
+        if kept:
+            return kept
+    parts = [{"inline_data": {"mime_type": o.mime, "data": await encode_base64(o.data)}}
+             for o in turn.outputs]
+    return parts or [{"text": "(no image)"}]

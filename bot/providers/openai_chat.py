@@ -1,0 +1,163 @@
+"""``openai-chat``: image models behind OpenAI-compatible chat completions (relays).
+
+Wire format, as the relays document it:
+
+- OpenRouter (https://openrouter.ai/docs/guides/overview/multimodal/image-generation): top-level
+  ``modalities: ["image", "text"]`` and ``image_config {aspect_ratio, image_size}``; images come
+  back in ``choices[].message.images[].image_url.url``; ``native_finish_reason`` carries Gemini's
+  own finish reason (IMAGE_SAFETY ...).
+- new-api / apiyi-style relays read ``google.image_config`` (the same keys) and often answer with
+  Markdown ``![..](data:...)`` or an image URL in ``message.content``.
+- References are OpenAI content parts (https://platform.openai.com/docs/guides/images-vision):
+  the text first, then one ``image_url`` part per image as a ``data:`` URL; with several images
+  the text names them "image 1..N" in order. An edit sends the previous output back as the first
+  ``image_url`` of the new user message (never as Markdown), after the earlier prompts as text.
+
+The SDK's own retries are off (``max_retries=0``); :mod:`bot.providers.retry` decides.
+The raw body is read (``with_raw_response``) so that every relay shape reaches the extractor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any, cast
+
+import openai
+
+from bot.domain import ImageData
+from bot.errors import UpstreamError
+from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
+from bot.providers.extract import Fetcher, UrlFetcher, encode_base64, extract
+from bot.providers.retry import RetryPolicy, TransientError, read_json
+
+log = logging.getLogger(__name__)
+
+
+class OpenAIChatProvider:
+    """Generates and edits images through ``chat.completions`` on an OpenAI-compatible relay."""
+
+    def __init__(self, *, name: str, base_url: str, api_key: str, key_env: str | None = None,
+                 policy: RetryPolicy | None = None, fetcher: UrlFetcher | None = None) -> None:
+        self.name = name
+        self._key = api_key
+        self._key_env = key_env
+        self._policy = policy or RetryPolicy()
+        self._fetcher = fetcher or UrlFetcher()
+        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+
+    async def generate(self, request: ProviderRequest) -> ProviderResult:
+        """Send one chat completion (retrying transient failures) and extract its image."""
+        messages = await build_messages(request)
+        extra = extra_body(request)
+
+        async def attempt() -> ProviderResult:
+            return await self._attempt(request, messages, extra, self._fetcher)
+
+        result = await self._policy.run(attempt, job_seconds=request.timeout,
+                                        what=f"{self.name} {request.model_id}")
+        state = json.dumps({"text": result.text}) if result.text else None
+        return replace(result, provider_state=state)
+
+    async def _attempt(self, request: ProviderRequest, messages: list[dict[str, Any]],
+                       extra: dict[str, Any], fetch: Fetcher) -> ProviderResult:
+        body = await sdk_call(
+            lambda: self._client.chat.completions.with_raw_response.create(
+                model=request.model_id, messages=cast(Any, messages), extra_body=extra,
+                timeout=request.timeout),
+            seconds=request.timeout, key_env=self._key_env, secret=self._key)
+        return await extract(body, fetch=fetch)
+
+    async def probe(self) -> str:
+        """One cheap call (list models) to check the endpoint and, where checked, the key."""
+        return await probe_models(self._client, key_env=self._key_env, secret=self._key)
+
+    async def aclose(self) -> None:
+        """Close the SDK client and the image downloader."""
+        await self._client.close()
+        await self._fetcher.aclose()
+
+
+async def sdk_call(call: Callable[[], Awaitable[Any]], *, seconds: float, key_env: str | None,
+                   secret: str | None) -> dict[str, Any]:
+    """Run one ``with_raw_response`` SDK call; return its JSON or raise the failure category."""
+    try:
+        raw = await call()
+    except openai.APITimeoutError:
+        raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
+    except openai.APIConnectionError as exc:
+        cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
+        raise TransientError(f"connection failed ({cause})") from None
+    except openai.APIStatusError as exc:
+        resp = exc.response
+        await read_json(resp.status_code, resp.content, resp.headers, key_env=key_env,
+                        secret=secret)
+        raise UpstreamError(f"HTTP {resp.status_code}") from None  # read_json raised already
+    resp = raw.http_response
+    return await read_json(resp.status_code, resp.content, resp.headers, key_env=key_env,
+                           secret=secret)
+
+
+async def probe_models(client: openai.AsyncOpenAI, *, key_env: str | None,
+                       secret: str | None) -> str:
+    """``GET /models`` once, without retries; a short status line or the failure category."""
+    body = await RetryPolicy(max_retries=0).run(
+        lambda: sdk_call(lambda: client.models.with_raw_response.list(timeout=20.0),
+                         seconds=20.0, key_env=key_env, secret=secret),
+        job_seconds=20.0, what="probe")
+    models = body.get("data")
+    return f"ok ({len(models) if isinstance(models, list) else 0} models listed)"
+
+
+def extra_body(request: ProviderRequest) -> dict[str, Any]:
+    """Modalities plus size/aspect in both OpenRouter's and new-api's spelling."""
+    config: dict[str, str] = {}
+    if request.aspect:
+        config["aspect_ratio"] = request.aspect
+    if request.size and request.send_size:
+        config["image_size"] = request.size
+    extra: dict[str, Any] = {"modalities": ["image", "text"]}
+    if config:
+        extra["image_config"] = dict(config)
+        extra["google"] = {"image_config": dict(config)}
+    return extra
+
+
+async def build_messages(request: ProviderRequest) -> list[dict[str, Any]]:
+    """Earlier turns as text, then one user message: text first, then the images."""
+    messages: list[dict[str, Any]] = []
+    for turn in request.history:
+        messages.append({"role": "user", "content": turn.prompt})
+        messages.append({"role": "assistant", "content": _assistant_text(turn)})
+    previous = request.history[-1].outputs if request.history else ()
+    images = (*previous, *request.references)
+    text = request.prompt
+    if len(images) > 1:
+        labels = [f"image {i}" + (" (the image to edit)" if i <= len(previous) else "")
+                  for i in range(1, len(images) + 1)]
+        text = f"{text}\n\n(Attached in order: {', '.join(labels)}.)"
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    content += [{"type": "image_url", "image_url": {"url": await data_url(img)}} for img in images]
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+async def data_url(image: ImageData) -> str:
+    """``data:MIME;base64,...`` for an image (encoded off the event loop when large)."""
+    return f"data:{image.mime};base64,{await encode_base64(image.data)}"
+
+
+def _assistant_text(turn: HistoryTurn) -> str:
+    """What the model said on an earlier turn (from its provider state), else a neutral note."""
+    try:
+        state = json.loads(turn.provider_state) if turn.provider_state else {}
+    except ValueError:
+        state = {}
+    text = state.get("text") if isinstance(state, dict) else None
+    if not text and isinstance(state, dict) and isinstance(state.get("parts"), list):
+        text = "\n".join(str(p["text"]) for p in state["parts"]
+                         if isinstance(p, dict) and "text" in p and not p.get("thought"))
+    count = len(turn.outputs)
+    return str(text or "").strip() or f"({count} image{'s' if count != 1 else ''} generated)"

@@ -1,0 +1,276 @@
+"""A loopback fake of the image upstreams: chat completions, generateContent and the Images API.
+
+Each route answers from a scripted queue (``fake.push(route, Reply(...))``), falling back to a
+successful answer with a small PNG. A reply can be slow, drop the connection, cut its body short,
+send HTML or any status, headers (Retry-After) and JSON (RetryInfo details). Every request is
+recorded with its headers and JSON body (or multipart fields). ``/files/NAME`` serves images for
+the URL-shaped answers. Use it as a fixture::
+
+    from tests.fake_upstream import fake_upstream_fixture  # noqa: F401
+
+and ask for ``fake_upstream`` in a test's arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import io
+import json
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import BodyPartReader, web
+from PIL import Image
+
+ROUTES = ("chat", "gemini", "images.generate", "images.edit", "models", "gemini.models",
+          "files")
+
+
+def png(width: int = 8, height: int = 8, color: str = "red") -> bytes:
+    """A small real PNG."""
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def jpeg(width: int = 8, height: int = 8, color: str = "blue") -> bytes:
+    """A small real JPEG."""
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 text."""
+    return base64.b64encode(data).decode()
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    """A ``data:`` URL."""
+    return f"data:{mime};base64,{b64(data)}"
+
+
+@dataclass
+class Reply:
+    """One scripted answer."""
+
+    status: int = 200
+    json: Any = None
+    body: bytes | str | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False  # close the connection without answering
+    truncate_at: int | None = None  # announce the full length, send this many bytes, close
+
+
+@dataclass
+class Seen:
+    """One recorded request."""
+
+    route: str
+    path: str
+    headers: dict[str, str]
+    json: Any = None
+    form: dict[str, list[tuple[str | None, str | None, bytes]]] = field(default_factory=dict)
+
+
+def chat_body(content: Any = "", *, images: list[Any] | None = None, finish: str = "stop",
+              native: str | None = None, refusal: str | None = None) -> dict[str, Any]:
+    """A chat.completions answer."""
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if images is not None:
+        message["images"] = images
+    if refusal is not None:
+        message["refusal"] = refusal
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
+    if native is not None:
+        choice["native_finish_reason"] = native
+    return {"id": "gen-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [choice],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1290, "total_tokens": 1300}}
+
+
+def gemini_body(parts: list[dict[str, Any]] | None, *, finish: str = "STOP",
+                block: str | None = None, **candidate: Any) -> dict[str, Any]:
+    """A generateContent answer (``parts=None`` for no candidates at all)."""
+    body: dict[str, Any] = {"usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 1290,
+                                              "totalTokenCount": 1297}}
+    if parts is not None:
+        body["candidates"] = [{"content": {"role": "model", "parts": parts},
+                               "finishReason": finish, "index": 0, **candidate}]
+    if block:
+        body["promptFeedback"] = {"blockReason": block}
+    return body
+
+
+def images_body(*items: dict[str, Any]) -> dict[str, Any]:
+    """An Images API answer."""
+    return {"created": 1, "data": list(items)}
+
+
+def openai_error(status: int, message: str, type_: str = "invalid_request_error",
+                 code: str | None = None, **reply: Any) -> Reply:
+    """An OpenAI-style error reply."""
+    return Reply(status=status, json={"error": {"message": message, "type": type_,
+                                                "param": None, "code": code}}, **reply)
+
+
+def google_error(code: int, status: str, message: str, details: list[Any] | None = None,
+                 **reply: Any) -> Reply:
+    """A Google-style error reply (``{"error": {code, message, status, details}}``)."""
+    err: dict[str, Any] = {"code": code, "message": message, "status": status}
+    if details is not None:
+        err["details"] = details
+    return Reply(status=code, json={"error": err}, **reply)
+
+
+class FakeUpstream:
+    """The aiohttp app, its scripted queues and what it saw."""
+
+    def __init__(self) -> None:
+        self.requests: list[Seen] = []
+        self.files: dict[str, Reply] = {}
+        self._queues: dict[str, deque[Reply]] = defaultdict(deque)
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def push(self, route: str, *replies: Reply) -> None:
+        """Queue answers for ``route`` (one of ROUTES except ``files``)."""
+        assert route in ROUTES, route
+        self._queues[route].extend(replies)
+
+    def serve(self, name: str, data: bytes | Reply, content_type: str = "image/png") -> str:
+        """Serve ``data`` at ``/files/NAME``; returns its URL."""
+        self.files[name] = data if isinstance(data, Reply) else Reply(
+            body=data, content_type=content_type)
+        return f"{self.url}/files/{name}"
+
+    def seen(self, route: str) -> list[Seen]:
+        """Requests recorded on ``route``."""
+        return [r for r in self.requests if r.route == route]
+
+    @property
+    def v1(self) -> str:
+        """Base URL for the OpenAI-style routes."""
+        return f"{self.url}/v1"
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 on a free port."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1beta/models/{action}", self._gemini)
+        app.router.add_post("/v1/images/generations", self._images_generate)
+        app.router.add_post("/v1/images/edits", self._images_edit)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1beta/models", self._gemini_models)
+        app.router.add_get("/files/{name}", self._file)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        """Release slow handlers and shut down."""
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _record(self, route: str, request: web.Request) -> None:
+        seen = Seen(route=route, path=request.path_qs, headers=dict(request.headers))
+        if request.method == "GET":
+            pass
+        elif request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, BodyPartReader):
+                    data = await part.read()
+                    seen.form.setdefault(part.name or "", []).append(
+                        (part.filename, part.headers.get("Content-Type"), bytes(data)))
+        else:
+            raw = await request.read()
+            seen.json = json.loads(raw) if raw else None
+        self.requests.append(seen)
+
+    async def _answer(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        if reply.delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), reply.delay)
+        if reply.drop:
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
+        if reply.body is not None:
+            body = reply.body.encode() if isinstance(reply.body, str) else reply.body
+        else:
+            body = json.dumps(reply.json).encode()
+        headers = {"Content-Type": reply.content_type, **reply.headers}
+        if reply.truncate_at is None:
+            return web.Response(status=reply.status, body=body, headers=headers)
+        resp = web.StreamResponse(status=reply.status,
+                                  headers={**headers, "Content-Length": str(len(body))})
+        await resp.prepare(request)
+        await resp.write(body[: reply.truncate_at])
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    async def _scripted(self, route: str, request: web.Request, default: Reply) -> web.StreamResponse:
+        await self._record(route, request)
+        queue = self._queues[route]
+        return await self._answer(request, queue.popleft() if queue else default)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        default = Reply(json=chat_body("", images=[
+            {"type": "image_url", "image_url": {"url": data_url(png())}}]))
+        return await self._scripted("chat", request, default)
+
+    async def _gemini(self, request: web.Request) -> web.StreamResponse:
+        if not request.match_info["action"].endswith(":generateContent"):
+            raise web.HTTPNotFound()
+        default = Reply(json=gemini_body([{"inlineData": {"mimeType": "image/png",
+                                                          "data": b64(png())}}]))
+        return await self._scripted("gemini", request, default)
+
+    async def _images_generate(self, request: web.Request) -> web.StreamResponse:
+        default = Reply(json=images_body({"b64_json": b64(png())}))
+        return await self._scripted("images.generate", request, default)
+
+    async def _images_edit(self, request: web.Request) -> web.StreamResponse:
+        default = Reply(json=images_body({"b64_json": b64(png())}))
+        return await self._scripted("images.edit", request, default)
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        default = Reply(json={"object": "list", "data": [
+            {"id": "gpt-image-1", "object": "model", "created": 1, "owned_by": "openai"}]})
+        return await self._scripted("models", request, default)
+
+    async def _gemini_models(self, request: web.Request) -> web.StreamResponse:
+        default = Reply(json={"models": [{"name": "models/gemini-3-pro-image-preview"},
+                                         {"name": "models/gemini-2.5-flash-image"}]})
+        return await self._scripted("gemini.models", request, default)
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(Seen(route="files", path=request.path_qs,
+                                  headers=dict(request.headers)))
+        reply = self.files.get(request.match_info["name"])
+        if reply is None:
+            raise web.HTTPNotFound()
+        return await self._answer(request, reply)
+
+
+@pytest.fixture(name="fake_upstream")
+async def fake_upstream_fixture() -> AsyncIterator[FakeUpstream]:
+    """A started :class:`FakeUpstream` on loopback, stopped after the test."""
+    fake = FakeUpstream()
+    await fake.start()
+    yield fake
+    await fake.stop()
