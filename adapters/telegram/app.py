@@ -1,0 +1,164 @@
+"""The Telegram adapter: builds the PTB Application, registers handlers, runs until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from telegram import Bot, BotCommand, BotCommandScopeChat
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from adapters.telegram.commands import CommandHandlers
+from adapters.telegram.handlers import ImagineHandlers
+from adapters.telegram.progress import Timing
+from adapters.telegram.render import Renderer
+from adapters.telegram.runtime import Runtime
+from adapters.telegram.webhook import WebhookServer, secret_for
+from bot.bootstrap import Core
+from bot.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = ["message", "callback_query"]
+COMMANDS = ("imagine", "quota", "settings", "help", "forget")
+ADMIN_COMMANDS = (*COMMANDS, "grant", "stats")
+#: Chinese menus go to clients whose language_code is "zh" (Telegram has no script subtag).
+MENU_LOCALES = {"": "en", "zh": "zh-Hans"}
+#: A Telegram 429 is waited out (retry_after) this many times before the call fails.
+RATE_LIMIT_RETRIES = 3
+#: How long after a polling error the adapter still reports itself as disconnected.
+RECOVERY_SECONDS = 30.0
+
+AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+
+class TelegramAdapter:
+    """Runs the bot on Telegram by long polling (default) or webhook (``telegram.webhook_url``)."""
+
+    name = "telegram"
+
+    def __init__(self, core: Core, *, token: str, timing: Timing | None = None,
+                 poll_timeout: float = 10.0) -> None:
+        self._core = core
+        self._token = token
+        self._timing = timing or Timing()
+        self._poll_timeout = poll_timeout
+        self._running = False
+        self._poll_error_at = float("-inf")
+
+    @property
+    def connected(self) -> bool:
+        """True while polling (or the webhook) runs and no recent polling error was seen."""
+        return self._running and time.monotonic() - self._poll_error_at > RECOVERY_SECONDS
+
+    def _build(self) -> AnyApplication:
+        cfg = self._core.settings.telegram
+        builder = (ApplicationBuilder().token(self._token).concurrent_updates(True)
+                   .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+                   .job_queue(None).connect_timeout(10).read_timeout(30).write_timeout(30)
+                   .media_write_timeout(180))
+        if cfg.base_url:
+            builder = builder.base_url(cfg.base_url)
+        if cfg.base_file_url:
+            builder = builder.base_file_url(cfg.base_file_url)
+        app: AnyApplication = builder.build()
+        return app
+
+    def _wire(self, app: AnyApplication) -> tuple[Runtime, ImagineHandlers]:
+        renderer = Renderer(app.bot, self._core.service, self._core.messages)
+        rt = Runtime(self._core, app.bot, renderer, self._timing)
+        imagine = ImagineHandlers(rt)
+        app.add_handlers(CommandHandlers(rt).handlers())
+        app.add_handler(CallbackQueryHandler(imagine.on_button, pattern=r"^ib:"))
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL,
+                                       imagine.on_message))
+        app.add_error_handler(self._on_error)
+        return rt, imagine
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, serve updates until ``stop`` is set, then finish running work and close."""
+        app = self._build()
+        rt, imagine = self._wire(app)
+        if not await self._initialize(app, stop):
+            return
+        cfg = self._core.settings.telegram
+        webhook: WebhookServer | None = None
+        try:
+            await app.start()
+            await self._register_commands(app.bot)
+            if cfg.webhook_url:
+                webhook = WebhookServer(app, cfg.webhook_url, cfg.webhook_listen,
+                                        secret_for(self._token), ALLOWED_UPDATES)
+                await webhook.start()
+            elif app.updater is not None:
+                await app.updater.start_polling(timeout=int(self._poll_timeout),
+                                                allowed_updates=ALLOWED_UPDATES,
+                                                error_callback=self._on_poll_error)
+            self._running = True
+            log.info("telegram: connected as @%s", app.bot.username)
+            await stop.wait()
+        finally:
+            self._running = False
+            if webhook is not None:
+                await webhook.stop()
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            imagine.close()
+            await rt.tasks.drain(self._core.settings.limits.shutdown_grace_seconds + 5.0)
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+
+    async def _initialize(self, app: AnyApplication, stop: asyncio.Event) -> bool:
+        """getMe until Telegram answers (a network drop at start-up is waited out)."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await app.initialize()
+                return True
+            except InvalidToken:
+                env = self._core.settings.telegram.token_env
+                raise ConfigError(f"Telegram rejected the bot token in {env}") from None
+            except NetworkError as err:
+                log.warning("telegram unreachable (%s); retrying in %.0f s", err, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, 60.0)
+        return False
+
+    async def _register_commands(self, bot: Bot) -> None:
+        """Command menus in English and Chinese; admins also see the admin commands."""
+        messages = self._core.messages
+        admins = [int(key.split(":", 1)[1]) for key in self._core.settings.bot.admins
+                  if key.startswith("telegram:")]
+        for language, locale in MENU_LOCALES.items():
+            def menu(names: tuple[str, ...], locale: str = locale) -> list[BotCommand]:
+                return [BotCommand(n, messages.t(locale, f"telegram.commands.{n}")) for n in names]
+            try:
+                await bot.set_my_commands(menu(COMMANDS), language_code=language or None)
+                for admin in admins:
+                    with contextlib.suppress(TelegramError):  # an admin who never wrote to us
+                        await bot.set_my_commands(menu(ADMIN_COMMANDS),
+                                                  scope=BotCommandScopeChat(admin),
+                                                  language_code=language or None)
+            except TelegramError as err:
+                log.warning("telegram: could not set the command menu (%s)", err)
+
+    def _on_poll_error(self, err: TelegramError) -> None:
+        self._poll_error_at = time.monotonic()
+        log.warning("telegram polling failed (%s); retrying", err)
+
+    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        log.error("telegram update failed", exc_info=context.error)

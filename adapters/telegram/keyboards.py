@@ -1,0 +1,124 @@
+"""Inline keyboards: result buttons, the /settings menu and the /forget confirmation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.domain import Action
+from bot.messages import Messages
+
+#: Telegram rejects callback_data longer than 64 bytes.
+CALLBACK_LIMIT = 64
+SETTINGS = ("model", "size", "aspect", "locale")
+_LABELS = {"model": "settings.model", "size": "settings.size", "aspect": "settings.aspect",
+           "locale": "settings.language"}
+_PER_ROW = {"model": 1, "size": 4, "aspect": 5, "locale": 3}
+DEFAULT = "*"
+
+
+def _button(text: str, data: str) -> InlineKeyboardButton | None:
+    if len(data.encode()) > CALLBACK_LIMIT:
+        return None
+    return InlineKeyboardButton(text, callback_data=data)
+
+
+def _rows(buttons: Sequence[InlineKeyboardButton | None], per_row: int) -> list[
+        list[InlineKeyboardButton]]:
+    kept = [b for b in buttons if b is not None]
+    return [kept[i:i + per_row] for i in range(0, len(kept), per_row)]
+
+
+def result_keyboard(actions: Sequence[Action], messages: Messages,
+                    locale: str) -> InlineKeyboardMarkup | None:
+    """Reroll and larger sizes on the first row; Variations, Edit, Delete on the second."""
+    if not actions:
+        return None
+    first: list[InlineKeyboardButton | None] = []
+    second: list[InlineKeyboardButton | None] = []
+    for action in actions:
+        if action.kind == "upscale":
+            text = messages.t(locale, "button.upscale", size=action.size, cost=action.cost)
+        else:
+            text = messages.t(locale, f"button.{action.kind}")
+        row = first if action.kind in ("reroll", "upscale") else second
+        row.append(_button(text, action.encode()))
+    rows = [[b for b in row if b is not None] for row in (first, second)]
+    return InlineKeyboardMarkup([r for r in rows if r])
+
+
+def setting_label(messages: Messages, locale: str, name: str) -> str:
+    """The translated name of a setting."""
+    return messages.t(locale, _LABELS[name])
+
+
+def value_label(messages: Messages, locale: str, name: str, value: str) -> str:
+    """How a setting's value is shown (languages by their own name)."""
+    if name == "locale":
+        return messages.t(locale, f"telegram.language.{value.replace('-', '_')}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsData:
+    """A /settings button: whose menu, what it does (menu, open, set) and its argument."""
+
+    owner: int
+    op: str
+    name: str = ""
+    value: str = ""
+
+    def encode(self) -> str:
+        """``st:<owner>:<op>:<name>=<value>`` (aspect values contain ':', so it comes last)."""
+        return f"st:{self.owner}:{self.op}:{self.name}={self.value}"
+
+    @staticmethod
+    def decode(raw: str) -> SettingsData | None:
+        """Parse :meth:`encode`'s output."""
+        parts = raw.split(":", 3)
+        if len(parts) != 4 or parts[0] != "st" or not parts[1].lstrip("-").isdigit():
+            return None
+        name, _, value = parts[3].partition("=")
+        return SettingsData(int(parts[1]), parts[2], name, value)
+
+
+def settings_menu(messages: Messages, locale: str, owner: int) -> InlineKeyboardMarkup:
+    """One button per setting."""
+    buttons = [_button(setting_label(messages, locale, name),
+                       SettingsData(owner, "open", name).encode()) for name in SETTINGS]
+    return InlineKeyboardMarkup(_rows(buttons, 2))
+
+
+def settings_choices(messages: Messages, locale: str, owner: int, name: str,
+                     choices: Sequence[str], current: str | None) -> InlineKeyboardMarkup:
+    """The values of one setting (the current one ticked), Default and Back."""
+    buttons = [_button(("✓ " if value == current else "") + value_label(messages, locale, name,
+                                                                        value),
+                       SettingsData(owner, "set", name, value).encode()) for value in choices]
+    rows = _rows(buttons, _PER_ROW[name])
+    rows.append([b for b in (
+        _button(messages.t(locale, "telegram.settings_default"),
+                SettingsData(owner, "set", name, DEFAULT).encode()),
+        _button(messages.t(locale, "telegram.settings_back"),
+                SettingsData(owner, "menu").encode())) if b is not None])
+    return InlineKeyboardMarkup(rows)
+
+
+def forget_keyboard(messages: Messages, locale: str, owner: int) -> InlineKeyboardMarkup:
+    """Confirm or cancel /forget."""
+    return InlineKeyboardMarkup([[
+        InlineKeyboardButton(messages.t(locale, "forget.confirm_button"),
+                             callback_data=f"fg:{owner}:yes"),
+        InlineKeyboardButton(messages.t(locale, "telegram.forget_cancel"),
+                             callback_data=f"fg:{owner}:no"),
+    ]])
+
+
+def parse_forget(raw: str) -> tuple[int, bool] | None:
+    """``fg:<owner>:yes|no`` -> (owner, confirmed)."""
+    parts = raw.split(":")
+    if len(parts) != 3 or parts[0] != "fg" or not parts[1].lstrip("-").isdigit():
+        return None
+    return int(parts[1]), parts[2] == "yes"

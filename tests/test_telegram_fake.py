@@ -1,0 +1,108 @@
+"""The fake Bot API enforces Telegram's limits (checked with a plain python-telegram-bot Bot)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import warnings
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from PIL import Image
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import BadRequest, RetryAfter, TelegramError
+
+from adapters.telegram import TelegramAdapter
+from bot.bootstrap import build_core
+from bot.config import Settings
+from bot.errors import ConfigError
+from bot.messages import LOCALES, Messages
+from tests.fake_telegram import ALICE, FakeTelegram, png
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
+    async with Bot(fake.token, base_url=fake.base_url, base_file_url=fake.base_file_url) as b:
+        fake.private(ALICE)
+        yield b
+
+
+def _jpeg(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (1, 2, 3)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+async def test_limits_are_enforced(bot: Bot) -> None:
+    chat = ALICE.id
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: bot.send_photo(chat, png(), caption="x" * 1025), "caption is too long"),
+        (lambda: bot.send_photo(chat, _jpeg(9000, 1001)), "PHOTO_INVALID_DIMENSIONS"),
+        (lambda: bot.send_photo(chat, _jpeg(2100, 100)), "PHOTO_INVALID_DIMENSIONS"),
+        (lambda: bot.send_photo(chat, b"\xff\xd8\xff" + b"\0" * (10 * 1024 * 1024)),
+         "PHOTO_SAVE_FILE_INVALID"),
+        (lambda: bot.send_message(chat, "a <b>bold", parse_mode="HTML"), "can't parse entities"),
+        (lambda: bot.send_message(chat, "fish & chips", parse_mode="HTML"),
+         "can't parse entities"),
+        (lambda: bot.send_message(chat, "x", reply_markup=InlineKeyboardMarkup(
+            [[InlineKeyboardButton("b", callback_data="d" * 65)]])), "BUTTON_DATA_INVALID"),
+        (lambda: bot.send_message(chat, "x" * 4097), "message is too long"),
+        (lambda: bot.send_message(chat, "x", reply_to_message_id=999), "replied not found"),
+        (lambda: bot.send_message(42, "x"), "chat not found"),
+        (lambda: bot.delete_message(chat, 999), "message to delete not found"),
+    ]
+    for make, expected in cases:
+        with pytest.raises(BadRequest, match=f"(?i){expected}"):
+            await make()  # type: ignore[misc]
+    with pytest.raises(TelegramError):
+        await bot.send_document(chat, b"\0" * (50 * 1024 * 1024 + 1), filename="big.bin")
+    sent = await bot.send_message(chat, "fish &amp; <b>chips</b>", parse_mode="HTML")
+    assert sent.text == "fish & chips"
+    with pytest.raises(BadRequest, match=r"(?i)not modified"):
+        await bot.edit_message_text("fish &amp; <b>chips</b>", chat, sent.message_id,
+                                    parse_mode="HTML")
+
+
+async def test_updates_files_and_429(fake: FakeTelegram, bot: Bot) -> None:
+    message = fake.user_sends(photo=png(), caption="/imagine hi")
+    updates = await bot.get_updates(timeout=1)
+    assert [u.message.message_id for u in updates if u.message] == [message["message_id"]]
+    got = updates[0].message
+    assert got is not None and got.caption_entities[0].type == "bot_command"
+    assert await bot.get_updates(offset=updates[-1].update_id + 1, timeout=0) == ()
+    file = await bot.get_file(got.photo[-1].file_id)
+    assert bytes(await file.download_as_bytearray()) == png()
+    fake.fail_next("sendChatAction", retry_after=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PTB warns that RetryAfter.retry_after changes in v23
+        with pytest.raises(RetryAfter):
+            await bot.send_chat_action(ALICE.id, "upload_photo")
+    assert await bot.send_chat_action(ALICE.id, "upload_photo")
+    started = asyncio.get_running_loop().time()
+    assert await bot.get_updates(timeout=1) == ()  # long poll waits for the timeout
+    assert asyncio.get_running_loop().time() - started >= 0.9
+
+
+async def test_a_rejected_token_is_a_config_error(
+        fake: FakeTelegram, settings_factory: Callable[..., Settings]) -> None:
+    core = build_core(settings_factory(telegram={"base_url": fake.base_url}))
+    await core.start()
+    try:
+        with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
+            await TelegramAdapter(core, token="1:wrong").run(asyncio.Event())
+    finally:
+        await core.stop(grace=0)
+
+
+def test_catalogs_have_the_telegram_keys() -> None:
+    messages = Messages()
+    keys = [{k for k in messages.keys(loc) if k.startswith("telegram.")} for loc in LOCALES]
+    assert keys[0] and all(k == keys[0] for k in keys)

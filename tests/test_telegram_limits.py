@@ -1,0 +1,164 @@
+"""Telegram platform limits: 4K originals, fitting, 429s, quota, undeliverable results."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+from PIL import Image
+
+from bot.config import Settings
+from bot.domain import ImageData
+from bot.providers.base import ProviderRequest, ProviderResult
+from bot.providers.demo import DemoProvider
+from tests.fake_telegram import ALICE, running_bot
+
+Factory = Callable[..., Settings]
+# PTB itself warns when it builds a RetryAfter (its retry_after type changes in v23).
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+
+@functools.cache
+def big_png() -> bytes:
+    """A 5504x3072 PNG of about 20 MB (noise does not compress), like a real 4K result."""
+    width, height, noisy = 5504, 3072, 1240
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    image.paste(Image.frombytes("RGB", (width, noisy), os.urandom(width * noisy * 3)), (0, 900))
+    buf = io.BytesIO()
+    image.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def wide_png() -> bytes:
+    """8000x300: over Telegram's 20:1 photo ratio and its w+h limit."""
+    buf = io.BytesIO()
+    Image.linear_gradient("L").resize((8000, 300)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class FixedProvider(DemoProvider):
+    """The demo provider, except that one size returns prepared bytes."""
+
+    def __init__(self, size: str, make: Callable[[], bytes]) -> None:
+        super().__init__()
+        self._size, self._make = size, make
+
+    async def generate(self, request: ProviderRequest) -> ProviderResult:
+        if request.size != self._size:
+            return await super().generate(request)
+        data = await asyncio.to_thread(self._make)
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+        return ProviderResult(images=(ImageData(data, "image/png", width, height, "big.png"),),
+                              finish_reason="STOP", shape="test")
+
+
+async def test_4k_result_arrives_as_fitted_photo_plus_original(settings_factory: Factory) -> None:
+    provider = FixedProvider("4K", big_png)
+    async with running_bot(settings_factory, providers={"demo": provider},
+                           limits={"timeout_4k_seconds": 60}) as bot:
+        fake = bot.fake
+        fake.user_sends("/imagine a mountain range --model nano-banana-pro --size 4K --ar 16:9")
+        photo = await fake.wait_for("sendPhoto", timeout=30)
+        sent = photo.files["photo"]
+        assert len(sent) <= 10_000_000
+        with Image.open(io.BytesIO(sent)) as im:
+            assert max(im.size) <= 2560 and abs(im.width / im.height - 5504 / 3072) < 0.01
+        document = await fake.wait_for("sendDocument", timeout=30)
+        assert document.files["document"] == big_png() and len(big_png()) > 19_000_000
+        assert document.reply_to == photo.message["message_id"]
+        assert "5504×3072" in document.text
+        turn = await bot.turn(photo.message)
+        assert await bot.turn(document.message) == turn
+        assert "· 4K ·" in photo.text and "24 credits" in photo.text
+
+
+async def test_photo_limits_are_fitted_not_failed(settings_factory: Factory) -> None:
+    async with running_bot(settings_factory, providers={"demo": FixedProvider("1K", wide_png)}) as bot:
+        fake = bot.fake
+        fake.user_sends("/imagine a panorama")
+        photo = await fake.wait_for("sendPhoto")
+        with Image.open(io.BytesIO(photo.files["photo"])) as im:
+            assert im.width + im.height <= 10_000 and im.width / im.height <= 20
+        document = await fake.wait_for("sendDocument")
+        assert document.files["document"] == wide_png()
+        assert fake.calls_of("sendPhoto", ok=False) == []
+
+
+async def test_a_429_is_waited_out(settings_factory: Factory) -> None:
+    async with running_bot(settings_factory) as bot:
+        fake = bot.fake
+        fake.fail_next("sendPhoto", retry_after=1)
+        fake.user_sends("/imagine a patient robot")
+        refused = await fake.wait_for("sendPhoto", ok=False)
+        assert refused.error.startswith("Too Many Requests")
+        photo = await fake.wait_for("sendPhoto")
+        assert photo.at - refused.at >= 1.0
+        assert await bot.ledger(ALICE, ["reserve", "settle"]) == ["reserve", "settle"]
+
+
+async def test_undeliverable_result_is_refunded(settings_factory: Factory) -> None:
+    async with running_bot(settings_factory) as bot:
+        fake = bot.fake
+        fake.fail_next("sendPhoto", code=400, description="Bad Request: PHOTO_INVALID")
+        fake.fail_next("sendDocument", code=400, description="Bad Request: DOCUMENT_INVALID")
+        fake.user_sends("/imagine a lost parcel")
+        answer = await fake.wait_for("sendMessage")
+        assert answer.text == "I couldn't deliver the image to this chat. Nothing was charged."
+        assert await bot.ledger(ALICE, ["reserve", "refund"]) == ["reserve", "refund"]
+        assert (await bot.c.service.usage(ALICE.actor)).credits_left == 100
+        fake.fail_next("sendPhoto", code=400, description="Bad Request: PHOTO_INVALID")
+        fake.user_sends("/imagine a parcel sent as a file")
+        document = await fake.wait_for("sendDocument")  # a refused photo goes as a file
+        assert document.buttons and document.text.startswith("a parcel sent as a file")
+        assert (await bot.turn(document.message)).prompt == "a parcel sent as a file"
+
+
+async def test_quota_runs_out_mid_conversation(settings_factory: Factory) -> None:
+    async with running_bot(settings_factory, quota={"user_daily_credits": 8}) as bot:
+        fake = bot.fake
+        fake.user_sends("/imagine a garden")
+        first = await fake.wait_for("sendPhoto")
+        assert "4 credits · 4 left" in first.text
+        fake.user_sends("add a fountain", reply_to=first.message)
+        second = await fake.wait_for("sendPhoto")
+        assert "4 credits · 0 left" in second.text
+        started = time.monotonic()
+        asked = fake.user_sends("add birds", reply_to=second.message)
+        refusal = await fake.wait_for("sendMessage")
+        assert refusal.reply_to == asked["message_id"]
+        assert refusal.text.startswith("Not enough credits for this: it costs 4, and your daily "
+                                       "allowance has 0 left. Resets in ")
+        assert time.monotonic() - started < 2
+        await fake.expect_none("sendPhoto")
+        assert await bot.ledger(ALICE) == ["reserve", "settle"] * 2
+        fake.user_sends("/quota")
+        quota = await fake.wait_for("sendMessage")
+        assert "your daily allowance: 0 of 8 left" in quota.text
+
+
+async def test_network_drops_are_ridden_out(settings_factory: Factory) -> None:
+    async with running_bot(settings_factory) as bot:
+        fake = bot.fake
+        assert bot.adapter is not None
+        await fake.go_offline()
+        fake.user_sends("/imagine sent while offline")
+        await asyncio.sleep(1.5)
+        assert not bot.adapter.connected  # /readyz would say so
+        await fake.go_online()
+        photo = await fake.wait_for("sendPhoto", timeout=15)
+        assert photo.text.startswith("sent while offline")
+        # Telegram unreachable at start-up: getMe is retried until it answers.
+        await bot.stop()
+        await fake.go_offline()
+        starting = asyncio.create_task(bot.start())
+        await asyncio.sleep(1.2)
+        await fake.go_online()
+        await asyncio.wait_for(starting, 15)
+        fake.user_sends("/imagine after a cold start")
+        await fake.wait_for("sendPhoto")
