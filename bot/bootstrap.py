@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.conversations import BlobStore, Conversations
 from bot.jobs import JobScheduler
 from bot.messages import Messages
+from bot.metrics import Metrics
 from bot.present import Presenter
 from bot.providers.base import ImageProvider
 from bot.providers.factory import build_provider
@@ -37,6 +38,7 @@ class Core:
     service: ImagineService
     prefs: Preferences
     admin: AdminOps
+    metrics: Metrics
 
     async def start(self) -> None:
         """Open the store, refund reservations a crash left behind, apply blob retention."""
@@ -50,6 +52,8 @@ class Core:
         """Drain jobs (finish running ones up to ``grace``, refund the rest), then close."""
         wait = self.settings.limits.shutdown_grace_seconds if grace is None else grace
         await self.scheduler.drain(wait)
+        # drain() decides every job's outcome; the refunds run in the requests' own tasks.
+        await self.service.wait_idle(5.0)
         for provider in self.providers.values():
             await provider.aclose()
         await self.store.close()
@@ -83,11 +87,13 @@ def build_core(settings: Settings, *, store: Store | None = None,
     messages = Messages()
     presenter = Presenter(messages, clock)
     providers = providers if providers is not None else build_providers(settings)
+    metrics = Metrics()
+    metrics.watch_queue(lambda: scheduler.snapshot().queued, lambda: scheduler.snapshot().running)
     service = ImagineService(
         settings=settings, store=store, quotas=quotas, conversations=conversations,
         providers=providers, scheduler=scheduler, presenter=presenter,
-        prepare_reference=images.prepare_reference)
+        prepare_reference=images.prepare_reference, metrics=metrics)
     return Core(settings=settings, store=store, quotas=quotas, conversations=conversations,
                 scheduler=scheduler, providers=providers, messages=messages, presenter=presenter,
                 service=service, prefs=Preferences(settings, store),
-                admin=AdminOps(settings, store, quotas, scheduler, presenter))
+                admin=AdminOps(settings, store, quotas, scheduler, presenter), metrics=metrics)

@@ -10,8 +10,15 @@ from bot import images
 from bot.catalog import ASPECTS, ModelSpec, normalize_size
 from bot.config import ProviderSection, Settings
 from bot.domain import ImageData
-from bot.errors import (EmptyPrompt, InputTooLarge, InvalidOption, JobTimeout, NoImage,
-                        TooManyReferences, UnsupportedImage)
+from bot.errors import (
+    EmptyPrompt,
+    InputTooLarge,
+    InvalidOption,
+    JobTimeout,
+    NoImage,
+    TooManyReferences,
+    UnsupportedImage,
+)
 from bot.providers.base import ImageProvider, ProviderRequest
 from bot.providers.factory import build_provider
 

@@ -73,5 +73,5 @@ def setup_logging(section: LogSection) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(section.level)
-    for noisy in ("httpx", "httpcore", "openai", "telegram.ext", "discord.gateway"):
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "telegram.ext", "discord.gateway"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

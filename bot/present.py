@@ -25,7 +25,7 @@ class Presenter:
         self.messages = messages
         self._clock = clock
 
-    def t(self, locale: str, key: str, **params: object) -> str:
+    def t(self, locale: str, key: str, /, **params: object) -> str:
         """Shortcut to the catalogs."""
         return self.messages.t(locale, key, **params)
 
@@ -35,6 +35,8 @@ class Presenter:
             return ""
         seconds = max(0, int((when - self._clock()).total_seconds()))
         hours, minutes = divmod(seconds // 60, 60)
+        if hours >= 48:
+            return self.t(locale, "time.days_hours", days=hours // 24, hours=hours % 24)
         if hours:
             return self.t(locale, "time.hours_minutes", hours=hours, minutes=minutes)
         if minutes:

@@ -61,7 +61,8 @@ async def run(settings: Settings, *, sync_commands: bool = False,
         from bot.health import HealthServer
 
         health = HealthServer(settings.http.listen,
-                              lambda: core.scheduler.accepting and all(a.connected for a in adapters))
+                              lambda: core.scheduler.accepting and all(a.connected for a in adapters),
+                              core.metrics.render)
         await health.start()
     code = 0
     try:

@@ -10,18 +10,42 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from bot.catalog import ModelSpec
 from bot.config import Settings
 from bot.conversations import Conversations
-from bot.domain import (Action, Actor, ChatRef, ImageData, ImageRequest, MessageRef, Progress,
-                        Reply, RequestKind, Turn, Usage)
-from bot.errors import (Banned, BotError, EmptyPrompt, InternalError, InvalidOption, NoReference,
-                        NotFound, NotOwner, Refused, TooManyReferences)
+from bot.domain import (
+    Action,
+    Actor,
+    ChatRef,
+    ImageData,
+    ImageRequest,
+    MessageRef,
+    Progress,
+    Reply,
+    RequestKind,
+    Turn,
+    Usage,
+)
+from bot.errors import (
+    Banned,
+    BotError,
+    EmptyPrompt,
+    InternalError,
+    InvalidOption,
+    NoReference,
+    NotFound,
+    NotOwner,
+    Refused,
+    TooManyReferences,
+)
 from bot.jobs import JobScheduler
 from bot.messages import normalize_locale
+from bot.metrics import JobEvent, Metrics
 from bot.present import Presenter
 from bot.providers.base import HistoryTurn, ImageProvider, ProviderRequest, ProviderResult
 from bot.quotas import Quotas
@@ -32,13 +56,21 @@ ProgressCallback = Callable[[Progress], Awaitable[None]]
 PrepareReference = Callable[..., Awaitable[ImageData]]
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A result handed to the adapter whose credits settle when it is delivered."""
+
+    reservation_id: str
+    event: JobEvent
+
+
 class ImagineService:
     """The core's one entry point for adapters."""
 
     def __init__(self, *, settings: Settings, store: Store, quotas: Quotas,
                  conversations: Conversations, providers: dict[str, ImageProvider],
                  scheduler: JobScheduler, presenter: Presenter,
-                 prepare_reference: PrepareReference) -> None:
+                 prepare_reference: PrepareReference, metrics: Metrics) -> None:
         self.settings = settings
         self.store = store
         self.quotas = quotas
@@ -48,7 +80,9 @@ class ImagineService:
         self.presenter = presenter
         self.catalog: dict[str, ModelSpec] = settings.catalog()
         self._prepare = prepare_reference
-        self._pending: dict[str, str] = {}  # turn id -> reservation id awaiting delivery
+        self.metrics = metrics
+        self._pending: dict[str, _Pending] = {}  # results awaiting delivery, by turn id
+        self._busy: set[asyncio.Task[object]] = set()  # requests that may still move credits
 
     # ----- identity, language, options -------------------------------------------------------
 
@@ -106,7 +140,10 @@ class ImagineService:
                 parent = await self.conversations.turn_for(reply_to)
             if parent is None and not request.references:
                 raise NoReference()
-            return await self._job(replace(request, kind="edit"), parent, progress)
+            # An edit keeps the model and size of what it edits unless the request says otherwise.
+            return await self._job(replace(request, kind="edit"), parent, progress,
+                                   model=parent.model if parent else None,
+                                   size=parent.size if parent else None)
 
         return await self._guarded(request.actor, run())
 
@@ -131,8 +168,24 @@ class ImagineService:
 
         return await self._guarded(actor, run())
 
+    async def wait_idle(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until no request is between reserve and settle/refund."""
+        if self._busy:
+            await asyncio.wait(list(self._busy), timeout=timeout)
+
     async def _guarded(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
         """Run ``work``; turn every failure into an error Reply in the user's language."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._busy.add(task)
+            task.add_done_callback(self._busy.discard)
+        try:
+            return await self._guarded_inner(actor, work)
+        finally:
+            if task is not None:
+                self._busy.discard(task)
+
+    async def _guarded_inner(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
         locale = await self.locale_for(actor)
         try:
             return await work
@@ -154,6 +207,21 @@ class ImagineService:
                    progress: ProgressCallback | None, *, model: str | None = None,
                    size: str | None = None, aspect: str | None = None) -> Reply:
         actor, chat = request.actor, request.chat
+        event = JobEvent(job_id=secrets.token_hex(4), platform=actor.platform, chat=chat.chat_id,
+                         user=actor.user_id, model=model or "", size=size or "", kind=request.kind)
+        try:
+            return await self._job_steps(request, parent, progress, event, model, size, aspect)
+        except BaseException as exc:
+            event.outcome = (exc.key.removeprefix("error.") if isinstance(exc, BotError)
+                             else "cancelled" if isinstance(exc, asyncio.CancelledError)
+                             else "internal")
+            self.metrics.job(event)
+            raise
+
+    async def _job_steps(self, request: ImageRequest, parent: Turn | None,
+                         progress: ProgressCallback | None, event: JobEvent, model: str | None,
+                         size: str | None, aspect: str | None) -> Reply:
+        actor, chat = request.actor, request.chat
         if (await self.store.get_user(actor.key)).banned:
             raise Banned()
         prompt = request.prompt.strip()
@@ -163,6 +231,7 @@ class ImagineService:
         spec, size, aspect = await self._resolve(
             actor, opts.model or model, opts.size or size,
             opts.aspect or aspect or (parent.aspect if parent else None))
+        event.model, event.size = spec.name, size
         prior = len(parent.output_hashes) if parent else 0
         if len(request.references) + prior > spec.max_references:
             raise TooManyReferences(len(request.references) + prior, spec.max_references, spec.name)
@@ -176,9 +245,10 @@ class ImagineService:
             raise NotFound()
         price = self.quotas.price(spec, size)
         reservation = await self.quotas.reserve(actor, chat, price, model=spec.name, size=size)
+        event.credits, event.usd = price.credits, price.usd
         try:
             result = await self._generate(actor, spec, prompt, tuple(refs), history, size,
-                                          aspect, progress)
+                                          aspect, progress, event)
             turn = await self.conversations.record(
                 actor=actor, chat=chat, prompt=prompt, model=spec.name, size=size, aspect=aspect,
                 parent_id=parent.id if parent else None, inputs=refs, outputs=result.images,
@@ -192,20 +262,35 @@ class ImagineService:
         except BaseException as exc:
             await asyncio.shield(self.quotas.refund(reservation.id, type(exc).__name__))
             raise
-        self._pending[turn.id] = reservation.id
-        return await self._result_reply(actor, chat, turn, spec, result)
+        self._pending[turn.id] = _Pending(reservation.id, event)
+        try:
+            return await self._result_reply(actor, chat, turn, spec, result)
+        except BaseException:
+            await asyncio.shield(self.undeliverable(turn.id))
+            raise
 
     async def _generate(self, actor: Actor, spec: ModelSpec, prompt: str,
                         refs: tuple[ImageData, ...], history: tuple[HistoryTurn, ...], size: str,
-                        aspect: str, progress: ProgressCallback | None) -> ProviderResult:
+                        aspect: str, progress: ProgressCallback | None,
+                        event: JobEvent) -> ProviderResult:
         limits = self.settings.limits
         timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
         provider = self.providers[spec.provider]
         request = ProviderRequest(model_id=spec.id, prompt=prompt, references=refs,
                                   history=history, size=size, aspect=aspect, timeout=timeout,
                                   send_size=spec.send_size)
-        return await self.scheduler.run(actor.key, lambda: provider.generate(request),
-                                        timeout=timeout, on_progress=progress)
+        submitted = time.monotonic()
+
+        async def work() -> ProviderResult:
+            started = time.monotonic()
+            event.durations["queue"] = started - submitted
+            try:
+                return await provider.generate(request)
+            finally:
+                event.durations["upstream"] = time.monotonic() - started
+
+        return await self.scheduler.run(actor.key, work, timeout=timeout, on_progress=progress,
+                                        job_id=event.job_id)
 
     async def _result_reply(self, actor: Actor, chat: ChatRef, turn: Turn, spec: ModelSpec,
                             result: ProviderResult) -> Reply:
@@ -226,18 +311,28 @@ class ImagineService:
 
     # ----- delivery --------------------------------------------------------------------------
 
-    async def bind(self, turn_id: str, messages: Sequence[MessageRef]) -> None:
-        """Record the messages showing a turn, and settle its credits (it was delivered)."""
+    async def bind(self, turn_id: str, messages: Sequence[MessageRef],
+                   timings: Mapping[str, float] | None = None) -> None:
+        """Record the messages showing a turn and settle its credits (it was delivered).
+
+        ``timings`` are the adapter's own durations (e.g. ``fit``, ``upload``) for the job log.
+        """
         await self.conversations.bind(turn_id, messages)
-        reservation = self._pending.pop(turn_id, None)
-        if reservation:
-            await self.quotas.settle(reservation)
+        pending = self._pending.pop(turn_id, None)
+        if pending:
+            await self.quotas.settle(pending.reservation_id)
+            pending.event.durations.update(timings or {})
+            self.metrics.settled(pending.event.credits, pending.event.usd)
+            self.metrics.job(pending.event)
 
     async def undeliverable(self, turn_id: str) -> None:
         """The result could not be delivered: refund it and drop the turn."""
-        reservation = self._pending.pop(turn_id, None)
-        if reservation:
-            await self.quotas.refund(reservation, "undeliverable")
+        pending = self._pending.pop(turn_id, None)
+        if pending:
+            await self.quotas.refund(pending.reservation_id, "undeliverable")
+            pending.event.outcome = "undeliverable"
+            self.metrics.delivery_failures.labels(pending.event.platform).inc()
+            self.metrics.job(pending.event)
         await self.conversations.delete(turn_id)
 
     async def turn_for(self, message: MessageRef) -> Turn | None:

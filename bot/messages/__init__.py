@@ -54,7 +54,7 @@ class Messages:
     def __init__(self) -> None:
         self._catalogs = {loc: load_catalog(loc) for loc in LOCALES}
 
-    def t(self, locale: str | None, key: str, **params: Any) -> str:
+    def t(self, locale: str | None, key: str, /, **params: Any) -> str:
         """The text for ``key`` in ``locale`` with ``params`` filled in."""
         loc = locale if locale in self._catalogs else DEFAULT_LOCALE
         template = self._catalogs[loc].get(key) or self._catalogs[DEFAULT_LOCALE].get(key)
