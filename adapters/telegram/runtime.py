@@ -75,15 +75,8 @@ class Runtime:
         return self.bot.username
 
     def t(self, locale: str, key: str, /, **params: object) -> str:
-        """Catalog text (``params`` may include ``locale``, e.g. for settings.title)."""
-        if "locale" not in params:
-            return self.core.messages.t(locale, key, **params)
-        # Messages.t takes ``locale`` by keyword too, so a {locale} field is filled here.
-        template = self.core.messages.t(locale, key)
-        try:
-            return template.format(**params)
-        except (KeyError, IndexError, ValueError):
-            return template
+        """Catalog text in ``locale``."""
+        return self.core.messages.t(locale, key, **params)
 
     async def locale(self, actor: Actor) -> str:
         """The actor's language."""

@@ -1,0 +1,103 @@
+"""A job's progress shown by editing one status message, at most one edit every few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import discord
+
+from bot.domain import Progress
+from bot.messages import Messages
+
+log = logging.getLogger(__name__)
+Edit = Callable[[str], Awaitable[None]]
+
+
+class ProgressReporter:
+    """Receives the core's Progress events without blocking it; edits run in a background task."""
+
+    #: Discord rate-limits interaction webhooks per token; one edit per 3 s stays clear of it.
+    min_interval = 3.0
+    #: How often the elapsed time is refreshed while the model works.
+    tick = 5.0
+
+    def __init__(self, edit: Edit, messages: Messages, locale: str) -> None:
+        self._edit = edit
+        self._messages = messages
+        self._locale = locale
+        self._event: Progress | None = None
+        self._event_at = 0.0
+        self._last_edit = -1e9
+        self._last_text = ""
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._broken = False
+        self._task: asyncio.Task[None] | None = None
+        self.edited = False
+
+    async def __call__(self, event: Progress) -> None:
+        """The core's progress callback: remember the event and wake the editor."""
+        self._event, self._event_at = event, time.monotonic()
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self._loop(), name="discord-progress")
+        self._wake.set()
+
+    def text(self) -> str | None:
+        """The status line for the latest event, or None when there is nothing to show."""
+        event = self._event
+        if event is None:
+            return None
+        t = self._messages.t
+        if event.stage == "queued" and event.position:
+            return t(self._locale, "progress.queued", position=event.position)
+        if event.stage == "started":
+            elapsed = event.elapsed + time.monotonic() - self._event_at
+            return t(self._locale, "progress.started", elapsed=int(elapsed))
+        return None
+
+    async def _loop(self) -> None:
+        while not self._closed and not self._broken:
+            running = self._event is not None and self._event.stage == "started"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick if running else None)
+            self._wake.clear()
+            delay = self._last_edit + self.min_interval - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._sleep_until_closed(), delay)
+            if self._closed:
+                return
+            text = self.text()
+            if text and text != self._last_text:
+                await self._send(text)
+
+    async def _sleep_until_closed(self) -> None:
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+
+    async def _send(self, text: str) -> None:
+        self._last_edit = time.monotonic()
+        try:
+            await self._edit(text)
+        except discord.HTTPException as exc:
+            # An expired token or a deleted message: stop editing, the result still gets delivered.
+            log.info("progress edit failed (%s); no more progress edits", exc.status)
+            self._broken = True
+            return
+        self._last_text = text
+        self.edited = True
+
+    async def close(self) -> bool:
+        """Stop editing (an edit in flight completes); True when at least one edit landed."""
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            _, pending = await asyncio.wait({self._task}, timeout=10.0)
+            for task in pending:
+                task.cancel()
+        return self.edited
