@@ -16,6 +16,7 @@ from bot.present import Presenter
 from bot.providers.base import ImageProvider
 from bot.providers.factory import build_provider
 from bot.quotas import Clock, Quotas, utc_now
+from bot.redact import Redactor, secret_names, secret_values
 from bot.service import ImagineService
 from bot.storage.base import Store
 from bot.storage.sqlite import SqliteStore
@@ -85,7 +86,7 @@ def build_core(settings: Settings, *, store: Store | None = None,
     conversations = Conversations(store, blobs, history_turns=settings.bot.history_turns,
                                   clock=clock)
     messages = Messages()
-    presenter = Presenter(messages, clock)
+    presenter = Presenter(messages, clock, Redactor(secret_values(secret_names(settings))))
     providers = providers if providers is not None else build_providers(settings)
     metrics = Metrics()
     metrics.watch_queue(lambda: scheduler.snapshot().queued, lambda: scheduler.snapshot().running)

@@ -18,6 +18,7 @@ from bot.config import Settings, load_settings
 from bot.errors import BotError, ConfigError
 from bot.generate import GenerateArgs, generate
 from bot.logs import setup_logging
+from bot.redact import secret_names
 
 log = logging.getLogger("imagine_bot")
 EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UPSTREAM, EXIT_INPUT = 0, 2, 3, 4, 5
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _load(args.config)
-        setup_logging(settings.log)
+        setup_logging(settings.log, secret_names(settings))
         if args.command == "generate":
             return asyncio.run(_generate(settings, args))
         if args.command == "check":

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +24,17 @@ Locale = Literal["en", "zh-Hans", "zh-Hant"]
 ApiKind = Literal["openai-chat", "gemini", "openai-images", "demo"]
 _ACTOR_RE = re.compile(r"^(telegram|discord|cli|web):[0-9A-Za-z_-]+$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_KEY_PREFIXES = ("sk-", "sk_", "AIza", "ghp_", "xox")
+
+
+def _env_name(value: str) -> str:
+    """An environment variable's NAME; refuse what looks like the secret pasted in its place."""
+    looks_secret = value.startswith(_KEY_PREFIXES) or (
+        len(value) >= 30 and any(c.islower() for c in value) and any(c.isupper() for c in value)
+        and any(c.isdigit() for c in value))
+    if not _ENV_RE.match(value) or looks_secret:
+        raise ValueError("must be the NAME of an environment variable, not the key itself")
+    return value
 
 
 class _Section(BaseModel):
@@ -44,6 +55,7 @@ class BotSection(_Section):
     history_turns: int = Field(default=4, ge=1, le=20)
     retention_days: int = Field(default=30, ge=1)
     blob_cap_mb: int = Field(default=2048, ge=16)
+    adapter_failure: Literal["stop", "continue"] = "stop"
 
     @field_validator("admins")
     @classmethod
@@ -108,9 +120,7 @@ class ProviderSection(_Section):
     @field_validator("api_key_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_RE.match(value):
-            raise ValueError("must be the NAME of an environment variable, not the key itself")
-        return value
+        return None if value is None else _env_name(value)
 
     @field_validator("base_url")
     @classmethod
@@ -132,6 +142,14 @@ class ModelSection(_Section):
     credits: dict[str, int] | None = None
     send_size: bool | None = None
 
+    @field_validator("prices", "credits")
+    @classmethod
+    def _not_negative(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for size, amount in (value or {}).items():
+            if amount < 0:
+                raise ValueError(f"{size} = {amount}: must not be negative")
+        return value
+
 
 class TelegramSection(_Section):
     """``[telegram]``: the Telegram adapter."""
@@ -146,6 +164,11 @@ class TelegramSection(_Section):
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0:8443"
 
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        return _env_name(value)
+
 
 class DiscordSection(_Section):
     """``[discord]``: the Discord adapter."""
@@ -156,6 +179,24 @@ class DiscordSection(_Section):
     gateway_url: str | None = None
     allowed_guilds: tuple[int, ...] = ()
     allow_dms: bool = True
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        return _env_name(value)
+
+
+class WebSection(_Section):
+    """``[web]``: the browser console (playground + operator view)."""
+
+    enabled: Literal["auto", "on", "off"] = "auto"  # auto: on when no chat platform is enabled
+    listen: str = "127.0.0.1:8080"
+    token_env: str = "IMAGINE_CONSOLE_TOKEN"
+
+    @field_validator("token_env")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        return _env_name(value)
 
 
 class HttpSection(_Section):
@@ -181,6 +222,7 @@ class Settings(_Section):
     models: dict[str, ModelSection] = Field(default_factory=dict)
     telegram: TelegramSection = TelegramSection()
     discord: DiscordSection = DiscordSection()
+    web: WebSection = WebSection()
     http: HttpSection = HttpSection()
     log: LogSection = LogSection()
 
@@ -258,13 +300,33 @@ def _format_error(exc: ValidationError, source: str) -> str:
             where = ""
         message = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling against config.example.toml)"
+            allowed = _allowed_keys(loc)
+            message = ("unknown key (allowed: " + ", ".join(allowed) + ")" if allowed
+                       else "unknown key (check the spelling against config.example.toml)")
         got = err.get("input")
-        shown = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else (
+        hidden = bool(loc) and loc[-1].endswith("_env")  # may be a pasted secret: never echo it
+        shown = "" if err["type"] == "missing" or isinstance(got, dict) or hidden else (
             f" = {got!r}"
         )
         lines.append(f"{source}: {where}{shown}: {message}" if where else f"{source}: {message}")
     return "\n".join(lines)
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    """The keys the table at ``loc[:-1]`` accepts (walking models and ``dict[str, Model]``)."""
+    node: Any = Settings
+    for part in loc[:-1]:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(part)
+            if field is None:
+                return []
+            node = field.annotation
+        else:
+            args = get_args(node)
+            node = args[-1] if args else None
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
 
 
 def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -281,6 +343,8 @@ def _apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> No
         node = data
         for part in path[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{name}: {'.'.join(path[:-1])} is not a table")
         node[path[-1]] = value
 
 

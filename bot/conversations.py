@@ -43,7 +43,7 @@ class BlobStore:
         if not path.exists():
             await asyncio.to_thread(_atomic_write, path, data)
         await self._store.put_blob(BlobInfo(digest, image.mime, len(data), image.width,
-                                            image.height))
+                                            image.height), used_at=self._clock())
         return digest
 
     async def get(self, digest: str) -> ImageData | None:

@@ -20,6 +20,8 @@ class Actor:
     user_id: str
     display_name: str = ""
     locale: str | None = None
+    #: Vouched for by the adapter (e.g. Discord Manage Server): may moderate others' results and
+    #: use admin commands. Free credits come only from ``[bot] admins``, never from this flag.
     is_admin: bool = False
 
     @property

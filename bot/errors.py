@@ -42,6 +42,12 @@ class Refused(BotError):
                          finish_reason=finish_reason)
 
 
+class RefusedCharged(Refused):
+    """A refusal that was charged (``[quota] charge_refusals = true``)."""
+
+    key = "error.refused_charged"
+
+
 class NoImage(BotError):
     """The model answered without an image."""
 

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from bot.config import LogSection
-
-_SECRET_HINTS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
-
-
-def _secrets() -> list[str]:
-    """Values of env vars that look like secrets (long enough to be worth hiding)."""
-    return [v for k, v in os.environ.items()
-            if any(h in k.upper() for h in _SECRET_HINTS) and len(v) >= 8]
+from bot.redact import MASK, secret_values
 
 
 class RedactingFilter(logging.Filter):
     """Replaces any secret env var value in a record's final message with ``***``."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: Iterable[str] = ()) -> None:
         super().__init__()
-        self._values = _secrets()
+        self._values = secret_values(names)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Redact in place; always keep the record."""
@@ -35,9 +28,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         changed = message
         for value in self._values:
-            changed = changed.replace(value, "***")
+            changed = changed.replace(value, MASK)
             if record.exc_text:
-                record.exc_text = record.exc_text.replace(value, "***")
+                record.exc_text = record.exc_text.replace(value, MASK)
         if changed != message:
             record.msg, record.args = changed, None
         return True
@@ -62,10 +55,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
-def setup_logging(section: LogSection) -> None:
+def setup_logging(section: LogSection, secret_env_names: Iterable[str] = ()) -> None:
     """Configure the root logger once for the process."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
+    handler.addFilter(RedactingFilter(secret_env_names))
     if section.format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.domain import Usage
@@ -21,9 +22,11 @@ def excerpt(text: str, limit: int = _PROMPT_EXCERPT) -> str:
 class Presenter:
     """Formats errors, quota status and result captions from the message catalogs."""
 
-    def __init__(self, messages: Messages, clock: Clock) -> None:
+    def __init__(self, messages: Messages, clock: Clock,
+                 redact: Callable[[str], str] | None = None) -> None:
         self.messages = messages
         self._clock = clock
+        self._redact = redact or (lambda text: text)
 
     def t(self, locale: str, key: str, /, **params: object) -> str:
         """Shortcut to the catalogs."""
@@ -54,10 +57,12 @@ class Presenter:
             return self.t(locale, "error.quota", cost=params["cost"], left=int(params["left"]),
                           window=window, resets=resets)
         key = err.key
+        # The model's own words are shown, but an upstream may echo the request: mask secrets.
         if key == "error.refused" and params.get("reason"):
-            key, params["reason"] = "error.refused_reason", excerpt(str(params["reason"]), 300)
+            key = "error.refused_reason"
+            params["reason"] = excerpt(self._redact(str(params["reason"])), 300)
         if key == "error.no_image" and params.get("text"):
-            key, params["text"] = "error.no_image_text", excerpt(str(params["text"]), 300)
+            key, params["text"] = "error.no_image_text", excerpt(self._redact(str(params["text"])), 300)
         return self.t(locale, key, **params)
 
     def usage(self, locale: str, usage: Usage, costs: str = "") -> str:
@@ -85,6 +90,6 @@ class Presenter:
                 credits: int, left: int, exempt: bool, demo: bool) -> str:
         """The text that goes with a result image."""
         key = "result.caption_exempt" if exempt else "result.caption"
-        text = self.t(locale, key, prompt=excerpt(prompt), model=model, size=size, aspect=aspect,
-                      credits=credits, left=left)
+        text = self.t(locale, key, prompt=excerpt(self._redact(prompt)), model=model, size=size,
+                      aspect=aspect, credits=credits, left=left)
         return f"{text}\n{self.t(locale, 'result.demo')}" if demo else text

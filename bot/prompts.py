@@ -27,6 +27,7 @@ def parse_flags(text: str) -> tuple[str, Options]:
         value = match.group(2)
         if value is None:
             raise UnknownFlag(match.group(1))
+        value = value.rstrip(",.;，。；")  # "--ar 16:9, a cat" keeps its comma out of the value
         kept.append(text[last:match.start()])
         last = match.end()
         found[_ALIASES[name]] = value

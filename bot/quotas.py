@@ -55,8 +55,10 @@ class Quotas:
                      usd=round(model.price_usd(size) * count, 6))
 
     def is_exempt(self, actor: Actor) -> bool:
-        """Admins are exempt from the credit windows."""
-        return actor.is_admin or actor.key in self._admins
+        """Admins listed in ``[bot] admins`` are exempt from the credit windows."""
+        # Only [bot] admins: an adapter's vouching (e.g. Discord Manage Server) lets someone
+        # moderate, but must not hand out free generations.
+        return actor.key in self._admins
 
     def _periods(self) -> tuple[str, str, datetime, datetime]:
         """Today's and this month's keys in the quota zone, and when each resets (UTC)."""
@@ -91,8 +93,10 @@ class Quotas:
                 take_free = min(cost, free_left)
                 take_bonus = cost - take_free
                 if take_bonus > bonus:
-                    window, reset = (("user_daily", day_reset) if day_left <= month_left
-                                     else ("user_monthly", month_reset))
+                    # Name the window that still blocks after the other resets.
+                    monthly_blocks = month_left < day_left or max(0, month_left) + bonus < cost
+                    window, reset = (("user_monthly", month_reset) if monthly_blocks
+                                     else ("user_daily", day_reset))
                     raise QuotaExceeded(window, free_left + bonus, cost, reset)
                 if self._pooled(chat) and chat is not None:
                     used = await tx.chat_used(chat.key, day)

@@ -41,6 +41,7 @@ from bot.errors import (
     NotFound,
     NotOwner,
     Refused,
+    RefusedCharged,
     TooManyReferences,
 )
 from bot.jobs import JobScheduler
@@ -151,8 +152,13 @@ class ImagineService:
                   progress: ProgressCallback | None = None) -> Reply:
         """A button press: reroll, a larger size, or variations of a turn."""
         async def run() -> Reply:
+            if action.kind not in ("reroll", "upscale", "variations"):
+                # Edit needs an instruction (edit()), delete has its own call (delete()).
+                raise InvalidOption("action", action.kind, ["reroll", "upscale", "variations"])
             turn = await self._owned_turn(actor, action.turn_id)
-            inputs = await self.conversations.inputs(turn) or ()
+            inputs = await self.conversations.inputs(turn)
+            if inputs is None:
+                raise NotFound()  # a reroll without its references would be a different image
             options_size = action.size if action.kind == "upscale" else turn.size
             base = ImageRequest(actor=actor, chat=chat, prompt=turn.prompt, references=inputs)
             parent: Turn | None = turn
@@ -168,10 +174,10 @@ class ImagineService:
 
         return await self._guarded(actor, run())
 
-    async def wait_idle(self, timeout: float) -> None:
-        """Wait (up to ``timeout``) until no request is between reserve and settle/refund."""
+    async def wait_idle(self, grace: float) -> None:
+        """Wait (up to ``grace`` s) until no request is between reserve and settle/refund."""
         if self._busy:
-            await asyncio.wait(list(self._busy), timeout=timeout)
+            await asyncio.wait(list(self._busy), timeout=grace)
 
     async def _guarded(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
         """Run ``work``; turn every failure into an error Reply in the user's language."""
@@ -256,6 +262,7 @@ class ImagineService:
         except Refused:
             if self.settings.quota.charge_refusals:
                 await self.quotas.settle(reservation.id)
+                raise RefusedCharged() from None
             else:
                 await self.quotas.refund(reservation.id, "refused")
             raise

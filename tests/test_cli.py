@@ -95,7 +95,8 @@ def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_run_with_no_platform_explains_what_to_configure(tmp_path: Path) -> None:
+def test_run_with_nothing_to_serve_explains_what_to_configure(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[web]\nenabled = "off"\n')
     proc = run_cli("run", cwd=tmp_path)
     assert proc.returncode == 2
     assert "[telegram]" in proc.stderr and "TELEGRAM_BOT_TOKEN" in proc.stderr

@@ -181,8 +181,8 @@ class Store(Protocol):
         """Platform messages bound to a turn."""
         ...
 
-    async def put_blob(self, info: BlobInfo) -> None:
-        """Index a blob (or touch it when it exists)."""
+    async def put_blob(self, info: BlobInfo, used_at: datetime | None = None) -> None:
+        """Index a blob (or touch it when it exists) as used at ``used_at`` (default: now)."""
         ...
 
     async def get_blob(self, digest: str) -> BlobInfo | None:

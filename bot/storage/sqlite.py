@@ -70,7 +70,11 @@ class SqliteStore:
         await self._db.execute("PRAGMA journal_mode = WAL")
         await self._db.execute("PRAGMA synchronous = NORMAL")
         await self._db.execute("PRAGMA foreign_keys = ON")
-        await self._migrate()
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()  # a refused database leaves no connection (thread) behind
+            raise
 
     async def _migrate(self) -> None:
         db = self.db
@@ -92,7 +96,8 @@ class SqliteStore:
                         await db.execute(f"PRAGMA user_version = {version}")
                 await db.execute("COMMIT")
             except BaseException:
-                await db.execute("ROLLBACK")
+                if db.in_transaction:
+                    await db.execute("ROLLBACK")
                 raise
 
     async def close(self) -> None:
@@ -113,10 +118,11 @@ class SqliteStore:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield SqliteQuotaTx(self.db)
+                await self.db.execute("COMMIT")
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # also after a failed COMMIT (never left open)
+                    await self.db.execute("ROLLBACK")
                 raise
-            await self.db.execute("COMMIT")
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
         async with self._lock:
@@ -239,9 +245,9 @@ class SqliteStore:
         rows = await self._rows("SELECT * FROM bindings WHERE turn_id = ?", (turn_id,))
         return [MessageRef(r["platform"], r["chat_id"], r["message_id"]) for r in rows]
 
-    async def put_blob(self, info: BlobInfo) -> None:
-        """Index a blob, or refresh its last use."""
-        now = _now()
+    async def put_blob(self, info: BlobInfo, used_at: datetime | None = None) -> None:
+        """Index a blob, or refresh its last use (``used_at``, by the caller's clock)."""
+        now = used_at.astimezone(UTC).isoformat() if used_at is not None else _now()
         await self._write(
             "INSERT INTO blobs (hash, mime, size, width, height, created_at, last_used_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -269,7 +275,7 @@ class SqliteStore:
     async def prunable_blobs(self, older_than: datetime) -> list[str]:
         """Blobs not used since ``older_than``."""
         rows = await self._rows("SELECT hash FROM blobs WHERE last_used_at < ?",
-                                (older_than.isoformat(),))
+                                (older_than.astimezone(UTC).isoformat(),))
         return [str(r["hash"]) for r in rows]
 
     async def blobs_by_age(self) -> list[BlobInfo]:
