@@ -184,6 +184,10 @@ class Quotas:
         return Usage(actor_key=actor.key, windows=tuple(windows), reserved=reserved, bonus=bonus,
                      exempt=self.is_exempt(actor), running=running)
 
+    def now_local(self) -> datetime:
+        """The injected clock's time in the quota zone."""
+        return self._clock().astimezone(self._tz)
+
     def today(self) -> str:
         """Today's key in the quota zone."""
         return self._periods()[0]

@@ -1,4 +1,9 @@
-"""``imagine-bot run``: every enabled adapter in one event loop, with a graceful stop."""
+"""``imagine-bot run``: every enabled adapter in one event loop, with a graceful stop.
+
+Stop order matters: on the first signal the scheduler stops taking work and cancels queued jobs
+(their users are told, and refunded) while the adapters stay connected, so running jobs still
+deliver; only after the grace period are adapters closed, then the store.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-NOTHING_ENABLED = """imagine-bot: no chat platform is enabled, so there is nothing to run.
+NOTHING_ENABLED = """imagine-bot: no chat platform is enabled and the web console is off.
 Create config.toml (see config.example.toml) with at least one of:
 
   [telegram]
@@ -23,9 +28,18 @@ Create config.toml (see config.example.toml) with at least one of:
   [discord]
   enabled = true            # and export DISCORD_BOT_TOKEN=...    (Developer Portal -> Bot)
 
+  [web]
+  enabled = "on"            # the browser console on http://127.0.0.1:8080
+
 Without an image API key the demo provider draws placeholders; add a [providers.NAME]
 section (see config.example.toml) for real images. Try it offline first:
   imagine-bot generate "a red fox" --api demo --out fox.png"""
+
+
+def web_wanted(settings: Settings) -> bool:
+    """The console runs when switched on, or by default when no chat platform is enabled."""
+    chat = settings.telegram.enabled or settings.discord.enabled
+    return settings.web.enabled == "on" or (settings.web.enabled == "auto" and not chat)
 
 
 def build_adapters(core: Core, *, sync_commands: bool) -> list[Any]:
@@ -41,13 +55,19 @@ def build_adapters(core: Core, *, sync_commands: bool) -> list[Any]:
 
         adapters.append(DiscordAdapter(core, token=Settings.secret(settings.discord.token_env),
                                        sync_commands=sync_commands))
+    if web_wanted(settings):
+        from adapters.web import WebConsole
+        from adapters.web.security import console_token
+
+        adapters.append(WebConsole(core, listen=settings.web.listen,
+                                   token=console_token(settings)))
     return adapters
 
 
 async def run(settings: Settings, *, sync_commands: bool = False,
               install_signals: Callable[[asyncio.Event], None] | None = None) -> int:
     """Run until a signal; returns the process exit code."""
-    if not settings.telegram.enabled and not settings.discord.enabled:
+    if not settings.telegram.enabled and not settings.discord.enabled and not web_wanted(settings):
         print(NOTHING_ENABLED, file=sys.stderr)
         return 2
     core = build_core(settings)
@@ -64,31 +84,51 @@ async def run(settings: Settings, *, sync_commands: bool = False,
                               lambda: core.scheduler.accepting and all(a.connected for a in adapters),
                               core.metrics.render)
         await health.start()
-    code = 0
+    failed: list[str] = []
     try:
         async with asyncio.TaskGroup() as group:
+            group.create_task(_housekeeping(core, close), name="housekeeping")
             for adapter in adapters:
-                group.create_task(_guard(adapter, close, stop), name=f"adapter-{adapter.name}")
+                group.create_task(_guard(adapter, close, stop, failed, len(adapters),
+                                         settings.bot.adapter_failure),
+                                  name=f"adapter-{adapter.name}")
             await stop.wait()
-            # Adapters stay connected while running jobs finish, so their results still arrive.
+            log.info("stopping: no new jobs; running ones get %.0f s",
+                     settings.limits.shutdown_grace_seconds)
             await core.scheduler.drain(settings.limits.shutdown_grace_seconds)
+            await core.service.wait_idle(5.0)
             close.set()
-    except* ConfigError as errors:
-        for err in errors.exceptions:
-            log.error("adapter failed: %s", err)
-        code = 2
     finally:
         if health is not None:
             await health.stop()
         await core.stop(grace=0)
-    return code
+    return 2 if failed else 0
 
 
-async def _guard(adapter: Any, close: asyncio.Event, stop: asyncio.Event) -> None:
-    """Run one adapter until ``close``; a failure is logged clearly and stops the process."""
+async def _housekeeping(core: Core, close: asyncio.Event, every: float = 6 * 3600) -> None:
+    """Apply image retention and the blob size cap periodically while running."""
+    while not close.is_set():
+        try:
+            await asyncio.wait_for(close.wait(), every)
+        except TimeoutError:
+            try:
+                removed = await core.conversations.blobs.prune()
+                log.info("retention: removed %d stored image(s)", removed)
+            except Exception:
+                log.exception("retention pass failed; will try again")
+
+
+async def _guard(adapter: Any, close: asyncio.Event, stop: asyncio.Event, failed: list[str],
+                 total: int, policy: str) -> None:
+    """Run one adapter until ``close``; on failure stop everything or, by policy, carry on."""
     try:
         await adapter.run(close)
     except Exception as exc:
-        log.error("%s adapter stopped: %s", adapter.name, exc, exc_info=True)
+        reason = exc.detail if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+        failed.append(adapter.name)
+        if policy == "continue" and len(failed) < total:
+            log.error("%s adapter stopped (%s); the others keep running", adapter.name, reason)
+            return
+        log.error("%s adapter stopped (%s); stopping", adapter.name, reason,
+                  exc_info=not isinstance(exc, ConfigError))
         stop.set()
-        raise ConfigError(f"{adapter.name}: {exc}") from exc

@@ -303,18 +303,24 @@ class ImagineService:
                             result: ProviderResult) -> Reply:
         locale = await self.locale_for(actor)
         usage = await self.quotas.usage(actor, chat)
-        credit_usd = self.settings.quota.credit_usd
-        actions = [Action("reroll", turn.id, cost=turn.credits)]
-        actions += [Action("upscale", turn.id, size=s, cost=spec.credit_cost(s, credit_usd))
-                    for s in spec.larger_sizes(turn.size or "1K") if s in ("2K", "4K")]
-        actions += [Action("variations", turn.id, cost=turn.credits), Action("edit", turn.id),
-                    Action("delete", turn.id)]
         text = self.presenter.caption(
             locale, prompt=turn.prompt, model=spec.name, size=turn.size or "", aspect=turn.aspect
             or "", credits=turn.credits, left=usage.credits_left, exempt=usage.exempt,
             demo=result.demo)
-        return Reply(text=text, images=result.images, actions=tuple(actions), turn_id=turn.id,
+        return Reply(text=text, images=result.images, actions=self.actions_for(turn), turn_id=turn.id,
                      credits_used=turn.credits, locale=locale)
+
+    def actions_for(self, turn: Turn) -> tuple[Action, ...]:
+        """The buttons under a result: reroll, larger sizes with their cost, variations, edit, delete."""
+        spec = self.catalog.get(turn.model)
+        credit_usd = self.settings.quota.credit_usd
+        actions = [Action("reroll", turn.id, cost=turn.credits)]
+        if spec is not None:
+            actions += [Action("upscale", turn.id, size=s, cost=spec.credit_cost(s, credit_usd))
+                        for s in spec.larger_sizes(turn.size or "1K") if s in ("2K", "4K")]
+        actions += [Action("variations", turn.id, cost=turn.credits), Action("edit", turn.id),
+                    Action("delete", turn.id)]
+        return tuple(actions)
 
     # ----- delivery --------------------------------------------------------------------------
 

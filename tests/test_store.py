@@ -213,3 +213,20 @@ async def test_a_failed_commit_leaves_the_connection_usable(store: SqliteStore) 
                                     month="2024-05", bonus=3))
     assert await store.bound_turn(MessageRef("telegram", "1", "1")) is None
     assert [e.bonus for e in await store.ledger()] == [3]
+
+
+async def test_recent_turns_and_ledger_since(store: SqliteStore) -> None:
+    base = datetime(2024, 5, 1, tzinfo=UTC)
+    for i in range(6):
+        actor = "telegram:1" if i % 2 == 0 else "discord:2"
+        await store.add_turn(Turn(id=f"t{i}", actor_key=actor, chat_key=actor, prompt=f"p{i}",
+                                  model="nano-banana", size="1K", aspect="1:1", parent_id=None,
+                                  input_hashes=(), output_hashes=(), provider_state=None,
+                                  created_at=base.replace(hour=i)))
+    assert [t.id for t in await store.recent_turns(3)] == ["t3", "t4", "t5"]  # newest 3, oldest first
+    assert [t.id for t in await store.recent_turns(2, "telegram:1")] == ["t2", "t4"]
+    async with store.quota_tx() as tx:
+        for day in ("2024-04-29", "2024-04-30", "2024-05-01"):
+            await tx.append(LedgerEntry(kind="grant", actor_key="telegram:1", day=day,
+                                        month=day[:7], bonus=1))
+    assert [e.day for e in await store.ledger_since("2024-04-30")] == ["2024-04-30", "2024-05-01"]

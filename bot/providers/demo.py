@@ -33,7 +33,21 @@ def dimensions(size: str | None, aspect: str | None) -> tuple[int, int]:
     return max(16, round(width / 16) * 16), max(16, round(height / 16) * 16)
 
 
-def _font(px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+# Pillow's built-in font has no CJK glyphs; use a system CJK font when one is installed.
+_CJK_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+)
+
+
+def _font(px: int, text: str = "") -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    if any(ord(ch) > 0x2E80 for ch in text):
+        for path in _CJK_FONTS:
+            try:
+                return ImageFont.truetype(path, px)
+            except OSError:
+                continue
     try:
         return ImageFont.load_default(size=px)
     except (TypeError, OSError):
@@ -56,7 +70,8 @@ def render(request: ProviderRequest) -> ImageData:
     draw.text((unit, unit * 5), label, fill="white", font=_font(unit), stroke_width=1,
               stroke_fill="black")
     wrapped = textwrap.fill(request.prompt, width=max(16, width // (unit // 2 + 1)))[:600]
-    draw.multiline_text((unit, unit * 7), wrapped, fill="white", font=_font(unit), stroke_width=1,
+    draw.multiline_text((unit, unit * 7), wrapped, fill="white", font=_font(unit, wrapped),
+                        stroke_width=1,
                         stroke_fill="black")
     refs = [*request.references, *(o for h in request.history[-1:] for o in h.outputs)]
     thumb_side = max(32, min(width, height) // 5)

@@ -139,6 +139,14 @@ class Store(Protocol):
         """Ledger rows, oldest first, optionally for one actor."""
         ...
 
+    async def ledger_since(self, day: str) -> list[LedgerEntry]:
+        """Ledger rows of ``day`` (YYYY-MM-DD, quota zone) and later, oldest first."""
+        ...
+
+    async def recent_turns(self, limit: int, actor_key: str | None = None) -> list[Turn]:
+        """The newest ``limit`` turns (of one actor, or of everyone), oldest first."""
+        ...
+
     async def get_user(self, key: str) -> UserRecord:
         """A user's record (defaults when unknown)."""
         ...

@@ -45,6 +45,13 @@ def _turn(row: aiosqlite.Row) -> Turn:
     )
 
 
+def _entry(r: aiosqlite.Row) -> LedgerEntry:
+    return LedgerEntry(kind=r["kind"], actor_key=r["actor_key"], day=r["day"], month=r["month"],
+                       credits=r["credits"], bonus=r["bonus"], usd=r["usd"],
+                       reservation_id=r["reservation_id"], chat_key=r["chat_key"], model=r["model"],
+                       size=r["size"], note=r["note"], ts=datetime.fromisoformat(r["ts"]))
+
+
 class SqliteStore:
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
 
@@ -144,14 +151,21 @@ class SqliteStore:
         else:
             rows = await self._rows("SELECT * FROM ledger WHERE actor_key = ? ORDER BY id",
                                     (actor_key,))
-        return [
-            LedgerEntry(kind=r["kind"], actor_key=r["actor_key"], day=r["day"], month=r["month"],
-                        credits=r["credits"], bonus=r["bonus"], usd=r["usd"],
-                        reservation_id=r["reservation_id"], chat_key=r["chat_key"],
-                        model=r["model"], size=r["size"], note=r["note"],
-                        ts=datetime.fromisoformat(r["ts"]))
-            for r in rows
-        ]
+        return [_entry(r) for r in rows]
+
+    async def ledger_since(self, day: str) -> list[LedgerEntry]:
+        """Ledger rows of ``day`` and later, oldest first."""
+        rows = await self._rows("SELECT * FROM ledger WHERE day >= ? ORDER BY id", (day,))
+        return [_entry(r) for r in rows]
+
+    async def recent_turns(self, limit: int, actor_key: str | None = None) -> list[Turn]:
+        """The newest ``limit`` turns, oldest first."""
+        if actor_key is None:
+            rows = await self._rows("SELECT * FROM turns ORDER BY created_at DESC LIMIT ?", (limit,))
+        else:
+            rows = await self._rows("SELECT * FROM turns WHERE actor_key = ?"
+                                    " ORDER BY created_at DESC LIMIT ?", (actor_key, limit))
+        return [_turn(r) for r in reversed(rows)]
 
     async def get_user(self, key: str) -> UserRecord:
         """A user's record, defaults when unknown."""

@@ -1,0 +1,191 @@
+"""The operator view: token login, spending, top users, live queue, gallery, grant and ban."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import timedelta
+from functools import partial
+from html import escape
+
+from aiohttp import web
+
+from adapters.web import dashboard as dash
+from adapters.web.context import OPERATOR, Console
+from adapters.web.reads import gallery, job_rows, overview
+from adapters.web.render import Bundle, fill, page
+from adapters.web.security import SESSION_COOKIE, SESSION_SECONDS, same_token
+from bot.domain import Actor
+from bot.errors import BotError
+
+log = logging.getLogger(__name__)
+USER_RE = re.compile(r"^(telegram|discord|web|cli):[0-9A-Za-z_-]{1,64}$")
+MAX_GRANT = 1_000_000
+COMMAND = "imagine-bot console-token"
+
+
+def _with_code(text: str, *literals: str) -> str:
+    """Escaped text with the given literals (a command, a variable name) set as code."""
+    out = escape(text)
+    for literal in literals:
+        out = out.replace(escape(literal), f"<code>{escape(literal)}</code>")
+    return out
+
+
+def see_other(location: str) -> web.Response:
+    """A 303 redirect (after a form POST)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+class OperatorView:
+    """Handlers under /operator."""
+
+    def __init__(self, console: Console, bundle: Bundle) -> None:
+        self.c = console
+        self.bundle = bundle
+        self.core = console.core
+        self._flash: dict[str, tuple[str, str]] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        """The operator's routes."""
+        return [web.get("/operator", self.index), web.post("/operator/login", self.login),
+                web.post("/operator/logout", self.logout), web.post("/operator/grant", self.grant),
+                web.post("/operator/ban", self.ban), web.get("/operator/live", self.live)]
+
+    def _login_page(self, request: web.Request, error: str = "", status: int = 200
+                    ) -> web.Response:
+        locale = self.c.page_locale(request)
+        t = partial(self.c.t, locale)
+        body = fill(self.bundle, "login", title=escape(t("web.op.login_title")),
+                    intro=_with_code(t("web.op.login_intro", command=COMMAND,
+                                       env=self.core.settings.web.token_env),
+                                     COMMAND, self.core.settings.web.token_env),
+                    label=escape(t("web.op.token")), submit=escape(t("web.op.login")),
+                    csrf=escape(self.c.csrf(request)), back=escape(t("web.op.back")),
+                    error=f'<p class="flash bad" role="alert">{escape(error)}</p>' if error else "")
+        return page(self.bundle, lang=locale, title=t("web.op.login_title"), body=body,
+                    body_class="login", status=status)
+
+    async def login(self, request: web.Request) -> web.Response:
+        """Check the token (rate limited per address); open a session on success."""
+        t = partial(self.c.t, self.c.page_locale(request))
+        client = request.remote or "unknown"
+        wait = self.c.limiter.retry_after(client)
+        if wait:
+            return self._login_page(request, t("web.op.too_many", seconds=wait), status=429)
+        given = (await request.post()).get("token")
+        if not isinstance(given, str) or not same_token(given, self.c.token):
+            self.c.limiter.failed(client)
+            log.warning("web: rejected operator login from %s", client)
+            return self._login_page(request, t("web.op.wrong_token"), status=401)
+        self.c.limiter.succeeded(client)
+        response = see_other("/operator")
+        response.set_cookie(SESSION_COOKIE, self.c.sessions.open(), max_age=SESSION_SECONDS,
+                            path="/", httponly=True, samesite="Strict", secure=request.secure)
+        log.info("web: operator logged in from %s", client)
+        return response
+
+    async def logout(self, request: web.Request) -> web.Response:
+        """End the session."""
+        self.c.sessions.close(request.cookies.get(SESSION_COOKIE))
+        response = see_other("/operator")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    async def index(self, request: web.Request) -> web.Response:
+        """The dashboard, or the login form without a session."""
+        if not self.c.operator(request):
+            return self._login_page(request)
+        c, core = self.c, self.core
+        locale = c.page_locale(request)
+        t = partial(c.t, locale)
+        since = (core.quotas.now_local().date() - timedelta(days=31)).isoformat()
+        rows = job_rows(await core.store.ledger_since(since))
+        ov = overview(rows, core.quotas.today())
+        zone = core.settings.zone()
+        flags: dict[str, tuple[bool, int]] = {}
+        for user in ov.top_users:
+            platform, _, uid = user.name.partition(":")
+            record = await core.store.get_user(user.name)
+            flags[user.name] = (record.banned, (await core.quotas.usage(Actor(platform, uid))).bonus)
+        snap = core.scheduler.snapshot()
+        kind, text = self._flash.pop(request.cookies.get(SESSION_COOKIE, ""), ("", ""))
+        csrf = escape(c.csrf(request))
+        body = fill(
+            self.bundle, "operator", brand=escape(t("web.brand")), title=escape(t("web.op.title")),
+            playground=escape(t("web.op.playground")), logout=escape(t("web.op.logout")),
+            csrf=csrf, flash=(f'<p class="flash {kind}" role="status">{escape(text)}</p>'
+                              if text else ""),
+            kpis=dash.kpis(t, ov, snap), spend_title=escape(t("web.op.spend_title")),
+            chart=dash.chart_box(t, ov), models_title=escape(t("web.op.by_model")),
+            models=dash.totals_table(t, t("web.op.model"), ov.by_model),
+            platforms_title=escape(t("web.op.by_platform")),
+            platforms=dash.totals_table(t, t("web.op.platform"), ov.by_platform),
+            rates=(f"<p>{dash.rates_line(t, t('web.op.period_today'), ov.rates_today)}</p>"
+                   f"<p>{dash.rates_line(t, t('web.op.period_30'), ov.rates)}</p>"),
+            rates_title=escape(t("web.op.rates_title")),
+            users_title=escape(t("web.op.top_users")),
+            users=dash.users_table(t, ov.top_users, flags, c.csrf(request), zone),
+            live_title=escape(t("web.op.live")), live=dash.live(t, snap, c.jobs.running()),
+            manage_title=escape(t("web.op.manage")), user_label=escape(t("web.op.user")),
+            user_hint=escape(t("web.op.user_hint")), credits_label=escape(t("web.op.credits")),
+            grant=escape(t("web.op.grant")), ban=escape(t("web.op.ban")),
+            unban=escape(t("web.op.unban")), ban_title=escape(t("web.op.ban_title")),
+            gallery_title=escape(t("web.op.recent")),
+            gallery=dash.gallery(t, await gallery(core.store, core.service.catalog, rows), zone))
+        return page(self.bundle, lang=locale, title=t("web.op.title"), body=body,
+                    script="operator.js", body_class="op")
+
+    async def live(self, request: web.Request) -> web.Response:
+        """The live queue fragment, for the page's refresh."""
+        if not self.c.operator(request):
+            raise web.HTTPForbidden()
+        t = partial(self.c.t, self.c.page_locale(request))
+        html = dash.live(t, self.core.scheduler.snapshot(), self.c.jobs.running())
+        return web.json_response({"html": html})
+
+    def _done(self, request: web.Request, kind: str, text: str) -> web.Response:
+        self._flash[request.cookies.get(SESSION_COOKIE, "")] = (kind, text)
+        return see_other("/operator")
+
+    async def _target(self, request: web.Request) -> tuple[str | None, str]:
+        form = await request.post()
+        user = form.get("user")
+        user = user.strip() if isinstance(user, str) else ""
+        return (user if USER_RE.match(user) else None), user
+
+    async def grant(self, request: web.Request) -> web.Response:
+        """Give a user bonus credits (negative takes them back)."""
+        if not self.c.operator(request):
+            raise web.HTTPForbidden()
+        locale = self.c.page_locale(request)
+        target, _ = await self._target(request)
+        if target is None:
+            return self._done(request, "bad", self.c.t(locale, "admin.bad_user"))
+        raw = (await request.post()).get("credits")
+        try:
+            amount = int(raw) if isinstance(raw, str) else 0
+        except ValueError:
+            amount = 0
+        if not amount or abs(amount) > MAX_GRANT:
+            return self._done(request, "bad", self.c.t(locale, "web.op.bad_credits",
+                                                       limit=MAX_GRANT))
+        try:
+            text = await self.core.admin.grant(OPERATOR, target, amount, locale)
+        except BotError as err:
+            return self._done(request, "bad", self.core.presenter.error(locale, err))
+        log.info("web: operator granted %d credits to %s", amount, target)
+        return self._done(request, "ok", text)
+
+    async def ban(self, request: web.Request) -> web.Response:
+        """Block or unblock a user."""
+        if not self.c.operator(request):
+            raise web.HTTPForbidden()
+        locale = self.c.page_locale(request)
+        target, _ = await self._target(request)
+        if target is None:
+            return self._done(request, "bad", self.c.t(locale, "admin.bad_user"))
+        banned = (await request.post()).get("banned") == "1"
+        text = await self.core.admin.ban(OPERATOR, target, banned, locale)
+        log.info("web: operator %s %s", "banned" if banned else "unbanned", target)
+        return self._done(request, "ok", text)

@@ -1,0 +1,285 @@
+"""The playground: prompt, references, options, live progress and results with chat buttons."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from html import escape
+
+from aiohttp import BodyPartReader, web
+
+from adapters.web import cards
+from adapters.web.context import Console
+from adapters.web.jobs import WebJob
+from adapters.web.render import Bundle, fill, json_island, page
+from bot.domain import Action, ImageData, ImageRequest, Options, Progress, Reply
+from bot.errors import BotError, InputTooLarge, TooManyWaiting
+from bot.messages import LOCALES
+
+MAX_FILES = 16
+#: All references of one request together (each is also held to ``[limits] max_input_mb``).
+MAX_TOTAL = 64_000_000
+#: How far past the limit an oversized file is read, to tell its size in the error.
+MEASURE = 4
+MAX_FIELD = 8_000
+ProgressFn = Callable[[Progress], Awaitable[None]]
+LANGUAGES = {"en": "English", "zh-Hans": "简体中文", "zh-Hant": "繁體中文"}
+
+
+class _Refused(Exception):
+    """A request the adapter answers at once, with a translated message."""
+
+    def __init__(self, text: str, status: int = 400) -> None:
+        super().__init__(text)
+        self.text = text
+        self.status = status
+
+
+class Playground:
+    """Handlers of the public page and its API."""
+
+    def __init__(self, console: Console, bundle: Bundle) -> None:
+        self.c = console
+        self.bundle = bundle
+        self.core = console.core
+
+    def routes(self) -> list[web.RouteDef]:
+        """The playground's routes."""
+        return [web.get("/", self.index), web.post("/api/jobs", self.create),
+                web.get("/api/jobs/{job}", self.status), web.post("/api/act", self.act),
+                web.post("/api/locale", self.set_locale)]
+
+    # ----- the page ------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.Response:
+        """The chat-like page with this visitor's recent results."""
+        c, core = self.c, self.core
+        actor = c.actor(request)
+        locale = await c.locale(request)
+        history = []
+        for turn in await core.store.recent_turns(20, actor.key):
+            card = cards.card_from_turn(core.messages, locale, turn,
+                                        core.service.actions_for(turn))
+            history.append(cards.prompt_bubble(core.messages, locale, turn.prompt, turn.kind))
+            history.append(cards.render_card(core.messages, locale, card))
+        saved = await core.prefs.get(actor)
+        t = c.t
+        body = fill(
+            self.bundle, "playground", brand=escape(t(locale, "web.brand")),
+            demo_badge=(f'<span class="badge demo">{escape(t(locale, "web.demo_badge"))}</span>'
+                        if c.demo else ""),
+            demo_note=(f'<p class="banner" role="note">{escape(t(locale, "web.demo_note"))}</p>'
+                       if c.demo else ""),
+            quota=await self._quota(request, locale),
+            operator_link=escape(t(locale, "web.operator_link")),
+            empty="" if history else self._welcome(locale), history="".join(history),
+            editing=escape(t(locale, "web.editing")), cancel=escape(t(locale, "web.cancel_edit")),
+            attach=escape(t(locale, "web.attach")), placeholder=escape(t(locale, "web.placeholder")),
+            placeholder_edit=escape(t(locale, "web.placeholder_edit")),
+            send=escape(t(locale, "web.send")), model_label=escape(t(locale, "settings.model")),
+            size_label=escape(t(locale, "settings.size")),
+            aspect_label=escape(t(locale, "settings.aspect")),
+            drop_hint=escape(t(locale, "web.drop_hint")), drop_here=escape(t(locale, "web.drop_here")),
+            your_id=escape(t(locale, "web.your_id", user=actor.key)),
+            language=escape(t(locale, "settings.language")),
+            languages="".join(f'<option value="{k}"{" selected" if k == locale else ""}>{v}</option>'
+                              for k, v in LANGUAGES.items()),
+            config=json_island("config", self._config(locale, saved.model, saved.size, saved.aspect,
+                                                      c.csrf(request))))
+        return page(self.bundle, lang=locale, title=t(locale, "web.title"), body=body,
+                    script="playground.js", body_class="play")
+
+    def _welcome(self, locale: str) -> str:
+        t = self.c.t
+        examples = "".join(f'<button type="button" class="chip" data-example="{escape(e)}">'
+                           f"{escape(e)}</button>"
+                           for e in t(locale, "web.examples").split("|"))
+        return (f'<section class="welcome" id="welcome"><h1>{escape(t(locale, "web.welcome"))}</h1>'
+                f'<p>{escape(t(locale, "web.welcome_text"))}</p><div class="chips">{examples}</div>'
+                "</section>")
+
+    def _config(self, locale: str, model: str | None, size: str | None, aspect: str | None,
+                csrf: str) -> dict[str, object]:
+        settings = self.core.settings
+        credit_usd = settings.quota.credit_usd
+        catalog = self.core.service.catalog
+        name = model if model in catalog else settings.bot.default_model
+        spec = catalog[name]
+        size = size if size in spec.sizes else (
+            settings.bot.default_size if settings.bot.default_size in spec.sizes else spec.sizes[0])
+        aspect = aspect if aspect in spec.aspects else (
+            settings.bot.default_aspect if settings.bot.default_aspect in spec.aspects else "1:1")
+        t = self.c.t
+        strings = {k: t(locale, f"web.js.{k}") for k in (
+            "sending", "same", "network", "remove", "not_image", "editing_result")}
+        strings["too_large"] = t(locale, "error.too_large", size_mb="{size_mb}",
+                                 limit_mb=f"{settings.limits.max_input_mb:g}")
+        return {
+            "csrf": csrf, "defaults": {"model": name, "size": size, "aspect": aspect},
+            "models": {m.name: {"sizes": [[s, t(locale, "web.size_option", size=s,
+                                                 cost=m.credit_cost(s, credit_usd))]
+                                          for s in m.sizes],
+                                "aspects": list(m.aspects), "maxRefs": m.max_references}
+                       for m in catalog.values()},
+            "maxFileBytes": int(settings.limits.max_input_mb * 1_000_000), "maxFiles": MAX_FILES,
+            "strings": strings,
+        }
+
+    async def _quota(self, request: web.Request, locale: str) -> str:
+        service = self.core.service
+        actor, chat = self.c.actor(request), self.c.chat(request)
+        usage = await service.usage(actor, chat)
+        return cards.quota_badge(self.core.messages, locale, usage,
+                                 await service.quota_text(actor, chat))
+
+    # ----- jobs ----------------------------------------------------------------------------
+
+    async def create(self, request: web.Request) -> web.Response:
+        """Start a generation (or an edit, with ``parent``) from the composer's form."""
+        c = self.c
+        actor, chat = c.actor(request), c.chat(request)
+        locale = await c.locale(request)
+        try:
+            fields, files = await self._read_form(request, locale)
+            self._check_capacity(actor.key, locale)
+        except _Refused as err:
+            return web.json_response({"error": err.text}, status=err.status)
+        parent = fields.get("parent") or None
+        options = Options(model=fields.get("model") or None, size=fields.get("size") or None,
+                          aspect=fields.get("aspect") or None)
+        req = ImageRequest(actor=actor, chat=chat, prompt=fields.get("prompt", ""),
+                           references=tuple(files), options=options,
+                           kind="edit" if parent else "imagine", parent_turn_id=parent)
+        service = self.core.service
+
+        async def start(progress: ProgressFn) -> Reply:
+            if parent:
+                return await service.edit(req, None, progress)
+            return await service.imagine(req, progress)
+
+        job = c.jobs.submit(actor.key, chat.chat_id, req.prompt, locale, start)
+        return web.json_response(await self._payload(request, job), status=202)
+
+    async def act(self, request: web.Request) -> web.Response:
+        """A result button: reroll, 2K/4K, variations (a new job) or delete (at once)."""
+        c, service = self.c, self.core.service
+        actor, chat = c.actor(request), c.chat(request)
+        locale = await c.locale(request)
+        form = await request.post()
+        raw = form.get("action")
+        action = Action.decode(raw) if isinstance(raw, str) else None
+        if action is None or action.kind == "edit":
+            return web.json_response({"error": c.t(locale, "web.bad_request")}, status=400)
+        denied = await service.check_owner(actor, action.turn_id)
+        if denied is not None:
+            return web.json_response({"error": denied.text}, status=403)
+        if action.kind == "delete":
+            try:
+                await service.delete(actor, action.turn_id)
+            except BotError as err:
+                return web.json_response({"error": self.core.presenter.error(locale, err)},
+                                         status=400)
+            return web.json_response({"deleted": action.turn_id,
+                                      "text": c.t(locale, "result.deleted")})
+        try:
+            self._check_capacity(actor.key, locale)
+        except _Refused as err:
+            return web.json_response({"error": err.text}, status=err.status)
+
+        async def start(progress: ProgressFn) -> Reply:
+            return await service.act(actor, chat, action, progress)
+
+        job = c.jobs.submit(actor.key, chat.chat_id, action.kind, locale, start)
+        return web.json_response(await self._payload(request, job), status=202)
+
+    async def status(self, request: web.Request) -> web.Response:
+        """Where a job is: waiting, queued (position), running (seconds), or its result."""
+        job = self.c.jobs.get(request.match_info["job"], self.c.actor(request).key)
+        if job is None:
+            raise web.HTTPNotFound()
+        return web.json_response(await self._payload(request, job))
+
+    async def _payload(self, request: web.Request, job: WebJob) -> dict[str, object]:
+        t, locale = self.c.t, job.locale
+        reply = job.reply
+        if reply is None:
+            elapsed = job.elapsed(time.monotonic())
+            if job.stage == "queued" and job.position:
+                text = t(locale, "progress.queued", position=job.position)
+            elif job.stage == "started":
+                text = t(locale, "progress.started", elapsed=elapsed)
+            else:
+                text = t(locale, "web.preparing")
+            return {"job": job.id, "state": job.stage, "position": job.position,
+                    "elapsed": elapsed, "text": text}
+        if reply.ok and reply.turn_id and reply.images:
+            prompt = reply.text.splitlines()[0] if reply.text else ""
+            html = cards.render_card(self.core.messages, locale,
+                                     cards.card_from_reply(reply, prompt))
+        else:
+            html = cards.error_bubble(reply.text or t(locale, reply.error or "error.banned"))
+        return {"job": job.id, "state": "done" if reply.ok else "failed", "html": html,
+                "quota": await self._quota(request, locale)}
+
+    def _check_capacity(self, owner: str, locale: str) -> None:
+        limits = self.core.settings.limits
+        waiting = self.c.jobs.active(owner)
+        if waiting >= limits.per_user_concurrency + limits.per_user_queued:
+            raise _Refused(self.core.presenter.error(locale, TooManyWaiting(waiting)), 429)
+
+    async def _read_form(self, request: web.Request, locale: str
+                         ) -> tuple[dict[str, str], list[ImageData]]:
+        """Text fields and files, streamed with per-file limits (the core checks the images)."""
+        if request.content_type == "application/x-www-form-urlencoded":
+            form = await request.post()
+            return {k: v[:MAX_FIELD] for k, v in form.items() if isinstance(v, str)}, []
+        if not request.content_type.startswith("multipart/"):
+            raise _Refused(self.c.t(locale, "web.bad_request"))
+        limit = int(self.core.settings.limits.max_input_mb * 1_000_000)
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        files: list[ImageData] = []
+        total = 0
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or not part.name:
+                continue
+            if part.name != "files":
+                data, _ = await _read_part(part, MAX_FIELD)
+                fields[part.name] = data.decode("utf-8", "replace")
+                continue
+            if len(files) >= MAX_FILES:
+                raise _Refused(self.c.t(locale, "web.too_many_files", limit=MAX_FILES))
+            data, size = await _read_part(part, limit)
+            if size > limit:
+                raise _Refused(self.core.presenter.error(locale, InputTooLarge(size / 1e6,
+                                                                              limit / 1e6)), 413)
+            total += len(data)
+            if total > MAX_TOTAL:
+                raise _Refused(self.c.t(locale, "web.too_big"), 413)
+            if data:
+                files.append(ImageData(data, part.headers.get("Content-Type", ""),
+                                       name=part.filename or ""))
+        return fields, files
+
+    # ----- language -----------------------------------------------------------------------
+
+    async def set_locale(self, request: web.Request) -> web.Response:
+        """Save the visitor's language (the same setting as /settings in the chats)."""
+        value = (await request.post()).get("locale")
+        if value not in LOCALES:
+            raise web.HTTPBadRequest()
+        await self.core.prefs.update(self.c.actor(request), "locale", str(value))
+        return web.json_response({"locale": value})
+
+
+async def _read_part(part: BodyPartReader, limit: int) -> tuple[bytes, int]:
+    """Up to ``limit`` bytes of a part, and its length (measured up to a few times the limit)."""
+    data = bytearray()
+    size = 0
+    while chunk := await part.read_chunk(65536):
+        size += len(chunk)
+        if size <= limit:
+            data += chunk
+        elif size > MEASURE * limit:
+            break  # clearly too large: stop reading rather than swallow an endless upload
+    return bytes(data), size

@@ -1,0 +1,257 @@
+// imagine-bot playground: composer, references (drag and drop, paste, picker), jobs, buttons.
+"use strict";
+(() => {
+  const cfg = JSON.parse(document.getElementById("config").textContent);
+  const S = cfg.strings;
+  const $ = (id) => document.getElementById(id);
+  const thread = $("thread"), form = $("composer"), prompt = $("prompt"), send = $("send");
+  const model = $("model"), size = $("size"), aspect = $("aspect"), fileInput = $("files");
+  const refsBox = $("refs"), errorBox = $("form-error"), dropzone = $("dropzone");
+  const editing = $("editing"), editingPrompt = $("editing-prompt");
+  let files = [];
+  let parent = null;
+
+  const option = (value, label, selected) => {
+    const o = document.createElement("option");
+    o.value = value; o.textContent = label; o.selected = !!selected;
+    return o;
+  };
+
+  function fillSelects(keep) {
+    const spec = cfg.models[model.value];
+    const same = parent !== null;
+    for (const [select, items] of [[size, spec ? spec.sizes : []], [aspect, spec ? spec.aspects : []]]) {
+      const previous = keep ? select.value : null;
+      select.replaceChildren();
+      if (same) select.append(option("", S.same));
+      for (const item of items) {
+        const [value, label] = Array.isArray(item) ? item : [item, item];
+        select.append(option(value, label, value === previous));
+      }
+      if (!keep && !same) select.value = select === size ? cfg.defaults.size : cfg.defaults.aspect;
+      if (select.selectedIndex < 0) select.selectedIndex = 0;
+    }
+  }
+
+  function setupModels() {
+    model.replaceChildren();
+    if (parent !== null) model.append(option("", S.same, true));
+    for (const name of Object.keys(cfg.models)) {
+      model.append(option(name, name, parent === null && name === cfg.defaults.model));
+    }
+    fillSelects(false);
+  }
+
+  function showError(text) {
+    errorBox.textContent = text || "";
+    errorBox.hidden = !text;
+  }
+
+  function renderRefs() {
+    refsBox.replaceChildren();
+    refsBox.hidden = files.length === 0;
+    files.forEach((file, index) => {
+      const box = document.createElement("div");
+      box.className = "ref";
+      const img = document.createElement("img");
+      img.src = URL.createObjectURL(file);
+      img.alt = file.name;
+      const remove = document.createElement("button");
+      remove.type = "button"; remove.textContent = "×"; remove.title = S.remove;
+      remove.addEventListener("click", () => { files.splice(index, 1); renderRefs(); });
+      box.append(img, remove);
+      refsBox.append(box);
+    });
+  }
+
+  function addFiles(list) {
+    showError("");
+    for (const file of list) {
+      if (file.type && !file.type.startsWith("image/")) { showError(S.not_image); continue; }
+      if (file.size > cfg.maxFileBytes) {
+        showError(S.too_large.replace("{size_mb}", (file.size / 1e6).toFixed(1)));
+        continue;
+      }
+      if (files.length < cfg.maxFiles) files.push(file);
+    }
+    renderRefs();
+  }
+
+  function enterEdit(turnId, text) {
+    parent = turnId;
+    editingPrompt.textContent = text;
+    editing.hidden = false;
+    prompt.placeholder = prompt.dataset.editPlaceholder;
+    setupModels();
+    prompt.focus();
+  }
+
+  function leaveEdit() {
+    parent = null;
+    editing.hidden = true;
+    prompt.placeholder = prompt.getAttribute("aria-label");
+    setupModels();
+  }
+
+  const scrollDown = () => window.scrollTo({ top: document.body.scrollHeight, behavior: "smooth" });
+
+  function userBubble(text, tag, thumbs) {
+    const div = document.createElement("div");
+    div.className = "msg me";
+    if (tag) { const t = document.createElement("span"); t.className = "tag"; t.textContent = tag; div.append(t); }
+    const p = document.createElement("p"); p.textContent = text; div.append(p);
+    if (thumbs && thumbs.length) {
+      const row = document.createElement("div"); row.className = "refthumbs";
+      for (const f of thumbs) { const i = document.createElement("img"); i.src = URL.createObjectURL(f); i.alt = ""; row.append(i); }
+      div.append(row);
+    }
+    const welcome = $("welcome");
+    if (welcome) welcome.remove();
+    thread.append(div);
+  }
+
+  function pendingBubble(text) {
+    const el = document.createElement("article");
+    el.className = "msg bot pending";
+    el.setAttribute("aria-busy", "true");
+    const spin = document.createElement("span"); spin.className = "spinner";
+    const label = document.createElement("span"); label.className = "status"; label.textContent = text;
+    el.append(spin, label);
+    thread.append(el);
+    scrollDown();
+    return el;
+  }
+
+  function updateQuota(html) {
+    const old = $("quota");
+    if (!old || !html) return;
+    old.outerHTML = html;
+    const now = $("quota");
+    now.classList.add("bump");
+  }
+
+  async function poll(jobId, el) {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 400));
+      let data;
+      try {
+        const res = await fetch(`/api/jobs/${encodeURIComponent(jobId)}`, { cache: "no-store" });
+        if (res.status === 404) { el.remove(); return; }
+        data = await res.json();
+      } catch (e) {
+        el.querySelector(".status").textContent = S.network;
+        continue;
+      }
+      if (data.html) {
+        el.insertAdjacentHTML("afterend", data.html);
+        el.remove();
+        updateQuota(data.quota);
+        scrollDown();
+        return;
+      }
+      el.querySelector(".status").textContent = data.text;
+    }
+  }
+
+  async function post(url, body) {
+    const res = await fetch(url, { method: "POST", body, headers: { "X-CSRF-Token": cfg.csrf } });
+    let data = {};
+    try { data = await res.json(); } catch (e) { data = { error: S.network }; }
+    return [res.ok, data];
+  }
+
+  async function submit(event) {
+    event.preventDefault();
+    const text = prompt.value.trim();
+    if (!text) { prompt.focus(); return; }
+    const body = new FormData();
+    body.append("prompt", text);
+    body.append("model", model.value);
+    body.append("size", size.value);
+    body.append("aspect", aspect.value);
+    if (parent) body.append("parent", parent);
+    for (const f of files) body.append("files", f, f.name);
+    send.disabled = true;
+    showError("");
+    try {
+      const [ok, data] = await post("/api/jobs", body);
+      if (!ok) { showError(data.error || S.network); return; }
+      userBubble(text, parent ? S.editing_result : "", files);
+      const el = pendingBubble(data.text || S.sending);
+      prompt.value = ""; autosize();
+      files = []; renderRefs();
+      if (parent) leaveEdit();
+      poll(data.job, el);
+    } catch (e) {
+      showError(S.network);
+    } finally {
+      send.disabled = false;
+    }
+  }
+
+  async function press(button) {
+    const kind = button.dataset.kind;
+    const card = button.closest(".result");
+    if (kind === "edit") { enterEdit(card.dataset.turn, button.dataset.prompt || ""); return; }
+    if (kind === "delete" && !window.confirm(button.dataset.confirm)) return;
+    const body = new FormData();
+    body.append("action", button.dataset.action);
+    button.disabled = true;
+    const [ok, data] = await post("/api/act", body);
+    button.disabled = false;
+    if (!ok) { showError(data.error || S.network); return; }
+    if (kind === "delete") {
+      const note = document.createElement("p");
+      note.className = "msg bot pending"; note.textContent = data.text;
+      card.replaceWith(note);
+      return;
+    }
+    userBubble(button.textContent, "", []);
+    poll(data.job, pendingBubble(data.text || S.sending));
+  }
+
+  function autosize() {
+    prompt.style.height = "auto";
+    prompt.style.height = `${Math.min(prompt.scrollHeight + 2, 200)}px`;
+  }
+
+  // events
+  form.addEventListener("submit", submit);
+  prompt.addEventListener("input", autosize);
+  prompt.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); form.requestSubmit(); }
+  });
+  prompt.addEventListener("paste", (e) => {
+    const pasted = [...(e.clipboardData ? e.clipboardData.files : [])];
+    if (pasted.length) { e.preventDefault(); addFiles(pasted); }
+  });
+  model.addEventListener("change", () => fillSelects(true));
+  fileInput.addEventListener("change", () => { addFiles([...fileInput.files]); fileInput.value = ""; });
+  $("cancel-edit").addEventListener("click", leaveEdit);
+  thread.addEventListener("click", (e) => {
+    const button = e.target.closest("button[data-kind]");
+    if (button) { press(button); return; }
+    const chip = e.target.closest("[data-example]");
+    if (chip) { prompt.value = chip.dataset.example; autosize(); prompt.focus(); }
+  });
+  $("locale").addEventListener("change", async (e) => {
+    const body = new FormData();
+    body.append("locale", e.target.value);
+    await post("/api/locale", body);
+    window.location.reload();
+  });
+  let depth = 0;
+  const hasFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes("Files");
+  window.addEventListener("dragenter", (e) => { if (hasFiles(e)) { depth++; dropzone.hidden = false; } });
+  window.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) dropzone.hidden = true; });
+  window.addEventListener("dragover", (e) => { if (hasFiles(e)) e.preventDefault(); });
+  window.addEventListener("drop", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault(); depth = 0; dropzone.hidden = true;
+    addFiles([...e.dataTransfer.files]);
+    prompt.focus();
+  });
+
+  setupModels();
+  window.scrollTo(0, document.body.scrollHeight);
+})();
