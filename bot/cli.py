@@ -1,4 +1,4 @@
-"""``imagine-bot run | generate | check | usage | grant`` (exit codes as in DESIGN.md)."""
+"""``imagine-bot run | generate | check | usage | grant | console-token`` (exit codes: DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     usage = sub.add_parser("usage", parents=[common], help="credits and spend from the ledger")
     usage.add_argument("user", nargs="?", help="platform:ID, e.g. telegram:42")
     usage.add_argument("--csv", action="store_true", help="CSV for spreadsheets")
+    sub.add_parser("console-token", parents=[common],
+                   help="print the web console's operator token (made once, kept in data_dir)")
     grant = sub.add_parser("grant", parents=[common], help="give a user bonus credits")
     grant.add_argument("user", help="platform:ID, e.g. telegram:42")
     grant.add_argument("credits", type=int)
@@ -77,6 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_usage(settings, args.user, as_csv=args.csv))
         if args.command == "grant":
             return asyncio.run(_grant(settings, args.user, args.credits))
+        if args.command == "console-token":
+            from adapters.web.security import console_token
+
+            print(console_token(settings))
+            return EXIT_OK
         from bot.runner import run
 
         return asyncio.run(run(settings, sync_commands=args.sync_commands,

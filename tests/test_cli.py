@@ -132,3 +132,44 @@ def test_grant_then_usage_reads_the_ledger(tmp_path: Path) -> None:
     proc = run_cli("grant", "fortytwo", "5", cwd=tmp_path)
     assert proc.returncode == 2
     assert_clean_failure(proc)
+
+
+def test_console_token_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    first = run_cli("console-token", cwd=tmp_path)
+    assert first.returncode == 0
+    token = first.stdout.strip()
+    assert len(token) >= 32
+    assert run_cli("console-token", cwd=tmp_path).stdout.strip() == token
+    assert (tmp_path / "data" / "console-token").stat().st_mode & 0o077 == 0
+    env = run_cli("console-token", cwd=tmp_path, env={"IMAGINE_CONSOLE_TOKEN": "from-the-env-123"})
+    assert env.stdout.strip() == "from-the-env-123"
+
+
+def test_run_with_nothing_configured_serves_the_console(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("IMAGINE")}
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path,
+                            env={**base, "IMAGINE__WEB__LISTEN": f"127.0.0.1:{port}"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        page = ""
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as resp:
+                    page = resp.read().decode()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert "DEMO" in page or "demo" in page.lower()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
