@@ -145,9 +145,14 @@ async def test_health_readiness_and_metrics_endpoint(settings_factory: Factory,
                             break
                     await asyncio.sleep(0.1)
                 assert resp.status == 200
-                async with http.get(f"{base}/metrics") as resp:
-                    text = await resp.text()
-            assert 'imagine_jobs_total{model="nano-banana",outcome="ok",platform="telegram"} 1.0' in text
+                done = 'imagine_jobs_total{model="nano-banana",outcome="ok",platform="telegram"} 1.0'
+                for _ in range(50):  # the job is counted when the adapter reports its delivery
+                    async with http.get(f"{base}/metrics") as resp:
+                        text = await resp.text()
+                    if done in text:
+                        break
+                    await asyncio.sleep(0.1)
+            assert done in text
             assert "imagine_queue_depth" in text and "imagine_usd_spent_total" in text
             assert await runner.finish() == 0
     finally:
