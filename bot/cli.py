@@ -102,7 +102,7 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         paths = await generate(settings, request)
     except BotError as err:
-        print(f"imagine-bot: {_describe(err)}", file=sys.stderr)
+        print(f"imagine-bot: {_describe(err, settings)}", file=sys.stderr)
         return err.exit_code
     except Exception as exc:  # never a traceback on a failure path
         log.debug("generate failed", exc_info=True)
@@ -113,16 +113,18 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe(err: BotError) -> str:
-    """One English line for the terminal from an error's catalog message."""
+def _describe(err: BotError, settings: Settings) -> str:
+    """One English line for the terminal from an error's catalog message, secrets masked."""
     from bot.messages import Messages
     from bot.present import Presenter
     from bot.quotas import utc_now
+    from bot.redact import Redactor, secret_values
 
-    text = Presenter(Messages(), utc_now).error("en", err)
-    # Operators see the upstream's detail too (it never holds a key); users only the category.
+    redact = Redactor(secret_values(secret_names(settings)))
+    text = Presenter(Messages(), utc_now, redact).error("en", err)
+    # Operators see the upstream's detail too; users only the category.
     operator_detail = err.key in ("error.upstream", "error.unavailable", "error.internal")
-    return f"{text} [{err.detail}]" if operator_detail and err.detail else text
+    return redact(f"{text} [{err.detail}]" if operator_detail and err.detail else text)
 
 
 async def _check(settings: Settings, *, online: bool) -> int:
@@ -154,7 +156,7 @@ async def _check(settings: Settings, *, online: bool) -> int:
                 print(f"provider {name}: {result}")
             except BotError as err:
                 failed = True
-                print(f"provider {name}: FAILED: {_describe(err)}")
+                print(f"provider {name}: FAILED: {_describe(err, settings)}")
             finally:
                 await provider.aclose()
         if failed:
