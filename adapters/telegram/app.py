@@ -11,7 +11,6 @@ from typing import Any
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -23,6 +22,7 @@ from telegram.ext import (
 from adapters.telegram.commands import CommandHandlers
 from adapters.telegram.handlers import ImagineHandlers
 from adapters.telegram.progress import Timing
+from adapters.telegram.ratelimit import RateLimiter
 from adapters.telegram.render import Renderer
 from adapters.telegram.runtime import Runtime
 from adapters.telegram.webhook import WebhookServer, secret_for
@@ -66,7 +66,7 @@ class TelegramAdapter:
     def _build(self) -> AnyApplication:
         cfg = self._core.settings.telegram
         builder = (ApplicationBuilder().token(self._token).concurrent_updates(True)
-                   .rate_limiter(AIORateLimiter(max_retries=RATE_LIMIT_RETRIES))
+                   .rate_limiter(RateLimiter(max_retries=RATE_LIMIT_RETRIES))
                    .job_queue(None).connect_timeout(10).read_timeout(30).write_timeout(30)
                    .media_write_timeout(180))
         if cfg.base_url:

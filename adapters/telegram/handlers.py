@@ -87,20 +87,23 @@ class ImagineHandlers:
         else:
             return
         target = target_of(head)
-        locale = await rt.locale(actor)
         if command is None and not prompt.strip():
             if files or reply_file:
+                locale = await rt.locale(actor)
                 await rt.renderer.text(target, rt.t(locale, "telegram.photo_needs_caption"))
             return
         prompt, options = parse_flags(prompt)
         if not prompt:
             raise EmptyPrompt()
-        sources: list[Attachment] = [*([reply_file] if reply_file else []), *files]
-        limit = min(DOWNLOAD_LIMIT, int(rt.core.settings.limits.max_input_mb * 1_000_000))
-        references = await download(rt.bot, sources, limit)
-        request = ImageRequest(actor=actor, chat=chat_of(head.chat), prompt=prompt,
-                               references=references, options=options)
-        async with rt.reporter(target, locale) as status:
+        # The chat action goes out first: under load every store lookup waits its turn, and the
+        # user should see at once that the bot is on it (the language is only needed later).
+        async with rt.reporter(target) as status:
+            status.locale = await rt.locale(actor)
+            sources: list[Attachment] = [*([reply_file] if reply_file else []), *files]
+            limit = min(DOWNLOAD_LIMIT, int(rt.core.settings.limits.max_input_mb * 1_000_000))
+            references = await download(rt.bot, sources, limit)
+            request = ImageRequest(actor=actor, chat=chat_of(head.chat), prompt=prompt,
+                                   references=references, options=options)
             if bound and reply is not None:
                 result = await rt.service.edit(request, ref_of(reply), status.on_progress)
             elif reply_file is not None or (references and command is None):

@@ -13,6 +13,7 @@ from telegram import Bot
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import TelegramError
 
+from adapters.telegram.ratelimit import BEST_EFFORT, Skipped
 from adapters.telegram.render import Target, markup
 from bot.domain import Progress
 from bot.messages import Messages
@@ -51,14 +52,17 @@ class Throttle:
 
 
 class StatusReporter:
-    """Async context manager that shows a job's progress and cleans up after it."""
+    """Async context manager that shows a job's progress and cleans up after it.
 
-    def __init__(self, bot: Bot, target: Target, messages: Messages, locale: str,
+    The chat action needs no language, so it starts at once; status texts wait for ``locale``.
+    """
+
+    def __init__(self, bot: Bot, target: Target, messages: Messages, locale: str | None,
                  timing: Timing, throttle: Throttle) -> None:
         self._bot = bot
         self._target = target
         self._messages = messages
-        self._locale = locale
+        self.locale = locale
         self._timing = timing
         self._throttle = throttle
         self._interval = timing.edit_interval if target.chat_id > 0 else timing.group_edit_interval
@@ -94,14 +98,17 @@ class StatusReporter:
             self._started = time.monotonic()
 
     def _text(self, now: float) -> str | None:
+        if self.locale is None:
+            return None
         if self._stage == "queued" and self._position:
-            return self._messages.t(self._locale, "progress.queued", position=self._position)
+            return self._messages.t(self.locale, "progress.queued", position=self._position)
         if self._stage == "started":
-            return self._messages.t(self._locale, "progress.started",
+            return self._messages.t(self.locale, "progress.started",
                                     elapsed=int(now - self._started))
         return None
 
     async def _loop(self) -> None:
+        BEST_EFFORT.set(True)  # status messages never hold up anyone's result (this task only)
         next_action = 0.0
         while True:
             now = time.monotonic()
@@ -134,6 +141,8 @@ class StatusReporter:
                 self._shown = text
                 await self._bot.edit_message_text(markup(text), chat_id, self._status,
                                                   parse_mode=ParseMode.HTML)
+        except Skipped:
+            pass  # the budget is busy with results; try again on a later tick
         except TelegramError as err:
             log.info("status message in %s: %s", chat_id, err)
             self._gave_up = self._status is None

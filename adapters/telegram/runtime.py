@@ -87,7 +87,7 @@ class Runtime:
         allowed = self.core.settings.telegram.allowed_chats
         return not allowed or chat.id in allowed or self.service.is_admin(actor)
 
-    def reporter(self, target: Target, locale: str) -> StatusReporter:
+    def reporter(self, target: Target, locale: str | None = None) -> StatusReporter:
         """Progress display for one job."""
         return StatusReporter(self.bot, target, self.core.messages, locale, self.timing,
                               self.throttle)
