@@ -70,6 +70,10 @@ class _Found:
     strict: bool = True  # a weak (bare, extension-less) URL that fails is skipped, not fatal
 
 
+#: Connection limits for upstream clients: concurrency is the scheduler's job, not the pool's.
+UNPOOLED = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+
+
 class UrlFetcher:
     """Downloads image URLs: http(s) only, a size cap, a total timeout, checked redirects."""
 
@@ -77,7 +81,7 @@ class UrlFetcher:
                  max_bytes: int = MAX_FETCH_BYTES, timeout: float = 30.0,
                  max_redirects: int = 3) -> None:
         self._own = client is None
-        self._client = client or httpx.AsyncClient(follow_redirects=False)
+        self._client = client or httpx.AsyncClient(follow_redirects=False, limits=UNPOOLED)
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.max_redirects = max_redirects

@@ -38,6 +38,7 @@ from bot.domain import ImageData
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.providers.extract import (
     INLINE_LIMIT,
+    UNPOOLED,
     UrlFetcher,
     encode_base64,
     extract,
@@ -75,7 +76,9 @@ class GeminiProvider:
                          "Content-Type": "application/json"}
         self._policy = policy or RetryPolicy()
         self._fetcher = fetcher or UrlFetcher()
-        self._client = httpx.AsyncClient()
+        # The job scheduler bounds concurrent calls ([limits] global_concurrency); httpx's own
+        # default pool of 100 would make the rest wait unseen, their wait counted as the model's.
+        self._client = httpx.AsyncClient(limits=UNPOOLED)
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         """POST one generateContent (retrying transient failures) and extract its image."""
