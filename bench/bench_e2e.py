@@ -1,0 +1,521 @@
+"""Benchmark (e2e): /imagine through the real adapters, end to end, against loopback fakes.
+
+The bot runs as it does in production, ``python -m bot run`` in its own process, with Telegram
+(python-telegram-bot, long polling) and Discord (discord.py, gateway + REST) enabled. This
+process hosts the fakes: the Telegram Bot API and Discord fakes from ``tests/`` and a Gemini
+upstream that answers every ``generateContent`` after a fixed delay with a real PNG (1K: a
+1024x1024 image of about 1.5 MB; 4K: a 5504x3072 image of about 20 MB), and it plays the users.
+
+N users each send /imagine, wait for the result, and send the next one; their first messages
+are spread over one upstream delay so arrivals are steady. The delay grows with N so that the
+offered load stays one a real deployment can meet: 1K at most 25 jobs/s (Telegram lets a bot
+send about 30 messages a second in all), 4K at most 3 jobs/s (about what 2 cores can decode,
+fit and re-encode); ``--delay`` fixes it instead. Per job:
+
+- added latency: from the user's message to the result being in the chat (Telegram: the photo,
+  and for 4K also the original as a file; Discord: the follow-up with the image), minus the
+  upstream delay: what the bot itself adds (queueing, decoding, storing, fitting, uploading);
+- first feedback: from the message to the first sign of life (Telegram: sendChatAction,
+  Discord: the interaction's deferral);
+
+and per scenario the bot process's peak RSS and CPU seconds per job (from /proc). Clocks are
+``time.monotonic`` on both sides: the Bot API fake stamps a call when it has answered it.
+
+Run: ``.venv/bin/python bench/bench_e2e.py [--quick]``. Prints figures; asserts nothing.
+Targets on a 2-core machine: added latency median <= 50 ms at 1K and <= 700 ms at 4K, first
+feedback p99 <= 150 ms at 500 users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import collections
+import contextlib
+import functools
+import io
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from aiohttp import web  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from tests.fake_discord import Event, FakeDiscord, FakeInteraction  # noqa: E402
+from tests.fake_discord import FakeUser as DiscordUser  # noqa: E402
+from tests.fake_telegram import Call, FakeTelegram, FakeUser  # noqa: E402
+from tests.fake_upstream import FakeUpstream, Reply  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+TG_TOKEN = "7000000001:bench-token"
+DC_TOKEN = "bench-discord-token"
+
+
+# ----- images and the upstream ------------------------------------------------------------------
+
+def image_1k() -> bytes:
+    """1024x1024 PNG of about 1.5 MB (a gradient with a noisy band), like a real 1K result."""
+    image = Image.linear_gradient("L").resize((1024, 1024)).convert("RGB")
+    band = Image.frombytes("RGB", (1024, 400), random.Random(1).randbytes(1024 * 400 * 3))
+    image.paste(band, (0, 300))
+    buf = io.BytesIO()
+    image.save(buf, "PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def image_4k() -> bytes:
+    """5504x3072 PNG of about 20 MB (noise does not compress), like a real 4K result."""
+    width, height, noisy = 5504, 3072, 1240
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    band = Image.frombytes("RGB", (width, noisy), random.Random(4).randbytes(width * noisy * 3))
+    image.paste(band, (0, 900))
+    buf = io.BytesIO()
+    image.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def gemini_answer(png: bytes) -> bytes:
+    """A generateContent body carrying ``png``, serialised once."""
+    return json.dumps({"candidates": [{"content": {"role": "model", "parts": [
+        {"text": "Here you go."},
+        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode()}}]},
+        "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 1290}}).encode()
+
+
+class BenchUpstream(FakeUpstream):
+    """Every generateContent answers after ``delay`` s with the image the prompt's size asks for."""
+
+    def __init__(self, delay: float, bodies: dict[str, bytes]) -> None:
+        super().__init__()
+        self.delay = delay
+        self.bodies = bodies
+        self.calls = 0
+
+    async def _scripted(self, route: str, request: web.Request,
+                        default: Reply) -> web.StreamResponse:
+        raw = await request.read()
+        self.calls += 1
+        size = json.loads(raw).get("generationConfig", {}).get("imageConfig", {}).get(
+            "imageSize", "1K")
+        return await self._answer(request, Reply(body=self.bodies[size], delay=self.delay))
+
+
+# ----- the platforms, stripped of their memory ----------------------------------------------------
+
+@dataclass
+class Job:
+    """One /imagine as the user experiences it."""
+
+    sent: float
+    want_document: bool = False
+    fetched: float | None = None
+    feedback: float | None = None
+    photo: float | None = None
+    document: float | None = None
+    error: str = ""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def finished(self) -> float:
+        """When the whole result was in the chat."""
+        return (self.document if self.want_document else self.photo) or 0.0
+
+
+class BenchTelegram(FakeTelegram):
+    """The Bot API fake, keeping no files or call history, reporting to the current jobs."""
+
+    def __init__(self) -> None:
+        super().__init__(token=TG_TOKEN)
+        self.current: dict[int, Job] = {}
+        self.methods: collections.Counter[str] = collections.Counter()
+
+    def _register_file(self, data: bytes, folder: str, ext: str) -> str:
+        return super()._register_file(b"", folder, ext)
+
+    def _record(self, call: Call) -> None:
+        self.methods[call.method] += 1
+        if call.method == "getUpdates" and call.ok:
+            for update in call.result:
+                chat = (update.get("message") or {}).get("chat", {}).get("id")
+                fetched = self.current.get(chat)
+                if fetched is not None and fetched.fetched is None:
+                    fetched.fetched = call.at
+        job = self.current.get(call.chat_id or 0)
+        if job is not None and call.ok:
+            if call.method == "sendChatAction" and job.feedback is None:
+                job.feedback = call.at
+            elif call.method == "sendPhoto":
+                job.photo = call.at
+            elif call.method == "sendDocument":
+                job.document = call.at
+            elif call.method == "sendMessage" and not call.text.startswith(("🎨", "⏳")):
+                job.error = call.text
+            if job.error or job.finished:
+                job.done.set()
+        self._changed.set()
+
+    def trim(self) -> None:
+        """Forget delivered messages and confirmed updates (the fake would keep them all)."""
+        self.messages.clear()
+        self._updates = [u for u in self._updates if u["update_id"] > self._confirmed]
+
+
+class BenchDiscord(FakeDiscord):
+    """The Discord fake, reporting to the current jobs and dropping what it has shown."""
+
+    def __init__(self) -> None:
+        super().__init__(token=DC_TOKEN)
+        self.current: dict[int, Job] = {}
+
+    async def record(self, kind: str, *, message: Any = None,
+                     interaction: FakeInteraction | None = None, **data: Any) -> Event:
+        job = self.current.get(interaction.id) if interaction is not None else None
+        if job is not None:
+            now = time.monotonic()
+            if kind == "ack" and job.feedback is None:
+                job.feedback = now
+            elif kind in ("message", "edit") and message is not None and message.attachments:
+                job.photo = now
+                for attachment in message.attachments:
+                    self.files.pop(attachment.id, None)
+                    attachment.data = b""
+                job.done.set()
+        return Event(0, kind, message, interaction, data)
+
+
+# ----- the bot process ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def proc_mem(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of ``pid`` in MB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def self_cpu() -> float:
+    """This process's CPU seconds so far."""
+    t = os.times()
+    return t.user + t.system
+
+
+class Bot:
+    """``python -m bot run`` on a temp data dir, pointed at the fakes."""
+
+    def __init__(self, workdir: Path, telegram: FakeTelegram, discord: FakeDiscord,
+                 upstream: FakeUpstream, *, users: int) -> None:
+        self.port = free_port()
+        self.log = workdir / "bot.log"
+        config = f"""
+[bot]
+data_dir = "{workdir / 'data'}"
+[limits]
+global_concurrency = {min(1000, max(4, users))}
+queue_size = {max(200, users * 2)}
+timeout_seconds = 600
+timeout_4k_seconds = 600
+shutdown_grace_seconds = 5
+[quota]
+user_daily_credits = 10000000
+user_monthly_credits = 100000000
+global_daily_usd = 0
+[providers.up]
+api = "gemini"
+base_url = "{upstream.url}"
+api_key_env = "BENCH_UPSTREAM_KEY"
+[telegram]
+enabled = true
+token_env = "BENCH_TG_TOKEN"
+base_url = "{telegram.base_url}"
+base_file_url = "{telegram.base_file_url}"
+[discord]
+enabled = true
+token_env = "BENCH_DC_TOKEN"
+api_base_url = "{discord.api_url}"
+gateway_url = "{discord.gateway_url}"
+[http]
+listen = "127.0.0.1:{self.port}"
+[log]
+format = "text"
+level = "INFO"
+"""
+        self.config = workdir / "config.toml"
+        self.config.write_text(config)
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        """Spawn and wait for /readyz."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGINE")}
+        env.update(BENCH_UPSTREAM_KEY="bench-key", BENCH_TG_TOKEN=TG_TOKEN,
+                   BENCH_DC_TOKEN=DC_TOKEN)
+        with self.log.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "run", "--config", str(self.config), cwd=ROOT,
+                env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.proc.returncode is not None:
+                    raise SystemExit(f"bot exited:\n{self.log.read_text()[-3000:]}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise SystemExit(f"bot not ready:\n{self.log.read_text()[-3000:]}")
+
+    @property
+    def pid(self) -> int:
+        """The bot's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def stop(self) -> None:
+        """SIGTERM, and wait."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+# ----- scenarios ----------------------------------------------------------------------------------
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of ``values``, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))] if ordered else 0.0
+
+
+@dataclass
+class World:
+    """The fakes and the bot."""
+
+    telegram: BenchTelegram
+    discord: BenchDiscord
+    upstream: BenchUpstream
+    bot: Bot
+    user_ids: Callable[[], int]
+
+
+async def telegram_user(w: World, size: str, rounds: int, start_in: float,
+                        jobs: list[Job]) -> None:
+    """One Telegram user sending ``rounds`` prompts, one after the other."""
+    user = FakeUser(w.user_ids(), "Bench")
+    await asyncio.sleep(start_in)
+    flags = "--model nano-banana-pro --size 4K --ar 16:9" if size == "4K" else ""
+    for n in range(rounds):
+        job = Job(sent=time.monotonic(), want_document=size == "4K")
+        w.telegram.current[user.id] = job
+        w.telegram.user_sends(f"/imagine a lighthouse at dawn {n} {flags}", user=user)
+        job.sent = time.monotonic()
+        await asyncio.wait_for(job.done.wait(), 900)
+        jobs.append(job)
+    w.telegram.current.pop(user.id, None)
+
+
+async def discord_user(w: World, size: str, rounds: int, start_in: float,
+                       jobs: list[Job]) -> None:
+    """One Discord user running /imagine ``rounds`` times, one after the other."""
+    user = DiscordUser(w.user_ids(), "bench")
+    await asyncio.sleep(start_in)
+    options = {"model": "nano-banana-pro", "size": "4K"} if size == "4K" else {}
+    for n in range(rounds):
+        fake = w.discord
+        ix = fake._new_interaction(2, {"id": fake._command_id("imagine"), "name": "imagine",
+                                       "type": 1, "options": [
+                                           {"name": "prompt", "type": 3,
+                                            "value": f"a lighthouse at dawn {n}"},
+                                           *({"name": k, "type": 3, "value": v}
+                                             for k, v in options.items())]}, user, None)
+        job = Job(sent=time.monotonic())
+        fake.current[ix.id] = job
+        await fake._send_interaction(ix, "en-US")
+        job.sent = ix.created
+        await asyncio.wait_for(job.done.wait(), 900)
+        jobs.append(job)
+        fake.current.pop(ix.id, None)
+
+
+def delay_for(size: str, users: int) -> float:
+    """The upstream delay that keeps the offered load sustainable (see the module docstring)."""
+    return max(1.0, users / (3.0 if size == "4K" else 25.0))
+
+
+async def quiet(w: World, limit: float = 60.0) -> None:
+    """Until the bot has made no Bot API call (status deletions trickle out) for a second."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = sum(n for m, n in w.telegram.methods.items() if m != "getUpdates")
+        await asyncio.sleep(1.0)
+        if sum(n for m, n in w.telegram.methods.items() if m != "getUpdates") == before:
+            break
+    w.telegram.methods.clear()
+
+
+async def scenario(w: World, platform: str, size: str, users: int, rounds: int,
+                   delay: float) -> dict[str, Any]:
+    """``users`` users at once, ``rounds`` jobs each; figures for the whole scenario."""
+    jobs: list[Job] = []
+    await quiet(w)
+    w.upstream.delay = delay
+    pid = w.bot.pid
+    cpu0, mine0 = proc_cpu(pid), self_cpu()
+    rss_start = rss_peak = proc_mem(pid)[0]
+    sampling = True
+
+    async def sample() -> None:
+        nonlocal rss_peak
+        while sampling:
+            rss_peak = max(rss_peak, proc_mem(pid)[0])
+            await asyncio.sleep(0.1)
+
+    sampler = asyncio.create_task(sample())
+    user = telegram_user if platform == "telegram" else discord_user
+    rng = random.Random(users)
+    started = time.monotonic()
+    await asyncio.gather(*(user(w, size, rounds, 0.0 if users == 1 else rng.uniform(0, delay),
+                                jobs) for _ in range(users)))
+    wall = time.monotonic() - started
+    sampling = False
+    await sampler
+    cpu = proc_cpu(pid) - cpu0
+    w.telegram.trim()
+    ok = [j for j in jobs if not j.error]
+    added = [(j.finished - j.sent) - delay for j in ok]
+    photo = [((j.photo or 0) - j.sent) - delay for j in ok]
+    feedback = [j.feedback - j.sent for j in jobs if j.feedback is not None]
+    fetched = [j.fetched - j.sent for j in jobs if j.fetched is not None]
+    calls = {m: round(n / max(1, len(jobs)), 1) for m, n in w.telegram.methods.most_common()
+             if m != "getUpdates"} if platform == "telegram" else {}
+    w.telegram.methods.clear()
+    return {"platform": platform, "size": size, "users": users, "jobs": len(jobs), "delay": delay,
+            "errors": len(jobs) - len(ok), "error_texts": sorted({j.error[:60] for j in jobs
+                                                                if j.error})[:3],
+            "added_p50": pct(added, 0.5), "added_p99": pct(added, 0.99),
+            "photo_p50": pct(photo, 0.5), "feedback_p50": pct(feedback, 0.5),
+            "feedback_p99": pct(feedback, 0.99), "fetched_p50": pct(fetched, 0.5),
+            "fetched_p99": pct(fetched, 0.99), "calls": calls, "cpu_per_job": cpu / max(1, len(jobs)),
+            "fakes_cpu_per_job": (self_cpu() - mine0) / max(1, len(jobs)),
+            "rss_start": rss_start, "rss_peak": rss_peak, "wall": wall, "throughput": len(jobs) / wall}
+
+
+def show(r: dict[str, Any]) -> None:
+    """One line per scenario."""
+    extra = f"  photo p50 {r['photo_p50'] * 1000:6.0f} ms" if r["size"] == "4K" and (
+        r["platform"] == "telegram") else ""
+    print(f"{r['platform']:8} {r['size']} users {r['users']:4}  delay {r['delay']:5.1f} s  "
+          f"jobs {r['jobs']:4} "
+          f"err {r['errors']:3}  added p50 {r['added_p50'] * 1000:7.0f} ms  "
+          f"p99 {r['added_p99'] * 1000:7.0f} ms  first feedback p50 "
+          f"{r['feedback_p50'] * 1000:6.0f} ms  p99 {r['feedback_p99'] * 1000:6.0f} ms  "
+          f"cpu/job {r['cpu_per_job'] * 1000:6.1f} ms (fakes {r['fakes_cpu_per_job'] * 1000:5.1f})"
+          f"  rss {r['rss_start']:5.0f} -> max {r['rss_peak']:5.0f} MB  {r['throughput']:5.1f} jobs/s"
+          f"{extra}", flush=True)
+    if r["calls"]:
+        print(f"         update fetched p50 {r['fetched_p50'] * 1000:.0f} ms p99 "
+              f"{r['fetched_p99'] * 1000:.0f} ms; Bot API calls per job {r['calls']}")
+    if r["error_texts"]:
+        print(f"         errors: {r['error_texts']}")
+
+
+PLANS = {
+    # (size, users, rounds) per mode, for each platform
+    "full": [("1K", 1, 20), ("1K", 50, 4), ("1K", 500, 2), ("4K", 1, 5), ("4K", 50, 2),
+             ("4K", 500, 1)],
+    "quick": [("1K", 1, 5), ("1K", 50, 1), ("1K", 500, 1), ("4K", 1, 2)],
+}
+
+
+async def main(args: argparse.Namespace) -> None:
+    """Start the fakes and the bot; run every scenario; print figures."""
+    made = time.monotonic()
+    bodies = {"1K": gemini_answer(image_1k())}
+    if "4K" in args.sizes:
+        bodies["4K"] = gemini_answer(await asyncio.to_thread(image_4k))
+    print(f"upstream answers: 1K {len(bodies['1K']) / 1e6:.1f} MB JSON"
+          + (f", 4K {len(bodies['4K']) / 1e6:.1f} MB JSON" if "4K" in bodies else "")
+          + f" (made in {time.monotonic() - made:.1f} s); {os.cpu_count()} CPUs", flush=True)
+    telegram, discord, upstream = BenchTelegram(), BenchDiscord(), BenchUpstream(1.0, bodies)
+    await telegram.start()
+    await discord.start()
+    await upstream.start()
+    ids = iter(range(10_000, 10_000_000))
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        bot = Bot(Path(tmp), telegram, discord, upstream, users=max(args.users))
+        await bot.start()
+        async with asyncio.timeout(30):
+            while not discord._sockets:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        w = World(telegram, discord, upstream, bot, functools.partial(next, ids))
+        try:
+            # Warm-up: imports, first connections, the first Pillow calls.
+            for platform in args.platforms:
+                await scenario(w, platform, "1K", 2, 2, 0.5)
+            plan = PLANS["quick" if args.quick else "full"]
+            for platform in args.platforms:
+                for size, users, rounds in plan:
+                    if size in args.sizes and users in args.users:
+                        delay = args.delay if args.delay is not None else delay_for(size, users)
+                        show(await scenario(w, platform, size, users, rounds, delay))
+            _, peak = proc_mem(bot.pid)
+            print(f"bot process: peak RSS {peak:.0f} MB, CPU {proc_cpu(bot.pid):.1f} s in all; "
+                  f"log {sum(1 for _ in bot.log.open())} lines", flush=True)
+        finally:
+            await bot.stop()
+            if args.log:
+                args.log.write_bytes(bot.log.read_bytes())
+            await upstream.stop()
+            await discord.close()
+            await telegram.stop()
+
+
+def parse_args() -> argparse.Namespace:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, no 4K crowds")
+    parser.add_argument("--delay", type=float, help="upstream delay in seconds for every scenario")
+    parser.add_argument("--platforms", default="telegram,discord",
+                        type=lambda s: [p for p in s.split(",") if p])
+    parser.add_argument("--sizes", default="1K,4K", type=lambda s: s.split(","))
+    parser.add_argument("--log", type=Path, help="keep the bot's log here")
+    parser.add_argument("--users", default="1,50,500",
+                        type=lambda s: [int(u) for u in s.split(",")])
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
