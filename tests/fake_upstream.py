@@ -27,6 +27,8 @@ import pytest
 from aiohttp import BodyPartReader, web
 from PIL import Image
 
+from bot.domain import ImageData
+
 ROUTES = ("chat", "gemini", "images.generate", "images.edit", "models", "gemini.models",
           "files")
 
@@ -53,6 +55,25 @@ def b64(data: bytes) -> str:
 def data_url(data: bytes, mime: str = "image/png") -> str:
     """A ``data:`` URL."""
     return f"data:{mime};base64,{b64(data)}"
+
+
+
+def img(data: bytes, name: str = "") -> ImageData:
+    """A PNG reference image for a provider request."""
+    return ImageData(data=data, mime="image/png", width=8, height=8, name=name)
+
+
+class Sleeps(list[float]):
+    """Records the sleeps a retry policy asks for instead of sleeping."""
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+@pytest.fixture(name="sleeps")
+def sleeps_fixture() -> Sleeps:
+    """The fake sleep the retry policy uses."""
+    return Sleeps()
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 from bot.bootstrap import build_core
 from bot.config import Settings
-from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef
+from bot.domain import Actor, ChatRef, ImageRequest, MessageRef
 from bot.errors import (
     NoImage,
     Refused,
@@ -26,29 +26,19 @@ from bot.providers.retry import RetryPolicy
 from tests.fake_upstream import (
     FakeUpstream,
     Reply,
+    Sleeps,
     b64,
     fake_upstream_fixture,  # noqa: F401
     gemini_body,
     google_error,
+    img,
     png,
+    sleeps_fixture,  # noqa: F401
 )
 
 KEY = "AIzaSy-TESTKEY-0123456789"
 RED, GREEN, BLUE = png(color="red"), png(color="green"), png(color="blue")
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
-
-
-class Sleeps(list[float]):
-    """Records requested sleeps instead of sleeping."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    """The fake sleep the retry policy uses."""
-    return Sleeps()
 
 
 @pytest.fixture
@@ -73,11 +63,6 @@ async def make(fake_upstream: FakeUpstream, sleeps: Sleeps
 def req(prompt: str = "a banana", **kw: Any) -> ProviderRequest:
     """A request for nano-banana-pro."""
     return ProviderRequest(model_id="gemini-3-pro-image-preview", prompt=prompt, **kw)
-
-
-def img(data: bytes) -> ImageData:
-    """A PNG reference."""
-    return ImageData(data=data, mime="image/png", width=8, height=8)
 
 
 async def test_request_body(make: Callable[..., GeminiProvider],

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from bot.domain import ImageData
 from bot.errors import Refused, UpstreamBusy, UpstreamConfig
 from bot.providers.base import HistoryTurn, ProviderRequest
 from bot.providers.openai_images import OpenAIImagesProvider, images_size
@@ -15,29 +14,19 @@ from bot.providers.retry import RetryPolicy
 from tests.fake_upstream import (
     FakeUpstream,
     Reply,
+    Sleeps,
     b64,
     fake_upstream_fixture,  # noqa: F401
     images_body,
+    img,
     jpeg,
     openai_error,
     png,
+    sleeps_fixture,  # noqa: F401
 )
 
 KEY = "sk-proj-TESTKEY-0123456789"
 RED, GREEN, BLUE = png(color="red"), png(color="green"), png(color="blue")
-
-
-class Sleeps(list[float]):
-    """Records requested sleeps instead of sleeping."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    """The fake sleep the retry policy uses."""
-    return Sleeps()
 
 
 @pytest.fixture
@@ -49,11 +38,6 @@ async def provider(fake_upstream: FakeUpstream, sleeps: Sleeps
         policy=RetryPolicy(max_retries=2, sleep=sleeps, jitter=lambda: 0.5))
     yield built
     await built.aclose()
-
-
-def img(data: bytes, name: str = "") -> ImageData:
-    """A PNG reference."""
-    return ImageData(data=data, mime="image/png", width=8, height=8, name=name)
 
 
 def req(model: str = "gpt-image-1", prompt: str = "a fox", **kw: Any) -> ProviderRequest:

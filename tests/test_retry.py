@@ -31,15 +31,9 @@ from bot.providers.retry import (
     retry_after_header,
     retry_info_delay,
 )
+from tests.fake_upstream import Sleeps
 
 KEY = "sk-live-SECRET-123456"
-
-
-class Sleeps(list[float]):
-    """Records requested sleeps instead of sleeping."""
-
-    async def __call__(self, seconds: float) -> None:
-        self.append(seconds)
 
 
 def flaky(*failures: BaseException, result: str = "ok") -> tuple[Any, list[int]]:
