@@ -20,7 +20,7 @@ from bot.catalog import ModelSpec
 from bot.config import QuotaSection
 from bot.domain import Actor, ChatRef, Usage, WindowUsage
 from bot.errors import QuotaExceeded
-from bot.storage.base import LedgerEntry, Reservation, Store
+from bot.storage.base import LedgerEntry, QuotaTx, Reservation, Store
 
 Clock = Callable[[], datetime]
 
@@ -72,6 +72,12 @@ class Quotas:
         return (local.strftime("%Y-%m-%d"), local.strftime("%Y-%m"), next_day.astimezone(UTC),
                 next_month.astimezone(UTC))
 
+    async def _allowance(self, tx: QuotaTx, actor_key: str) -> tuple[int, int]:
+        """The actor's daily and monthly allowance: their override, else the configured one."""
+        daily, monthly = await tx.limits(actor_key)
+        return (self._cfg.user_daily_credits if daily is None else daily,
+                self._cfg.user_monthly_credits if monthly is None else monthly)
+
     def _pooled(self, chat: ChatRef | None) -> bool:
         return chat is not None and chat.kind != "private" and self._cfg.chat_daily_credits > 0
 
@@ -83,9 +89,7 @@ class Quotas:
         take_free, take_bonus = cost, 0
         async with self._store.quota_tx() as tx:
             if not self.is_exempt(actor):
-                daily_over, monthly_over = await tx.limits(actor.key)
-                daily = self._cfg.user_daily_credits if daily_over is None else daily_over
-                monthly = self._cfg.user_monthly_credits if monthly_over is None else monthly_over
+                daily, monthly = await self._allowance(tx, actor.key)
                 day_left = daily - await tx.used_credits(actor.key, day=day)
                 month_left = monthly - await tx.used_credits(actor.key, month=month)
                 free_left = max(0, min(day_left, month_left))
@@ -166,9 +170,7 @@ class Quotas:
         day, month, day_reset, month_reset = self._periods()
         windows: list[WindowUsage] = []
         async with self._store.quota_tx() as tx:
-            daily_over, monthly_over = await tx.limits(actor.key)
-            daily = self._cfg.user_daily_credits if daily_over is None else daily_over
-            monthly = self._cfg.user_monthly_credits if monthly_over is None else monthly_over
+            daily, monthly = await self._allowance(tx, actor.key)
             windows.append(WindowUsage("user_daily", daily,
                                        await tx.used_credits(actor.key, day=day), day_reset))
             windows.append(WindowUsage("user_monthly", monthly,

@@ -30,6 +30,7 @@ from bot.domain import (
     RequestKind,
     Turn,
     Usage,
+    UserSettings,
 )
 from bot.errors import (
     Banned,
@@ -104,9 +105,9 @@ class ImagineService:
             raise InvalidOption("model", name, sorted(self.catalog))
         return spec
 
-    async def _resolve(self, actor: Actor, req_model: str | None, req_size: str | None,
-                       req_aspect: str | None) -> tuple[ModelSpec, str, str]:
-        user = (await self.store.get_user(actor.key)).settings
+    def _resolve(self, user: UserSettings, req_model: str | None, req_size: str | None,
+                 req_aspect: str | None) -> tuple[ModelSpec, str, str]:
+        """Request options, else the user's defaults, else the bot's, checked against the model."""
         spec = self.model(req_model or user.model or self.settings.bot.default_model)
         size = req_size or user.size or self.settings.bot.default_size
         if size not in spec.sizes:
@@ -228,14 +229,15 @@ class ImagineService:
                          progress: ProgressCallback | None, event: JobEvent, model: str | None,
                          size: str | None, aspect: str | None) -> Reply:
         actor, chat = request.actor, request.chat
-        if (await self.store.get_user(actor.key)).banned:
+        record = await self.store.get_user(actor.key)  # one read for the ban and the defaults
+        if record.banned:
             raise Banned()
         prompt = request.prompt.strip()
         if not prompt:
             raise EmptyPrompt()
         opts = request.options
-        spec, size, aspect = await self._resolve(
-            actor, opts.model or model, opts.size or size,
+        spec, size, aspect = self._resolve(
+            record.settings, opts.model or model, opts.size or size,
             opts.aspect or aspect or (parent.aspect if parent else None))
         event.model, event.size = spec.name, size
         prior = len(parent.output_hashes) if parent else 0
