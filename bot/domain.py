@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from bot.sniff import sniffed_mime
+
 ChatKind = Literal["private", "group", "channel"]
 RequestKind = Literal["imagine", "edit", "reroll", "upscale", "variation"]
 ActionKind = Literal["reroll", "upscale", "variations", "edit", "delete"]
@@ -62,6 +64,11 @@ class ImageData:
     width: int = 0
     height: int = 0
     name: str = ""
+
+    def __post_init__(self) -> None:
+        # The type is what the bytes are, whatever an upstream or an upload labelled them: a
+        # PNG called image/svg+xml, or a label with CR/LF, must never be stored or served.
+        object.__setattr__(self, "mime", sniffed_mime(self.data))
 
     @property
     def size_bytes(self) -> int:

@@ -14,13 +14,14 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from PIL import Image, ImageCms
 
 from bot.domain import ImageData
 from bot.errors import InputTooLarge, UnsupportedImage
+from bot.sniff import image_mime
 
 #: Largest pixel count we decode; bigger images are refused from their header (bomb guard).
 MAX_PIXELS = 50_000_000
@@ -34,7 +35,6 @@ _MAGIC = ((b"%PDF", "PDF document"), (b"PK\x03\x04", "ZIP archive"), (b"Rar!", "
           (b"ID3", "MP3 audio"), (b"fLaC", "FLAC audio"), (b"8BPS", "Photoshop document"),
           (b"\x00\x00\x01\x00", "ICO icon"), (b"\xff\x0a", "JPEG XL image"),
           (b"\x00\x00\x00\x0cJXL ", "JPEG XL image"), (b"\x7fELF", "program"))
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
@@ -67,22 +67,12 @@ def _sniff(data: bytes) -> tuple[str | None, str]:
     """(accepted MIME or None, what the bytes are) from magic bytes alone."""
     if not data:
         return None, "empty file"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png", "PNG image"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg", "JPEG image"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif", "GIF image"
+    mime = image_mime(data)  # the one magic-number table for accepted types (ImageData uses it)
+    if mime is not None:
+        return mime, f"{_KINDS[mime][1]} image"
     if data.startswith(b"RIFF"):
-        sub = data[8:12]
-        return ("image/webp", "WebP image") if sub == b"WEBP" else (
-            None, {b"AVI ": "AVI video", b"WAVE": "WAV audio"}.get(sub, "RIFF file"))
+        return None, {b"AVI ": "AVI video", b"WAVE": "WAV audio"}.get(data[8:12], "RIFF file")
     if data[4:8] == b"ftyp":
-        brands = {data[8:12]} | {data[i:i + 4] for i in range(16, min(len(data), 64), 4)}
-        if brands & {b"avif", b"avis"}:
-            return "image/avif", "AVIF image"
-        if brands & _HEIF_BRANDS:
-            return "image/heic", "HEIC image"
         return None, {b"qt  ": "QuickTime video", b"M4A ": "M4A audio"}.get(data[8:12], "MP4 video")
     if data.startswith(b"BM") and data[6:10] == b"\0\0\0\0":
         return None, "BMP image"
@@ -392,8 +382,7 @@ async def fit(image: ImageData, budget: Budget) -> ImageData:
     """Return ``image`` itself when it fits ``budget``, else one JPEG re-encode that does."""
     mime, label, dims = _identify(image.data)
     if _fits(mime, len(image.data), dims, budget):
-        return image if image.mime == mime or dims is None else replace(
-            image, mime=mime, width=dims[0], height=dims[1])  # same bytes, mislabelled
+        return image  # its MIME type was sniffed from these bytes when it was made
     return await _run(_fit_sync, image, mime, label, budget)
 
 

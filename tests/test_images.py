@@ -461,7 +461,7 @@ async def test_fit_pass_through_fixes_a_wrong_mime_label() -> None:
     """Bytes that fit are never touched, even when the caller mislabelled their type."""
     data = encode(photo(64, 32), "JPEG")
     out = await fit(ImageData(data, "image/png"), DISCORD)
-    assert out.data is data and (out.mime, out.width, out.height) == ("image/jpeg", 64, 32)
+    assert out.data is data and out.mime == "image/jpeg"  # ImageData sniffs its own type
 
 
 async def test_fit_big_png_to_discord() -> None:
