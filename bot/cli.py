@@ -11,6 +11,7 @@ import signal
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
+import re
 from pathlib import Path
 
 from bot.bootstrap import Core, build_core
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="print the web console's operator token (made once, kept in data_dir)")
     grant = sub.add_parser("grant", parents=[common], help="give a user bonus credits")
     grant.add_argument("user", help="platform:ID, e.g. telegram:42")
-    grant.add_argument("credits", type=int)
+    grant.add_argument("credits", help="a whole number; negative takes credits back")
     return parser
 
 
@@ -205,20 +206,26 @@ async def _usage(settings: Settings, user: str | None, *, as_csv: bool) -> int:
     return EXIT_OK
 
 
-async def _grant(settings: Settings, user: str, credits: int) -> int:
-    if ":" not in user:
-        print("imagine-bot: give the user as platform:ID, e.g. telegram:42", file=sys.stderr)
-        return EXIT_USAGE
-    core = await _open_core(settings)
-    try:
-        await core.quotas.grant(user, credits, by="cli")
-        platform, _, user_id = user.partition(":")
-        from bot.domain import Actor
+async def _grant(settings: Settings, user: str, credits: str) -> int:
+    from bot.domain import Actor
+    from bot.errors import BadGrant
+    from bot.quotas import MAX_GRANT, user_key
 
-        usage = await core.quotas.usage(Actor(platform, user_id))
-    finally:
-        await core.store.close()
-    print(f"granted {credits} credits to {user}; bonus now {usage.bonus}")
+    try:
+        user_key(user)  # before opening anything: a typo must not create a user row
+        if not re.fullmatch(r"-?[0-9]{1,30}", credits):
+            raise BadGrant(credits, MAX_GRANT)
+        core = await _open_core(settings)
+        try:
+            await core.quotas.grant(user, int(credits), by="cli")  # the core's one limit
+            platform, _, user_id = user.partition(":")
+            usage = await core.quotas.usage(Actor(platform, user_id))
+        finally:
+            await core.store.close()
+    except BotError as err:
+        print(f"imagine-bot: {_describe(err, settings)}", file=sys.stderr)
+        return err.exit_code
+    print(f"granted {int(credits)} credits to {user}; bonus now {usage.bonus}")
     return EXIT_OK
 
 

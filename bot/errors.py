@@ -235,3 +235,31 @@ class NotOwner(BotError):
 
     key = "error.not_owner"
     exit_code = 2
+
+
+class StoreUnavailable(BotError):
+    """The database or the image store refused a write (read-only, full, broken disk)."""
+
+    key = "error.store"
+    exit_code = 4
+
+
+class BadGrant(BotError):
+    """A grant of 0 credits, or of more than the one limit every grant path shares."""
+
+    key = "error.bad_grant"
+    exit_code = 2
+
+    def __init__(self, credits: object, limit: int) -> None:
+        super().__init__(f"grant of {credits!r} credits; allowed 1..{limit} or -{limit}..-1",
+                         limit=limit)
+
+
+class BadUser(BotError):
+    """A user given in a form the bot does not know (``telegram:42``, ``discord:42``, ``web:ID``)."""
+
+    key = "admin.bad_user"
+    exit_code = 2
+
+    def __init__(self, user: str = "") -> None:
+        super().__init__(f"not a user: {user!r}", user=user)

@@ -10,6 +10,7 @@ months are those of ``[quota] timezone``; a refund goes back to the window the j
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +20,21 @@ from zoneinfo import ZoneInfo
 from bot.catalog import ModelSpec
 from bot.config import QuotaSection
 from bot.domain import Actor, ChatRef, Usage, WindowUsage
-from bot.errors import QuotaExceeded
+from bot.errors import BadGrant, BadUser, QuotaExceeded
 from bot.storage.base import LedgerEntry, QuotaTx, Reservation, Store
 
 Clock = Callable[[], datetime]
+#: The most credits one grant may give (or take back), on every grant path.
+MAX_GRANT = 1_000_000
+#: A user as the store keys them: a platform we serve and its id (ASCII digits on chat platforms).
+_USER_KEY = re.compile(r"(?:telegram|discord):[0-9]{1,20}|web:[0-9A-Za-z_-]{1,64}")
+
+
+def user_key(text: str) -> str:
+    """``text`` when it names a user the way the store keys them (``telegram:42``), else BadUser."""
+    if not _USER_KEY.fullmatch(text):
+        raise BadUser(text)
+    return text
 
 
 def utc_now() -> datetime:
@@ -150,7 +162,12 @@ class Quotas:
         return True
 
     async def grant(self, actor_key: str, credits: int, *, by: str = "") -> None:
-        """Add bonus credits (negative takes them back, never below zero)."""
+        """Add bonus credits (negative takes them back, never below zero); BadUser / BadGrant."""
+        # Every grant path (chat, web, CLI) ends here, so the one limit lives here: unbounded
+        # grants overflowed the bonus sum and locked the user out for good.
+        user_key(actor_key)
+        if credits == 0 or abs(credits) > MAX_GRANT:
+            raise BadGrant(credits, MAX_GRANT)
         day, month, _, _ = self._periods()
         async with self._store.quota_tx() as tx:
             amount = max(credits, -await tx.bonus(actor_key))

@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from bot.config import QuotaSection, Settings
 from bot.domain import Actor, ChatRef
-from bot.errors import QuotaExceeded
+from bot.errors import BadGrant, QuotaExceeded
 from bot.quotas import Price, Quotas
 from bot.storage.sqlite import SqliteStore
 
@@ -671,6 +671,10 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(actor=st.sampled_from(USERS + ADMINS), amount=st.integers(-10, 30))
     def grant(self, actor: Actor, amount: int) -> None:
+        if amount == 0:  # a grant of nothing is refused, and moves nothing
+            with pytest.raises(BadGrant):
+                self.run(self.quotas.grant(actor.key, amount))
+            return
         self.run(self.quotas.grant(actor.key, amount))
         applied = max(amount, -self.bonus(actor.key))
         self.granted[actor.key] = self.granted.get(actor.key, 0) + applied

@@ -21,6 +21,7 @@ from bot.errors import InvalidOption, NotAllowed
 Work = Callable[[Message, Actor, list[str]], Coroutine[Any, Any, None]]
 Callback = Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]
 _USER = re.compile(r"^(?:(telegram|discord):)?(\d{1,20})$")
+_CREDITS = re.compile(r"-?[0-9]{1,30}")
 
 
 class CommandHandlers:
@@ -116,7 +117,8 @@ class CommandHandlers:
         rest = args[1:]
         target = self._target_user(message, rest if len(rest) >= 2 else [])
         credits = rest[-1] if rest else ""
-        if target is None or not credits.lstrip("-").isdigit() or len(rest) > 2:
+        # ASCII digits only: "²" passes isdigit() but not int(). The size limit is the core's.
+        if target is None or not _CREDITS.fullmatch(credits) or len(rest) > 2:
             if not self.rt.service.is_admin(actor):
                 raise NotAllowed()
             await self._say(message, self.rt.t(locale, "telegram.grant_usage"))
