@@ -74,7 +74,8 @@ def build_core(settings: Settings, *, store: Store | None = None,
                clock: Clock = utc_now, scheduler: JobScheduler | None = None) -> Core:
     """Wire the core; tests pass fakes for any part."""
     data_dir = settings.bot.data_dir
-    store = store or SqliteStore(data_dir / "imagine.sqlite3")
+    redact = Redactor(secret_values(secret_names(settings)))  # chat text and the store alike
+    store = store or SqliteStore(data_dir / "imagine.sqlite3", redact=redact)
     limits = settings.limits
     scheduler = scheduler or JobScheduler(
         global_concurrency=limits.global_concurrency,
@@ -86,7 +87,7 @@ def build_core(settings: Settings, *, store: Store | None = None,
     conversations = Conversations(store, blobs, history_turns=settings.bot.history_turns,
                                   clock=clock)
     messages = Messages()
-    presenter = Presenter(messages, clock, Redactor(secret_values(secret_names(settings))))
+    presenter = Presenter(messages, clock, redact)
     providers = providers if providers is not None else build_providers(settings)
     metrics = Metrics()
     metrics.watch_queue(lambda: scheduler.snapshot().queued, lambda: scheduler.snapshot().running)

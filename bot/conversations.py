@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bot.domain import Actor, ChatRef, ImageData, MessageRef, RequestKind, Turn
 from bot.providers.base import HistoryTurn
+from bot.errors import StoreUnavailable
 from bot.quotas import Clock, utc_now
 from bot.storage.base import BlobInfo, Store
 
@@ -41,7 +42,11 @@ class BlobStore:
             digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
         if not path.exists():
-            await asyncio.to_thread(_atomic_write, path, data)
+            try:
+                await asyncio.to_thread(_atomic_write, path, data)
+            except OSError as exc:  # read-only volume, disk full: the user is told, not "oops"
+                raise StoreUnavailable(f"image store write failed: {exc}") from exc
+        # image.mime was sniffed from these bytes by ImageData, never taken from a label.
         await self._store.put_blob(BlobInfo(digest, image.mime, len(data), image.width,
                                             image.height), used_at=self._clock())
         return digest
@@ -56,6 +61,8 @@ class BlobStore:
         except FileNotFoundError:
             return None
         return ImageData(data=data, mime=info.mime, width=info.width, height=info.height)
+        # ImageData sniffs the type from the bytes again, so a label stored by an older
+        # version (or tampered with) is never what gets served.
 
     async def get_many(self, digests: Sequence[str]) -> tuple[ImageData, ...] | None:
         """All images for ``digests``, or None when any is gone."""

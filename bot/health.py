@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+#: How long /readyz waits for the store's write probe (it waits for a busy write lock).
+PROBE_TIMEOUT = 3.0
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -14,13 +19,16 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 class HealthServer:
-    """A tiny aiohttp server; ``ready`` is asked on every /readyz."""
+    """A tiny aiohttp server; ``ready`` and the store's ``writable`` probe answer /readyz."""
 
     def __init__(self, listen: str, ready: Callable[[], bool],
-                 metrics: Callable[[], bytes] | None = None) -> None:
+                 metrics: Callable[[], bytes] | None = None,
+                 writable: Callable[[], Awaitable[bool]] | None = None) -> None:
         self._host, self._port = parse_listen(listen)
         self._ready = ready
         self._metrics = metrics
+        self._writable = writable
+        self._probe: asyncio.Task[bool] | None = None
         self._runner: web.AppRunner | None = None
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
@@ -32,8 +40,23 @@ class HealthServer:
         return web.Response(text="ok\n")
 
     async def _readyz(self, _: web.Request) -> web.Response:
-        ok = self._ready()
-        return web.Response(text="ready\n" if ok else "not ready\n", status=200 if ok else 503)
+        if not self._ready():
+            return web.Response(text="not ready\n", status=503)
+        if not await self._can_write():
+            # A read-only database answers reads, so only a write probe shows every job failing.
+            return web.Response(text="not ready: the database cannot be written\n", status=503)
+        return web.Response(text="ready\n")
+
+    async def _can_write(self) -> bool:
+        """The store's write probe; one at a time however often /readyz is asked."""
+        if self._writable is None:
+            return True
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(self._writable())
+        probe = self._probe
+        # Not cancelled on timeout: it holds the store's lock and finishes its rollback itself.
+        done, _ = await asyncio.wait({probe}, timeout=PROBE_TIMEOUT)
+        return bool(done) and not probe.cancelled() and probe.exception() is None and probe.result()
 
     async def _metrics_page(self, _: web.Request) -> web.Response:
         body = self._metrics() if self._metrics else b""
@@ -53,7 +76,10 @@ class HealthServer:
         await web.TCPSite(self._runner, self._host, self._port).start()
 
     async def stop(self) -> None:
-        """Stop serving."""
+        """Stop serving (after any write probe still running)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._probe is not None:
+            with contextlib.suppress(Exception):
+                await self._probe

@@ -82,7 +82,7 @@ async def run(settings: Settings, *, sync_commands: bool = False,
 
         health = HealthServer(settings.http.listen,
                               lambda: core.scheduler.accepting and all(a.connected for a in adapters),
-                              core.metrics.render)
+                              core.metrics.render, writable=core.store.writable)
         await health.start()
     failed: list[str] = []
     try:

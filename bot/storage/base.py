@@ -119,12 +119,19 @@ class QuotaTx(Protocol):
 class Store(Protocol):
     """Everything the core persists: users, ledger, reservations, turns, bindings, blobs."""
 
+    # Free text from upstreams (provider state, ledger notes) is masked of known secrets before
+    # it is written; a write the database refuses raises StoreUnavailable.
+
     async def open(self) -> None:
         """Connect and apply migrations."""
         ...
 
     async def close(self) -> None:
         """Flush and disconnect."""
+        ...
+
+    async def writable(self) -> bool:
+        """Whether a write would go through now (readiness); cheap, and leaves nothing behind."""
         ...
 
     def quota_tx(self) -> AbstractAsyncContextManager[QuotaTx]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -15,13 +16,27 @@ from typing import Any
 import aiosqlite
 
 from bot.domain import MessageRef, Turn, UserSettings
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreUnavailable
 from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationState, UserRecord
 from bot.storage.sqlite_tx import SqliteQuotaTx
+
+log = logging.getLogger(__name__)
+Redact = Callable[[str], str]
+#: The users row the readiness probe upserts inside a transaction it always rolls back.
+_PROBE_KEY = "~readyz"
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+@contextmanager
+def _write_errors() -> Iterator[None]:
+    """A write SQLite refuses (read-only file or volume, disk full, I/O error) -> StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"database write failed: {exc}") from exc
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -55,9 +70,13 @@ def _entry(r: aiosqlite.Row) -> LedgerEntry:
 class SqliteStore:
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000,
+                 redact: Redact | None = None) -> None:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
+        # Every free text that comes from an upstream (provider state with the model's words,
+        # ledger notes with error details) is masked here, the one door into the database.
+        self._redact: Redact = redact or (lambda text: text)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
 
@@ -122,18 +141,45 @@ class SqliteStore:
     async def quota_tx(self) -> AsyncIterator[SqliteQuotaTx]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield SqliteQuotaTx(self.db)
-                await self.db.execute("COMMIT")
-            except BaseException:
-                if self.db.in_transaction:  # also after a failed COMMIT (never left open)
-                    await self.db.execute("ROLLBACK")
-                raise
+            with _write_errors():
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield SqliteQuotaTx(self.db, self._redact)
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:  # also after a failed COMMIT (never left open)
+                        await self.db.execute("ROLLBACK")
+                    raise
+
+    async def writable(self) -> bool:
+        """Whether a write would go through now: one upsert, always rolled back (writes nothing)."""
+        # BEGIN IMMEDIATE alone succeeds on a file opened read-only (WAL); a write statement
+        # fails there with "attempt to write a readonly database", so the probe makes one.
+        try:
+            async with self._lock:
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    await self.db.execute(
+                        "INSERT INTO users (key, created_at) VALUES (?, ?) ON CONFLICT (key)"
+                        " DO UPDATE SET created_at = excluded.created_at", (_PROBE_KEY, _now()))
+                finally:
+                    if self.db.in_transaction:
+                        await self.db.execute("ROLLBACK")
+        except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: the store is closed
+            log.warning("store write probe failed: %s", exc)
+            return False
+        return True
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The connection under the lock, with refused writes raised as StoreUnavailable."""
+        async with self._lock:
+            with _write_errors():
+                yield self.db
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
-        async with self._lock:
-            await self.db.execute(sql, tuple(params))
+        async with self._writing() as db:
+            await db.execute(sql, tuple(params))
 
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
@@ -187,7 +233,7 @@ class SqliteStore:
 
     async def save_user_settings(self, key: str, settings: UserSettings) -> None:
         """Store a user's defaults."""
-        async with self._lock:
+        async with self._writing():
             await self._ensure_user(key)
             await self.db.execute(
                 "UPDATE users SET model = ?, size = ?, aspect = ?, locale = ? WHERE key = ?",
@@ -205,20 +251,22 @@ class SqliteStore:
         if not updates:
             return
         assignments = ", ".join(f"{k} = ?" for k in updates)
-        async with self._lock:
+        async with self._writing():
             await self._ensure_user(key)
             await self.db.execute(f"UPDATE users SET {assignments} WHERE key = ?",
                                   (*updates.values(), key))
 
     async def add_turn(self, turn: Turn) -> None:
-        """Insert a turn."""
+        """Insert a turn (a root when its parent was deleted meanwhile); provider state masked."""
+        # The prompt is the user's own text and kept; the provider state carries the model's.
+        state = self._redact(turn.provider_state) if turn.provider_state is not None else None
         await self._write(
             "INSERT INTO turns (id, actor_key, chat_key, parent_id, kind, prompt, model, size,"
             " aspect, input_hashes, output_hashes, provider_state, credits, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, (SELECT id FROM turns WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (turn.id, turn.actor_key, turn.chat_key, turn.parent_id, turn.kind, turn.prompt,
              turn.model, turn.size, turn.aspect, json.dumps(list(turn.input_hashes)),
-             json.dumps(list(turn.output_hashes)), turn.provider_state, turn.credits,
+             json.dumps(list(turn.output_hashes)), state, turn.credits,
              turn.created_at.isoformat()),
         )
 
@@ -238,11 +286,11 @@ class SqliteStore:
         return [_turn(r) for r in rows]
 
     async def bind(self, turn_id: str, messages: list[MessageRef]) -> None:
-        """Map platform messages to a turn (a message re-bound moves to the new turn)."""
-        async with self._lock:
-            await self.db.executemany(
+        """Map platform messages to a turn (re-bound ones move); nothing when the turn is gone."""
+        async with self._writing() as db:
+            await db.executemany(
                 "INSERT OR REPLACE INTO bindings (platform, chat_id, message_id, turn_id)"
-                " VALUES (?, ?, ?, ?)",
+                " SELECT ?, ?, ?, id FROM turns WHERE id = ?",
                 [(m.platform, m.chat_id, m.message_id, turn_id) for m in messages],
             )
 
@@ -299,8 +347,8 @@ class SqliteStore:
 
     async def delete_blobs(self, digests: list[str]) -> None:
         """Drop blob index rows."""
-        async with self._lock:
-            await self.db.executemany("DELETE FROM blobs WHERE hash = ?", [(d,) for d in digests])
+        async with self._writing() as db:
+            await db.executemany("DELETE FROM blobs WHERE hash = ?", [(d,) for d in digests])
 
     async def stats(self, day: str) -> dict[str, float]:
         """Jobs settled, credits, USD and distinct users on a day."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import aiosqlite
@@ -12,8 +13,10 @@ from bot.storage.base import LedgerEntry, Reservation, ReservationState
 class SqliteQuotaTx:
     """The QuotaTx port on an aiosqlite connection already inside a write transaction."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection,
+                 redact: Callable[[str], str] = lambda text: text) -> None:
         self._db = db
+        self._redact = redact  # ledger notes may quote an upstream's error
 
     async def _scalar(self, sql: str, *params: object) -> float:
         row = await (await self._db.execute(sql, params)).fetchone()
@@ -95,5 +98,6 @@ class SqliteQuotaTx:
             "INSERT INTO ledger (ts, kind, reservation_id, actor_key, chat_key, day, month,"
             " credits, bonus, usd, model, size, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ((e.ts or datetime.now(UTC)).isoformat(), e.kind, e.reservation_id, e.actor_key,
-             e.chat_key, e.day, e.month, e.credits, e.bonus, e.usd, e.model, e.size, e.note),
+             e.chat_key, e.day, e.month, e.credits, e.bonus, e.usd, e.model, e.size,
+             self._redact(e.note) if e.note is not None else None),
         )
