@@ -6,13 +6,14 @@ import asyncio
 import hashlib
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from bot.domain import Actor, ChatRef, ImageData, MessageRef, RequestKind, Turn
-from bot.providers.base import HistoryTurn
 from bot.errors import StoreUnavailable
+from bot.providers.base import HistoryTurn
 from bot.quotas import Clock, utc_now
 from bot.storage.base import BlobInfo, Store
 
@@ -60,9 +61,9 @@ class BlobStore:
             data = await asyncio.to_thread(self._path(digest).read_bytes)
         except FileNotFoundError:
             return None
-        return ImageData(data=data, mime=info.mime, width=info.width, height=info.height)
         # ImageData sniffs the type from the bytes again, so a label stored by an older
         # version (or tampered with) is never what gets served.
+        return ImageData(data=data, mime=info.mime, width=info.width, height=info.height)
 
     async def get_many(self, digests: Sequence[str]) -> tuple[ImageData, ...] | None:
         """All images for ``digests``, or None when any is gone."""
@@ -110,8 +111,35 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+class UserLocks:
+    """One asyncio lock per user, dropped again once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Hold ``key``'s lock for the block."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 class Conversations:
     """Turns with parent links, bindings from platform messages, and bounded edit history."""
+
+    # A user's turns are written one thing at a time: storing a result, binding its delivered
+    # messages and /forget take the user's lock, so a forget never meets half a delivery (it
+    # used to delete the turn under a binding, which failed on the foreign key after the photo
+    # had arrived and left the credits held).
 
     def __init__(self, store: Store, blobs: BlobStore, *, history_turns: int = 4,
                  clock: Clock = utc_now) -> None:
@@ -119,21 +147,23 @@ class Conversations:
         self.blobs = blobs
         self._history_turns = history_turns
         self._clock = clock
+        self.locks = UserLocks()
 
     async def record(self, *, actor: Actor, chat: ChatRef, prompt: str, model: str,
                      size: str | None, aspect: str | None, parent_id: str | None,
                      inputs: Sequence[ImageData], outputs: Sequence[ImageData],
                      provider_state: str | None = None, kind: RequestKind = "imagine",
                      credits: int = 0) -> Turn:
-        """Store the images and a new turn."""
-        turn = Turn(
-            id=secrets.token_hex(6), actor_key=actor.key, chat_key=chat.key, prompt=prompt,
-            model=model, size=size, aspect=aspect, parent_id=parent_id,
-            input_hashes=tuple([await self.blobs.put(i) for i in inputs]),
-            output_hashes=tuple([await self.blobs.put(o) for o in outputs]),
-            provider_state=provider_state, created_at=self._clock(), kind=kind, credits=credits,
-        )
-        await self._store.add_turn(turn)
+        """Store the images and a new turn (a root if its parent was forgotten meanwhile)."""
+        async with self.locks.hold(actor.key):
+            turn = Turn(
+                id=secrets.token_hex(6), actor_key=actor.key, chat_key=chat.key, prompt=prompt,
+                model=model, size=size, aspect=aspect, parent_id=parent_id,
+                input_hashes=tuple([await self.blobs.put(i) for i in inputs]),
+                output_hashes=tuple([await self.blobs.put(o) for o in outputs]),
+                provider_state=provider_state, created_at=self._clock(), kind=kind,
+                credits=credits)
+            await self._store.add_turn(turn)
         return turn
 
     async def get(self, turn_id: str) -> Turn | None:
@@ -141,9 +171,12 @@ class Conversations:
         return await self._store.get_turn(turn_id)
 
     async def bind(self, turn_id: str, messages: Sequence[MessageRef]) -> None:
-        """Map every platform message that shows the turn's output to the turn."""
-        if messages:
-            await self._store.bind(turn_id, list(messages))
+        """Map every platform message that shows the turn's output to it (none if it is gone)."""
+        turn = await self._store.get_turn(turn_id) if messages else None
+        if turn is None:
+            return  # forgotten or deleted while it was being delivered: nothing shows it now
+        async with self.locks.hold(turn.actor_key):
+            await self._store.bind(turn_id, list(messages))  # binds nothing if it went meanwhile
 
     async def turn_for(self, message: MessageRef) -> Turn | None:
         """The turn shown by ``message``, if it is one of ours."""
@@ -191,18 +224,20 @@ class Conversations:
         turn = await self._store.get_turn(turn_id)
         if turn is None:
             return False
-        await self._store.delete_turn(turn_id)
-        await self.blobs.drop_unreferenced([*turn.input_hashes, *turn.output_hashes])
+        async with self.locks.hold(turn.actor_key):  # not while a result of theirs is stored
+            await self._store.delete_turn(turn_id)
+            await self.blobs.drop_unreferenced([*turn.input_hashes, *turn.output_hashes])
         return True
 
     async def forget(self, actor_key: str) -> int:
         """Delete every turn of a user and the images no other turn uses; returns turns deleted."""
-        turns = await self._store.turns_of(actor_key)
-        digests: list[str] = []
-        for turn in turns:
-            digests.extend([*turn.input_hashes, *turn.output_hashes])
-            await self._store.delete_turn(turn.id)
-        await self.blobs.drop_unreferenced(digests)
+        async with self.locks.hold(actor_key):
+            turns = await self._store.turns_of(actor_key)
+            digests: list[str] = []
+            for turn in turns:
+                digests.extend([*turn.input_hashes, *turn.output_hashes])
+                await self._store.delete_turn(turn.id)
+            await self.blobs.drop_unreferenced(digests)
         return len(turns)
 
     def now(self) -> datetime:
