@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.catalog import normalize_size
+from bot.catalog import Lineup, ModelSpec, normalize_size
 from bot.config import Settings
 from bot.domain import Actor, UserSettings
 from bot.errors import InvalidOption, NotAllowed
@@ -20,10 +20,16 @@ _FIELDS = ("model", "size", "aspect", "locale")
 class Preferences:
     """A user's saved defaults: model, size, aspect, language."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, lineup: Lineup | None = None) -> None:
         self._settings = settings
         self._store = store
-        self._catalog = settings.catalog()
+        self._lineup = lineup or Lineup(settings.catalog())
+        self._catalog = self._lineup.models
+
+    def _spec(self, name: str | None) -> ModelSpec:
+        """A saved or default model today (a retired name means its successor)."""
+        spec = self._lineup.find(name, where="saved /settings") if name else None
+        return spec or self._catalog[self._settings.bot.default_model]
 
     async def get(self, actor: Actor) -> UserSettings:
         """The actor's saved defaults."""
@@ -35,7 +41,7 @@ class Preferences:
             return list(LOCALES)
         if name == "model":
             return list(self._catalog)
-        spec = self._catalog[model or self._settings.bot.default_model]
+        spec = self._spec(model)
         return list(spec.sizes if name == "size" else spec.aspects)
 
     async def update(self, actor: Actor, name: str, value: str | None) -> UserSettings:
@@ -43,6 +49,9 @@ class Preferences:
         if name not in _FIELDS:
             raise InvalidOption("setting", name, list(_FIELDS))
         current = await self.get(actor)
+        if name == "model" and value is not None and value not in self._catalog:
+            found = self._lineup.find(value, where="/settings")
+            value = found.name if found else value
         if value is not None:
             if name == "size":
                 value = normalize_size(value)
@@ -51,7 +60,7 @@ class Preferences:
                 raise InvalidOption(name, value, allowed)
         updated = replace(current, **{name: value})
         if name == "model" and value is not None:
-            spec = self._catalog[value]
+            spec = self._spec(value)
             if updated.size and updated.size not in spec.sizes:
                 updated = replace(updated, size=None)
             if updated.aspect and updated.aspect not in spec.aspects:

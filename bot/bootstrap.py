@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot import images
 from bot.account import AdminOps, Preferences
+from bot.catalog import Lineup
 from bot.config import Settings
 from bot.conversations import BlobStore, Conversations
 from bot.jobs import JobScheduler
@@ -60,12 +61,13 @@ class Core:
         await self.store.close()
 
 
-def build_providers(settings: Settings) -> dict[str, ImageProvider]:
+def build_providers(settings: Settings, metrics: Metrics | None = None) -> dict[str, ImageProvider]:
     """One provider per ``[providers.NAME]`` (secrets read from their env vars)."""
     out: dict[str, ImageProvider] = {}
     for name, section in settings.provider_table().items():
-        key = Settings.secret(section.api_key_env) if section.api_key_env else None
-        out[name] = build_provider(name, section, api_key=key)
+        key = Settings.secret(section.key_env) if section.key_env else None
+        on_retry = metrics.retries.labels(name).inc if metrics is not None else None
+        out[name] = build_provider(name, section, api_key=key, on_retry=on_retry)
     return out
 
 
@@ -88,14 +90,15 @@ def build_core(settings: Settings, *, store: Store | None = None,
                                   clock=clock)
     messages = Messages()
     presenter = Presenter(messages, clock, redact)
-    providers = providers if providers is not None else build_providers(settings)
     metrics = Metrics()
+    providers = providers if providers is not None else build_providers(settings, metrics)
+    lineup = Lineup(settings.catalog())
     metrics.watch_queue(lambda: scheduler.snapshot().queued, lambda: scheduler.snapshot().running)
     service = ImagineService(
         settings=settings, store=store, quotas=quotas, conversations=conversations,
         providers=providers, scheduler=scheduler, presenter=presenter,
-        prepare_reference=images.prepare_reference, metrics=metrics)
+        prepare_reference=images.prepare_reference, metrics=metrics, lineup=lineup)
     return Core(settings=settings, store=store, quotas=quotas, conversations=conversations,
                 scheduler=scheduler, providers=providers, messages=messages, presenter=presenter,
-                service=service, prefs=Preferences(settings, store),
+                service=service, prefs=Preferences(settings, store, lineup),
                 admin=AdminOps(settings, store, quotas, scheduler, presenter), metrics=metrics)

@@ -1,4 +1,8 @@
-"""``imagine-bot run | generate | check | usage | grant | console-token`` (exit codes: DESIGN.md)."""
+"""``imagine-bot run | generate | check | models | invite | usage | grant | console-token``.
+
+Exit codes: DESIGN.md. ``--config`` (or ``IMAGINE_CONFIG``) may stand before or after the
+command; a file named by either that does not exist is an error, never silently skipped.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,20 @@ import asyncio
 import csv
 import logging
 import os
+import re
 import signal
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
-import re
 from pathlib import Path
 
 from bot.bootstrap import Core, build_core
 from bot.config import Settings, load_settings
 from bot.errors import BotError, ConfigError
 from bot.generate import GenerateArgs, generate
+from bot.lineup_report import availability, catalog_rows, live_routes, operator_reason, table
 from bot.logs import setup_logging
+from bot.providers.routes import ROUTES
 from bot.redact import secret_names
 
 log = logging.getLogger("imagine_bot")
@@ -26,8 +32,9 @@ EXIT_OK, EXIT_USAGE, EXIT_REFUSED, EXIT_UPSTREAM, EXIT_INPUT = 0, 2, 3, 4, 5
 
 
 def _parser() -> argparse.ArgumentParser:
+    # SUPPRESS: a subcommand's own --config default must not overwrite one given before it.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=None,
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS,
                         help="TOML config (default: ./config.toml if present, else built-in)")
     parser = argparse.ArgumentParser(prog="imagine-bot", parents=[common],
                                      description="Gemini image bot for Discord and Telegram")
@@ -42,10 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--aspect")
     gen.add_argument("--ref", action="append", type=Path, default=[], help="reference image")
     gen.add_argument("--out", type=Path)
-    gen.add_argument("--api", choices=["openai-chat", "gemini", "openai-images", "demo"])
+    gen.add_argument("--api", choices=list(ROUTES))
     gen.add_argument("--base-url")
     check = sub.add_parser("check", parents=[common], help="validate config and secrets")
     check.add_argument("--online", action="store_true", help="also make one call per provider")
+    models = sub.add_parser("models", parents=[common], help="the model catalog per route")
+    models.add_argument("--online", action="store_true",
+                        help="ask each route what it serves: available / missing / retired")
+    invite = sub.add_parser("invite", parents=[common], help="the Discord invite link")
+    invite.add_argument("--client-id", help="application id (default: read from the bot token)")
     usage = sub.add_parser("usage", parents=[common], help="credits and spend from the ledger")
     usage.add_argument("user", nargs="?", help="platform:ID, e.g. telegram:42")
     usage.add_argument("--csv", action="store_true", help="CSV for spreadsheets")
@@ -60,9 +72,10 @@ def _parser() -> argparse.ArgumentParser:
 def _load(path: Path | None) -> Settings:
     if path is None:
         env_path = os.environ.get("IMAGINE_CONFIG")
-        path = Path(env_path) if env_path else Path("config.toml")
-        if not path.exists():
-            path = None
+        if env_path:
+            path = Path(env_path)  # named, so a missing file is an error
+        elif Path("config.toml").exists():
+            path = Path("config.toml")
     return load_settings(path)
 
 
@@ -70,12 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = _parser().parse_args(argv)
     try:
-        settings = _load(args.config)
+        settings = _load(getattr(args, "config", None))
         setup_logging(settings.log, secret_names(settings))
         if args.command == "generate":
             return asyncio.run(_generate(settings, args))
         if args.command == "check":
             return asyncio.run(_check(settings, online=args.online))
+        if args.command == "models":
+            return asyncio.run(_models(settings, online=args.online))
+        if args.command == "invite":
+            return _invite(settings, args.client_id)
         if args.command == "usage":
             return asyncio.run(_usage(settings, args.user, as_csv=args.csv))
         if args.command == "grant":
@@ -83,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "console-token":
             from adapters.web.security import console_token
 
+            if not settings.bot.data_dir.is_dir():
+                print(f"imagine-bot: no data directory at {settings.bot.data_dir.resolve()}: run "
+                      "this where the bot runs, or pass the bot's --config", file=sys.stderr)
+                return EXIT_USAGE
             print(console_token(settings))
             return EXIT_OK
         from bot.runner import run
@@ -132,37 +153,89 @@ async def _check(settings: Settings, *, online: bool) -> int:
     problems: list[str] = []
     used = {spec.provider for spec in settings.catalog().values()}
     for name, section in settings.provider_table().items():
-        if name in used and section.api_key_env and not os.environ.get(section.api_key_env):
-            problems.append(f"[providers.{name}] needs env var {section.api_key_env} (api key)")
+        if name in used and section.key_env and not os.environ.get(section.key_env):
+            problems.append(f"[providers.{name}] needs env var {section.key_env} (api key)")
+        if ROUTES[section.api].wire == "chat" and not section.url:
+            problems.append(f"[providers.{name}] api = {section.api!r} needs base_url "
+                            "(the relay's OpenAI-compatible endpoint, ending in /v1)")
     for platform in ("telegram", "discord"):
         section = getattr(settings, platform)
         if section.enabled and not os.environ.get(section.token_env):
             problems.append(f"[{platform}] is enabled but env var {section.token_env} is not set")
     if not settings.telegram.enabled and not settings.discord.enabled:
         print("note: no platform is enabled ([telegram] or [discord] enabled = true)")
-    if not settings.providers:
-        print("note: no [providers.*] configured: the demo provider draws placeholders")
+    for line in live_routes(settings):
+        print(f"route: {line}")
+    if settings.provider_table().keys() == {"demo"}:
+        print("note: no image API configured: the demo provider draws placeholders "
+              "(export GEMINI_API_KEY or OPENROUTER_API_KEY, or add [providers.*])")
+    for use in settings.retired_uses:
+        print(f"retired: {use}")
     for line in problems:
         print(f"missing: {line}")
     if problems:
         return EXIT_USAGE
-    if online:
-        from bot.bootstrap import build_providers
-
-        failed = False
-        for name, provider in build_providers(settings).items():
-            probe = getattr(provider, "probe", None)
-            try:
-                result = await probe() if probe else "ok (nothing to probe)"
-                print(f"provider {name}: {result}")
-            except BotError as err:
-                failed = True
-                print(f"provider {name}: FAILED: {_describe(err, settings)}")
-            finally:
-                await provider.aclose()
-        if failed:
-            return EXIT_UPSTREAM
+    if online and not await _probe_all(settings, mark_models=True):
+        return EXIT_UPSTREAM
     print("config ok")
+    return EXIT_OK
+
+
+async def _probe_all(settings: Settings, *, mark_models: bool) -> dict[str, list[str] | None]:
+    """List each provider's models; print failures in an operator's words. Empty dict: failed."""
+    from bot.bootstrap import build_providers
+
+    listed: dict[str, list[str] | None] = {}
+    failed = False
+    for name, provider in build_providers(settings).items():
+        lister = getattr(provider, "list_models", None)
+        try:
+            listed[name] = await lister() if lister else None
+            if mark_models:
+                count = "nothing to probe" if lister is None else f"{len(listed[name] or [])} models"
+                print(f"provider {name}: ok ({count} listed)")
+        except BotError as err:
+            failed = True
+            print(f"provider {name}: FAILED: {_redacted(settings, operator_reason(err))}")
+        finally:
+            await provider.aclose()
+    if mark_models:
+        for spec in settings.catalog().values():
+            if spec.provider in listed:
+                print(f"model {spec.name} ({spec.id}): {availability(spec, listed[spec.provider])}")
+    return {} if failed else listed
+
+
+def _redacted(settings: Settings, text: str) -> str:
+    from bot.redact import Redactor, secret_values
+
+    return Redactor(secret_values(secret_names(settings)))(text)
+
+
+async def _models(settings: Settings, *, online: bool) -> int:
+    listed = await _probe_all(settings, mark_models=False) if online else None
+    if online and not listed:
+        return EXIT_UPSTREAM
+    print(table(catalog_rows(settings, listed)))
+    for use in settings.retired_uses:
+        print(f"retired: {use}")
+    return EXIT_OK
+
+
+def _invite(settings: Settings, client_id: str | None) -> int:
+    from bot.invite import client_id_from_token, invite_url
+
+    if client_id is None:
+        token = os.environ.get(settings.discord.token_env, "")
+        client_id = client_id_from_token(token)
+        if client_id is None:
+            print(f"imagine-bot: pass --client-id (the Developer Portal's Application ID), or "
+                  f"export {settings.discord.token_env}", file=sys.stderr)
+            return EXIT_USAGE
+    if not client_id.isdigit():
+        print("imagine-bot: --client-id is the numeric Application ID", file=sys.stderr)
+        return EXIT_USAGE
+    print(invite_url(client_id))
     return EXIT_OK
 
 

@@ -7,6 +7,8 @@ and read with :meth:`Settings.secret`. Any non-secret key can also be overridden
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
 import tomllib
@@ -15,16 +17,46 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from bot.catalog import ASPECTS, BUILTIN, ModelSpec, normalize_size
+from bot.catalog import (
+    ASPECTS,
+    BUILTIN,
+    DEFAULT_MODEL,
+    THINKING_LEVELS,
+    ModelSpec,
+    normalize_size,
+)
 from bot.errors import ConfigError
+from bot.lineup_config import RetiredUse, rewrite_retired, zero_config_provider
+from bot.providers.routes import ROUTES
 
 Locale = Literal["en", "zh-Hans", "zh-Hant"]
-ApiKind = Literal["openai-chat", "gemini", "openai-images", "demo"]
+ApiKind = Literal["gemini", "openrouter", "new-api", "litellm", "openai-chat", "openai-images",
+                  "demo"]
 _ACTOR_RE = re.compile(r"^(telegram|discord|cli|web):[0-9A-Za-z_-]+$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+log = logging.getLogger(__name__)
 _KEY_PREFIXES = ("sk-", "sk_", "AIza", "ghp_", "xox")
+
+
+def _listen(value: str | None) -> str | None:
+    """``host:port`` (a bare port such as "8080" is refused here, not when ``run`` binds it)."""
+    if value is None:
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
+    return value
 
 
 def _env_name(value: str) -> str:
@@ -47,7 +79,7 @@ class BotSection(_Section):
     """``[bot]``: defaults, storage and admins."""
 
     data_dir: Path = Path("data")
-    default_model: str = "nano-banana"
+    default_model: str = DEFAULT_MODEL
     default_size: str = "1K"
     default_aspect: str = "1:1"
     locale: Locale = "en"
@@ -56,6 +88,7 @@ class BotSection(_Section):
     retention_days: int = Field(default=30, ge=1)
     blob_cap_mb: int = Field(default=2048, ge=16)
     adapter_failure: Literal["stop", "continue"] = "stop"
+    show_model_text: bool = True
 
     @field_validator("admins")
     @classmethod
@@ -83,6 +116,8 @@ class LimitsSection(_Section):
     shutdown_grace_seconds: float = Field(default=60.0, ge=0)
     max_input_mb: float = Field(default=20.0, gt=0)
     reference_max_mb: float = Field(default=5.0, gt=0)
+    #: Result bytes held between the model's answer and the end of their upload (bot/budget.py).
+    delivery_budget_mb: float = Field(default=256.0, ge=1)
 
 
 class QuotaSection(_Section):
@@ -107,7 +142,7 @@ class QuotaSection(_Section):
 
 
 class ProviderSection(_Section):
-    """``[providers.NAME]``: one upstream endpoint."""
+    """``[providers.NAME]``: one upstream endpoint (base_url and key variable default by route)."""
 
     api: ApiKind
     base_url: str | None = None
@@ -116,11 +151,25 @@ class ProviderSection(_Section):
     max_retries: int = Field(default=3, ge=0, le=10)
     retry_cap_seconds: float = Field(default=30.0, ge=0)
     demo_delay_seconds: float = Field(default=0.0, ge=0)
+    #: Largest answer read, counted while it streams (why 128: bot/providers/http.py).
+    max_response_mb: int = Field(default=128, ge=1, le=4096)
 
     @field_validator("api_key_env")
     @classmethod
     def _env(cls, value: str | None) -> str | None:
         return None if value is None else _env_name(value)
+
+    @property
+    def key_env(self) -> str | None:
+        """The key's variable: ``api_key_env``, else the route's usual one (GEMINI_API_KEY ...)."""
+        if self.api == "demo":
+            return None
+        return self.api_key_env or ROUTES[self.api].key_env
+
+    @property
+    def url(self) -> str | None:
+        """The endpoint: ``base_url``, else the route's public default."""
+        return self.base_url or ROUTES[self.api].base_url
 
     @field_validator("base_url")
     @classmethod
@@ -141,6 +190,19 @@ class ModelSection(_Section):
     prices: dict[str, float] | None = None
     credits: dict[str, int] | None = None
     send_size: bool | None = None
+    #: The id on one route, by provider name or route (``{openrouter = "google/x"}``).
+    ids: dict[str, str] = Field(default_factory=dict)
+    status: Literal["ga", "preview", "deprecated"] | None = None
+    search: bool | None = None
+    thinking: tuple[str, ...] | None = None
+
+    @field_validator("thinking")
+    @classmethod
+    def _levels(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for level in value or ():
+            if level not in THINKING_LEVELS:
+                raise ValueError(f"{level!r} is not a thinking level ({', '.join(THINKING_LEVELS)})")
+        return value
 
     @field_validator("prices", "credits")
     @classmethod
@@ -163,6 +225,8 @@ class TelegramSection(_Section):
     album_debounce_seconds: float = Field(default=1.0, ge=0)
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0:8443"
+
+    _webhook_listen = field_validator("webhook_listen")(classmethod(lambda cls, v: _listen(v)))
 
     @field_validator("token_env")
     @classmethod
@@ -191,18 +255,52 @@ class WebSection(_Section):
 
     enabled: Literal["auto", "on", "off"] = "auto"  # auto: on when no chat platform is enabled
     listen: str = "127.0.0.1:8080"
+
+    _listen_ok = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
     token_env: str = "IMAGINE_CONSOLE_TOKEN"
+    #: The address browsers use (``https://bot.example.com``): the Origin POSTs must carry.
+    public_url: str | None = None
+    #: Host names answered besides loopback, the listen address and ``public_url``'s host.
+    allowed_hosts: tuple[str, ...] = ()
+    #: Peers whose X-Forwarded-For/-Proto/-Host are believed (addresses or CIDRs).
+    trusted_proxies: tuple[str, ...] = ()
+    #: Cap on one request body; unset: ``[limits] max_input_mb`` x the most references + 1 MB.
+    max_body_mb: float | None = Field(default=None, gt=0)
+    visitor_pool: Literal["address", "cookie"] = "address"
+    #: Daily credits of one anonymous visitor pool; unset: ``[quota] user_daily_credits``.
+    visitor_daily_credits: int | None = Field(default=None, ge=0)
 
     @field_validator("token_env")
     @classmethod
     def _env(cls, value: str) -> str:
         return _env_name(value)
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.fullmatch(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?/?", value):
+            raise ValueError("expected scheme://host[:port], e.g. https://bot.example.com")
+        return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR") from None
+        return value
+
 
 class HttpSection(_Section):
     """``[http]``: health, readiness and metrics endpoint (off unless ``listen`` is set)."""
 
     listen: str | None = None
+
+    _listen_ok = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
 
 
 class LogSection(_Section):
@@ -226,8 +324,12 @@ class Settings(_Section):
     http: HttpSection = HttpSection()
     log: LogSection = LogSection()
 
+    _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
+    _auto_route: str | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
-    def _cross_checks(self) -> Settings:
+    def _cross_checks(self, info: ValidationInfo) -> Settings:
+        self._auto_route = (info.context or {}).get("auto_route")
         names = set(BUILTIN) | set(self.models)
         if self.bot.default_model not in names:
             raise ValueError(
@@ -242,32 +344,59 @@ class Settings(_Section):
                     f"[models.{name}] provider = {model.provider!r} is not a configured provider "
                     f"(allowed: {', '.join(sorted(self.provider_table()))})"
                 )
+        default = self.catalog()[self.bot.default_model]
+        if self.bot.default_size not in default.sizes:
+            raise ValueError(
+                f"[bot] default_size = {self.bot.default_size!r} is not offered by the default "
+                f"model {default.name!r} (allowed: {', '.join(default.sizes)})")
         return self
 
+    @property
+    def retired_uses(self) -> tuple[RetiredUse, ...]:
+        """Lines of the config that named a retired model (``check`` lists them)."""
+        return self._retired
+
+    @property
+    def auto_route(self) -> str | None:
+        """The route an exported key turned on when no provider is configured, if any."""
+        return self._auto_route
+
     def provider_table(self) -> dict[str, ProviderSection]:
-        """Configured providers, or one implicit ``demo`` provider when none is configured."""
-        return dict(self.providers) or {"demo": ProviderSection(api="demo")}
+        """Configured providers; else the route an exported key names; else one ``demo``."""
+        if self.providers:
+            return dict(self.providers)
+        api = self._auto_route or "demo"
+        return {api: ProviderSection.model_validate({"api": api})}
 
     def catalog(self) -> dict[str, ModelSpec]:
-        """Every usable model, built-ins merged with ``[models.*]`` overrides."""
-        default_provider = next(iter(self.provider_table()))
+        """Every usable model, built-ins merged with ``[models.*]``, ids spelled per route."""
+        table = self.provider_table()
+        default_provider = next(iter(table))
         result: dict[str, ModelSpec] = {}
         for name in [*BUILTIN, *[n for n in self.models if n not in BUILTIN]]:
             over = self.models.get(name, ModelSection())
             base = BUILTIN.get(name)
-            model_id = over.id or (base[0] if base else name)
-            sizes = over.sizes or (base[1] if base else ("1K",))
+            provider = over.provider or default_provider
+            api = table[provider].api
+            model_id = (over.ids.get(provider) or over.ids.get(api)
+                        or ROUTES[api].model_id(over.id or (base.id if base else name)))
+            sizes = over.sizes or (base.sizes if base else ("1K",))
             result[name] = ModelSpec(
                 name=name,
                 id=model_id,
-                provider=over.provider or default_provider,
+                provider=provider,
                 sizes=tuple(normalize_size(s) for s in sizes),
-                aspects=over.aspects or (base[4] if base else ASPECTS),
+                aspects=over.aspects or (base.aspects if base else ASPECTS),
                 max_references=(over.max_references if over.max_references is not None
-                                else (base[2] if base else 4)),
-                prices=dict(over.prices or (base[3] if base else {})),
+                                else (base.max_references if base else 4)),
+                prices=dict(over.prices or (base.prices if base else {})),
                 credits=dict(over.credits or {}),
-                send_size=over.send_size if over.send_size is not None else (base[5] if base else True),
+                send_size=over.send_size if over.send_size is not None else (
+                    base.send_size if base else True),
+                status=over.status or (base.status if base else "ga"),
+                search=over.search if over.search is not None else bool(base and base.search),
+                thinking=over.thinking if over.thinking is not None else (
+                    base.thinking if base else ()),
             )
         return result
 
@@ -362,7 +491,13 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     _apply_env_overrides(data, env)
+    uses = rewrite_retired(data, frozenset(ModelSection.model_fields))
+    auto = zero_config_provider(data, env)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data, context={"auto_route": auto})
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source)) from None
+    for use in uses:
+        log.warning("%s: %s", source, use)
+    settings._retired = tuple(uses)
+    return settings

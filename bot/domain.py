@@ -90,6 +90,10 @@ class Options:
     model: str | None = None
     size: str | None = None
     aspect: str | None = None
+    #: Ground the image in Google Search (``--search``), where the model offers it.
+    search: bool | None = None
+    #: Thinking level (``--thinking high``), where the model takes one.
+    thinking: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,15 @@ class UpstreamConfig(BotError):
     exit_code = 4
 
 
+class ModelUnavailable(UpstreamConfig):
+    """The route does not serve this model (404, "model not found", "no available channel")."""
+
+    key = "error.model_unavailable"
+
+    def __init__(self, detail: str = "", model: str = "") -> None:
+        super().__init__(detail, model=model or "this model")
+
+
 class UpstreamNoCredit(BotError):
     """The relay account is out of credit (402)."""
 

@@ -10,6 +10,7 @@ from bot.errors import BotError, QuotaExceeded
 from bot.messages import Messages
 from bot.quotas import Clock
 
+_MODEL_TEXT_EXCERPT = 400
 _PROMPT_EXCERPT = 300
 
 
@@ -87,9 +88,14 @@ class Presenter:
         return "\n".join(lines)
 
     def caption(self, locale: str, *, prompt: str, model: str, size: str, aspect: str,
-                credits: int, left: int, exempt: bool, demo: bool) -> str:
-        """The text that goes with a result image."""
+                credits: int, left: int, exempt: bool, demo: bool, model_text: str = "") -> str:
+        """The text that goes with a result image (the model's own words, trimmed, if any)."""
         key = "result.caption_exempt" if exempt else "result.caption"
         text = self.t(locale, key, prompt=excerpt(self._redact(prompt)), model=model, size=size,
                       aspect=aspect, credits=credits, left=left)
+        said = " ".join(model_text.split())
+        if said and not demo:
+            # Telegram captions stop at 1024 characters: the prompt excerpt and this fit together.
+            text += "\n" + self.t(locale, "result.model_text",
+                                  text=excerpt(self._redact(said), _MODEL_TEXT_EXCERPT))
         return f"{text}\n{self.t(locale, 'result.demo')}" if demo else text

@@ -60,6 +60,7 @@ class Quotas:
         self._admins = admins
         self._clock = clock
         self._tz = ZoneInfo(settings.timezone)
+        self._daily_by_prefix: dict[str, int] = {}  # see set_daily_allowance
 
     def price(self, model: ModelSpec, size: str, count: int = 1) -> Price:
         """Credits and USD for ``count`` images of ``model`` at ``size``."""
@@ -84,10 +85,19 @@ class Quotas:
         return (local.strftime("%Y-%m-%d"), local.strftime("%Y-%m"), next_day.astimezone(UTC),
                 next_month.astimezone(UTC))
 
+    def set_daily_allowance(self, key_prefix: str, credits: int) -> None:
+        """Give actors keyed ``key_prefix...`` (anonymous web visitors) their own daily default."""
+        # A per-user override (set_limits) still wins; this only replaces user_daily_credits.
+        self._daily_by_prefix[key_prefix] = credits
+
+    def _default_daily(self, actor_key: str) -> int:
+        return next((v for k, v in self._daily_by_prefix.items() if actor_key.startswith(k)),
+                    self._cfg.user_daily_credits)
+
     async def _allowance(self, tx: QuotaTx, actor_key: str) -> tuple[int, int]:
         """The actor's daily and monthly allowance: their override, else the configured one."""
         daily, monthly = await tx.limits(actor_key)
-        return (self._cfg.user_daily_credits if daily is None else daily,
+        return (self._default_daily(actor_key) if daily is None else daily,
                 self._cfg.user_monthly_credits if monthly is None else monthly)
 
     def _pooled(self, chat: ChatRef | None) -> bool:

@@ -16,7 +16,7 @@ def secret_names(settings: Settings) -> set[str]:
     """Env var names the configuration reads secrets from."""
     names = {"IMAGE_API_KEY", settings.telegram.token_env, settings.discord.token_env,
              settings.web.token_env}
-    names |= {p.api_key_env for p in settings.provider_table().values() if p.api_key_env}
+    names |= {p.key_env for p in settings.provider_table().values() if p.key_env}
     return names
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.lineup_report import live_routes
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ async def run(settings: Settings, *, sync_commands: bool = False,
         print(NOTHING_ENABLED, file=sys.stderr)
         return 2
     core = build_core(settings)
+    for line in live_routes(settings):
+        log.info("image route %s", line)
+    for use in settings.retired_uses:
+        log.warning("%s", use)
     adapters = build_adapters(core, sync_commands=sync_commands)
     stop, close = asyncio.Event(), asyncio.Event()
     if install_signals is not None:

@@ -9,15 +9,19 @@ before that refunds it at once. Crashes leave it held, and start-up refunds it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import TypeVar
 
-from bot.catalog import ModelSpec
+from bot.budget import DeliveryBudget
+from bot.catalog import Lineup, ModelSpec
 from bot.config import Settings
 from bot.conversations import Conversations
+from bot.delivery import Deliveries, Pending, refund_failed
 from bot.domain import (
     Action,
     Actor,
@@ -25,6 +29,7 @@ from bot.domain import (
     ImageData,
     ImageRequest,
     MessageRef,
+    Options,
     Progress,
     Reply,
     RequestKind,
@@ -56,14 +61,7 @@ from bot.storage.base import Store
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 PrepareReference = Callable[..., Awaitable[ImageData]]
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A result handed to the adapter whose credits settle when it is delivered."""
-
-    reservation_id: str
-    event: JobEvent
+T = TypeVar("T")
 
 
 class ImagineService:
@@ -72,7 +70,8 @@ class ImagineService:
     def __init__(self, *, settings: Settings, store: Store, quotas: Quotas,
                  conversations: Conversations, providers: dict[str, ImageProvider],
                  scheduler: JobScheduler, presenter: Presenter,
-                 prepare_reference: PrepareReference, metrics: Metrics) -> None:
+                 prepare_reference: PrepareReference, metrics: Metrics,
+                 lineup: Lineup | None = None, budget: DeliveryBudget | None = None) -> None:
         self.settings = settings
         self.store = store
         self.quotas = quotas
@@ -80,10 +79,14 @@ class ImagineService:
         self.providers = providers
         self.scheduler = scheduler
         self.presenter = presenter
-        self.catalog: dict[str, ModelSpec] = settings.catalog()
+        self.lineup = lineup or Lineup(settings.catalog())
+        self.catalog: dict[str, ModelSpec] = self.lineup.models
         self._prepare = prepare_reference
         self.metrics = metrics
-        self._pending: dict[str, _Pending] = {}  # results awaiting delivery, by turn id
+        budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
+        self.deliveries = Deliveries(quotas=quotas, conversations=conversations, metrics=metrics,
+                                     budget=budget)
+        self._pending = self.deliveries.pending  # results awaiting delivery, by turn id
         self._busy: set[asyncio.Task[object]] = set()  # requests that may still move credits
 
     # ----- identity, language, options -------------------------------------------------------
@@ -97,25 +100,33 @@ class ImagineService:
         saved = (await self.store.get_user(actor.key)).settings.locale
         return saved or normalize_locale(actor.locale) or self.settings.bot.locale
 
-    def model(self, name: str) -> ModelSpec:
-        """A model by name or wire id, or InvalidOption listing the configured ones."""
-        spec = self.catalog.get(name) or next(
-            (m for m in self.catalog.values() if m.id == name), None)
+    def model(self, name: str, where: str = "a request") -> ModelSpec:
+        """A model by name or wire id (retired ones mean their successor), else InvalidOption."""
+        spec = self.lineup.find(name, where=where)
         if spec is None:
             raise InvalidOption("model", name, sorted(self.catalog))
         return spec
 
     def _resolve(self, user: UserSettings, req_model: str | None, req_size: str | None,
-                 req_aspect: str | None) -> tuple[ModelSpec, str, str]:
-        """Request options, else the user's defaults, else the bot's, checked against the model."""
-        spec = self.model(req_model or user.model or self.settings.bot.default_model)
-        size = req_size or user.size or self.settings.bot.default_size
+                 req_aspect: str | None, kept_size: str | None = None,
+                 kept_aspect: str | None = None) -> tuple[ModelSpec, str, str]:
+        """Request options, else what the turn keeps, else the user's, else the bot's defaults.
+
+        Only what the user asked for now is refused when the model lacks it; a size or aspect kept
+        from an earlier turn (whose model may since have been retired) falls back quietly.
+        """
+        where = ("--model" if req_model else "saved /settings" if user.model
+                 else "[bot] default_model")
+        spec = self.model(req_model or user.model or self.settings.bot.default_model, where)
+        size = req_size or (kept_size if kept_size in spec.sizes else None) or user.size or (
+            self.settings.bot.default_size)
         if size not in spec.sizes:
             if req_size:
                 raise InvalidOption("size", size, list(spec.sizes))
             size = spec.sizes[0] if self.settings.bot.default_size not in spec.sizes else (
                 self.settings.bot.default_size)
-        aspect = req_aspect or user.aspect or self.settings.bot.default_aspect
+        aspect = req_aspect or (kept_aspect if kept_aspect in spec.aspects else None) or (
+            user.aspect or self.settings.bot.default_aspect)
         if aspect not in spec.aspects:
             if req_aspect:
                 raise InvalidOption("aspect", aspect, list(spec.aspects))
@@ -135,9 +146,9 @@ class ImagineService:
         async def run() -> Reply:
             parent: Turn | None = None
             if request.parent_turn_id:
-                parent = await self.conversations.get(request.parent_turn_id)
-                if parent is None:
-                    raise NotFound()
+                # A turn id the client names is continued only by its owner (or an admin), on
+                # every platform; replying to a result shown in a shared chat is a binding below.
+                parent = await self._owned_turn(request.actor, request.parent_turn_id)
             elif reply_to is not None:
                 parent = await self.conversations.turn_for(reply_to)
             if parent is None and not request.references:
@@ -160,7 +171,8 @@ class ImagineService:
             inputs = await self.conversations.inputs(turn)
             if inputs is None:
                 raise NotFound()  # a reroll without its references would be a different image
-            options_size = action.size if action.kind == "upscale" else turn.size
+            # An upscale's size is asked for now (refused if the model lacks it); others keep it.
+            asked = Options(size=action.size) if action.kind == "upscale" else Options()
             base = ImageRequest(actor=actor, chat=chat, prompt=turn.prompt, references=inputs)
             parent: Turn | None = turn
             if action.kind == "variations":
@@ -169,8 +181,8 @@ class ImagineService:
             else:
                 parent = await self.conversations.get(turn.parent_id) if turn.parent_id else None
                 kind: RequestKind = "upscale" if action.kind == "upscale" else "reroll"
-                req = replace(base, kind=kind)
-            return await self._job(req, parent, progress, model=turn.model, size=options_size,
+                req = replace(base, kind=kind, options=asked)
+            return await self._job(req, parent, progress, model=turn.model, size=turn.size,
                                    aspect=turn.aspect)
 
         return await self._guarded(actor, run())
@@ -237,9 +249,14 @@ class ImagineService:
             raise EmptyPrompt()
         opts = request.options
         spec, size, aspect = self._resolve(
-            record.settings, opts.model or model, opts.size or size,
-            opts.aspect or aspect or (parent.aspect if parent else None))
+            record.settings, opts.model or model, opts.size, opts.aspect, size,
+            aspect or (parent.aspect if parent else None))
         event.model, event.size = spec.name, size
+        if opts.search and not spec.search:
+            raise InvalidOption("search", spec.name, [m.name for m in self.catalog.values()
+                                                      if m.search])
+        if opts.thinking and opts.thinking not in spec.thinking:
+            raise InvalidOption("thinking", opts.thinking, list(spec.thinking) or ["-"])
         prior = len(parent.output_hashes) if parent else 0
         if len(request.references) + prior > spec.max_references:
             raise TooManyReferences(len(request.references) + prior, spec.max_references, spec.name)
@@ -254,13 +271,20 @@ class ImagineService:
         price = self.quotas.price(spec, size)
         reservation = await self.quotas.reserve(actor, chat, price, model=spec.name, size=size)
         event.credits, event.usd = price.credits, price.usd
-        try:
-            result = await self._generate(actor, spec, prompt, tuple(refs), history, size,
-                                          aspect, progress, event)
-            turn = await self.conversations.record(
+        pending = Pending(reservation.id, event)
+
+        async def store(result: ProviderResult) -> Turn:
+            return await self.conversations.record(
                 actor=actor, chat=chat, prompt=prompt, model=spec.name, size=size, aspect=aspect,
                 parent_id=parent.id if parent else None, inputs=refs, outputs=result.images,
                 provider_state=result.provider_state, kind=request.kind, credits=price.credits)
+
+        # Stored and leased inside the job, so its timeout, cancel and drain cover the wait.
+        keep = functools.partial(self.deliveries.keep, pending, store)
+        try:
+            turn, result = await self._generate(actor, spec, tuple(refs), history, size, aspect,
+                                                progress, event, prompt=prompt, keep=keep,
+                                                opts=opts)
         except Refused:
             if self.settings.quota.charge_refusals:
                 await self.quotas.settle(reservation.id)
@@ -269,34 +293,39 @@ class ImagineService:
                 await self.quotas.refund(reservation.id, "refused")
             raise
         except BaseException as exc:
-            await asyncio.shield(self.quotas.refund(reservation.id, type(exc).__name__))
+            await asyncio.shield(refund_failed(self.deliveries, pending, type(exc).__name__))
             raise
-        self._pending[turn.id] = _Pending(reservation.id, event)
         try:
             return await self._result_reply(actor, chat, turn, spec, result)
         except BaseException:
             await asyncio.shield(self.undeliverable(turn.id))
             raise
 
-    async def _generate(self, actor: Actor, spec: ModelSpec, prompt: str,
-                        refs: tuple[ImageData, ...], history: tuple[HistoryTurn, ...], size: str,
-                        aspect: str, progress: ProgressCallback | None,
-                        event: JobEvent) -> ProviderResult:
+    async def _generate(self, actor: Actor, spec: ModelSpec, refs: tuple[ImageData, ...],
+                        history: tuple[HistoryTurn, ...], size: str, aspect: str,
+                        progress: ProgressCallback | None, event: JobEvent, *, prompt: str,
+                        keep: Callable[[ProviderResult], Awaitable[T]],
+                        opts: Options) -> T:
         limits = self.settings.limits
         timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
         provider = self.providers[spec.provider]
         request = ProviderRequest(model_id=spec.id, prompt=prompt, references=refs,
                                   history=history, size=size, aspect=aspect, timeout=timeout,
-                                  send_size=spec.send_size)
+                                  send_size=spec.send_size, thinking=opts.thinking,
+                                  search=bool(opts.search))
         submitted = time.monotonic()
 
-        async def work() -> ProviderResult:
+        async def answer() -> ProviderResult:
             started = time.monotonic()
             event.durations["queue"] = started - submitted
             try:
                 return await provider.generate(request)
             finally:
                 event.durations["upstream"] = time.monotonic() - started
+
+        async def work() -> T:
+            # No local names the answer: keep() alone holds its bytes, so it can let them go.
+            return await keep(await answer())
 
         return await self.scheduler.run(actor.key, work, timeout=timeout, on_progress=progress,
                                         job_id=event.job_id)
@@ -308,13 +337,13 @@ class ImagineService:
         text = self.presenter.caption(
             locale, prompt=turn.prompt, model=spec.name, size=turn.size or "", aspect=turn.aspect
             or "", credits=turn.credits, left=usage.credits_left, exempt=usage.exempt,
-            demo=result.demo)
+            demo=result.demo, model_text=result.text if self.settings.bot.show_model_text else "")
         return Reply(text=text, images=result.images, actions=self.actions_for(turn), turn_id=turn.id,
                      credits_used=turn.credits, locale=locale)
 
     def actions_for(self, turn: Turn) -> tuple[Action, ...]:
         """The buttons under a result: reroll, larger sizes with their cost, variations, edit, delete."""
-        spec = self.catalog.get(turn.model)
+        spec = self.lineup.find(turn.model, where="a conversation")
         credit_usd = self.settings.quota.credit_usd
         actions = [Action("reroll", turn.id, cost=turn.credits)]
         if spec is not None:
@@ -332,23 +361,11 @@ class ImagineService:
 
         ``timings`` are the adapter's own durations (e.g. ``fit``, ``upload``) for the job log.
         """
-        await self.conversations.bind(turn_id, messages)
-        pending = self._pending.pop(turn_id, None)
-        if pending:
-            await self.quotas.settle(pending.reservation_id)
-            pending.event.durations.update(timings or {})
-            self.metrics.settled(pending.event.credits, pending.event.usd)
-            self.metrics.job(pending.event)
+        await self.deliveries.bind(turn_id, messages, timings)
 
     async def undeliverable(self, turn_id: str) -> None:
         """The result could not be delivered: refund it and drop the turn."""
-        pending = self._pending.pop(turn_id, None)
-        if pending:
-            await self.quotas.refund(pending.reservation_id, "undeliverable")
-            pending.event.outcome = "undeliverable"
-            self.metrics.delivery_failures.labels(pending.event.platform).inc()
-            self.metrics.job(pending.event)
-        await self.conversations.delete(turn_id)
+        await self.deliveries.undeliverable(turn_id)
 
     async def turn_for(self, message: MessageRef) -> Turn | None:
         """The turn a platform message shows, if any."""

@@ -31,6 +31,12 @@ from bot.domain import ImageData
 
 ROUTES = ("chat", "gemini", "images.generate", "images.edit", "models", "gemini.models",
           "files")
+#: Google's image models as ``GET /v1beta/models`` lists them on 2026-11-30 (bot/catalog.py).
+TODAY = ("gemini-nano-banana-2.1", "gemini-3-pro-image", "gemini-3.1-flash-lite-image",
+         "gemini-3.5-flash")
+#: Ids Google has shut down: the native route answers them 404 as Google does.
+SHUT_DOWN = frozenset({"gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview",
+                       "gemini-3.1-flash-image", "gemini-2.5-flash-image"})
 
 
 def png(width: int = 8, height: int = 8, color: str = "red") -> bytes:
@@ -255,8 +261,18 @@ class FakeUpstream:
         return await self._scripted("chat", request, default)
 
     async def _gemini(self, request: web.Request) -> web.StreamResponse:
-        if not request.match_info["action"].endswith(":generateContent"):
+        action = request.match_info["action"]
+        if not action.endswith(":generateContent"):
             raise web.HTTPNotFound()
+        model = action.removesuffix(":generateContent")
+        if model in SHUT_DOWN:
+            # What Google answers for an id it has shut down
+            # (https://ai.google.dev/gemini-api/docs/troubleshooting: 404 NOT_FOUND).
+            await self._record("gemini", request)
+            return await self._answer(request, google_error(
+                404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, or is "
+                "not supported for generateContent. Call ListModels to see the list of "
+                "available models and their supported methods."))
         default = Reply(json=gemini_body([{"inlineData": {"mimeType": "image/png",
                                                           "data": b64(png())}}]))
         return await self._scripted("gemini", request, default)
@@ -275,8 +291,7 @@ class FakeUpstream:
         return await self._scripted("models", request, default)
 
     async def _gemini_models(self, request: web.Request) -> web.StreamResponse:
-        default = Reply(json={"models": [{"name": "models/gemini-3-pro-image-preview"},
-                                         {"name": "models/gemini-2.5-flash-image"}]})
+        default = Reply(json={"models": [{"name": f"models/{m}"} for m in TODAY]})
         return await self._scripted("gemini.models", request, default)
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
@@ -295,3 +310,138 @@ async def fake_upstream_fixture() -> AsyncIterator[FakeUpstream]:
     await fake.start()
     yield fake
     await fake.stop()
+
+
+# --- Hostile upstream scenarios (issue 12): oversize, padded and compressed answers; a listener
+# that records every connection, to prove a refused image URL was never even connected to.
+
+
+def gif(width: int = 8, height: int = 8, color: str = "green") -> bytes:
+    """A small real GIF."""
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "GIF")
+    return buf.getvalue()
+
+
+def webp(width: int = 8, height: int = 8, color: str = "yellow") -> bytes:
+    """A small real WebP."""
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "WEBP")
+    return buf.getvalue()
+
+
+def noisy_png(width: int, height: int) -> bytes:
+    """A PNG of random pixels: it does not compress, so its size is about width * height * 3."""
+    import os
+
+    buf = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def gzipped(reply_json: Any, **reply: Any) -> Reply:
+    """A JSON reply sent with ``Content-Encoding: gzip``."""
+    import gzip
+
+    headers = {"Content-Encoding": "gzip", **reply.pop("headers", {})}
+    return Reply(body=gzip.compress(json.dumps(reply_json).encode(), 1), headers=headers, **reply)
+
+
+class ConnectionRecorder:
+    """A raw TCP listener that counts connections and answers each with one small PNG over HTTP."""
+
+    def __init__(self, host: str = "127.0.0.2") -> None:
+        self.host = host
+        self.port = 0
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> ConnectionRecorder:
+        """Listen on ``host`` (an address on 127.0.0.0/8) on a free port."""
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    def url(self, path: str = "/x.png", host: str | None = None) -> str:
+        """An http URL on this listener (``host`` overrides the address, e.g. a name)."""
+        return f"http://{host or self.host}:{self.port}{path}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.requests.append(head)
+            body = png(color="purple")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture(name="recorder")
+async def recorder_fixture() -> AsyncIterator[ConnectionRecorder]:
+    """A started :class:`ConnectionRecorder` on 127.0.0.2."""
+    recorder = await ConnectionRecorder().start()
+    yield recorder
+    await recorder.stop()
+
+
+class ChunkedFlood:
+    """A raw HTTP server that answers any request with ``total`` bytes of chunked JSON-ish junk.
+
+    ``sent`` counts the bytes it managed to write: a client that refuses while streaming stops
+    it long before ``total``.
+    """
+
+    def __init__(self, total: int, host: str = "127.0.0.1", chunk: int = 64 * 1024) -> None:
+        self.total = total
+        self.host = host
+        self.chunk = chunk
+        self.port = 0
+        self.sent = 0
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> ChunkedFlood:
+        """Listen on a free port."""
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self) -> str:
+        """The server's base URL."""
+        return f"http://{self.host}:{self.port}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+            for line in head.split("\r\n"):
+                if line.startswith("content-length:"):
+                    await reader.readexactly(int(line.split(":")[1]))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
+            piece = b"A" * self.chunk
+            written = 0
+            while written < self.total:
+                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                await writer.drain()
+                written += len(piece)
+                self.sent = written
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()

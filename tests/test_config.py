@@ -38,7 +38,7 @@ def only_line(message: str) -> str:
 
 def test_defaults_load_without_a_file() -> None:
     settings = load_settings(None, {})
-    assert settings.bot.default_model == "nano-banana"
+    assert settings.bot.default_model == "nano-banana-2.1"
     assert settings.bot.default_size == "1K"
     assert settings.bot.locale == "en"
     assert settings.bot.admins == ()
@@ -131,7 +131,7 @@ format = "json"
     assert set(s.provider_table()) == {"relay", "google"}
     catalog = s.catalog()
     assert catalog["nano-banana-pro"].provider == "google"
-    assert catalog["nano-banana"].provider == "relay"  # the first configured provider
+    assert catalog["nano-banana-2.1"].provider == "relay"  # the first configured provider
     assert s.telegram.allowed_chats == (-1001, 42)
     assert s.discord.allowed_guilds == (1, 2)
     assert s.http.listen == "127.0.0.1:8080"
@@ -245,7 +245,7 @@ def test_missing_required_key(tmp_path: Path) -> None:
 def test_default_model_unknown(tmp_path: Path) -> None:
     line = only_line(config_error(tmp_path, "[bot]\ndefault_model = 'dall-e-9'\n"))
     assert "[bot] default_model = 'dall-e-9'" in line
-    assert "nano-banana" in line and "nano-banana-pro" in line  # what is allowed
+    assert "nano-banana-2.1" in line and "nano-banana-pro" in line  # what is allowed
 
 
 def test_default_model_may_be_a_new_model(tmp_path: Path) -> None:
@@ -263,10 +263,10 @@ def test_models_provider_unknown(tmp_path: Path) -> None:
     line = only_line(config_error(tmp_path, """
 [providers.relay]
 api = "openai-chat"
-[models.nano-banana]
+[models.nano-banana-2.1]
 provider = "relya"
 """))
-    assert "[models.nano-banana] provider = 'relya'" in line
+    assert "[models.nano-banana-2.1] provider = 'relya'" in line
     assert "relay" in line.split("allowed", 1)[1]
 
 
@@ -276,10 +276,10 @@ def test_new_model_needs_id_and_sizes(tmp_path: Path) -> None:
 
 
 def test_negative_model_credits_and_prices_are_refused(tmp_path: Path) -> None:
-    line = only_line(config_error(tmp_path, "[models.nano-banana]\ncredits = {'1K' = -5}\n"))
-    assert "[models.nano-banana] credits" in line and "-5" in line
-    line = only_line(config_error(tmp_path, "[models.nano-banana]\nprices = {'1K' = -0.5}\n"))
-    assert "[models.nano-banana] prices" in line and "-0.5" in line
+    line = only_line(config_error(tmp_path, "[models.nano-banana-pro]\ncredits = {'1K' = -5}\n"))
+    assert "[models.nano-banana-pro] credits" in line and "-5" in line
+    line = only_line(config_error(tmp_path, "[models.nano-banana-pro]\nprices = {'1K' = -0.5}\n"))
+    assert "[models.nano-banana-pro] prices" in line and "-0.5" in line
 
 
 def test_every_problem_is_reported_one_line_each(tmp_path: Path) -> None:
@@ -380,22 +380,29 @@ def test_secrets_are_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 # ----- catalog merge / override ---------------------------------------------------------------
 
 
-def test_builtin_catalog_prices_and_credits() -> None:
+def test_builtin_catalog_is_todays_lineup() -> None:
+    """Ids, sizes and prices of 2026-11-30 (sources in bot/catalog.py's docstring)."""
     catalog = load_settings(None, {}).catalog()
-    banana = catalog["nano-banana"]
-    assert banana.id == "gemini-2.5-flash-image"
-    assert banana.sizes == ("1K",) and banana.send_size is False
-    assert banana.max_references == 3
-    assert banana.credit_cost("1K", 0.01) == 4  # ceil(0.039 / 0.01), no float noise
+    assert list(catalog) == ["nano-banana-2.1", "nano-banana-pro", "nano-banana-2-lite"]
+    nb21 = catalog["nano-banana-2.1"]
+    assert nb21.id == "gemini-nano-banana-2.1"
+    assert nb21.sizes == ("1K", "2K", "4K") and "512" not in nb21.sizes
+    assert {"1:4", "4:1", "1:8", "8:1"} <= set(nb21.aspects) and len(nb21.aspects) == 14
+    assert nb21.max_references == 14
+    assert [nb21.credit_cost(s, 0.01) for s in nb21.sizes] == [4, 6, 12]  # 0.0336/0.0504/0.1134
+    assert nb21.search and nb21.thinking == ("minimal", "medium", "high")
     pro = catalog["nano-banana-pro"]
-    assert pro.sizes == ("1K", "2K", "4K")
+    assert pro.id == "gemini-3-pro-image"
     assert [pro.credit_cost(s, 0.01) for s in pro.sizes] == [14, 14, 24]
-    flash = catalog["nano-banana-2"]
-    assert flash.sizes == ("512", "1K", "2K", "4K")
-    assert [flash.credit_cost(s, 0.01) for s in flash.sizes] == [5, 7, 11, 16]
-    assert "8:1" in flash.aspects and "8:1" not in pro.aspects
-    assert pro.larger_sizes("1K") == ("2K", "4K")
-    assert banana.larger_sizes("1K") == ()
+    assert "8:1" not in pro.aspects and pro.search and pro.thinking == ()
+    lite = catalog["nano-banana-2-lite"]
+    assert lite.id == "gemini-3.1-flash-lite-image"
+    assert lite.sizes == ("1K",) and lite.send_size is False  # imageSize is answered with 400
+    assert lite.credit_cost("1K", 0.01) == 4 and not lite.search
+    assert pro.larger_sizes("1K") == ("2K", "4K") and lite.larger_sizes("1K") == ()
+    for spec in catalog.values():  # nothing Google has shut down is ever sent
+        assert "preview" not in spec.id and spec.id not in ("gemini-3.1-flash-image",
+                                                            "gemini-2.5-flash-image")
 
 
 def test_catalog_price_override(tmp_path: Path) -> None:
@@ -409,20 +416,20 @@ prices = { "1K" = 0.1, "2K" = 0.2, "4K" = 0.3 }
     assert pro.prices == {"1K": 0.1, "2K": 0.2, "4K": 0.3}
     assert [pro.credit_cost(size, s.quota.credit_usd) for size in pro.sizes] == [20, 40, 60]
     # Untouched models keep their built-in prices.
-    assert s.catalog()["nano-banana"].prices == {"1K": 0.039}
+    assert s.catalog()["nano-banana-2-lite"].prices == {"1K": 0.0336}
 
 
 def test_catalog_credits_override(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, """
-[models.nano-banana-2]
+[models.nano-banana-2.1]
 credits = { "4K" = 50 }
 max_references = 5
 """), {})
-    flash = s.catalog()["nano-banana-2"]
-    assert flash.credit_cost("4K", 0.01) == 50  # override
-    assert flash.credit_cost("2K", 0.01) == 11  # still priced from USD
-    assert flash.max_references == 5
-    assert flash.id == "gemini-3.1-flash-image-preview"
+    nb21 = s.catalog()["nano-banana-2.1"]
+    assert nb21.credit_cost("4K", 0.01) == 50  # override
+    assert nb21.credit_cost("2K", 0.01) == 6  # still priced from USD
+    assert nb21.max_references == 5
+    assert nb21.id == "gemini-nano-banana-2.1"
 
 
 def test_catalog_new_model(tmp_path: Path) -> None:

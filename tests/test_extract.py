@@ -31,9 +31,9 @@ RED, GREEN, BLUE = png(color="red"), png(color="green"), png(12, 6, color="blue"
 
 
 @pytest.fixture
-async def fetcher() -> AsyncIterator[UrlFetcher]:
-    """A real downloader, closed after the test."""
-    f = UrlFetcher(timeout=2.0)
+async def fetcher(fake_upstream: FakeUpstream) -> AsyncIterator[UrlFetcher]:
+    """A real downloader for the fake's origin (loopback: allowed as the route's own host)."""
+    f = UrlFetcher(timeout=2.0, allow=(fake_upstream.url,))
     yield f
     await f.aclose()
 
@@ -237,7 +237,7 @@ async def test_fetcher_refuses_non_http_schemes(fetcher: UrlFetcher) -> None:
 
 async def test_fetcher_size_cap(fake_upstream: FakeUpstream) -> None:
     url = fake_upstream.serve("big.png", png(300, 300))
-    small = UrlFetcher(max_bytes=200)
+    small = UrlFetcher(max_bytes=200, allow=(fake_upstream.url,))
     try:
         with pytest.raises(UpstreamError, match="download cap"):
             await small(url)
@@ -247,7 +247,7 @@ async def test_fetcher_size_cap(fake_upstream: FakeUpstream) -> None:
 
 async def test_fetcher_timeout(fake_upstream: FakeUpstream) -> None:
     url = fake_upstream.serve("slow.png", Reply(body=RED, content_type="image/png", delay=5))
-    quick = UrlFetcher(timeout=0.2)
+    quick = UrlFetcher(timeout=0.2, allow=(fake_upstream.url,))
     try:
         with pytest.raises(UpstreamError, match="timed out"):
             await quick(url)

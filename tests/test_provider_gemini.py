@@ -62,7 +62,7 @@ async def make(fake_upstream: FakeUpstream, sleeps: Sleeps
 
 def req(prompt: str = "a banana", **kw: Any) -> ProviderRequest:
     """A request for nano-banana-pro."""
-    return ProviderRequest(model_id="gemini-3-pro-image-preview", prompt=prompt, **kw)
+    return ProviderRequest(model_id="gemini-3-pro-image", prompt=prompt, **kw)
 
 
 async def test_request_body(make: Callable[..., GeminiProvider],
@@ -71,7 +71,7 @@ async def test_request_body(make: Callable[..., GeminiProvider],
                                        aspect="21:9"))
     assert result.shape == "native.inline_data" and result.images[0].data == RED
     (seen,) = fake_upstream.seen("gemini")
-    assert seen.path == "/v1beta/models/gemini-3-pro-image-preview:generateContent"
+    assert seen.path == "/v1beta/models/gemini-3-pro-image:generateContent"
     assert seen.headers["Authorization"] == f"Bearer {KEY}"  # loopback is not a Google host
     assert "x-goog-api-key" not in seen.headers
     assert seen.json["generationConfig"] == {
@@ -89,7 +89,7 @@ async def test_request_body(make: Callable[..., GeminiProvider],
 
 async def test_no_image_size_for_models_without_one(make: Callable[..., GeminiProvider],
                                                     fake_upstream: FakeUpstream) -> None:
-    await make().generate(ProviderRequest(model_id="gemini-2.5-flash-image", prompt="x",
+    await make().generate(ProviderRequest(model_id="gemini-3.1-flash-lite-image", prompt="x",
                                           size="1K", aspect="3:4", send_size=False))
     config = fake_upstream.seen("gemini")[0].json["generationConfig"]
     assert config["imageConfig"] == {"aspectRatio": "3:4"}
@@ -143,8 +143,10 @@ async def test_history_without_state_replays_outputs(make: Callable[..., GeminiP
     turn = HistoryTurn(prompt="a cat", inputs=(), outputs=(img(GREEN),))
     await make().generate(req("bigger", history=(turn,)))
     contents = fake_upstream.seen("gemini")[0].json["contents"]
+    # No stored signature (another route made it): Google's documented placeholder, never bare.
     assert contents[1] == {"role": "model", "parts": [
-        {"inline_data": {"mime_type": "image/png", "data": b64(GREEN)}}]}
+        {"inline_data": {"mime_type": "image/png", "data": b64(GREEN)},
+         "thoughtSignature": "skip_thought_signature_validator"}]}
 
 
 async def test_retry_info_delay_is_honoured(make: Callable[..., GeminiProvider],
@@ -244,7 +246,7 @@ async def test_usage_is_reported(make: Callable[..., GeminiProvider]) -> None:
 
 async def test_probe(make: Callable[..., GeminiProvider], fake_upstream: FakeUpstream) -> None:
     provider = make()
-    assert await provider.probe() == "ok (2 models listed)"
+    assert await provider.probe() == "ok (4 models listed)"
     assert fake_upstream.seen("gemini.models")[0].headers["Authorization"] == f"Bearer {KEY}"
     fake_upstream.push("gemini.models", google_error(
         400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."))

@@ -62,7 +62,7 @@ async def make(fake_upstream: FakeUpstream, sleeps: Sleeps
 
 def req(prompt: str = "a cat", **kw: Any) -> ProviderRequest:
     """A request for nano-banana-pro."""
-    return ProviderRequest(model_id="google/gemini-3-pro-image-preview", prompt=prompt, **kw)
+    return ProviderRequest(model_id="google/gemini-3-pro-image", prompt=prompt, **kw)
 
 
 async def test_request_body_and_headers(make: Callable[..., OpenAIChatProvider],
@@ -74,7 +74,7 @@ async def test_request_body_and_headers(make: Callable[..., OpenAIChatProvider],
     assert seen.headers["Authorization"] == f"Bearer {KEY}"
     assert seen.headers["x-stainless-retry-count"] == "0"
     body = seen.json
-    assert body["model"] == "google/gemini-3-pro-image-preview"
+    assert body["model"] == "google/gemini-3-pro-image"
     assert body["modalities"] == ["image", "text"]
     assert body["image_config"] == {"aspect_ratio": "16:9", "image_size": "2K"}
     assert body["google"] == {"image_config": {"aspect_ratio": "16:9", "image_size": "2K"}}

@@ -13,6 +13,7 @@ from bot.errors import (
     BotError,
     ConfigError,
     JobTimeout,
+    ModelUnavailable,
     Refused,
     UpstreamBusy,
     UpstreamConfig,
@@ -138,7 +139,7 @@ def _classify(status: int, body: Any, headers: dict[str, str] | None = None
                      "code": "moderation_blocked"}}, Refused),
     (400, {"error": {"message": "prompt blocked: PROHIBITED_CONTENT"}}, Refused),
     (400, {"error": {"message": "Unsupported parameter: 'foo'"}}, UpstreamError),
-    (404, {"error": {"message": "model not found"}}, UpstreamError),
+    (404, {"error": {"message": "model not found"}}, ModelUnavailable),
     (429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message":
            "Quota exceeded for metric: generativelanguage.googleapis.com/"
            "generate_content_free_tier_requests, limit: 0, model: gemini-2.5-flash-image"}},

@@ -135,21 +135,23 @@ async def test_imagine_returns_a_reply_with_an_image(core: Core) -> None:
     assert EN["result.demo"] in reply.text
     assert reply.credits_used == 4 and reply.locale == "en"
     assert reply.turn_id is not None
-    assert [a.kind for a in reply.actions] == ["reroll", "variations", "edit", "delete"]
+    assert [a.kind for a in reply.actions] == ["reroll", "upscale", "upscale", "variations",
+                                               "edit", "delete"]
     assert all(a.turn_id == reply.turn_id for a in reply.actions)
     assert all(len(a.encode().encode()) <= 64 for a in reply.actions)
     assert all(Action.decode(a.encode()) == Action(a.kind, a.turn_id, a.size)
                for a in reply.actions)
     turn = await core.conversations.get(reply.turn_id)
-    assert turn is not None and turn.model == "nano-banana" and turn.credits == 4
+    assert turn is not None and turn.model == "nano-banana-2.1" and turn.credits == 4
 
 
 @pytest.mark.parametrize(("model", "size", "upscales"), [
-    ("nano-banana", "1K", []),
+    ("nano-banana-2-lite", "1K", []),
     ("nano-banana-pro", "1K", [("2K", 14), ("4K", 24)]),
     ("nano-banana-pro", "2K", [("4K", 24)]),
-    ("nano-banana-2", "512", [("2K", 11), ("4K", 16)]),
-    ("nano-banana-2", "1K", [("2K", 11), ("4K", 16)]),
+    ("nano-banana-2.1", "1K", [("2K", 6), ("4K", 12)]),
+    ("nano-banana-2.1", "2K", [("4K", 12)]),
+    ("nano-banana-2", "1K", [("2K", 6), ("4K", 12)]),  # a retired name means its successor
 ])
 async def test_upscale_buttons_only_for_larger_sizes(settings_factory: Factory, model: str,
                                                      size: str,
@@ -284,8 +286,8 @@ async def test_edit_of_a_deleted_turn(core: Core) -> None:
 
 
 @pytest.mark.parametrize(("request_", "key", "fragment"), [
-    (ImageRequest(ALICE, CHAT, "four refs", references=(png(),) * 4), "error.too_many_refs",
-     "at most 3"),
+    (ImageRequest(ALICE, CHAT, "many refs", references=(png(),) * 15), "error.too_many_refs",
+     "at most 14"),
     (ask("big", size="8K"), "error.invalid_option", "8K"),
     (ask("wide", aspect="7:3"), "error.invalid_option", "7:3"),
     (ask("who", model="dall-e-3"), "error.invalid_option", "nano-banana-pro"),
@@ -305,9 +307,9 @@ async def test_bad_requests_are_refused_and_nothing_is_charged(
 async def test_too_many_references_counts_the_edited_image(core: Core) -> None:
     first = await core.service.imagine(ask("a boat"))
     message = await delivered(core, first)
-    request = ImageRequest(ALICE, CHAT, "add these", references=(png(),) * 3)
+    request = ImageRequest(ALICE, CHAT, "add these", references=(png(),) * 14)
     reply = await core.service.edit(request, reply_to=message)
-    assert reply.error == "error.too_many_refs" and "4" in reply.text
+    assert reply.error == "error.too_many_refs" and "15" in reply.text
 
 
 # ----- quota ----------------------------------------------------------------------------------
@@ -344,9 +346,9 @@ async def test_quota_text(core: Core) -> None:
     assert text.startswith(EN["quota.title"])
     assert "your daily allowance: 96 of 100 left" in text
     assert "your monthly allowance: 1496 of 1500 left" in text
-    assert "$19.96 of $20.00 left" in text
+    assert "$19.97 of $20.00 left" in text  # 0.0336 held
     assert EN["quota.reserved"].format(reserved=4) in text
-    assert text.endswith(EN["quota.costs"].format(costs="nano-banana: 1K 4"))
+    assert text.endswith(EN["quota.costs"].format(costs="nano-banana-2.1: 1K 4, 2K 6, 4K 12"))
 
 
 # ----- provider failures ----------------------------------------------------------------------
@@ -524,8 +526,8 @@ async def test_progress_events(core: Core) -> None:
 async def test_preferences_update_validation(core: Core) -> None:
     prefs = core.prefs
     with pytest.raises(InvalidOption) as info:
-        await prefs.update(ALICE, "size", "2K")  # nano-banana offers 1K only
-    assert info.value.params["allowed"] == "1K"
+        await prefs.update(ALICE, "size", "512")  # nano-banana-2.1 offers 1K, 2K, 4K
+    assert info.value.params["allowed"] == "1K, 2K, 4K"
     with pytest.raises(InvalidOption):
         await prefs.update(ALICE, "colour", "red")
     with pytest.raises(InvalidOption):
@@ -533,14 +535,15 @@ async def test_preferences_update_validation(core: Core) -> None:
     with pytest.raises(InvalidOption):
         await prefs.update(ALICE, "locale", "fr")
     with pytest.raises(InvalidOption):
-        await prefs.update(ALICE, "aspect", "1:8")  # only nano-banana-2 has it
+        await prefs.update(ALICE, "aspect", "7:3")
     saved = await prefs.update(ALICE, "model", "nano-banana-pro")
     saved = await prefs.update(ALICE, "size", "2k")
     saved = await prefs.update(ALICE, "aspect", "16:9")
     assert (saved.model, saved.size, saved.aspect) == ("nano-banana-pro", "2K", "16:9")
     saved = await prefs.update(ALICE, "locale", "zh-Hant")
     assert await prefs.get(ALICE) == saved
-    assert prefs.choices("size", "nano-banana-2") == ["512", "1K", "2K", "4K"]
+    assert prefs.choices("size", "nano-banana-2-lite") == ["1K"]
+    assert prefs.choices("size", "nano-banana-2") == ["1K", "2K", "4K"]  # retired: its successor
 
     # The service uses the saved defaults (and the saved language).
     reply = await core.service.imagine(ask("a fox"))
@@ -550,8 +553,10 @@ async def test_preferences_update_validation(core: Core) -> None:
     assert reply.locale == "zh-Hant" and reply.credits_used == 14
 
     # A model without the saved size drops it; None resets a setting.
-    saved = await prefs.update(ALICE, "model", "nano-banana")
+    saved = await prefs.update(ALICE, "model", "nano-banana-2-lite")
     assert (saved.size, saved.aspect) == (None, "16:9")
+    saved = await prefs.update(ALICE, "model", "nano-banana")  # a retired name saves its successor
+    assert saved.model == "nano-banana-2.1"
     saved = await prefs.update(ALICE, "locale", None)
     assert saved.locale is None
 
@@ -580,7 +585,7 @@ async def test_admin_ops_require_an_admin(settings_factory: Factory) -> None:
         assert (await core.service.usage(BOB)).window("user_daily").limit == 8  # type: ignore[union-attr]
         await delivered(core, await core.service.imagine(ask("a fox", actor=BOB)))
         stats = await admin.stats(ADMIN, "en")
-        assert stats.startswith("Today: 1 images, 4 credits, $0.04 spent, 1 users.")
+        assert stats.startswith("Today: 1 images, 4 credits, $0.03 spent, 1 users.")
 
 
 async def test_edit_and_delete_are_not_button_jobs_and_cost_nothing(core: Core) -> None:

@@ -62,11 +62,14 @@ async def test_wrong_tokens_are_rejected_then_rate_limited(settings_factory: Fac
                 status, _ = await v.post("/operator/login", {"token": "nope", "csrf": v.csrf},
                                          csrf="")
                 assert status == 401
-            status, body = await v.post("/operator/login", {"token": TOKEN, "csrf": v.csrf},
+            status, body = await v.post("/operator/login", {"token": "nope", "csrf": v.csrf},
                                         csrf="")
             assert status == 429 and "Too many failed attempts" in body
             status, _ = await v.post("/operator/login", {"token": TOKEN}, csrf="")
             assert status == 403  # no CSRF token: refused before the token is even looked at
+            status, _ = await v.post("/operator/login", {"token": TOKEN, "csrf": v.csrf},
+                                     csrf="")
+            assert status == 303  # the right token is never refused (see test_web_hardening)
         finally:
             await v.close()
 

@@ -30,8 +30,12 @@ class ProviderRequest:
     size: str | None = None
     aspect: str | None = None
     timeout: float = 120.0
-    #: False for models that reject an explicit size (gemini-2.5-flash-image).
+    #: False for models that reject an explicit size (gemini-3.1-flash-lite-image).
     send_size: bool = True
+    #: Thinking level to ask for ("minimal" ... "high"), or None for the model's default.
+    thinking: str | None = None
+    #: Ground the image in Google Search results.
+    search: bool = False
 
 
 @dataclass(frozen=True, slots=True)

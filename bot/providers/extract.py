@@ -46,6 +46,10 @@ from PIL import Image
 from bot.domain import ImageData
 from bot.errors import NoImage, Refused, UpstreamError
 from bot.providers.base import ProviderResult
+from bot.providers.http import UNPOOLED as UNPOOLED  # re-exported for the providers
+from bot.providers.http import ResponseTooLarge, capped_client
+from bot.providers.image_end import check_trailing
+from bot.providers.netguard import GuardedTransport
 
 Fetcher = Callable[[str], Awaitable[tuple[bytes, str]]]
 
@@ -70,18 +74,21 @@ class _Found:
     strict: bool = True  # a weak (bare, extension-less) URL that fails is skipped, not fatal
 
 
-#: Connection limits for upstream clients: concurrency is the scheduler's job, not the pool's.
-UNPOOLED = httpx.Limits(max_connections=None, max_keepalive_connections=100)
-
-
 class UrlFetcher:
-    """Downloads image URLs: http(s) only, a size cap, a total timeout, checked redirects."""
+    """Downloads image URLs: http(s), a size cap while streaming, a total timeout, checked hops.
+
+    Only the route's own origin (``allow``: its base URL) or public addresses are connected to,
+    each redirect hop included (:mod:`bot.providers.netguard`). A ``client`` passed in is used
+    as it is (tests); it then brings its own transport and limits.
+    """
 
     def __init__(self, client: httpx.AsyncClient | None = None, *,
                  max_bytes: int = MAX_FETCH_BYTES, timeout: float = 30.0,
-                 max_redirects: int = 3) -> None:
+                 max_redirects: int = 3, allow: tuple[str | None, ...] = ()) -> None:
         self._own = client is None
-        self._client = client or httpx.AsyncClient(follow_redirects=False, limits=UNPOOLED)
+        self._client = client or capped_client(
+            max_bytes, follow_redirects=False,
+            transport=GuardedTransport(a for a in allow if a))
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.max_redirects = max_redirects
@@ -93,6 +100,8 @@ class UrlFetcher:
                 return await self._get(url)
         except TimeoutError:
             raise UpstreamError(f"image download from {_host(url)} timed out") from None
+        except ResponseTooLarge:
+            raise UpstreamError(f"image at {_host(url)} exceeds the download cap") from None
         except httpx.HTTPError as exc:
             raise UpstreamError(
                 f"image download from {_host(url)} failed: {type(exc).__name__}") from None
@@ -128,13 +137,10 @@ class UrlFetcher:
             await self._client.aclose()
 
 
-def native_output_index(parts: list[Any]) -> int | None:
-    """Index of the last non-thought inline image among native Gemini ``parts``."""
-    index = None
-    for i, part in enumerate(parts):
-        if isinstance(part, dict) and not part.get("thought") and _inline(part) is not None:
-            index = i
-    return index
+def native_output_indexes(parts: list[Any]) -> list[int]:
+    """Indexes of every final (non-thought) inline image among native Gemini ``parts``."""
+    return [i for i, part in enumerate(parts)
+            if isinstance(part, dict) and not part.get("thought") and _inline(part) is not None]
 
 
 async def extract(body: Mapping[str, Any], *, fetch: Fetcher | None = None) -> ProviderResult:
@@ -175,10 +181,11 @@ def _native(body: Mapping[str, Any]) -> _Parsed:
     finish = str(cand.get("finishReason") or block)
     text = "\n".join(p["text"] for p in parts
                      if isinstance(p.get("text"), str) and not p.get("thought")).strip()
-    index = native_output_index(parts)
-    if index is not None:
-        mime, data = _inline(parts[index]) or ("", "")
-        found, shape = [_Found(data, mime)], "native.inline_data"
+    indexes = native_output_indexes(parts)
+    if indexes:
+        # Several final images (e.g. "a storyboard of four panels") are all the answer.
+        found = [_Found(data, mime) for mime, data in (_inline(parts[i]) or ("", "") for i in indexes)]
+        shape = "native.inline_data"
     else:
         found, kind = _from_text(text)
         shape = f"native.text.{kind}"
@@ -208,6 +215,14 @@ def _chat(body: Mapping[str, Any]) -> _Parsed:
         elif isinstance(item.get("b64_json"), str):
             found.append(_Found(item["b64_json"], str(item.get("mime_type") or "")))
             shape = shape or "chat.images.b64_json"
+    old = message.get("image")  # LiteLLM before message.images[]: {"url": ..., "detail": ...}
+    if not found and isinstance(old, dict | str):
+        url = old if isinstance(old, str) else (old.get("url") or old.get("image_url")
+                                                  or old.get("b64_json"))
+        url = url.get("url") if isinstance(url, dict) else url
+        if isinstance(url, str) and url:
+            found.append(_Found(url))
+            shape = "chat.image"
     content = message.get("content")
     texts: list[str] = []
     if isinstance(content, str):
@@ -218,7 +233,8 @@ def _chat(body: Mapping[str, Any]) -> _Parsed:
                 continue
             if isinstance(part.get("text"), str):
                 texts.append(part["text"])
-            url = part.get("image_url") or part.get("url")
+            # {"image_url": {"url"}}, {"url"}, or relays' {"type": "image", "image": url}.
+            url = part.get("image_url") or part.get("url") or part.get("image")
             url = url.get("url") if isinstance(url, dict) else url
             if isinstance(url, str) and url and not found:
                 found.append(_Found(url))
@@ -323,14 +339,18 @@ def _b64(text: str) -> bytes:
 
 
 async def verify_image(data: bytes, mime: str = "") -> ImageData:
-    """Check the bytes decode as an image (thread for large ones); keep the upstream's MIME."""
-    fmt_mime, width, height = (await asyncio.to_thread(_inspect, data) if len(data) > INLINE_LIMIT
-                               else _inspect(data))
+    """Check the bytes are one whole image and nothing after it (thread for large ones).
+
+    Keeps the upstream's MIME; the bytes kept are exactly the verified image (a few bytes of
+    trailing slack are trimmed, more are refused: :mod:`bot.providers.image_end`).
+    """
+    fmt_mime, width, height, data = (await asyncio.to_thread(_inspect, data)
+                                     if len(data) > INLINE_LIMIT else _inspect(data))
     mime = mime.lower() if mime.lower().startswith("image/") and mime != "image/*" else fmt_mime
     return ImageData(data=data, mime=mime, width=width, height=height)
 
 
-def _inspect(data: bytes) -> tuple[str, int, int]:
+def _inspect(data: bytes) -> tuple[str, int, int, bytes]:
     try:
         with Image.open(io.BytesIO(data)) as im:
             fmt, (width, height) = im.format or "", im.size
@@ -341,7 +361,9 @@ def _inspect(data: bytes) -> tuple[str, int, int]:
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, ...
         raise UpstreamError(
             f"image data does not decode ({type(exc).__name__}; truncated?)") from None
-    return Image.MIME.get(fmt, "application/octet-stream"), width, height
+    end = check_trailing(data, fmt)
+    return (Image.MIME.get(fmt, "application/octet-stream"), width, height,
+            data if end == len(data) else data[:end])
 
 
 def _host(url: str) -> str:

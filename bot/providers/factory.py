@@ -1,8 +1,9 @@
-"""Builds the provider a ``[providers.NAME]`` table describes (``api`` -> class)."""
+"""Builds the provider a ``[providers.NAME]`` table describes (route -> wire class)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from bot.config import ProviderSection
 from bot.errors import ConfigError
@@ -11,32 +12,35 @@ from bot.providers.gemini import GeminiProvider
 from bot.providers.openai_chat import OpenAIChatProvider
 from bot.providers.openai_images import OpenAIImagesProvider
 from bot.providers.retry import RetryPolicy, Sleep
+from bot.providers.routes import ROUTES
 
 
 def build_provider(name: str, section: ProviderSection, *, api_key: str | None,
-                   sleep: Sleep = asyncio.sleep) -> ImageProvider:
-    """One provider instance for ``section``; ``sleep`` is the retry delay (tests pass a fake)."""
-    if section.api == "demo":
+                   sleep: Sleep = asyncio.sleep,
+                   on_retry: Callable[[], None] | None = None) -> ImageProvider:
+    """One provider for ``section``; ``sleep`` is the retry delay, ``on_retry`` counts retries."""
+    route = ROUTES[section.api]
+    if route.wire == "demo":
         from bot.providers.demo import DemoProvider
 
         return DemoProvider(name=name, delay=section.demo_delay_seconds)
-    env = section.api_key_env
+    env = section.key_env
     if not api_key:
         where = f"environment variable {env}" if env else f"[providers.{name}] api_key_env"
         raise ConfigError(f"provider {name!r} ({section.api}) needs an API key: set {where}",
                           env=env)
-    policy = RetryPolicy.from_section(section, sleep=sleep)
-    if section.api == "openai-chat":
-        if not section.base_url:
+    policy = RetryPolicy.from_section(section, sleep=sleep, on_retry=on_retry)
+    cap = section.max_response_mb
+    if route.wire == "chat":
+        if not section.url:
             raise ConfigError(
-                f"[providers.{name}] base_url is required for api 'openai-chat' "
-                "(the relay's OpenAI-compatible endpoint, e.g. https://openrouter.ai/api/v1)")
-        return OpenAIChatProvider(name=name, base_url=section.base_url, api_key=api_key,
-                                  key_env=env, policy=policy)
-    if section.api == "gemini":
-        return GeminiProvider(name=name, base_url=section.base_url, api_key=api_key,
-                              key_env=env, auth=section.auth, policy=policy)
-    if section.api == "openai-images":
-        return OpenAIImagesProvider(name=name, base_url=section.base_url, api_key=api_key,
-                                    key_env=env, policy=policy)
-    raise ConfigError(f"[providers.{name}] api = {section.api!r} is not supported")
+                f"[providers.{name}] base_url is required for api {section.api!r} "
+                "(the relay's OpenAI-compatible endpoint, e.g. https://relay.example/v1)")
+        return OpenAIChatProvider(name=name, base_url=section.url, api_key=api_key,
+                                  key_env=env, policy=policy, route=route, max_response_mb=cap)
+    if route.wire == "gemini":
+        return GeminiProvider(name=name, base_url=section.url, api_key=api_key,
+                              key_env=env, auth=section.auth, policy=policy,
+                              max_response_mb=cap)
+    return OpenAIImagesProvider(name=name, base_url=section.url, api_key=api_key,
+                                key_env=env, policy=policy, max_response_mb=cap)

@@ -7,11 +7,15 @@ turns, the text part first, then references as ``inline_data {mime_type, data}``
 imageSize}`` (no ``imageSize`` when the model takes none, e.g. gemini-2.5-flash-image).
 
 Multi-turn edits send the model's previous parts back exactly as received, ``thoughtSignature``
-included (https://ai.google.dev/gemini-api/docs/thought-signatures). They are kept as JSON in
-``ProviderResult.provider_state``: ``{"parts": [...], "outputs": {"<part index>": <output
-index>}}``, where the answer image's base64 is left out (it is the turn's output image, stored
-once in the blob store) and put back from ``HistoryTurn.outputs`` when the turn is replayed.
-A turn without state (another provider, the demo) is replayed as plain ``inline_data`` parts.
+included (https://ai.google.dev/gemini-api/docs/thought-signatures). Gemini 3 models answer 400 to
+a replayed model turn whose parts lack a signature; when a turn has none (it came from another
+route, the demo, or a relay that strips them) its parts carry Google's documented placeholder
+``skip_thought_signature_validator`` (the same page, "FAQ: history from other models").
+Signatures are kept as JSON in ``ProviderResult.provider_state``:
+``{"parts": [...], "outputs": {"<part index>": <output index>}}``, where each answer image's
+base64 is left out (it is the turn's output image, stored once in the blob store) and put back
+from ``HistoryTurn.outputs`` when the turn is replayed. A turn without state (another provider,
+the demo) is replayed as ``inline_data`` parts, signed with the placeholder.
 
 Auth: ``x-goog-api-key`` for Google's hosts (``*.googleapis.com``), ``Authorization: Bearer``
 for relays' native routes; ``[providers.NAME] auth`` overrides the guess.
@@ -42,13 +46,17 @@ from bot.providers.extract import (
     UrlFetcher,
     encode_base64,
     extract,
-    native_output_index,
+    native_output_indexes,
 )
+from bot.providers.http import cap_bytes, capped_client
 from bot.providers.retry import RetryPolicy, TransientError, read_json
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+#: https://ai.google.dev/gemini-api/docs/thought-signatures (FAQ): replayed history that has no
+#: signature of its own may carry this value instead.
+DUMMY_SIGNATURE = "skip_thought_signature_validator"
 AuthMode = Literal["auto", "bearer", "x-goog-api-key"]
 
 
@@ -67,7 +75,8 @@ class GeminiProvider:
 
     def __init__(self, *, name: str, api_key: str, base_url: str | None = None,
                  key_env: str | None = None, auth: AuthMode = "auto",
-                 policy: RetryPolicy | None = None, fetcher: UrlFetcher | None = None) -> None:
+                 policy: RetryPolicy | None = None, fetcher: UrlFetcher | None = None,
+                 max_response_mb: int | None = None) -> None:
         self.name = name
         self._key = api_key
         self._key_env = key_env
@@ -75,10 +84,11 @@ class GeminiProvider:
         self._headers = {**auth_headers(self._base, api_key, auth),
                          "Content-Type": "application/json"}
         self._policy = policy or RetryPolicy()
-        self._fetcher = fetcher or UrlFetcher()
+        self._fetcher = fetcher or UrlFetcher(allow=(self._base,))
         # The job scheduler bounds concurrent calls ([limits] global_concurrency); httpx's own
         # default pool of 100 would make the rest wait unseen, their wait counted as the model's.
-        self._client = httpx.AsyncClient(limits=UNPOOLED)
+        # Answers are capped while they stream ([providers.NAME] max_response_mb).
+        self._client = capped_client(cap_bytes(max_response_mb), limits=UNPOOLED)
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         """POST one generateContent (retrying transient failures) and extract its image."""
@@ -90,7 +100,8 @@ class GeminiProvider:
             return await self._attempt(url, body, request.timeout)
 
         return await self._policy.run(attempt, job_seconds=request.timeout,
-                                      what=f"{self.name} {request.model_id}")
+                                      what=f"{self.name} {request.model_id}",
+                                      model=request.model_id)
 
     async def _attempt(self, url: str, body: bytes, seconds: float) -> ProviderResult:
         try:
@@ -109,20 +120,38 @@ class GeminiProvider:
 
     async def probe(self) -> str:
         """One cheap call (``GET /v1beta/models``) to check the endpoint and the key."""
+        return f"ok ({len(await self.list_models())} models listed)"
 
-        async def call() -> str:
-            try:
-                resp = await self._client.get(f"{self._base}/v1beta/models",
-                                              params={"pageSize": 50}, headers=self._headers,
-                                              timeout=20.0)
-            except httpx.TransportError as exc:  # timeouts included
-                raise TransientError(f"probe failed ({type(exc).__name__})") from None
-            body = await read_json(resp.status_code, resp.content, resp.headers,
-                                   key_env=self._key_env, secret=self._key)
+    async def list_models(self) -> list[str]:
+        """Model ids this key can call (``GET /v1beta/models``, paged, at most 10 pages).
+
+        https://ai.google.dev/api/models#method:-models.list: ``models[].name`` is
+        ``models/<id>``; ``nextPageToken`` continues the list.
+        """
+        ids: list[str] = []
+        token = ""
+        for _ in range(10):
+            params: dict[str, str | int] = {"pageSize": 1000}
+            if token:
+                params["pageToken"] = token
+
+            async def call(params: dict[str, str | int] = params) -> dict[str, Any]:
+                try:
+                    resp = await self._client.get(f"{self._base}/v1beta/models", params=params,
+                                                  headers=self._headers, timeout=20.0)
+                except httpx.TransportError as exc:  # timeouts included
+                    raise TransientError(f"probe failed ({type(exc).__name__})") from None
+                return await read_json(resp.status_code, resp.content, resp.headers,
+                                       key_env=self._key_env, secret=self._key)
+
+            body = await RetryPolicy(max_retries=0).run(call, job_seconds=20.0, what="probe")
             models = body.get("models")
-            return f"ok ({len(models) if isinstance(models, list) else 0} models listed)"
-
-        return await RetryPolicy(max_retries=0).run(call, job_seconds=20.0, what="probe")
+            ids += [str(m.get("name", "")).removeprefix("models/")
+                    for m in (models if isinstance(models, list) else []) if isinstance(m, dict)]
+            token = str(body.get("nextPageToken") or "")
+            if not token:
+                break
+        return ids
 
     async def aclose(self) -> None:
         """Close the HTTP client and the image downloader."""
@@ -146,7 +175,11 @@ async def build_body(request: ProviderRequest) -> bytes:
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     if image_config:
         config["imageConfig"] = image_config
-    body = {"contents": contents, "generationConfig": config}
+    if request.thinking:
+        config["thinkingConfig"] = {"thinkingLevel": request.thinking}
+    body: dict[str, Any] = {"contents": contents, "generationConfig": config}
+    if request.search:
+        body["tools"] = [{"google_search": {}}]
     weight = sum(i.size_bytes for t in request.history for i in (*t.inputs, *t.outputs))
     weight += sum(i.size_bytes for i in request.references)
     if weight > INLINE_LIMIT:
@@ -172,13 +205,12 @@ def compact_state(body: dict[str, Any]) -> str | None:
         return None
     parts = copy.copy(parts)
     outputs: dict[str, int] = {}
-    index = native_output_index(parts)
-    if index is not None:
+    for out, index in enumerate(native_output_indexes(parts)):
         part = dict(parts[index])
         key = "inlineData" if "inlineData" in part else "inline_data"
         part[key] = {**part[key], "data": ""}
         parts[index] = part
-        outputs[str(index)] = 0
+        outputs[str(index)] = out
     return json.dumps({"parts": parts, "outputs": outputs})
 
 
@@ -204,7 +236,21 @@ async def model_parts(turn: HistoryTurn) -> list[dict[str, Any]]:
             parts[index] = part
         kept = [p for i, p in enumerate(parts) if i not in drop]
         if kept:
-            return kept
+            return signed(kept)
     parts = [{"inline_data": {"mime_type": o.mime, "data": await encode_base64(o.data)}}
              for o in turn.outputs]
-    return parts or [{"text": "(no image)"}]
+    return signed(parts or [{"text": "(no image)"}])
+
+
+def signed(parts: list[Any]) -> list[Any]:
+    """Parts of a model turn to replay, each non-thought part signed (real or placeholder).
+
+    A turn whose parts carry signatures is replayed exactly as Google sent it. A turn with none
+    (another route, the demo, a relay that strips them) gets the documented placeholder on every
+    part, so Gemini 3 models never see a bare model-role image or text part.
+    """
+    if any(isinstance(p, dict) and ("thoughtSignature" in p or "thought_signature" in p)
+           for p in parts):
+        return parts
+    return [{**p, "thoughtSignature": DUMMY_SIGNATURE} if isinstance(p, dict) and not p.get("thought")
+            else p for p in parts]

@@ -31,7 +31,9 @@ from bot.domain import ImageData
 from bot.errors import UpstreamError
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.providers.extract import Fetcher, UrlFetcher, encode_base64, extract
+from bot.providers.http import sdk_client
 from bot.providers.retry import RetryPolicy, TransientError, read_json
+from bot.providers.routes import ROUTES, Route
 
 log = logging.getLogger(__name__)
 
@@ -40,24 +42,30 @@ class OpenAIChatProvider:
     """Generates and edits images through ``chat.completions`` on an OpenAI-compatible relay."""
 
     def __init__(self, *, name: str, base_url: str, api_key: str, key_env: str | None = None,
-                 policy: RetryPolicy | None = None, fetcher: UrlFetcher | None = None) -> None:
+                 policy: RetryPolicy | None = None, fetcher: UrlFetcher | None = None,
+                 route: Route = ROUTES["openai-chat"], max_response_mb: int | None = None) -> None:
         self.name = name
+        self.route = route
         self._key = api_key
         self._key_env = key_env
         self._policy = policy or RetryPolicy()
-        self._fetcher = fetcher or UrlFetcher()
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+        self._fetcher = fetcher or UrlFetcher(allow=(base_url,))
+        # Answers are capped while they stream ([providers.NAME] max_response_mb).
+        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
+                                          http_client=sdk_client(max_response_mb))
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         """Send one chat completion (retrying transient failures) and extract its image."""
         messages = await build_messages(request)
-        extra = extra_body(request)
+        extra = extra_body(request, self.route)
+        request = replace(request, model_id=self.route.model_id(request.model_id))
 
         async def attempt() -> ProviderResult:
             return await self._attempt(request, messages, extra, self._fetcher)
 
         result = await self._policy.run(attempt, job_seconds=request.timeout,
-                                        what=f"{self.name} {request.model_id}")
+                                        what=f"{self.name} {request.model_id}",
+                                        model=request.model_id)
         state = json.dumps({"text": result.text}) if result.text else None
         return replace(result, provider_state=state)
 
@@ -72,7 +80,11 @@ class OpenAIChatProvider:
 
     async def probe(self) -> str:
         """One cheap call (list models) to check the endpoint and, where checked, the key."""
-        return await probe_models(self._client, key_env=self._key_env, secret=self._key)
+        return f"ok ({len(await self.list_models())} models listed)"
+
+    async def list_models(self) -> list[str]:
+        """Model ids the relay lists (``GET {base}/models``)."""
+        return await list_model_ids(self._client, key_env=self._key_env, secret=self._key)
 
     async def aclose(self) -> None:
         """Close the SDK client and the image downloader."""
@@ -100,28 +112,48 @@ async def sdk_call(call: Callable[[], Awaitable[Any]], *, seconds: float, key_en
                            secret=secret)
 
 
-async def probe_models(client: openai.AsyncOpenAI, *, key_env: str | None,
-                       secret: str | None) -> str:
-    """``GET /models`` once, without retries; a short status line or the failure category."""
+async def list_model_ids(client: openai.AsyncOpenAI, *, key_env: str | None,
+                         secret: str | None) -> list[str]:
+    """``GET /models`` once, without retries: the ids listed, or the failure category."""
     body = await RetryPolicy(max_retries=0).run(
         lambda: sdk_call(lambda: client.models.with_raw_response.list(timeout=20.0),
                          seconds=20.0, key_env=key_env, secret=secret),
         job_seconds=20.0, what="probe")
     models = body.get("data")
-    return f"ok ({len(models) if isinstance(models, list) else 0} models listed)"
+    return [str(m.get("id", "")) for m in (models if isinstance(models, list) else [])
+            if isinstance(m, dict)]
 
 
-def extra_body(request: ProviderRequest) -> dict[str, Any]:
-    """Modalities plus size/aspect in both OpenRouter's and new-api's spelling."""
+def extra_body(request: ProviderRequest, route: Route = ROUTES["openai-chat"]) -> dict[str, Any]:
+    """Modalities and image/thinking/search options where ``route`` reads them (routes.py)."""
     config: dict[str, str] = {}
     if request.aspect:
         config["aspect_ratio"] = request.aspect
     if request.size and request.send_size:
-        config["image_size"] = request.size
+        config["image_size"] = route.size(request.size)
     extra: dict[str, Any] = {"modalities": ["image", "text"]}
+    google: dict[str, Any] = {}
     if config:
+        google["image_config"] = dict(config)
+    if request.thinking:
+        google["thinking_config"] = {"thinking_level": request.thinking}
+    if route.dialect in ("openrouter", "litellm", "generic") and config:
         extra["image_config"] = dict(config)
-        extra["google"] = {"image_config": dict(config)}
+    if route.dialect == "openrouter":
+        if request.thinking:
+            extra["reasoning"] = {"effort": request.thinking}
+        if request.search:
+            extra["plugins"] = [{"id": "web"}]
+    elif route.dialect == "litellm":
+        if request.thinking:
+            extra["reasoning_effort"] = request.thinking
+        if request.search:
+            extra["tools"] = [{"googleSearch": {}}]
+    if route.dialect in ("new-api", "generic") and google:
+        # A JSON key literally named "extra_body": the openai SDK would flatten ours into the root.
+        extra["extra_body"] = {"google": google}
+    if route.dialect == "generic" and google:
+        extra["google"] = google  # older one-api builds read it at the root
     return extra
 
 

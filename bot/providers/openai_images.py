@@ -30,7 +30,8 @@ import openai
 
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.extract import UrlFetcher, extract
-from bot.providers.openai_chat import probe_models, sdk_call
+from bot.providers.http import sdk_client
+from bot.providers.openai_chat import list_model_ids, sdk_call
 from bot.providers.retry import RetryPolicy
 
 _PIXELS = re.compile(r"^\d{2,5}x\d{2,5}$")
@@ -60,13 +61,15 @@ class OpenAIImagesProvider:
 
     def __init__(self, *, name: str, api_key: str, base_url: str | None = None,
                  key_env: str | None = None, policy: RetryPolicy | None = None,
-                 fetcher: UrlFetcher | None = None) -> None:
+                 fetcher: UrlFetcher | None = None, max_response_mb: int | None = None) -> None:
         self.name = name
         self._key = api_key
         self._key_env = key_env
         self._policy = policy or RetryPolicy()
-        self._fetcher = fetcher or UrlFetcher()
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0)
+        self._fetcher = fetcher or UrlFetcher(allow=(base_url,))
+        # Answers are capped while they stream ([providers.NAME] max_response_mb).
+        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
+                                          http_client=sdk_client(max_response_mb))
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         """Generate or edit one image (retrying transient failures)."""
@@ -86,7 +89,8 @@ class OpenAIImagesProvider:
             return await self._attempt(params, files, request.timeout)
 
         return await self._policy.run(attempt, job_seconds=request.timeout,
-                                      what=f"{self.name} {request.model_id}")
+                                      what=f"{self.name} {request.model_id}",
+                                      model=request.model_id)
 
     async def _attempt(self, params: dict[str, Any], files: list[tuple[str, bytes, str]],
                        seconds: float) -> ProviderResult:
@@ -103,7 +107,11 @@ class OpenAIImagesProvider:
 
     async def probe(self) -> str:
         """One cheap call (list models) to check the endpoint and the key."""
-        return await probe_models(self._client, key_env=self._key_env, secret=self._key)
+        return f"ok ({len(await self.list_models())} models listed)"
+
+    async def list_models(self) -> list[str]:
+        """Model ids the endpoint lists (``GET {base}/models``)."""
+        return await list_model_ids(self._client, key_env=self._key_env, secret=self._key)
 
     async def aclose(self) -> None:
         """Close the SDK client and the image downloader."""

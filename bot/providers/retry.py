@@ -34,6 +34,7 @@ from bot.config import ProviderSection
 from bot.errors import (
     BotError,
     JobTimeout,
+    ModelUnavailable,
     Refused,
     UpstreamBusy,
     UpstreamConfig,
@@ -54,6 +55,14 @@ _REFUSAL_WORDS = (
     "moderation", "safety", "blocked", "content_policy", "content policy", "prohibited",
     "inappropriate", "violat", "sensitive", "flagged", "content_filter", "违规", "敏感",
 )
+_MODEL_MISSING_WORDS = (
+    "model not found", "model_not_found", "is not found for api version", "not supported for "
+    "generatecontent", "no such model", "does not exist", "unknown model", "invalid model",
+    "not a valid model", "no endpoints found",
+)
+#: new-api / one-api answer 503 when no channel serves the model; retrying never helps.
+_NO_CHANNEL_WORDS = ("no available channel", "get_channel_failed", "无可用渠道", "沒有可用渠道",
+                     "model_not_found")
 _BAD_KEY_WORDS = ("api_key_invalid", "api key not valid", "invalid api key", "invalid_api_key",
                   "incorrect api key", "invalid token", "无效的令牌")
 
@@ -79,12 +88,15 @@ class RetryPolicy:
     base_seconds: float = 1.0
     sleep: Sleep = field(default=asyncio.sleep)
     jitter: Callable[[], float] = field(default=random.random)
+    #: Called once per retry actually made (the ``imagine_upstream_retries_total`` counter).
+    on_retry: Callable[[], None] | None = None
 
     @classmethod
-    def from_section(cls, section: ProviderSection, *, sleep: Sleep = asyncio.sleep) -> RetryPolicy:
+    def from_section(cls, section: ProviderSection, *, sleep: Sleep = asyncio.sleep,
+                     on_retry: Callable[[], None] | None = None) -> RetryPolicy:
         """The policy a ``[providers.NAME]`` table asks for."""
         return cls(max_retries=section.max_retries, cap_seconds=section.retry_cap_seconds,
-                   sleep=sleep)
+                   sleep=sleep, on_retry=on_retry)
 
     def backoff(self, attempt: int) -> float:
         """Exponential delay before retry ``attempt`` (0-based), capped, with equal jitter."""
@@ -92,7 +104,7 @@ class RetryPolicy:
         return delay / 2 + delay / 2 * self.jitter()
 
     async def run(self, call: Callable[[], Awaitable[T]], *, job_seconds: float,
-                  what: str = "") -> T:
+                  what: str = "", model: str = "") -> T:
         """Await ``call()``, retrying :class:`TransientError`; raise a bot error when done."""
         last: TransientError | None = None
         for attempt in range(self.max_retries + 1):
@@ -100,6 +112,13 @@ class RetryPolicy:
                 return await call()
             except TransientError as exc:
                 last = exc
+            except ModelUnavailable as exc:
+                # An operator's problem, not the user's: say which model on which route.
+                log.error("%s: the route does not serve this model (%s); check the model's id "
+                          "for this route, or `imagine-bot models --online`", what, exc.detail)
+                if model:
+                    exc.params["model"] = model
+                raise
             hint = last.retry_after
             if hint is not None and hint > self.cap_seconds:
                 log.warning("%s: %s; server asks to wait %.0f s (> cap %.0f s), giving up",
@@ -110,6 +129,8 @@ class RetryPolicy:
             delay = hint if hint is not None else self.backoff(attempt)
             log.warning("%s: %s; retry %d/%d in %.1f s", what, last.detail, attempt + 1,
                         self.max_retries, delay)
+            if self.on_retry is not None:
+                self.on_retry()
             await self.sleep(delay)
         assert last is not None
         if last.timeout:
@@ -212,7 +233,18 @@ def classify_http(status: int, body: Any, headers: Mapping[str, str], *,
         return UpstreamConfig(f"key from {key_name} rejected; {where}", env=key_env)
     if status == 402:
         return UpstreamNoCredit(where)
+    if status == 404 or (status in (400, 503) and any(
+            w in blob for w in (*_MODEL_MISSING_WORDS, *_NO_CHANNEL_WORDS))):
+        return ModelUnavailable(where)
     if status == 403:
+        # OpenRouter's moderation answers 403 with metadata.reasons / flagged_input
+        # (https://openrouter.ai/docs/api-reference/errors).
+        err = error_object(body)
+        meta = err.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        if meta.get("reasons") or "flagged_input" in meta or any(
+                w in blob for w in ("moderation", "flagged")):
+            return Refused(reason=message, finish_reason="HTTP 403")
         if any(w in blob for w in _NO_CREDIT_WORDS):
             return UpstreamNoCredit(where)
         log.error("upstream denied access with the key from %s (%s)", key_name, where)
@@ -251,4 +283,22 @@ async def read_json(status: int, content: bytes, headers: Mapping[str, str], *,
         raise UpstreamError(f"HTTP {status} with an error body: {error_message(embedded)}")
     if not isinstance(body, dict):
         raise UpstreamError(f"HTTP {status} body is a JSON {type(body).__name__}, not an object")
+    choice_error(body, headers, key_env=key_env, secret=secret)
     return body
+
+
+def choice_error(body: dict[str, Any], headers: Mapping[str, str], *, key_env: str | None,
+                 secret: str | None) -> None:
+    """OpenRouter's mid-stream error in a 200: ``choices[0].error`` with ``finish_reason: "error"``.
+
+    https://openrouter.ai/docs/api-reference/errors ("Errors during streaming / in a 200"): the
+    error object carries an HTTP-like ``code``; 429 and 5xx are worth retrying.
+    """
+    choices = body.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(first, dict) or not isinstance(first.get("error"), dict):
+        return
+    err = first["error"]
+    code = err.get("code")
+    status = code if isinstance(code, int) and 400 <= code <= 599 else 502
+    raise classify_http(status, {"error": err}, headers, key_env=key_env, secret=secret)
