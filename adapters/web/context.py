@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from adapters.web.jobs import WebJobs
+from adapters.web.network import NetworkPolicy
 from adapters.web.security import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -17,8 +20,16 @@ from bot.bootstrap import Core
 from bot.domain import Actor, ChatRef
 from bot.messages import normalize_locale
 
-#: The visitor id the middleware attaches to each request.
+#: The visitor id the middleware attaches to each request (its cookie: its chat).
 UID = web.RequestKey("uid", str)
+#: Who pays and owns the results: the cookie's id, or the address pool's on a public console.
+ACTOR_ID = web.RequestKey("actor_id", str)
+#: Uploads are streamed and counted (playground); this bounds every other body.
+MAX_BODY = 1_000_000
+#: The one route that takes uploads, and its caps besides the body's size.
+UPLOAD_PATH = "/api/jobs"
+MAX_FILES = 16
+MAX_FIELDS = 32
 #: The operator acts as this admin (the console vouches for it after the token login).
 OPERATOR = Actor("web", "operator", display_name="operator", is_admin=True)
 
@@ -32,12 +43,24 @@ def accept_locale(header: str | None) -> str | None:
     return None
 
 
+def upload_cap(core: Core) -> int:
+    """``[web] max_body_mb``, else room for the most references of ``max_input_mb`` + 1 MB."""
+    settings = core.settings
+    if settings.web.max_body_mb is not None:
+        return int(settings.web.max_body_mb * 1_000_000)
+    refs = min(MAX_FILES, max((m.max_references for m in core.service.catalog.values()),
+                              default=1))
+    return math.ceil(settings.limits.max_input_mb * 1_000_000) * max(1, refs) + 1_000_000
+
+
 class Console:
     """Shared state of one running console."""
 
-    def __init__(self, core: Core, *, token: str, secret: bytes) -> None:
+    def __init__(self, core: Core, *, token: str, secret: bytes,
+                 listen_host: str = "127.0.0.1") -> None:
         self.core = core
         self.token = token
+        self.secret = secret
         self.signer = Signer(secret)
         self.sessions = Sessions()
         self.limiter = LoginLimiter()
@@ -45,6 +68,15 @@ class Console:
         settings = core.settings
         default = core.service.catalog[settings.bot.default_model]
         self.demo = settings.provider_table()[default.provider].api == "demo"
+        self.network = NetworkPolicy.from_settings(settings, listen_host)
+        self.pooled = self.network.exposed and settings.web.visitor_pool == "address"
+        self.max_body = upload_cap(core)
+        if settings.web.visitor_daily_credits is not None:
+            core.quotas.set_daily_allowance("web:", settings.web.visitor_daily_credits)
+
+    def body_cap(self, path: str) -> int:
+        """The most bytes a request to ``path`` may carry."""
+        return self.max_body if path == UPLOAD_PATH else MAX_BODY
 
     def t(self, locale: str, key: str, /, **params: object) -> str:
         """Catalog text."""
@@ -56,8 +88,8 @@ class Console:
         return request[UID]
 
     def actor(self, request: web.Request) -> Actor:
-        """The anonymous browser user behind a request."""
-        return Actor("web", self.uid(request),
+        """The anonymous user behind a request: the browser, or its address pool (see ACTOR_ID)."""
+        return Actor("web", request.get(ACTOR_ID) or self.uid(request),
                      locale=accept_locale(request.headers.get("Accept-Language")))
 
     def chat(self, request: web.Request) -> ChatRef:

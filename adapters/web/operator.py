@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from datetime import timedelta
@@ -67,21 +68,22 @@ class OperatorView:
                     body_class="login", status=status)
 
     async def login(self, request: web.Request) -> web.Response:
-        """Check the token (rate limited per address); open a session on success."""
+        """Check the token; a right one always opens a session, wrong ones are slowed per address."""
         t = partial(self.c.t, self.c.page_locale(request))
         client = request.remote or "unknown"
-        wait = self.c.limiter.retry_after(client)
-        if wait:
-            return self._login_page(request, t("web.op.too_many", seconds=wait), status=429)
         given = (await request.post()).get("token")
         if not isinstance(given, str) or not same_token(given, self.c.token):
-            self.c.limiter.failed(client)
+            wait = self.c.limiter.failed(client)
             log.warning("web: rejected operator login from %s", client)
+            if wait:
+                await asyncio.sleep(self.c.limiter.tarpit)
+                return self._login_page(request, t("web.op.too_many", seconds=wait), status=429)
             return self._login_page(request, t("web.op.wrong_token"), status=401)
         self.c.limiter.succeeded(client)
         response = see_other("/operator")
         response.set_cookie(SESSION_COOKIE, self.c.sessions.open(), max_age=SESSION_SECONDS,
-                            path="/", httponly=True, samesite="Strict", secure=request.secure)
+                            path="/", httponly=True, samesite="Strict",
+                            secure=self.c.network.secure(request))
         log.info("web: operator logged in from %s", client)
         return response
 

@@ -9,19 +9,18 @@ from html import escape
 from aiohttp import BodyPartReader, web
 
 from adapters.web import cards
-from adapters.web.context import Console
+from adapters.web.context import MAX_FIELDS, MAX_FILES, UPLOAD_PATH, Console
 from adapters.web.jobs import WebJob
 from adapters.web.render import Bundle, fill, json_island, page
 from bot.domain import Action, ImageData, ImageRequest, Options, Progress, Reply
 from bot.errors import BotError, InputTooLarge, TooManyWaiting
 from bot.messages import LOCALES
 
-MAX_FILES = 16
-#: All references of one request together (each is also held to ``[limits] max_input_mb``).
-MAX_TOTAL = 64_000_000
 #: How far past the limit an oversized file is read, to tell its size in the error.
 MEASURE = 4
 MAX_FIELD = 8_000
+#: How many of a visitor's recent turns are looked at to find the ones of this browser.
+HISTORY_SCAN = 100
 ProgressFn = Callable[[Progress], Awaitable[None]]
 LANGUAGES = {"en": "English", "zh-Hans": "简体中文", "zh-Hant": "繁體中文"}
 
@@ -45,7 +44,7 @@ class Playground:
 
     def routes(self) -> list[web.RouteDef]:
         """The playground's routes."""
-        return [web.get("/", self.index), web.post("/api/jobs", self.create),
+        return [web.get("/", self.index), web.post(UPLOAD_PATH, self.create),
                 web.get("/api/jobs/{job}", self.status), web.post("/api/act", self.act),
                 web.post("/api/locale", self.set_locale)]
 
@@ -57,7 +56,10 @@ class Playground:
         actor = c.actor(request)
         locale = await c.locale(request)
         history = []
-        for turn in await core.store.recent_turns(20, actor.key):
+        chat_key = c.chat(request).key  # a pooled actor's page shows this browser's turns only
+        turns = [t for t in await core.store.recent_turns(HISTORY_SCAN, actor.key)
+                 if t.chat_key == chat_key][-20:]
+        for turn in turns:
             card = cards.card_from_turn(core.messages, locale, turn,
                                         core.service.actions_for(turn))
             history.append(cards.prompt_bubble(core.messages, locale, turn.prompt, turn.kind))
@@ -229,36 +231,44 @@ class Playground:
 
     async def _read_form(self, request: web.Request, locale: str
                          ) -> tuple[dict[str, str], list[ImageData]]:
-        """Text fields and files, streamed with per-file limits (the core checks the images)."""
+        """Text fields and files, streamed with per-file, field-count and whole-body limits."""
         if request.content_type == "application/x-www-form-urlencoded":
             form = await request.post()
             return {k: v[:MAX_FIELD] for k, v in form.items() if isinstance(v, str)}, []
         if not request.content_type.startswith("multipart/"):
             raise _Refused(self.c.t(locale, "web.bad_request"))
         limit = int(self.core.settings.limits.max_input_mb * 1_000_000)
+        body = _Counter(request, self.c.body_cap(request.path),
+                        _Refused(self.c.t(locale, "web.body_too_big",
+                                          limit_mb=f"{self.c.body_cap(request.path) / 1e6:g}"), 413))
         reader = await request.multipart()
         fields: dict[str, str] = {}
         files: list[ImageData] = []
-        total = 0
+        parts = 0
         while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or not part.name:
-                continue
+            body.check()
+            parts += 1
+            if not isinstance(part, BodyPartReader):
+                raise _Refused(self.c.t(locale, "web.bad_request"))
+            if parts > MAX_FIELDS + MAX_FILES:
+                raise _Refused(self.c.t(locale, "web.too_many_fields"), 413)
             if part.name != "files":
-                data, _ = await _read_part(part, MAX_FIELD)
-                fields[part.name] = data.decode("utf-8", "replace")
+                data, size = await _read_part(part, MAX_FIELD, body)
+                if size > MAX_FIELD:
+                    raise _Refused(self.c.t(locale, "web.too_big"), 413)
+                if part.name:
+                    fields[part.name] = data.decode("utf-8", "replace")
                 continue
             if len(files) >= MAX_FILES:
                 raise _Refused(self.c.t(locale, "web.too_many_files", limit=MAX_FILES))
-            data, size = await _read_part(part, limit)
+            data, size = await _read_part(part, limit, body)
             if size > limit:
                 raise _Refused(self.core.presenter.error(locale, InputTooLarge(size / 1e6,
                                                                               limit / 1e6)), 413)
-            total += len(data)
-            if total > MAX_TOTAL:
-                raise _Refused(self.c.t(locale, "web.too_big"), 413)
             if data:
                 files.append(ImageData(data, part.headers.get("Content-Type", ""),
                                        name=part.filename or ""))
+        body.check()
         return fields, files
 
     # ----- language -----------------------------------------------------------------------
@@ -272,11 +282,26 @@ class Playground:
         return web.json_response({"locale": value})
 
 
-async def _read_part(part: BodyPartReader, limit: int) -> tuple[bytes, int]:
+class _Counter:
+    """Counts the bytes a request body has delivered so far (chunked bodies have no length)."""
+
+    def __init__(self, request: web.Request, cap: int, refusal: _Refused) -> None:
+        self._stream = request.content
+        self._cap = cap
+        self._refusal = refusal
+
+    def check(self) -> None:
+        """Refuse once more than the cap has arrived (read-ahead is one small buffer at most)."""
+        if self._stream.total_bytes > self._cap:
+            raise self._refusal
+
+
+async def _read_part(part: BodyPartReader, limit: int, body: _Counter) -> tuple[bytes, int]:
     """Up to ``limit`` bytes of a part, and its length (measured up to a few times the limit)."""
     data = bytearray()
     size = 0
     while chunk := await part.read_chunk(65536):
+        body.check()
         size += len(chunk)
         if size <= limit:
             data += chunk

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import os
 import secrets
 import time
@@ -57,16 +56,6 @@ def console_secret(data_dir: Path) -> bytes:
 def same_token(given: str, expected: str) -> bool:
     """Constant-time comparison of a submitted token with the real one."""
     return hmac.compare_digest(given.strip().encode(), expected.encode())
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Signer:
@@ -132,38 +121,46 @@ class Sessions:
 
 @dataclass(slots=True)
 class LoginLimiter:
-    """Failed logins per client address and overall, in a sliding window."""
+    """Wrong tokens per client address in a sliding window; it never stands before a right one.
+
+    Refusing every attempt after N failures lets anyone who shares the operator's address (or
+    spoofs enough of them) lock the operator out. So the token is always checked: a right one
+    logs in whatever came before; a wrong one past the allowance is answered 429 after a delay
+    (``tarpit``) that slows sequential guessing from that address. Guessing in parallel is bounded
+    by the token's strength (256 bits when generated; a weak one in the environment is warned of).
+    """
 
     per_client: int = 5
-    overall: int = 50
     window: float = 600.0
+    tarpit: float = 1.0
     clock: Callable[[], float] = time.monotonic
     _clients: dict[str, deque[float]] = field(default_factory=dict)
-    _all: deque[float] = field(default_factory=deque)
 
     def _trim(self, times: deque[float], now: float) -> None:
         while times and times[0] <= now - self.window:
             times.popleft()
 
     def retry_after(self, client: str) -> int:
-        """Seconds until ``client`` may try again (0: now)."""
+        """Seconds until ``client``'s wrong attempts are answered plainly again (0: now)."""
         now = self.clock()
-        mine = self._clients.get(client, deque())
+        mine = self._clients.get(client)
+        if mine is None:
+            return 0
         self._trim(mine, now)
-        self._trim(self._all, now)
-        waits = [t + self.window - now for times, cap in ((mine, self.per_client),
-                                                          (self._all, self.overall))
-                 if len(times) >= cap for t in (times[-cap],)]
-        return max(1, int(max(waits)) + 1) if waits else 0
+        if len(mine) < self.per_client:
+            return 0
+        return max(1, int(mine[-self.per_client] + self.window - now) + 1)
 
-    def failed(self, client: str) -> None:
-        """Record a failed attempt."""
+    def failed(self, client: str) -> int:
+        """Record a wrong attempt; non-zero (seconds) when it came past the allowance."""
+        wait = self.retry_after(client)
         now = self.clock()
-        self._clients.setdefault(client, deque()).append(now)
-        self._all.append(now)
+        self._clients.setdefault(client, deque(maxlen=self.per_client)).append(now)
         if len(self._clients) > 10_000:  # bound memory under a flood of addresses
-            self._clients = {k: v for k, v in self._clients.items() if v and v[-1] > now - self.window}
+            self._clients = {k: v for k, v in self._clients.items()
+                             if v and v[-1] > now - self.window}
+        return wait
 
     def succeeded(self, client: str) -> None:
-        """Forget a client's failures."""
+        """Forget a client's failures (the right token was given)."""
         self._clients.pop(client, None)
