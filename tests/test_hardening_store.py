@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import io
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import aiosqlite
@@ -42,6 +42,7 @@ USER = Actor("telegram", "1", "alice")
 CHAT = ChatRef("telegram", "1", "private")
 SECRET = "sk-relay-9f8e7d6c5b4a3928-SECRET"
 ADMINS = {"admins": ["telegram:9001"]}
+T = TypeVar("T")
 
 
 def png(size: tuple[int, int] = (40, 30), color: str = "teal") -> bytes:
@@ -184,23 +185,29 @@ async def test_forget_during_delivery_settles_and_binds_nothing(settings_factory
         await core.stop(grace=0)
 
 
+async def after(seconds: float, work: Awaitable[T]) -> T:
+    """``work`` after ``seconds`` (to land it between the steps of another)."""
+    await asyncio.sleep(seconds)
+    return await work
+
+
 async def test_forget_and_delivery_at_the_same_moment(settings_factory: Factory) -> None:
     core = await started(settings_factory())
     try:
-        for i in range(6):
+        rounds = 16
+        for i in range(rounds):
             reply = await core.service.imagine(ImageRequest(USER, CHAT, f"a lighthouse {i}"))
             assert reply.turn_id
             ref = MessageRef("telegram", "1", str(100 + i))
-            deliver, forget = core.service.bind(reply.turn_id, [ref]), core.service.forget(USER)
-            # Both orders: forget first, then delivery first.
-            results = await asyncio.gather(*((forget, deliver) if i % 2 else (deliver, forget)))
-            forgotten = results[0] if i % 2 else results[1]
+            # The delivery's report lands before, between and after the forget's steps.
+            _, forgotten = await asyncio.gather(after(i * 0.0005, core.service.bind(
+                reply.turn_id, [ref])), core.service.forget(USER))
             assert forgotten == 1  # whichever ran first, the turn was there to forget
             assert await core.store.held_reservations() == []
             assert await core.service.turn_for(ref) is None
             assert await core.store.turns_of(USER.key) == []
         kinds = [e.kind for e in await core.store.ledger(USER.key)]
-        assert kinds == ["reserve", "settle"] * 6
+        assert kinds == ["reserve", "settle"] * rounds
     finally:
         await core.stop(grace=0)
 
