@@ -9,15 +9,15 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from bot.domain import MessageRef, Turn, UserSettings
-from bot.errors import ConfigError, StoreUnavailable
+from bot.errors import StoreUnavailable
 from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationState, UserRecord
+from bot.storage.sqlite_schema import _statements, migrate, migrations
 from bot.storage.sqlite_tx import SqliteQuotaTx
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,6 @@ def _write_errors() -> Iterator[None]:
         yield
     except sqlite3.OperationalError as exc:
         raise StoreUnavailable(f"database write failed: {exc}") from exc
-
-
-def migrations() -> list[tuple[int, str]]:
-    """Bundled migrations as (version, sql), lowest first."""
-    folder = resources.files("bot.storage").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
-    return sorted(found)
 
 
 def _turn(row: aiosqlite.Row) -> Turn:
@@ -103,28 +93,8 @@ class SqliteStore:
             raise
 
     async def _migrate(self) -> None:
-        db = self.db
         async with self._lock:
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                current = (await (await db.execute("PRAGMA user_version")).fetchone() or [0])[0]
-                bundled = migrations()
-                newest = bundled[-1][0] if bundled else 0
-                if current > newest:
-                    raise ConfigError(
-                        f"database {self.path} is at schema version {current}, newer than this "
-                        f"imagine-bot understands ({newest}); upgrade imagine-bot or use a backup"
-                    )
-                for version, sql in bundled:
-                    if version > current:
-                        for statement in _statements(sql):
-                            await db.execute(statement)
-                        await db.execute(f"PRAGMA user_version = {version}")
-                await db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    await db.execute("ROLLBACK")
-                raise
+            await migrate(self.db, self.path)
 
     async def close(self) -> None:
         """Checkpoint and disconnect."""
@@ -367,22 +337,4 @@ class SqliteStore:
         return bool(rows) and rows[0][0] == "ok"
 
 
-def _statements(sql: str) -> list[str]:
-    """Split a migration into statements, keeping trigger bodies whole."""
-    out: list[str] = []
-    buf: list[str] = []
-    for line in sql.splitlines():
-        stripped = line.split("--", 1)[0].rstrip()
-        if not stripped:
-            continue
-        buf.append(stripped)
-        text = "\n".join(buf)
-        if stripped.endswith(";") and sqlite3.complete_statement(text):
-            out.append(text)
-            buf = []
-    if buf:
-        out.append("\n".join(buf))
-    return out
-
-
-__all__ = ["ReservationState", "SqliteStore"]
+__all__ = ["ReservationState", "SqliteStore", "_statements", "migrations"]
