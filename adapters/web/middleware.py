@@ -71,7 +71,10 @@ def gate(console: Console, bundle: Bundle) -> Middleware:
     """Trusted-proxy headers, then only our own host names, then the body cap by its length.
 
     A declared Content-Length past the cap is refused before any of the body is read; a body
-    without one (chunked) is counted as it streams by the handler that reads it.
+    without one (chunked) is counted as it streams by the handler that reads it. (aiohttp's
+    ``client_max_size`` only guards ``read()``/``post()``; the playground streams multipart.)
+    After the answer aiohttp discards what the client still sends for up to ``lingering_time``
+    (10 s) so the client sees the 413 instead of a reset; nothing of it is kept.
     """
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -2,8 +2,9 @@
 
 A browser sends the name it resolved in ``Host``; answering only our own names defeats DNS
 rebinding (a page on ``evil.example`` re-pointed at 127.0.0.1 still says ``Host: evil.example``).
-RFC 9110 section 15.5.20: 421 Misdirected Request tells a client the server "is not able to
-produce a response" for that target (https://www.rfc-editor.org/rfc/rfc9110#section-15.5.20).
+421 Misdirected Request is what an origin sends "to reject a target URI that does not match an
+origin for which the server has been configured" (RFC 9110 section 15.5.20,
+https://www.rfc-editor.org/rfc/rfc9110#section-15.5.20).
 """
 
 from __future__ import annotations
@@ -91,8 +92,10 @@ class NetworkPolicy:
     def forwarded(self, request: web.Request) -> web.Request:
         """The request as the client sent it to the proxy, when the peer is a trusted proxy.
 
-        The client is the rightmost X-Forwarded-For entry that is not itself a trusted proxy
-        (entries to its left are whatever the client chose to send).
+        The client is the rightmost X-Forwarded-For entry that is not itself a trusted proxy:
+        nginx's ``$proxy_add_x_forwarded_for`` appends the peer to whatever the client sent
+        (https://nginx.org/en/docs/http/ngx_http_proxy_module.html#var_proxy_add_x_forwarded_for),
+        so entries to its left are the client's own say.
         """
         if not self.proxies or not self.trusted(request.remote):
             return request
