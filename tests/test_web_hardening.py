@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 from yarl import URL
 
-from adapters.web.network import pool_id
+from adapters.web.network import NetworkPolicy, pool_id
+from bot.config import load_settings
+from bot.errors import ConfigError
 from tests.fake_discord import FakeDiscord, discord_settings, private_answer, result_of, running_bot
 from tests.test_web_harness import TOKEN, Factory, Running, Visitor, running_console, turn_of, visitor
 
@@ -55,6 +58,31 @@ async def test_only_our_own_host_names_are_answered(settings_factory: Factory) -
             async with v.http.get(run.url + "/", headers={"Host": host}) as res:
                 assert res.status == 200, host
         assert await run.ledger_kinds() == []
+
+
+def test_web_network_keys_are_checked_with_a_clear_line(tmp_path: Path) -> None:
+    cases = {'public_url = "bot.example.com"': "expected scheme://host[:port]",
+             'public_url = "https://bot.example.com/console"': "expected scheme://host[:port]",
+             'trusted_proxies = ["10.0.0.0/33"]': "'10.0.0.0/33' is not an IP address or CIDR",
+             'visitor_pool = "everyone"': "visitor_pool",
+             "max_body_mb = 0": "max_body_mb"}
+    for line, expected in cases.items():
+        path = tmp_path / "config.toml"
+        path.write_text(f"[web]\n{line}\n", encoding="utf-8")
+        with pytest.raises(ConfigError) as info:
+            load_settings(path, {})
+        assert expected in str(info.value) and "Traceback" not in str(info.value), line
+    path.write_text('[web]\npublic_url = "https://Bot.example.com:8443/"\n'
+                    'trusted_proxies = ["127.0.0.1", "fd00::/8"]\n', encoding="utf-8")
+    settings = load_settings(path, {})
+    assert settings.web.public_url == "https://Bot.example.com:8443"
+    network = NetworkPolicy.from_settings(settings, "127.0.0.1")
+    assert "bot.example.com" in network.hosts and network.exposed
+    assert network.public_origin == "https://bot.example.com:8443"  # as browsers send it
+    for url, origin in (("https://BOT.example.com:443", "https://bot.example.com"),
+                        ("http://[::1]:80", "http://[::1]")):
+        path.write_text(f'[web]\npublic_url = "{url}"\n', encoding="utf-8")
+        assert NetworkPolicy.from_settings(load_settings(path, {}), "::1").public_origin == origin
 
 
 # ----- 2. Behind a TLS proxy ----------------------------------------------------------------

@@ -82,7 +82,8 @@ class NetworkPolicy:
         proxies = tuple(ipaddress.ip_network(p, strict=False) for p in web_cfg.trusted_proxies)
         exposed = (not is_loopback(listen_host) or bool(proxies)
                    or (public_host is not None and not is_loopback(public_host)))
-        return cls(frozenset(hosts), proxies, web_cfg.public_url, public_host, exposed)
+        origin = _origin(web_cfg.public_url) if web_cfg.public_url else None
+        return cls(frozenset(hosts), proxies, origin, public_host, exposed)
 
     def trusted(self, peer: str | None) -> bool:
         """True when the TCP peer is one of ``[web] trusted_proxies``."""
@@ -129,6 +130,15 @@ class NetworkPolicy:
         """Whether cookies get ``Secure``: an https request, or an https public_url."""
         return request.secure or bool(self.public_origin and self.public_origin.startswith(
             "https:") and host_name(request.host) == self.public_host)
+
+
+def _origin(url: str) -> str:
+    """An origin as browsers serialize it: lower-case, default port left out (RFC 6454 6.1)."""
+    parts = urlsplit(url)
+    scheme, host, port = parts.scheme.lower(), parts.hostname or "", parts.port
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def _last(value: str | None) -> str:
