@@ -212,6 +212,11 @@ async def test_thousands_of_small_fields_are_refused(settings_factory: Factory) 
             form.add_field(f"f{i}", "x" * 100)
         status, body = await v.post("/api/jobs", form)
         assert status == 413 and "too many fields" in body["error"]
+        too_long = aiohttp.FormData(default_to_multipart=True)
+        too_long.add_field("prompt", "长" * 3000)  # 9000 bytes: a field is held to 8000
+        for data in (too_long, {"prompt": "x" * 9000}):  # multipart, then urlencoded
+            status, body = await v.post("/api/jobs", data)
+            assert status == 413 and body["error"] == "That text is too long. Please shorten it."
         assert await run.ledger_kinds() == []
 
 

@@ -234,7 +234,9 @@ class Playground:
         """Text fields and files, streamed with per-file, field-count and whole-body limits."""
         if request.content_type == "application/x-www-form-urlencoded":
             form = await request.post()
-            return {k: v[:MAX_FIELD] for k, v in form.items() if isinstance(v, str)}, []
+            if any(isinstance(v, str) and len(v.encode()) > MAX_FIELD for v in form.values()):
+                raise _Refused(self.c.t(locale, "web.field_too_long"), 413)
+            return {k: v for k, v in form.items() if isinstance(v, str)}, []
         if not request.content_type.startswith("multipart/"):
             raise _Refused(self.c.t(locale, "web.bad_request"))
         limit = int(self.core.settings.limits.max_input_mb * 1_000_000)
@@ -254,8 +256,8 @@ class Playground:
                 raise _Refused(self.c.t(locale, "web.too_many_fields"), 413)
             if part.name != "files":
                 data, size = await _read_part(part, MAX_FIELD, body)
-                if size > MAX_FIELD:
-                    raise _Refused(self.c.t(locale, "web.too_big"), 413)
+                if size > MAX_FIELD:  # refused, not cut: the rest would still have to be read
+                    raise _Refused(self.c.t(locale, "web.field_too_long"), 413)
                 if part.name:
                     fields[part.name] = data.decode("utf-8", "replace")
                 continue
