@@ -10,13 +10,16 @@ import io
 import ipaddress
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
-from bot.config import ProviderSection
+from bot.bootstrap import build_core
+from bot.config import ProviderSection, Settings
+from bot.domain import Actor, ChatRef, ImageRequest
 from bot.errors import UpstreamError
 from bot.providers.base import ImageProvider, ProviderRequest
 from bot.providers.extract import UrlFetcher, verify_image
@@ -336,3 +339,34 @@ def _url_answer(wire: str, url: str) -> dict[str, Any]:
         return chat_body(f"![result]({url})")
     return images_body({"url": url})
 
+
+
+@pytest.mark.parametrize("hostile", ["oversize", "padded", "inward"])
+async def test_refused_answers_are_upstream_errors_and_refunded(
+        hostile: str, fake_upstream: FakeUpstream, sleeps: Sleeps, tmp_path: Path,
+        recorder: ConnectionRecorder) -> None:
+    settings = Settings.model_validate({
+        "bot": {"data_dir": str(tmp_path / "data")},
+        "providers": {"relay": {"api": "openai-chat", "base_url": fake_upstream.v1,
+                                "api_key_env": "RELAY_API_KEY", "max_response_mb": 1}}})
+    provider = build_provider("relay", settings.providers["relay"], api_key=KEY, sleep=sleeps)
+    core = build_core(settings, providers={"relay": provider})
+    await core.start()
+    actor, chat = Actor("telegram", "42"), ChatRef("telegram", "42")
+    reply = {
+        "oversize": Reply(json=answer("chat", b64(noisy_png(700, 700)))),
+        "padded": Reply(json=answer("chat", b64(png() + b"\x00" * 4096))),
+        "inward": Reply(json=chat_body(f"![x]({recorder.url()})")),
+    }[hostile]
+    try:
+        before = (await core.service.usage(actor)).credits_left
+        fake_upstream.push("chat", reply)
+        result = await core.service.imagine(ImageRequest(actor=actor, chat=chat, prompt="a cat"))
+        assert result.error == "error.upstream" and "Nothing was charged" in result.text
+        assert (await core.service.usage(actor)).credits_left == before
+        kinds = [e.kind for e in await core.store.ledger(actor.key)]
+        assert kinds.count("refund") == 1 and "settle" not in kinds
+        assert len(fake_upstream.seen("chat")) == 1 and sleeps == []  # not retried
+        assert recorder.connections == 0
+    finally:
+        await core.stop(grace=0)
