@@ -178,6 +178,18 @@ async def test_max_response_mb_is_configured_per_provider(fake_upstream: FakeUps
         await provider.aclose()
 
 
+async def test_many_image_urls_in_one_answer_add_up_to_the_cap(
+        make: Build, fake_upstream: FakeUpstream) -> None:
+    urls = [fake_upstream.serve(f"n{i}.png", noisy_png(300, 300)) for i in range(5)]  # ~270 KB
+    fake_upstream.push("chat", Reply(json=chat_body(" ".join(f"![{i}]({u})"
+                                                             for i, u in enumerate(urls)))))
+    with pytest.raises(UpstreamError, match="images of one answer exceed"):
+        await make("chat", max_response_mb=1).generate(REQUEST)
+    fake_upstream.push("chat", Reply(json=chat_body(" ".join(f"![{i}]({u})"
+                                                             for i, u in enumerate(urls[:2])))))
+    assert len((await make("chat", max_response_mb=1).generate(REQUEST)).images) == 2
+
+
 # --- item 7: nothing after the end of the image --------------------------------------------------
 
 

@@ -47,7 +47,7 @@ from bot.domain import ImageData
 from bot.errors import NoImage, Refused, UpstreamError
 from bot.providers.base import ProviderResult
 from bot.providers.http import UNPOOLED as UNPOOLED  # re-exported for the providers
-from bot.providers.http import ResponseTooLarge, capped_client
+from bot.providers.http import ResponseTooLarge, cap_bytes, capped_client, mib
 from bot.providers.image_end import check_trailing
 from bot.providers.netguard import GuardedTransport
 
@@ -79,17 +79,20 @@ class UrlFetcher:
 
     Only the route's own origin (``allow``: its base URL) or public addresses are connected to,
     each redirect hop included (:mod:`bot.providers.netguard`). A ``client`` passed in is used
-    as it is (tests); it then brings its own transport and limits.
+    as it is (tests); it then brings its own transport and limits. ``max_total`` bounds all the
+    images of one answer together (the route's ``max_response_mb``): many URLs add up too.
     """
 
     def __init__(self, client: httpx.AsyncClient | None = None, *,
                  max_bytes: int = MAX_FETCH_BYTES, timeout: float = 30.0,
-                 max_redirects: int = 3, allow: tuple[str | None, ...] = ()) -> None:
+                 max_redirects: int = 3, allow: tuple[str | None, ...] = (),
+                 max_total: int = cap_bytes(None)) -> None:
         self._own = client is None
         self._client = client or capped_client(
             max_bytes, follow_redirects=False,
             transport=GuardedTransport(a for a in allow if a))
         self.max_bytes = max_bytes
+        self.max_total = max_total
         self.timeout = timeout
         self.max_redirects = max_redirects
 
@@ -288,12 +291,18 @@ def _inline(part: Mapping[str, Any]) -> tuple[str, str] | None:
 
 async def _materialise(found: list[_Found], fetch: Fetcher | None) -> list[ImageData]:
     images = []
+    # Inline images are bounded by the response cap; downloads add up, one cap per answer.
+    budget, total = fetch.max_total if isinstance(fetch, UrlFetcher) else None, 0
     for item in found:
         try:
             images.append(await _load(item, fetch))
         except UpstreamError:
             if item.strict:
                 raise
+            continue
+        total += images[-1].size_bytes
+        if budget is not None and total > budget:
+            raise UpstreamError(f"the images of one answer exceed {mib(budget)}; refused")
     return images
 
 

@@ -84,7 +84,8 @@ class GeminiProvider:
         self._headers = {**auth_headers(self._base, api_key, auth),
                          "Content-Type": "application/json"}
         self._policy = policy or RetryPolicy()
-        self._fetcher = fetcher or UrlFetcher(allow=(self._base,))
+        self._fetcher = fetcher or UrlFetcher(allow=(self._base,),
+                                              max_total=cap_bytes(max_response_mb))
         # The job scheduler bounds concurrent calls ([limits] global_concurrency); httpx's own
         # default pool of 100 would make the rest wait unseen, their wait counted as the model's.
         # Answers are capped while they stream ([providers.NAME] max_response_mb).

@@ -31,7 +31,7 @@ from bot.domain import ImageData
 from bot.errors import UpstreamError
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.providers.extract import Fetcher, UrlFetcher, encode_base64, extract
-from bot.providers.http import sdk_client
+from bot.providers.http import cap_bytes, sdk_client
 from bot.providers.retry import RetryPolicy, TransientError, read_json
 from bot.providers.routes import ROUTES, Route
 
@@ -49,7 +49,8 @@ class OpenAIChatProvider:
         self._key = api_key
         self._key_env = key_env
         self._policy = policy or RetryPolicy()
-        self._fetcher = fetcher or UrlFetcher(allow=(base_url,))
+        self._fetcher = fetcher or UrlFetcher(allow=(base_url,),
+                                              max_total=cap_bytes(max_response_mb))
         # Answers are capped while they stream ([providers.NAME] max_response_mb).
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
                                           http_client=sdk_client(max_response_mb))

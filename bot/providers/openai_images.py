@@ -30,7 +30,7 @@ import openai
 
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.extract import UrlFetcher, extract
-from bot.providers.http import sdk_client
+from bot.providers.http import cap_bytes, sdk_client
 from bot.providers.openai_chat import list_model_ids, sdk_call
 from bot.providers.retry import RetryPolicy
 
@@ -66,7 +66,8 @@ class OpenAIImagesProvider:
         self._key = api_key
         self._key_env = key_env
         self._policy = policy or RetryPolicy()
-        self._fetcher = fetcher or UrlFetcher(allow=(base_url,))
+        self._fetcher = fetcher or UrlFetcher(allow=(base_url,),
+                                              max_total=cap_bytes(max_response_mb))
         # Answers are capped while they stream ([providers.NAME] max_response_mb).
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
                                           http_client=sdk_client(max_response_mb))
