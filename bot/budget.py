@@ -1,0 +1,136 @@
+"""Back-pressure on result bytes held for delivery: a byte budget that jobs wait on, in order.
+
+A finished job holds its images from the model's answer until the adapter has uploaded them (or
+given up). When results arrive faster than they can be fitted and uploaded they pile up, and
+memory with them; a job therefore takes a :class:`Lease` on the budget for its result bytes and
+gives it back when delivery ends either way. While the budget is spent, the next job waits (first
+come, first served) without holding its bytes: they are already in the blob store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+__all__ = ["DEFAULT_MAX_HOLD", "DeliveryBudget", "Lease"]
+
+log = logging.getLogger(__name__)
+
+#: A lease still held after this long was lost by its holder (no bind, no undeliverable):
+#: it is given back so that a leak cannot shrink the budget for good. Discord's interaction
+#: token lives 15 minutes, the longest any delivery can take.
+DEFAULT_MAX_HOLD = 900.0
+
+
+class Lease:
+    """Bytes taken from a :class:`DeliveryBudget`; :meth:`release` gives them back (once)."""
+
+    __slots__ = ("_budget", "_timer", "size")
+
+    def __init__(self, budget: DeliveryBudget, size: int) -> None:
+        self._budget: DeliveryBudget | None = budget
+        self.size = size
+        self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def held(self) -> bool:
+        """True until released."""
+        return self._budget is not None
+
+    def release(self) -> None:
+        """Give the bytes back and let waiting jobs in; later calls do nothing."""
+        budget, self._budget = self._budget, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if budget is not None:
+            budget._give_back(self.size)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._budget is not None:
+            log.warning("a delivery lease of %d bytes was never released; reclaimed", self.size)
+            self.release()
+
+
+class DeliveryBudget:
+    """At most ``capacity`` bytes of results held at once; acquirers wait in arrival order."""
+
+    def __init__(self, capacity: int, *, max_hold: float = DEFAULT_MAX_HOLD) -> None:
+        if capacity < 1:
+            raise ValueError("the delivery budget must be at least one byte")
+        self.capacity = capacity
+        self.max_hold = max_hold
+        self._held = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @property
+    def held(self) -> int:
+        """Bytes currently leased."""
+        return self._held
+
+    @property
+    def waiting(self) -> int:
+        """Jobs waiting for bytes."""
+        return len(self._waiters)
+
+    def try_acquire(self, size: int) -> Lease | None:
+        """A lease at once, or None when the bytes are not free (or others wait before us)."""
+        size = self._clamp(size)
+        if self._waiters or self._held + size > self.capacity:
+            return None
+        return self._grant(size)
+
+    async def acquire(self, size: int) -> Lease:
+        """A lease for ``size`` bytes, waiting in line for them; cancelling the wait is safe.
+
+        A result larger than the whole budget is leased as the whole budget: it goes alone.
+        """
+        lease = self.try_acquire(size)
+        if lease is not None:
+            return lease
+        size = self._clamp(size)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (size, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._held -= size  # granted just as the wait was cancelled: hand it on
+            elif entry in self._waiters:
+                self._waiters.remove(entry)
+            self._wake()
+            raise
+        return self._lease(size)
+
+    def _clamp(self, size: int) -> int:
+        return min(max(size, 0), self.capacity)
+
+    def _grant(self, size: int) -> Lease:
+        self._held += size
+        return self._lease(size)
+
+    def _lease(self, size: int) -> Lease:
+        lease = Lease(self, size)
+        if self.max_hold > 0:
+            lease._timer = asyncio.get_running_loop().call_later(self.max_hold, lease._expire)
+        return lease
+
+    def _give_back(self, size: int) -> None:
+        self._held -= size
+        self._wake()
+
+    def _wake(self) -> None:
+        """Grant waiters from the front while their bytes fit (the order is never jumped)."""
+        while self._waiters:
+            size, waiter = self._waiters[0]
+            if waiter.done():  # cancelled; its acquire() removes it
+                self._waiters.popleft()
+                continue
+            if self._held + size > self.capacity:
+                return
+            self._waiters.popleft()
+            self._held += size
+            waiter.set_result(None)
