@@ -18,6 +18,7 @@ import base64
 import contextlib
 import io
 import json
+import ssl
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -350,8 +351,9 @@ def gzipped(reply_json: Any, **reply: Any) -> Reply:
 class ConnectionRecorder:
     """A raw TCP listener that counts connections and answers each with one small PNG over HTTP."""
 
-    def __init__(self, host: str = "127.0.0.2") -> None:
+    def __init__(self, host: str = "127.0.0.2", tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.tls = tls
         self.port = 0
         self.connections = 0
         self.requests: list[bytes] = []
@@ -359,30 +361,51 @@ class ConnectionRecorder:
 
     async def start(self) -> ConnectionRecorder:
         """Listen on ``host`` (an address on 127.0.0.0/8) on a free port."""
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self._server = await asyncio.start_server(self._handle, self.host, 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
     def url(self, path: str = "/x.png", host: str | None = None) -> str:
-        """An http URL on this listener (``host`` overrides the address, e.g. a name)."""
-        return f"http://{host or self.host}:{self.port}{path}"
+        """A URL on this listener (``host`` overrides the address, e.g. a name)."""
+        return f"{'https' if self.tls else 'http'}://{host or self.host}:{self.port}{path}"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             head = await reader.readuntil(b"\r\n\r\n")
             self.requests.append(head)
             body = png(color="purple")
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
             await writer.drain()
-        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            writer.close()
 
     async def stop(self) -> None:
         """Stop listening."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+def tls_pair(directory: str, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """(server, client) TLS contexts: a throwaway CA and a certificate for ``name`` only."""
+    import subprocess
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=imagine-bot test CA")
+    run("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", f"/CN={name}")
+    with open(f"{directory}/san.ext", "w") as ext:
+        ext.write(f"subjectAltName=DNS:{name}\n")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "srv.pem", "-days", "2", "-extfile", "san.ext")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(f"{directory}/srv.pem", f"{directory}/srv.key")
+    return server, ssl.create_default_context(cafile=f"{directory}/ca.pem")
 
 
 @pytest.fixture(name="recorder")

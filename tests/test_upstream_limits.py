@@ -47,6 +47,7 @@ from tests.fake_upstream import (
     png,
     recorder_fixture,  # noqa: F401
     sleeps_fixture,  # noqa: F401
+    tls_pair,
     webp,
 )
 
@@ -326,6 +327,31 @@ async def test_the_checked_address_is_the_one_connected_to(recorder: ConnectionR
     finally:
         await fetcher.aclose()
         await transport.aclose()
+
+
+async def test_a_pinned_https_fetch_still_verifies_the_certificate_for_the_name(
+        tmp_path: Path) -> None:
+    """Connecting to the checked IP keeps TLS honest: the certificate is checked for the name."""
+    server_tls, client_tls = tls_pair(str(tmp_path), "images.rebind.test")
+    server = await ConnectionRecorder("127.0.0.2", tls=server_tls).start()
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.2"]
+
+    transport = GuardedTransport(resolve=resolve, verify=client_tls,
+                                 public=lambda ip: ip == ipaddress.ip_address("127.0.0.2"))
+    fetcher = UrlFetcher(client=httpx.AsyncClient(transport=transport))
+    try:
+        data, _ = await fetcher(server.url("/pic.png", host="images.rebind.test"))
+        assert data == png(color="purple")
+        # Same address, another name: the certificate does not cover it, so nothing is fetched.
+        with pytest.raises(UpstreamError, match="failed"):
+            await fetcher(server.url("/pic.png", host="other.rebind.test"))
+        assert len(server.requests) == 1
+    finally:
+        await fetcher.aclose()
+        await transport.aclose()
+        await server.stop()
 
 
 @pytest.mark.parametrize("address", [

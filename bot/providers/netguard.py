@@ -19,7 +19,8 @@ socket layer: httpx exposes no public hook for its connection backend, and this 
 verification correct without touching internals. The ``Host`` header keeps the real name, and
 httpcore passes ``sni_hostname`` as ``server_hostname`` to ``SSLContext.wrap_socket``, so the
 certificate is still verified against the URL's host name, not the IP
-(https://www.python-httpx.org/advanced/extensions/#sni_hostname). Pinned connections are not
+(https://www.python-httpx.org/advanced/extensions/, https://www.encode.io/httpcore/extensions/,
+``sni_hostname``). Pinned connections are not
 kept alive: a pooled connection is keyed by IP, and must never carry a request for another name
 than the one its certificate was checked for. Environment proxies are not used for these
 downloads: a proxy would resolve names itself, after our check.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
@@ -66,23 +68,25 @@ def is_public(ip: IPAddress) -> bool:
 
 
 def origin(url: str | httpx.URL) -> tuple[str, int]:
-    """``(host, port)`` of a URL, the port defaulted by scheme."""
+    """``(host, port)`` of a URL (the host as sent: ASCII, IDNA-encoded), port by scheme."""
     parsed = httpx.URL(url) if isinstance(url, str) else url
-    return parsed.host.lower(), parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 0)
+    host = parsed.raw_host.decode("ascii").lower()
+    return host, parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 0)
 
 
 class GuardedTransport(httpx.AsyncBaseTransport):
     """Connects only to the allowed origins or to checked public addresses (see module doc)."""
 
     def __init__(self, allow: Iterable[str] = (), *, resolve: Resolver = system_resolve,
-                 public: Callable[[IPAddress], bool] = is_public) -> None:
+                 public: Callable[[IPAddress], bool] = is_public,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self._allow = {origin(url) for url in allow if url}
         self._resolve = resolve
         self._public = public
-        self._direct = httpx.AsyncHTTPTransport(limits=UNPOOLED, trust_env=False)
+        self._direct = httpx.AsyncHTTPTransport(limits=UNPOOLED, trust_env=False, verify=verify)
         self._pinned = httpx.AsyncHTTPTransport(
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-            trust_env=False)
+            trust_env=False, verify=verify)
 
     async def addresses(self, host: str, port: int) -> list[str]:
         """The checked addresses to connect to for ``host``; BlockedAddress if any is not public."""
