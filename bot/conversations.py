@@ -136,10 +136,10 @@ class UserLocks:
 class Conversations:
     """Turns with parent links, bindings from platform messages, and bounded edit history."""
 
-    # A user's turns are written one thing at a time: storing a result, binding its delivered
-    # messages and /forget take the user's lock, so a forget never meets half a delivery (it
-    # used to delete the turn under a binding, which failed on the foreign key after the photo
-    # had arrived and left the credits held).
+    # A user's turns are written one thing at a time: storing a result (blobs, then the turn),
+    # deleting one and /forget take the user's lock, so a forget never meets half of one (it
+    # used to delete the turn under a delivery's binding, which failed on the foreign key after
+    # the photo had arrived and left the credits held). Binding is one atomic statement.
 
     def __init__(self, store: Store, blobs: BlobStore, *, history_turns: int = 4,
                  clock: Clock = utc_now) -> None:
@@ -172,11 +172,10 @@ class Conversations:
 
     async def bind(self, turn_id: str, messages: Sequence[MessageRef]) -> None:
         """Map every platform message that shows the turn's output to it (none if it is gone)."""
-        turn = await self._store.get_turn(turn_id) if messages else None
-        if turn is None:
-            return  # forgotten or deleted while it was being delivered: nothing shows it now
-        async with self.locks.hold(turn.actor_key):
-            await self._store.bind(turn_id, list(messages))  # binds nothing if it went meanwhile
+        # One statement that binds only while the turn exists: atomic against a forget without
+        # the user's lock, and as quick as a bare insert (a reply can follow the photo at once).
+        if messages:
+            await self._store.bind(turn_id, list(messages))
 
     async def turn_for(self, message: MessageRef) -> Turn | None:
         """The turn shown by ``message``, if it is one of ours."""
