@@ -350,8 +350,9 @@ def _b64(text: str) -> bytes:
 async def verify_image(data: bytes, mime: str = "") -> ImageData:
     """Check the bytes are one whole image and nothing after it (thread for large ones).
 
-    Keeps the upstream's MIME; the bytes kept are exactly the verified image (a few bytes of
-    trailing slack are trimmed, more are refused: :mod:`bot.providers.image_end`).
+    The type is sniffed from the bytes (ImageData), never the upstream's label; the bytes kept
+    are exactly the verified image (a few bytes of trailing slack are trimmed, more are
+    refused: :mod:`bot.providers.image_end`).
     """
     fmt_mime, width, height, data = (await asyncio.to_thread(_inspect, data)
                                      if len(data) > INLINE_LIMIT else _inspect(data))
