@@ -100,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "console-token":
             from adapters.web.security import console_token
 
-            if not settings.bot.data_dir.is_dir():
+            named = getattr(args, "config", None) or os.environ.get("IMAGINE_CONFIG")
+            if not named and not Path("config.toml").exists() and not settings.bot.data_dir.is_dir():
                 print(f"imagine-bot: no data directory at {settings.bot.data_dir.resolve()}: run "
                       "this where the bot runs, or pass the bot's --config", file=sys.stderr)
                 return EXIT_USAGE

@@ -8,6 +8,7 @@ and read with :meth:`Settings.secret`. Any non-secret key can also be overridden
 from __future__ import annotations
 
 import ipaddress
+import copy
 import logging
 import os
 import re
@@ -327,6 +328,15 @@ class Settings(_Section):
     _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
     _auto_route: str | None = PrivateAttr(default=None)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _current_names(cls, data: Any) -> Any:
+        """Retired names and ids mean their successors however Settings is built."""
+        if isinstance(data, dict) and isinstance(data.get("models") or data.get("bot"), dict):
+            data = copy.deepcopy(data)
+            rewrite_retired(data, frozenset(ModelSection.model_fields))
+        return data
+
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Settings:
         self._auto_route = (info.context or {}).get("auto_route")
@@ -497,6 +507,10 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         settings = Settings.model_validate(data, context={"auto_route": auto})
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source)) from None
+    if path is not None and not settings.bot.data_dir.is_absolute():
+        # Relative to the file, so every command finds the same data wherever it runs from.
+        bot = settings.bot.model_copy(update={"data_dir": path.parent / settings.bot.data_dir})
+        settings = settings.model_copy(update={"bot": bot})
     for use in uses:
         log.warning("%s: %s", source, use)
     settings._retired = tuple(uses)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot import images
-from bot.catalog import ASPECTS, ModelSpec, normalize_size
+from bot.catalog import ASPECTS, Lineup, ModelSpec, normalize_size
 from bot.config import ProviderSection, Settings
 from bot.domain import ImageData
 from bot.errors import (
@@ -43,7 +43,7 @@ def resolve_model(settings: Settings, name: str | None, api: str | None) -> Mode
     """A configured model by name or id; with ``--api``, any id is accepted as it is."""
     catalog = settings.catalog()
     wanted = name or settings.bot.default_model
-    spec = catalog.get(wanted) or next((m for m in catalog.values() if m.id == wanted), None)
+    spec = Lineup(catalog).find(wanted, where="--model")  # a retired id means its successor
     if spec is not None:
         return spec
     if api is None:
@@ -61,7 +61,7 @@ def provider_for(settings: Settings, spec: ModelSpec, args: GenerateArgs) -> Ima
         key = None if args.api == "demo" else Settings.secret(API_KEY_ENV)
         return build_provider("cli", section, api_key=key)
     section = settings.provider_table()[spec.provider]
-    key = Settings.secret(section.api_key_env) if section.api_key_env else None
+    key = Settings.secret(section.key_env) if section.key_env else None
     return build_provider(spec.provider, section, api_key=key)
 
 

@@ -57,7 +57,7 @@ def test_bad_input_exits_5(tmp_path: Path) -> None:
         ("generate", "", "--api", "demo"),
         ("generate", "x", "--api", "demo", "--ref", "notes.png"),
         ("generate", "x", "--api", "demo", "--ref", "missing.png"),
-        ("generate", "x", "--api", "demo", "--model", "nano-banana", "--size", "4K"),
+        ("generate", "x", "--api", "demo", "--model", "nano-banana-2-lite", "--size", "4K"),
         ("generate", "x", "--api", "demo", "--aspect", "7:3"),
         ("generate", "x", "--model", "no-such-model"),
     ]
@@ -65,12 +65,12 @@ def test_bad_input_exits_5(tmp_path: Path) -> None:
         proc = run_cli(*args, cwd=tmp_path)
         assert proc.returncode == 5, (args, proc.stderr)
         assert_clean_failure(proc)
-    too_many = [arg for i in range(4) for arg in ("--ref", f"r{i}.png")]
-    for i in range(4):
+    too_many = [arg for i in range(15) for arg in ("--ref", f"r{i}.png")]
+    for i in range(15):
         Image.new("RGB", (10, 10)).save(tmp_path / f"r{i}.png")
     proc = run_cli("generate", "x", "--api", "demo", "--model", "nano-banana", *too_many, cwd=tmp_path)
-    assert proc.returncode == 5
-    assert "at most 3" in proc.stderr
+    assert proc.returncode == 5  # the retired name means nano-banana-2.1, which takes 14
+    assert "at most 14" in proc.stderr
 
 
 def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
@@ -135,6 +135,7 @@ def test_grant_then_usage_reads_the_ledger(tmp_path: Path) -> None:
 
 
 def test_console_token_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()  # as `run` leaves it; elsewhere no data dir is invented
     first = run_cli("console-token", cwd=tmp_path)
     assert first.returncode == 0
     token = first.stdout.strip()

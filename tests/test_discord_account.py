@@ -46,7 +46,7 @@ async def test_settings_menus_change_the_defaults(settings_factory: SettingsFact
             fake, discord_settings(settings_factory, fake)) as bot:
         xia = fake.user("xia")
         panel = await private_answer(fake, await fake.slash("settings", user=xia))
-        assert panel.content.startswith("Your defaults: model nano-banana, size 1K")
+        assert panel.content.startswith("Your defaults: model nano-banana-2.1, size 1K")
         assert panel.custom_ids() == ["ib-set:model", "ib-set:size", "ib-set:aspect",
                                       "ib-set:locale"]
         pick = await fake.select("ib-set:model", ["nano-banana-pro"], user=xia, message=panel)
@@ -170,7 +170,7 @@ async def test_commands_sync_only_when_asked(settings_factory: SettingsFactory) 
             options = {o["name"]: o for o in imagine["options"]}
             assert [o["type"] for o in imagine["options"]][:5] == [3, 11, 11, 11, 11]
             assert [c["value"] for c in options["model"]["choices"]] == [
-                "nano-banana", "nano-banana-pro", "nano-banana-2"]
+                "nano-banana-2.1", "nano-banana-pro", "nano-banana-2-lite"]
             assert "4K" in [c["value"] for c in options["size"]["choices"]]
             assert by_name["Edit image"]["type"] == 3
             assert by_name["Edit image"]["name_localizations"]["zh-CN"] == "编辑图片"

@@ -56,7 +56,7 @@ async def test_imagine_with_two_attachments(settings_factory: SettingsFactory) -
         assert "a red fox in snow" in result.content and "nano-banana" in result.content
         assert result.pings() == {f"user:{alice.id}"}
         assert [label for label, _ in result.buttons()] == [
-            "🔄 Reroll", "🎲 Variations", "✏️ Edit", "🗑 Delete"]
+            "🔄 Reroll", "⬆ 2K (6)", "⬆ 4K (12)", "🎲 Variations", "✏️ Edit", "🗑 Delete"]
         assert result.attachments[0].dimensions() == (1024, 1024)
         turn = await bound_turn(bot.core, result)
         assert len(turn.input_hashes) == 2
@@ -82,7 +82,7 @@ async def test_options_and_inline_flags(settings_factory: SettingsFactory) -> No
         labels = [label for label, _ in result.buttons()]
         assert "⬆ 4K (24)" in labels and "⬆ 2K (14)" not in labels
         # A size the chosen model lacks is refused with the sizes it has, privately.
-        ix2 = await fake.slash("imagine", prompt="a boat", user=bob, model="nano-banana",
+        ix2 = await fake.slash("imagine", prompt="a boat", user=bob, model="nano-banana-2-lite",
                                size="4K")
         answer = await private_answer(fake, ix2)
         assert answer.ephemeral and "4K" in answer.content and "1K" in answer.content
@@ -108,7 +108,8 @@ async def test_everyone_in_prompt_pings_only_the_requester(
 async def test_bad_input_is_explained_privately_and_free(settings_factory: SettingsFactory) -> None:
     # Limits shrunk so that "too large" needs only 1.5 MB.
     async with FakeDiscord() as fake, running_bot(fake, discord_settings(
-            settings_factory, fake, limits={"max_input_mb": 1.0})) as bot:
+            settings_factory, fake, limits={"max_input_mb": 1.0},
+            models={"nano-banana-2.1": {"max_references": 3}})) as bot:
         dave = fake.user("dave")
         cases: list[tuple[dict[str, Any], str]] = [
             ({"attachments": [FakeFile("notes.txt", b"just some text\n" * 20)]}, "not an image"),

@@ -336,3 +336,17 @@ async def test_model_text_and_gated_options(tmp_path: Path, show: bool) -> None:
         assert len(provider.asked) == 1  # refused options never reach the model or the books
     finally:
         await core.stop(grace=0)
+
+
+async def test_a_relative_data_dir_follows_the_config_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bot").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    config = write(tmp_path / "bot", 'data_dir = "data"\n'.join(["[bot]\n", ""]))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.delenv("IMAGINE_CONFIG", raising=False)
+    monkeypatch.delenv("IMAGINE_CONSOLE_TOKEN", raising=False)
+    assert await cli("console-token", "--config", str(config)) == 0
+    assert (tmp_path / "bot" / "data" / "console-token").exists()
+    assert not (tmp_path / "elsewhere" / "data").exists()

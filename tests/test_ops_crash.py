@@ -322,6 +322,6 @@ async def test_sigterm_finishes_running_jobs_and_refunds_queued(tmp_path: Path) 
         jobs = [json.loads(line)["job"] for line in output.splitlines() if '"job": {' in line]
         assert sorted(j["outcome"] for j in jobs) == ["cancelled"] * 4 + ["ok"] * 2
         for job in jobs:
-            assert job["platform"] == "telegram" and job["model"] == "nano-banana"
+            assert job["platform"] == "telegram" and job["model"] == "nano-banana-2.1"
             if job["outcome"] == "ok":
                 assert {"queue", "upstream", "fit", "upload"} <= set(job["durations"]), job

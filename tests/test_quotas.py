@@ -87,23 +87,23 @@ async def used(store: SqliteStore, actor: Actor, *, day: str | None = None,
 def test_pricing_from_the_catalog(make_quotas: QuotasFactory) -> None:
     catalog = Settings().catalog()
     quotas = make_quotas()
-    assert quotas.price(catalog["nano-banana"], "1K") == Price(4, 0.039)  # ceil(0.039/0.01)
-    assert quotas.price(catalog["nano-banana"], "1K", count=2) == Price(8, 0.078)
+    assert quotas.price(catalog["nano-banana-2.1"], "1K") == Price(4, 0.0336)  # ceil(3.36)
+    assert quotas.price(catalog["nano-banana-2.1"], "1K", count=2) == Price(8, 0.0672)
     assert quotas.price(catalog["nano-banana-pro"], "4K") == Price(24, 0.24)
-    assert quotas.price(catalog["nano-banana-2"], "512") == Price(5, 0.045)
+    assert quotas.price(catalog["nano-banana-2.1"], "4K") == Price(12, 0.1134)
     cheaper = make_quotas(credit_usd=0.02)
-    assert cheaper.price(catalog["nano-banana"], "1K").credits == 2  # ceil(1.95)
+    assert cheaper.price(catalog["nano-banana-2-lite"], "1K").credits == 2  # ceil(1.68)
     assert cheaper.price(catalog["nano-banana-pro"], "2K").credits == 7  # ceil(6.7)
-    assert make_quotas(credit_usd=0.1).price(catalog["nano-banana"], "1K").credits == 1
+    assert make_quotas(credit_usd=0.1).price(catalog["nano-banana-2.1"], "1K").credits == 1
 
 
 def test_pricing_overrides(make_quotas: QuotasFactory) -> None:
     custom = Settings.model_validate({"models": {
-        "nano-banana": {"credits": {"1K": 1}},
+        "nano-banana": {"credits": {"1K": 1}},  # a retired name: its successor's table
         "nano-banana-pro": {"prices": {"1K": 0.5, "2K": 0.5, "4K": 1.0}},
     }}).catalog()
     quotas = make_quotas()
-    assert quotas.price(custom["nano-banana"], "1K") == Price(1, 0.039)  # USD still counts
+    assert quotas.price(custom["nano-banana-2.1"], "1K") == Price(1, 0.0336)  # USD still counts
     assert quotas.price(custom["nano-banana-pro"], "4K") == Price(100, 1.0)
 
 

@@ -242,3 +242,28 @@ async def test_relay_turn_replayed_to_native_gemini_3_is_signed(
         p.get("thoughtSignature") == "skip_thought_signature_validator"
         for p in model_turn["parts"])
     assert json.dumps(model_turn).count("inline_data") == 1
+
+
+async def test_retries_are_counted_in_metrics(tmp_path: Any, fake_upstream: FakeUpstream,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``imagine_upstream_retries_total`` counts each retry the policy makes (it never moved)."""
+    from bot.bootstrap import build_core
+    from bot.domain import Actor, ChatRef, ImageRequest
+
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    settings = load_settings(None, {
+        "GEMINI_API_KEY": KEY, "IMAGINE__PROVIDERS__GEMINI__BASE_URL": f'"{fake_upstream.url}"',
+        "IMAGINE__PROVIDERS__GEMINI__RETRY_CAP_SECONDS": "0",
+        "IMAGINE__BOT__DATA_DIR": f'"{tmp_path / "data"}"'})
+    fake_upstream.push("gemini", Reply(status=503, json={"error": {"code": 503,
+                                                                   "status": "UNAVAILABLE"}}))
+    core = build_core(settings)
+    await core.start()
+    try:
+        reply = await core.service.imagine(ImageRequest(Actor("telegram", "1"),
+                                                        ChatRef("telegram", "1"), "a fox"))
+        assert reply.ok, reply.text
+        metrics = core.metrics.render().decode()
+        assert 'imagine_upstream_retries_total{provider="gemini"} 1.0' in metrics
+    finally:
+        await core.stop(grace=0)

@@ -145,7 +145,7 @@ async def test_health_readiness_and_metrics_endpoint(settings_factory: Factory,
                             break
                     await asyncio.sleep(0.1)
                 assert resp.status == 200
-                done = 'imagine_jobs_total{model="nano-banana",outcome="ok",platform="telegram"} 1.0'
+                done = 'imagine_jobs_total{model="nano-banana-2.1",outcome="ok",platform="telegram"} 1.0'
                 for _ in range(50):  # the job is counted when the adapter reports its delivery
                     async with http.get(f"{base}/metrics") as resp:
                         text = await resp.text()

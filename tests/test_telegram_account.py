@@ -21,7 +21,7 @@ async def test_quota_command(settings_factory: Factory) -> None:
         fake.user_sends("/quota")
         quota = await fake.wait_for("sendMessage")
         assert quota.text.startswith("Your credits\nyour daily allowance: 100 of 100 left")
-        assert "nano-banana: 1K 4" in quota.text
+        assert "nano-banana-2.1: 1K 4, 2K 6, 4K 12" in quota.text
 
 
 async def test_settings_menu_saves_choices(settings_factory: Factory) -> None:
@@ -30,7 +30,7 @@ async def test_settings_menu_saves_choices(settings_factory: Factory) -> None:
         group = fake.group()
         fake.user_sends("/settings", chat=group)
         menu = await fake.wait_for("sendMessage")
-        assert menu.text == ("Your defaults: model nano-banana, size 1K, aspect 1:1, "
+        assert menu.text == ("Your defaults: model nano-banana-2.1, size 1K, aspect 1:1, "
                              "language English")
         assert menu.button_texts == ["Model", "Size", "Aspect", "Language"]
         message = menu.message
