@@ -7,8 +7,8 @@ and read with :meth:`Settings.secret`. Any non-secret key can also be overridden
 
 from __future__ import annotations
 
-import ipaddress
 import copy
+import ipaddress
 import logging
 import os
 import re

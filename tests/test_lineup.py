@@ -254,8 +254,9 @@ async def test_quick_start_with_only_a_gemini_key_makes_a_real_image(
     env |= {"GEMINI_API_KEY": "AIza-test-key-0123456789",
             "IMAGINE__PROVIDERS__GEMINI__BASE_URL": f'"{fake_upstream.url}"',
             "IMAGINE__WEB__LISTEN": f'"127.0.0.1:{port}"'}
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     visitor = Visitor(base)
     try:
@@ -276,7 +277,8 @@ async def test_quick_start_with_only_a_gemini_key_makes_a_real_image(
     finally:
         await visitor.close()
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        raw, _ = await asyncio.wait_for(proc.communicate(), 30)
+    out = raw.decode()
     assert "image route gemini: Google Gemini API" in out
     assert "AIza-test-key" not in out
 

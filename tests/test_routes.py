@@ -24,7 +24,6 @@ from tests.fake_upstream import (
     data_url,
     fake_upstream_fixture,  # noqa: F401
     gemini_body,
-    img,
     openai_error,
     png,
     sleeps_fixture,  # noqa: F401
