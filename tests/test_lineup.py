@@ -267,7 +267,7 @@ async def test_quick_start_with_only_a_gemini_key_makes_a_real_image(
             except OSError:
                 await asyncio.sleep(0.05)
         page = await visitor.open("/")
-        assert "Demo mode" not in page
+        assert "Demo mode" not in page and "via Google Gemini API" in page  # the live route
         status, started = await visitor.submit("a shiba under cherry blossoms")
         assert status == 202, started
         result = await visitor.wait(started["job"])

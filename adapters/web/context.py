@@ -19,6 +19,7 @@ from adapters.web.security import (
 from bot.bootstrap import Core
 from bot.domain import Actor, ChatRef
 from bot.messages import normalize_locale
+from bot.providers.routes import ROUTES
 
 #: The visitor id the middleware attaches to each request (its cookie: its chat).
 UID = web.RequestKey("uid", str)
@@ -67,7 +68,9 @@ class Console:
         self.jobs = WebJobs(core.service)
         settings = core.settings
         default = core.service.catalog[settings.bot.default_model]
-        self.demo = settings.provider_table()[default.provider].api == "demo"
+        route = ROUTES[settings.provider_table()[default.provider].api]
+        self.demo = route.wire == "demo"
+        self.route = route.label  # shown on the page, so the operator sees which route is live
         self.network = NetworkPolicy.from_settings(settings, listen_host)
         self.pooled = self.network.exposed and settings.web.visitor_pool == "address"
         self.max_body = upload_cap(core)

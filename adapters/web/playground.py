@@ -69,7 +69,8 @@ class Playground:
         body = fill(
             self.bundle, "playground", brand=escape(t(locale, "web.brand")),
             demo_badge=(f'<span class="badge demo">{escape(t(locale, "web.demo_badge"))}</span>'
-                        if c.demo else ""),
+                        if c.demo else '<span class="badge route">'
+                        f'{escape(t(locale, "web.route_badge", route=c.route))}</span>'),
             demo_note=(f'<p class="banner" role="note">{escape(t(locale, "web.demo_note"))}</p>'
                        if c.demo else ""),
             quota=await self._quota(request, locale),
