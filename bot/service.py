@@ -19,6 +19,7 @@ from typing import TypeVar
 
 from bot.budget import DeliveryBudget
 from bot.catalog import Lineup, ModelSpec
+from bot.choices import Choices
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.delivery import Deliveries, Pending, refund_failed
@@ -35,7 +36,6 @@ from bot.domain import (
     RequestKind,
     Turn,
     Usage,
-    UserSettings,
 )
 from bot.errors import (
     Banned,
@@ -81,6 +81,7 @@ class ImagineService:
         self.presenter = presenter
         self.lineup = lineup or Lineup(settings.catalog())
         self.catalog: dict[str, ModelSpec] = self.lineup.models
+        self.choices = Choices(settings, self.lineup)
         self._prepare = prepare_reference
         self.metrics = metrics
         budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
@@ -102,36 +103,7 @@ class ImagineService:
 
     def model(self, name: str, where: str = "a request") -> ModelSpec:
         """A model by name or wire id (retired ones mean their successor), else InvalidOption."""
-        spec = self.lineup.find(name, where=where)
-        if spec is None:
-            raise InvalidOption("model", name, sorted(self.catalog))
-        return spec
-
-    def _resolve(self, user: UserSettings, req_model: str | None, req_size: str | None,
-                 req_aspect: str | None, kept_size: str | None = None,
-                 kept_aspect: str | None = None) -> tuple[ModelSpec, str, str]:
-        """Request options, else what the turn keeps, else the user's, else the bot's defaults.
-
-        Only what the user asked for now is refused when the model lacks it; a size or aspect kept
-        from an earlier turn (whose model may since have been retired) falls back quietly.
-        """
-        where = ("--model" if req_model else "saved /settings" if user.model
-                 else "[bot] default_model")
-        spec = self.model(req_model or user.model or self.settings.bot.default_model, where)
-        size = req_size or (kept_size if kept_size in spec.sizes else None) or user.size or (
-            self.settings.bot.default_size)
-        if size not in spec.sizes:
-            if req_size:
-                raise InvalidOption("size", size, list(spec.sizes))
-            size = spec.sizes[0] if self.settings.bot.default_size not in spec.sizes else (
-                self.settings.bot.default_size)
-        aspect = req_aspect or (kept_aspect if kept_aspect in spec.aspects else None) or (
-            user.aspect or self.settings.bot.default_aspect)
-        if aspect not in spec.aspects:
-            if req_aspect:
-                raise InvalidOption("aspect", aspect, list(spec.aspects))
-            aspect = "1:1"
-        return spec, size, aspect
+        return self.choices.model(name, where)
 
     # ----- jobs ------------------------------------------------------------------------------
 
@@ -248,15 +220,10 @@ class ImagineService:
         if not prompt:
             raise EmptyPrompt()
         opts = request.options
-        spec, size, aspect = self._resolve(
-            record.settings, opts.model or model, opts.size, opts.aspect, size,
-            aspect or (parent.aspect if parent else None))
+        spec, size, aspect = self.choices.resolve(
+            record.settings, opts, model=model, kept_size=size,
+            kept_aspect=aspect or (parent.aspect if parent else None))
         event.model, event.size = spec.name, size
-        if opts.search and not spec.search:
-            raise InvalidOption("search", spec.name, [m.name for m in self.catalog.values()
-                                                      if m.search])
-        if opts.thinking and opts.thinking not in spec.thinking:
-            raise InvalidOption("thinking", opts.thinking, list(spec.thinking) or ["-"])
         prior = len(parent.output_hashes) if parent else 0
         if len(request.references) + prior > spec.max_references:
             raise TooManyReferences(len(request.references) + prior, spec.max_references, spec.name)
@@ -342,16 +309,8 @@ class ImagineService:
                      credits_used=turn.credits, locale=locale)
 
     def actions_for(self, turn: Turn) -> tuple[Action, ...]:
-        """The buttons under a result: reroll, larger sizes with their cost, variations, edit, delete."""
-        spec = self.lineup.find(turn.model, where="a conversation")
-        credit_usd = self.settings.quota.credit_usd
-        actions = [Action("reroll", turn.id, cost=turn.credits)]
-        if spec is not None:
-            actions += [Action("upscale", turn.id, size=s, cost=spec.credit_cost(s, credit_usd))
-                        for s in spec.larger_sizes(turn.size or "1K") if s in ("2K", "4K")]
-        actions += [Action("variations", turn.id, cost=turn.credits), Action("edit", turn.id),
-                    Action("delete", turn.id)]
-        return tuple(actions)
+        """The buttons under a result (see :meth:`Choices.actions_for`)."""
+        return self.choices.actions_for(turn)
 
     # ----- delivery --------------------------------------------------------------------------
 
