@@ -292,6 +292,17 @@ async def test_a_redirect_to_loopback_is_refused_before_connecting(
 
 
 @pytest.mark.parametrize("wire", WIRES)
+async def test_an_api_answer_cannot_redirect_the_keyed_call_elsewhere(
+        wire: str, make: Build, fake_upstream: FakeUpstream, recorder: ConnectionRecorder,
+        sleeps: Sleeps) -> None:
+    fake_upstream.push(ROUTE[wire], Reply(status=307, body=b"",
+                                          headers={"Location": recorder.url("/v1/steal")}))
+    with pytest.raises(UpstreamError, match="307"):
+        await make(wire).generate(REQUEST)
+    assert recorder.connections == 0 and sleeps == []
+
+
+@pytest.mark.parametrize("wire", WIRES)
 async def test_an_image_on_the_routes_own_host_works(
         wire: str, make: Build, fake_upstream: FakeUpstream) -> None:
     url = fake_upstream.serve("own.png", png(color="green"))

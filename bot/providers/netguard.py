@@ -83,10 +83,11 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self._allow = {origin(url) for url in allow if url}
         self._resolve = resolve
         self._public = public
-        self._direct = httpx.AsyncHTTPTransport(limits=UNPOOLED, trust_env=False, verify=verify)
+        # A transport never reads proxy variables (only a client does, and only without a
+        # transport of its own); SSL_CERT_FILE / SSL_CERT_DIR still apply.
+        self._direct = httpx.AsyncHTTPTransport(limits=UNPOOLED, verify=verify)
         self._pinned = httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-            trust_env=False, verify=verify)
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0), verify=verify)
 
     async def addresses(self, host: str, port: int) -> list[str]:
         """The checked addresses to connect to for ``host``; BlockedAddress if any is not public."""
