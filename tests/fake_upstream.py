@@ -417,11 +417,7 @@ async def recorder_fixture() -> AsyncIterator[ConnectionRecorder]:
 
 
 class ChunkedFlood:
-    """A raw HTTP server that answers any request with ``total`` bytes of chunked JSON-ish junk.
-
-    ``sent`` counts the bytes it managed to write: a client that refuses while streaming stops
-    it long before ``total``.
-    """
+    """A raw HTTP server answering anything with ``total`` chunked bytes; ``sent`` counts them."""
 
     def __init__(self, total: int, host: str = "127.0.0.1", chunk: int = 64 * 1024) -> None:
         self.total = total

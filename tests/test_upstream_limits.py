@@ -312,7 +312,7 @@ async def test_an_image_on_the_routes_own_host_works(
 
 
 async def test_the_checked_address_is_the_one_connected_to(recorder: ConnectionRecorder) -> None:
-    """DNS rebinding: the name is resolved once, checked, and the connection pinned to that IP."""
+    # DNS rebinding: the name is resolved once, checked, and the connection pinned to that IP.
     answers = [["127.0.0.2"], ["127.0.0.9"]]  # a second lookup would point elsewhere
     asked: list[str] = []
 
@@ -342,7 +342,7 @@ async def test_the_checked_address_is_the_one_connected_to(recorder: ConnectionR
 
 async def test_a_pinned_https_fetch_still_verifies_the_certificate_for_the_name(
         tmp_path: Path) -> None:
-    """Connecting to the checked IP keeps TLS honest: the certificate is checked for the name."""
+    # Connecting to the checked IP keeps TLS honest: the certificate is checked for the name.
     server_tls, client_tls = tls_pair(str(tmp_path), "images.rebind.test")
     server = await ConnectionRecorder("127.0.0.2", tls=server_tls).start()
 

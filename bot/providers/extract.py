@@ -75,13 +75,12 @@ class _Found:
 
 
 class UrlFetcher:
-    """Downloads image URLs: http(s), a size cap while streaming, a total timeout, checked hops.
+    """Downloads image URLs: http(s), size caps while streaming, a timeout, checked addresses."""
 
-    Only the route's own origin (``allow``: its base URL) or public addresses are connected to,
-    each redirect hop included (:mod:`bot.providers.netguard`). A ``client`` passed in is used
-    as it is (tests); it then brings its own transport and limits. ``max_total`` bounds all the
-    images of one answer together (the route's ``max_response_mb``): many URLs add up too.
-    """
+    # Only the route's own origin (``allow``: its base URL) or public addresses are connected
+    # to, each redirect hop included (bot/providers/netguard.py). A ``client`` passed in is used
+    # as it is (tests): it brings its own transport. ``max_bytes`` caps one download and
+    # ``max_total`` all the images of one answer (the route's max_response_mb): URLs add up.
 
     def __init__(self, client: httpx.AsyncClient | None = None, *,
                  max_bytes: int = MAX_FETCH_BYTES, timeout: float = 30.0,

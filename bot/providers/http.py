@@ -152,15 +152,13 @@ def cap_bytes(max_response_mb: int | None) -> int:
 
 
 def sdk_client(max_response_mb: int | None) -> httpx2.AsyncClient:
-    """A capped client for ``openai.AsyncOpenAI(http_client=...)``, with the SDK's own defaults.
-
-    The SDK's default timeouts (https://github.com/openai/openai-python, ``_constants.py``):
-    600 s to read, 5 s to connect; calls pass their own anyway. Unlike the SDK's own client,
-    redirects are not followed, as on the native Gemini wire: a relay's answer must not steer
-    the bot's keyed POST to another host; a 3xx is an upstream error. The SDK types
-    ``http_client`` as its ``httpx2`` fork but takes an ``httpx.AsyncClient`` too (its
-    constructor checks for either), so one capping hook serves every wire.
-    """
+    """A capped client for ``openai.AsyncOpenAI(http_client=...)``; redirects not followed."""
+    # The SDK's default timeouts (https://github.com/openai/openai-python, _constants.py): 600 s
+    # to read, 5 s to connect; calls pass their own anyway. Unlike the SDK's own client,
+    # redirects are not followed, as on the native Gemini wire: a relay's answer must not steer
+    # the bot's keyed POST to another host; a 3xx is an upstream error. The SDK types
+    # http_client as its httpx2 fork but takes an httpx.AsyncClient too (its constructor checks
+    # for either), so one capping hook serves every wire.
     client = capped_client(cap_bytes(max_response_mb),
                            timeout=httpx.Timeout(600.0, connect=5.0), follow_redirects=False)
     return cast("httpx2.AsyncClient", client)
