@@ -5,7 +5,9 @@ few 4K images as base64 in JSON. A 4K PNG is about 20-25 MB; base64 adds a third
 native Gemini answers may carry interim "thought" images besides the final one, and relays may
 send several images. Four such images are 4 x 33.3 MB = 133 MB, just under 128 MiB (134.2 MB);
 the rest of the JSON is tiny. Anything larger is not an image answer: it is refused as soon as the
-count passes the cap, so at most the cap is ever held in memory (then parsed once).
+count passes the cap, so the body held never passes it; parsing and decoding an answer just
+under the cap peaks near four times it (a 120 MiB answer: ~500 MiB RSS; a 512 MiB one is cut at
+128 MiB with ~195 MiB RSS where it used to take ~2 GB).
 
 How: a response event hook wraps ``response.stream`` before httpx reads the body (hooks run
 before ``send`` reads a non-streamed body: https://www.python-httpx.org/advanced/event-hooks/),
