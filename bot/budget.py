@@ -12,8 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Protocol
 
-__all__ = ["DEFAULT_MAX_HOLD", "DeliveryBudget", "Lease"]
+import httpx
+
+__all__ = ["DEFAULT_MAX_HOLD", "DeliveryBudget", "Holder", "Lease", "answer_hook", "reading"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,12 @@ class Lease:
     def held(self) -> bool:
         """True until released."""
         return self._budget is not None
+
+    def shrink(self, size: int) -> None:
+        """Keep only ``size`` bytes (when the result is smaller than the answer it came in)."""
+        if self._budget is not None and 0 <= size < self.size:
+            surplus, self.size = self.size - size, size
+            self._budget._give_back(surplus)
 
     def release(self) -> None:
         """Give the bytes back and let waiting jobs in; later calls do nothing."""
@@ -134,3 +146,42 @@ class DeliveryBudget:
             self._waiters.popleft()
             self._held += size
             waiter.set_result(None)
+
+
+class Holder(Protocol):
+    """Whoever keeps a job's lease (the job's pending delivery)."""
+
+    lease: Lease | None
+
+
+#: The budget and lease holder of the job whose upstream call runs in this context.
+_READING: ContextVar[tuple[DeliveryBudget, Holder] | None] = ContextVar("imagine_reading",
+                                                                        default=None)
+
+
+@contextmanager
+def reading(budget: DeliveryBudget, holder: Holder) -> Iterator[None]:
+    """Upstream answers read in this context (and tasks it starts) lease from ``budget``."""
+    token = _READING.set((budget, holder))
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+async def answer_hook(response: httpx.Response) -> None:
+    """httpx response hook: lease an answer's declared bytes before its body is read.
+
+    Event hooks run before a non-streamed body is read
+    (https://www.python-httpx.org/advanced/event-hooks/), so under overload answers wait in
+    the socket, not in memory. Outside a job (see :func:`reading`) it does nothing.
+    """
+    current = _READING.get()
+    declared = response.headers.get("content-length", "")
+    if current is None or not declared.isdigit():
+        return
+    budget, holder = current
+    if holder.lease is not None:  # a retried call: the earlier answer is no longer held
+        holder.lease.release()
+        holder.lease = None
+    holder.lease = await budget.acquire(int(declared))

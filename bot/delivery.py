@@ -60,6 +60,11 @@ class Deliveries:
         pending.turn_id = turn.id
         self.pending[turn.id] = pending
         need = sum(image.size_bytes for image in result.images)
+        lease = pending.lease  # taken before the answer was read (bot.budget.answer_hook)
+        if lease is not None and lease.held and lease.size >= need:
+            lease.shrink(need)
+            return turn, result
+        pending.release()
         pending.lease = self.budget.try_acquire(need)
         if pending.lease is not None:
             return turn, result
@@ -111,6 +116,7 @@ class Deliveries:
 
 async def refund_failed(deliveries: Deliveries, pending: Pending, reason: str) -> None:
     """A failed job: refund its reservation, or abandon its stored result if it got that far."""
+    pending.release()
     if pending.turn_id is not None:
         await deliveries.abandon(pending.turn_id, reason)
     else:

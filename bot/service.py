@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
-from bot.budget import DeliveryBudget
+from bot.budget import DeliveryBudget, reading
 from bot.catalog import Lineup, ModelSpec
 from bot.choices import Choices
 from bot.config import Settings
@@ -249,10 +249,13 @@ class ImagineService:
         # Stored and leased inside the job, so its timeout, cancel and drain cover the wait.
         keep = functools.partial(self.deliveries.keep, pending, store)
         try:
-            turn, result = await self._generate(actor, spec, tuple(refs), history, size, aspect,
-                                                progress, event, prompt=prompt, keep=keep,
-                                                opts=opts)
+            # The answer's bytes are leased before its body is read (bot.budget.answer_hook).
+            with reading(self.deliveries.budget, pending):
+                turn, result = await self._generate(actor, spec, tuple(refs), history, size,
+                                                    aspect, progress, event, prompt=prompt,
+                                                    keep=keep, opts=opts)
         except Refused:
+            pending.release()
             if self.settings.quota.charge_refusals:
                 await self.quotas.settle(reservation.id)
                 raise RefusedCharged() from None

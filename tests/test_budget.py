@@ -12,11 +12,13 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
+from aiohttp import web
 from PIL import Image
 
 from bot.bootstrap import Core, build_core
-from bot.budget import DeliveryBudget
+from bot.budget import DeliveryBudget, Lease, answer_hook, reading
 from bot.config import Settings
 from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef, Reply
 from bot.providers.base import ProviderRequest, ProviderResult
@@ -173,6 +175,59 @@ async def test_a_lost_lease_is_reclaimed() -> None:
     assert lease is not None
     assert (await asyncio.wait_for(budget.acquire(10), 2)).size == 10
     assert not lease.held
+
+
+class Claim:
+    """A lease holder, as a job's pending delivery is one."""
+
+    def __init__(self) -> None:
+        self.lease: Lease | None = None
+
+
+@asynccontextmanager
+async def answers(body: bytes) -> AsyncIterator[str]:
+    """A loopback server answering every GET with ``body`` (Content-Length set)."""
+    app = web.Application()
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        await runner.cleanup()
+
+
+async def test_answers_wait_for_the_budget_before_their_body_is_read() -> None:
+    body = b"x" * MB
+    budget = DeliveryBudget(int(1.5 * MB))  # one answer in memory at a time
+    in_hand = peak = 0
+
+    async def call(client: httpx.AsyncClient, url: str) -> int:
+        nonlocal in_hand, peak
+        claim = Claim()
+        with reading(budget, claim):
+            response = await client.get(url)
+        in_hand += 1
+        peak = max(peak, in_hand)
+        assert claim.lease is not None and claim.lease.size == len(response.content)
+        await asyncio.sleep(0.05)  # parsing, storing, uploading...
+        in_hand -= 1
+        claim.lease.release()
+        return response.status_code
+
+    async with answers(body) as url, httpx.AsyncClient(
+            event_hooks={"response": [answer_hook]}) as client:
+        statuses = await asyncio.gather(*(call(client, url) for _ in range(6)))
+        assert statuses == [200] * 6 and peak == 1 and budget.held == 0
+        # Outside a job the hook leases nothing.
+        assert (await client.get(url)).status_code == 200 and budget.held == 0
 
 
 # ----- jobs ------------------------------------------------------------------------------------
