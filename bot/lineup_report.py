@@ -35,7 +35,7 @@ def operator_reason(err: BotError) -> str:
     """A probe failure in an operator's words: network, key, credit, model, rate limit."""
     detail = err.detail or err.key
     if isinstance(err, ModelUnavailable):
-        return f"unknown model ({detail})"
+        return f"not found: an unknown model, or a wrong base_url ({detail})"
     if isinstance(err, UpstreamNoCredit):
         return f"no credit on this account ({detail})"
     if isinstance(err, UpstreamConfig):
