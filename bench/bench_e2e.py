@@ -234,8 +234,9 @@ class Bot:
     """``python -m bot run`` on a temp data dir, pointed at the fakes."""
 
     def __init__(self, workdir: Path, telegram: FakeTelegram, discord: FakeDiscord,
-                 upstream: FakeUpstream, *, users: int) -> None:
+                 upstream: FakeUpstream, *, users: int, profile: Path | None = None) -> None:
         self.port = free_port()
+        self.profile = profile
         self.log = workdir / "bot.log"
         config = f"""
 [bot]
@@ -279,10 +280,13 @@ level = "INFO"
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGINE")}
         env.update(BENCH_UPSTREAM_KEY="bench-key", BENCH_TG_TOKEN=TG_TOKEN,
                    BENCH_DC_TOKEN=DC_TOKEN)
+        # pyinstrument (pip install it into .venv; not a dependency) samples the event loop.
+        profiler = ["-m", "pyinstrument", "-r", "text", "-o", str(self.profile.resolve())] if (
+            self.profile) else []
         with self.log.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", "--config", str(self.config), cwd=ROOT,
-                env=env, stdout=log, stderr=log)
+                sys.executable, *profiler, "-m", "bot", "run", "--config", str(self.config),
+                cwd=ROOT, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
@@ -387,7 +391,7 @@ async def quiet(w: World, limit: float = 60.0) -> None:
 
 
 async def scenario(w: World, platform: str, size: str, users: int, rounds: int,
-                   delay: float) -> dict[str, Any]:
+                   delay: float, burst: bool = False) -> dict[str, Any]:
     """``users`` users at once, ``rounds`` jobs each; figures for the whole scenario."""
     jobs: list[Job] = []
     await quiet(w)
@@ -407,8 +411,8 @@ async def scenario(w: World, platform: str, size: str, users: int, rounds: int,
     user = telegram_user if platform == "telegram" else discord_user
     rng = random.Random(users)
     started = time.monotonic()
-    await asyncio.gather(*(user(w, size, rounds, 0.0 if users == 1 else rng.uniform(0, delay),
-                                jobs) for _ in range(users)))
+    await asyncio.gather(*(user(w, size, rounds, 0.0 if users == 1 or burst else
+                                rng.uniform(0, delay), jobs) for _ in range(users)))
     wall = time.monotonic() - started
     sampling = False
     await sampler
@@ -423,6 +427,7 @@ async def scenario(w: World, platform: str, size: str, users: int, rounds: int,
              if m != "getUpdates"} if platform == "telegram" else {}
     w.telegram.methods.clear()
     return {"platform": platform, "size": size, "users": users, "jobs": len(jobs), "delay": delay,
+            "burst": burst,
             "errors": len(jobs) - len(ok), "error_texts": sorted({j.error[:60] for j in jobs
                                                                 if j.error})[:3],
             "added_p50": pct(added, 0.5), "added_p99": pct(added, 0.99),
@@ -437,7 +442,8 @@ def show(r: dict[str, Any]) -> None:
     """One line per scenario."""
     extra = f"  photo p50 {r['photo_p50'] * 1000:6.0f} ms" if r["size"] == "4K" and (
         r["platform"] == "telegram") else ""
-    print(f"{r['platform']:8} {r['size']} users {r['users']:4}  delay {r['delay']:5.1f} s  "
+    print(f"{r['platform']:8} {r['size']} {'burst' if r['burst'] else 'users'} {r['users']:4}  "
+          f"delay {r['delay']:5.1f} s  "
           f"jobs {r['jobs']:4} "
           f"err {r['errors']:3}  added p50 {r['added_p50'] * 1000:7.0f} ms  "
           f"p99 {r['added_p99'] * 1000:7.0f} ms  first feedback p50 "
@@ -453,11 +459,16 @@ def show(r: dict[str, Any]) -> None:
 
 
 PLANS = {
-    # (size, users, rounds) per mode, for each platform
-    "full": [("1K", 1, 20), ("1K", 50, 4), ("1K", 500, 2), ("4K", 1, 5), ("4K", 50, 2),
-             ("4K", 500, 1)],
-    "quick": [("1K", 1, 5), ("1K", 50, 1), ("1K", 500, 1), ("4K", 1, 2)],
+    # (size, users, rounds, burst) per mode, for each platform; a burst sends every user's
+    # first message at once against a BURST_DELAY upstream instead of spreading them
+    "full": [("1K", 1, 20, False), ("1K", 50, 4, False), ("1K", 100, 1, True),
+             ("1K", 500, 2, False), ("4K", 1, 5, False), ("4K", 50, 2, False),
+             ("4K", 500, 1, False)],
+    "quick": [("1K", 1, 5, False), ("1K", 50, 1, False), ("1K", 100, 1, True),
+              ("1K", 500, 1, False), ("4K", 1, 2, False)],
 }
+#: The burst's upstream delay: long enough that all of them are in flight at once.
+BURST_DELAY = 2.0
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -475,7 +486,8 @@ async def main(args: argparse.Namespace) -> None:
     await upstream.start()
     ids = iter(range(10_000, 10_000_000))
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        bot = Bot(Path(tmp), telegram, discord, upstream, users=max(args.users))
+        bot = Bot(Path(tmp), telegram, discord, upstream, users=max(args.users),
+                  profile=args.profile)
         await bot.start()
         async with asyncio.timeout(30):
             while not discord._sockets:  # noqa: ASYNC110
@@ -487,10 +499,12 @@ async def main(args: argparse.Namespace) -> None:
                 await scenario(w, platform, "1K", 2, 2, 0.5)
             plan = PLANS["quick" if args.quick else "full"]
             for platform in args.platforms:
-                for size, users, rounds in plan:
-                    if size in args.sizes and users in args.users:
-                        delay = args.delay if args.delay is not None else delay_for(size, users)
-                        show(await scenario(w, platform, size, users, rounds, delay))
+                for size, users, rounds, burst in plan:
+                    if size in args.sizes and users in args.users and (
+                            burst or not args.bursts_only):
+                        delay = args.delay if args.delay is not None else (
+                            BURST_DELAY if burst else delay_for(size, users))
+                        show(await scenario(w, platform, size, users, rounds, delay, burst))
             _, peak = proc_mem(bot.pid)
             print(f"bot process: peak RSS {peak:.0f} MB, CPU {proc_cpu(bot.pid):.1f} s in all; "
                   f"log {sum(1 for _ in bot.log.open())} lines", flush=True)
@@ -512,7 +526,10 @@ def parse_args() -> argparse.Namespace:
                         type=lambda s: [p for p in s.split(",") if p])
     parser.add_argument("--sizes", default="1K,4K", type=lambda s: s.split(","))
     parser.add_argument("--log", type=Path, help="keep the bot's log here")
-    parser.add_argument("--users", default="1,50,500",
+    parser.add_argument("--bursts-only", action="store_true", help="only the burst scenarios")
+    parser.add_argument("--profile", type=Path,
+                        help="run the bot under pyinstrument and write its text report here")
+    parser.add_argument("--users", default="1,50,100,500",
                         type=lambda s: [int(u) for u in s.split(",")])
     return parser.parse_args()
 

@@ -82,7 +82,12 @@ class BotSection(_Section):
 class LimitsSection(_Section):
     """``[limits]``: concurrency, queue and time limits, input sizes."""
 
-    global_concurrency: int = Field(default=4, ge=1, le=1000)
+    #: Upstream calls in flight at once. 32: the image models are I/O-bound (10-140 s of waiting
+    #: on Google), so a small cap only queues users; Google's own limits are per project and per
+    #: minute, plus a spend cap per 10 minutes ($10 on Tier 1, $50 Tier 2, $200 Tier 3), and
+    #: past them it answers 429 RESOURCE_EXHAUSTED, which the retry policy waits out
+    #: (https://ai.google.dev/gemini-api/docs/rate-limits). Memory is the delivery budget's job.
+    global_concurrency: int = Field(default=32, ge=1, le=1000)
     per_user_concurrency: int = Field(default=1, ge=1, le=100)
     per_user_queued: int = Field(default=1, ge=0, le=100)
     queue_size: int = Field(default=200, ge=1)
