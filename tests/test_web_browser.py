@@ -150,7 +150,7 @@ async def seed_history(run: Running, days: int = 29) -> None:
     core = run.core
     people = [Actor("telegram", "1001"), Actor("discord", "2002"), Actor("telegram", "1003"),
               Actor("discord", "2004")]
-    models = [("nano-banana", "1K"), ("nano-banana-pro", "2K"), ("nano-banana-2", "1K")]
+    models = [("nano-banana-2.1", "1K"), ("nano-banana-pro", "2K"), ("nano-banana-2-lite", "1K")]
     now = datetime.now(UTC)
     for back in range(days, 0, -1):
         quotas = Quotas(core.store, core.settings.quota, clock=lambda b=back: now - timedelta(days=b))
@@ -178,10 +178,10 @@ async def test_operator_sees_todays_spend_and_grants_credits(settings_factory: F
         await op.fill("#token", TOKEN)
         await op.click("button[type=submit]")
         today = op.locator("#chart-usd-model-wide g.day.today")
-        await expect(today).to_have_attribute("data-total", "$0.04")
-        await expect(today.locator("title")).to_have_text(re.compile(r": \$0\.04 \(nano-banana"))
-        await expect(op.locator(".kpi.today .v")).to_have_text("$0.04")
-        await expect(op.locator("#readout")).to_contain_text("$0.04 · 4 credits · images: 1")
+        await expect(today).to_have_attribute("data-total", "$0.03")  # one 1K image: $0.0336
+        await expect(today.locator("title")).to_have_text(re.compile(r": \$0\.03 \(nano-banana"))
+        await expect(op.locator(".kpi.today .v")).to_have_text("$0.03")
+        await expect(op.locator("#readout")).to_contain_text("$0.03 · 4 credits · images: 1")
         await op.click("label[for=b-plat]")
         await expect(op.locator("#chart-usd-platform-wide")).to_be_visible()
         await expect(op.locator("#chart-usd-model-wide")).to_be_hidden()
