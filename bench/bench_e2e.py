@@ -494,6 +494,11 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.05)
         w = World(telegram, discord, upstream, bot, functools.partial(next, ids))
         try:
+            # The very first job after start, on each platform: what is still built on first use.
+            for platform in args.platforms:
+                first = await scenario(w, platform, "1K", 1, 1, 0.5)
+                print(f"{platform:8} first job after start: added {first['added_p50'] * 1000:.0f}"
+                      f" ms, first feedback {first['feedback_p50'] * 1000:.0f} ms", flush=True)
             # Warm-up: imports, first connections, the first Pillow calls.
             for platform in args.platforms:
                 await scenario(w, platform, "1K", 2, 2, 0.5)

@@ -17,6 +17,7 @@ from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.lineup_report import live_routes
+from bot.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ async def run(settings: Settings, *, sync_commands: bool = False,
     if install_signals is not None:
         install_signals(stop)
     await core.start()
+    await warm_up(core)  # codecs and thread pools now, not in the first user's job
     health = None
     if settings.http.listen:
         from bot.health import HealthServer

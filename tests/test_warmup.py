@@ -1,0 +1,40 @@
+"""Start-up warm-up: what the first job would build lazily is built before any job."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# In a fresh interpreter (this process has long loaded every Pillow plugin): nothing is
+# loaded after build_core, everything is after warm_up.
+SCRIPT = """
+import asyncio, os, sys
+from PIL import Image
+from bot import images
+from bot.bootstrap import build_core
+from tests.conftest import make_settings
+from bot.warmup import warm_up
+
+async def main():
+    core = build_core(make_settings(__import__("pathlib").Path(sys.argv[1])))
+    await core.start()
+    before = ("WEBP" in Image.SAVE, images._pool is not None)
+    seconds = await warm_up(core)
+    pool = images._pool
+    after = ("WEBP" in Image.SAVE and "GIF" in Image.OPEN, pool is not None and
+             len(pool._threads) >= 1)
+    await core.stop(grace=0)
+    print(before, after, seconds < 10)
+
+asyncio.run(main())
+"""
+
+
+def test_warm_up_loads_codecs_and_starts_the_pools(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "data")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "(False, False) (True, True) True", done.stdout
