@@ -8,13 +8,16 @@ padded answers are refused as upstream errors, once (never retried), with credit
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from bot.bootstrap import build_core
+from bot.budget import DeliveryBudget, Lease, reading
 from bot.config import ProviderSection, Settings
 from bot.domain import Actor, ChatRef, ImageRequest
 from bot.errors import UpstreamError
@@ -35,6 +38,7 @@ from tests.fake_hostile import (
     make_fixture,  # noqa: F401
     noisy_png,
     recorder_fixture,  # noqa: F401
+    url_answer,
     webp,
 )
 from tests.fake_upstream import (
@@ -178,6 +182,29 @@ async def test_other_formats_are_not_taken_from_upstream() -> None:
     Image.new("RGB", (4, 4)).save(buf, "BMP")
     with pytest.raises(UpstreamError, match="format"):
         await verify_image(buf.getvalue())
+
+
+@pytest.mark.parametrize("wire", WIRES)
+async def test_every_wire_leases_its_answer_before_reading_it(
+        wire: str, make: Build, fake_upstream: FakeUpstream) -> None:
+    @dataclass
+    class Claim:
+        lease: Lease | None = None
+
+    budget, claim = DeliveryBudget(64 * MIB), Claim()
+    body = answer(wire, b64(png()))
+    fake_upstream.push(ROUTE[wire], Reply(json=body))
+    with reading(budget, claim):
+        await make(wire).generate(REQUEST)
+    assert claim.lease is not None and claim.lease.size == len(json.dumps(body))
+    # An image URL's download is not leased on its own: the result's images are, after.
+    claim.lease.release()
+    claim = Claim()
+    fake_upstream.push(ROUTE[wire], Reply(json=url_answer(wire, fake_upstream.serve(
+        "big.png", noisy_png(200, 200)))))
+    with reading(budget, claim):
+        await make(wire).generate(REQUEST)
+    assert claim.lease is not None and claim.lease.size < 10_000
 
 
 @pytest.mark.parametrize("hostile", ["oversize", "padded", "inward"])

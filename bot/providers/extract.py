@@ -88,7 +88,7 @@ class UrlFetcher:
                  max_total: int = cap_bytes(None)) -> None:
         self._own = client is None
         self._client = client or capped_client(
-            max_bytes, follow_redirects=False,
+            max_bytes, lease=False, follow_redirects=False,
             transport=GuardedTransport(a for a in allow if a))
         self.max_bytes = max_bytes
         self.max_total = max_total

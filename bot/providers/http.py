@@ -32,6 +32,7 @@ import httpx
 if TYPE_CHECKING:
     import httpx2
 
+from bot.budget import answer_hook
 from bot.errors import UpstreamError
 
 MIB = 1024 * 1024
@@ -135,12 +136,15 @@ def cap_hook(max_bytes: int) -> Callable[[httpx.Response], Awaitable[None]]:
     return hook
 
 
-def capped_client(max_bytes: int, **options: Any) -> httpx.AsyncClient:
+def capped_client(max_bytes: int, *, lease: bool = True, **options: Any) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose every answer is capped at ``max_bytes`` while it streams."""
     headers = {"Accept-Encoding": ACCEPT_ENCODING, **options.pop("headers", {})}
     options.setdefault("limits", UNPOOLED)
-    return httpx.AsyncClient(headers=headers, event_hooks={"response": [cap_hook(max_bytes)]},
-                             **options)
+    # The cap refuses first; then an API answer leases its declared bytes from the delivery
+    # budget before its body is read (bot/budget.py). Image downloads don't: their bytes are
+    # leased with the result's, once all of an answer's images are in.
+    hooks = [cap_hook(max_bytes), *([answer_hook] if lease else [])]
+    return httpx.AsyncClient(headers=headers, event_hooks={"response": hooks}, **options)
 
 
 def mib(size: int) -> str:
