@@ -14,7 +14,7 @@ from bot.present import Presenter
 from bot.quotas import Quotas
 from bot.storage.base import Store
 
-_FIELDS = ("model", "size", "aspect", "locale")
+_FIELDS = ("model", "size", "aspect", "locale", "search")
 
 
 class Preferences:
@@ -42,6 +42,8 @@ class Preferences:
         if name == "model":
             return list(self._catalog)
         spec = self._spec(model)
+        if name == "search":
+            return ["on", "off"] if spec.search else ["off"]
         return list(spec.sizes if name == "size" else spec.aspects)
 
     async def update(self, actor: Actor, name: str, value: str | None) -> UserSettings:

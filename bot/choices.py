@@ -57,6 +57,13 @@ class Choices:
             raise InvalidOption("thinking", opts.thinking, list(spec.thinking) or ["-"])
         return spec, size, aspect
 
+    @staticmethod
+    def search(user: UserSettings, opts: Options, spec: ModelSpec) -> bool:
+        """``--search`` as asked, else the saved /settings default where the model offers it."""
+        if opts.search is not None:
+            return opts.search
+        return user.search == "on" and spec.search
+
     def actions_for(self, turn: Turn) -> tuple[Action, ...]:
         """Buttons under a result: reroll, larger sizes with their cost, variations, edit, delete."""
         spec = self._lineup.find(turn.model, where="a conversation")

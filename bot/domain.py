@@ -233,3 +233,5 @@ class UserSettings:
     size: str | None = None
     aspect: str | None = None
     locale: str | None = None
+    #: "on": ground images in Google Search where the model offers it (``--search`` per job).
+    search: str | None = None

@@ -223,6 +223,7 @@ class ImagineService:
         spec, size, aspect = self.choices.resolve(
             record.settings, opts, model=model, kept_size=size,
             kept_aspect=aspect or (parent.aspect if parent else None))
+        opts = replace(opts, search=self.choices.search(record.settings, opts, spec))
         event.model, event.size = spec.name, size
         prior = len(parent.output_hashes) if parent else 0
         if len(request.references) + prior > spec.max_references:

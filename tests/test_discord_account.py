@@ -48,7 +48,7 @@ async def test_settings_menus_change_the_defaults(settings_factory: SettingsFact
         panel = await private_answer(fake, await fake.slash("settings", user=xia))
         assert panel.content.startswith("Your defaults: model nano-banana-2.1, size 1K")
         assert panel.custom_ids() == ["ib-set:model", "ib-set:size", "ib-set:aspect",
-                                      "ib-set:locale"]
+                                      "ib-set:locale", "ib-set:search"]
         pick = await fake.select("ib-set:model", ["nano-banana-pro"], user=xia, message=panel)
         text = await settled_edit(fake, pick, panel)
         assert "model nano-banana-pro" in text

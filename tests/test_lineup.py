@@ -352,3 +352,25 @@ async def test_a_relative_data_dir_follows_the_config_file(
     assert await cli("console-token", "--config", str(config)) == 0
     assert (tmp_path / "bot" / "data" / "console-token").exists()
     assert not (tmp_path / "elsewhere" / "data").exists()
+
+
+async def test_search_can_be_a_saved_default(tmp_path: Path) -> None:
+    """/settings search = on grounds every job on models that offer it, and only those."""
+    settings = load_settings(None, {"IMAGINE__BOT__DATA_DIR": f'"{tmp_path / "data"}"'})
+    provider = _Talking()
+    core = build_core(settings, providers={"demo": provider})  # type: ignore[dict-item]
+    await core.start()
+    try:
+        prefs = core.prefs
+        assert prefs.choices("search", "nano-banana-2-lite") == ["off"]
+        saved = await prefs.update(ALICE, "search", "on")
+        assert saved.search == "on" and (await core.store.get_user(ALICE.key)).settings == saved
+        await core.service.imagine(ImageRequest(ALICE, CHAT, "today's sky"))
+        assert provider.asked[-1].search is True  # type: ignore[attr-defined]
+        await core.service.imagine(ImageRequest(ALICE, CHAT, "x", options=Options(search=False)))
+        assert provider.asked[-1].search is False  # type: ignore[attr-defined]
+        lite = await core.service.imagine(ImageRequest(
+            ALICE, CHAT, "x", options=Options(model="nano-banana-2-lite")))
+        assert lite.ok and provider.asked[-1].search is False  # type: ignore[attr-defined]
+    finally:
+        await core.stop(grace=0)

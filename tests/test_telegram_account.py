@@ -31,8 +31,8 @@ async def test_settings_menu_saves_choices(settings_factory: Factory) -> None:
         fake.user_sends("/settings", chat=group)
         menu = await fake.wait_for("sendMessage")
         assert menu.text == ("Your defaults: model nano-banana-2.1, size 1K, aspect 1:1, "
-                             "language English")
-        assert menu.button_texts == ["Model", "Size", "Aspect", "Language"]
+                             "language English, search off")
+        assert menu.button_texts == ["Model", "Size", "Aspect", "Language", "Google Search"]
         message = menu.message
         fake.press(message, "st:1001:open:model")
         choices = await fake.wait_for("editMessageText")
@@ -54,9 +54,13 @@ async def test_settings_menu_saves_choices(settings_factory: Factory) -> None:
         await fake.wait_for("editMessageText")
         fake.press(message, "st:1001:set:aspect=16:9")
         await fake.wait_for("editMessageText", lambda c: "Aspect = 16:9" in c.text)
+        fake.press(message, "st:1001:open:search")
+        await fake.wait_for("editMessageText")
+        fake.press(message, "st:1001:set:search=on")  # nano-banana-pro offers Google Search
+        await fake.wait_for("editMessageText", lambda c: "Google Search = on" in c.text)
         saved_settings = await bot.c.prefs.get(ALICE.actor)
-        assert (saved_settings.model, saved_settings.size, saved_settings.aspect) == (
-            "nano-banana-pro", "2K", "16:9")
+        assert (saved_settings.model, saved_settings.size, saved_settings.aspect,
+                saved_settings.search) == ("nano-banana-pro", "2K", "16:9", "on")
         fake.user_sends("/imagine a dune")
         photo = await fake.wait_for("sendPhoto")
         assert "nano-banana-pro · 2K · 16:9" in photo.text

@@ -124,7 +124,8 @@ class Flows:
         return self.core.messages.t(
             locale, "settings.title", model=current.model or bot.default_model,
             size=current.size or bot.default_size, aspect=current.aspect or bot.default_aspect,
-            locale=names.get(current.locale or "", current.locale or "—"))
+            locale=names.get(current.locale or "", current.locale or "—"),
+            search=current.search or "off")
 
     async def on_setting(self, interaction: discord.Interaction[Any], name: str,
                          value: str | None) -> None:

@@ -16,7 +16,7 @@ from bot.messages import LOCALES, Messages
 _KINDS = "|".join(get_args(ActionKind))
 #: Matches exactly what Action.encode() produces: ``ib:<kind>:<turn>[:<size>]``.
 ACTION_TEMPLATE = rf"ib:(?:{_KINDS}):[0-9A-Za-z_-]+(?::[0-9A-Za-z]+)?"
-SETTINGS = ("model", "size", "aspect", "locale")
+SETTINGS = ("model", "size", "aspect", "locale", "search")
 DEFAULT_VALUE = "__default__"
 _STYLES = {"upscale": discord.ButtonStyle.primary, "delete": discord.ButtonStyle.danger}
 _LABEL_KEYS = {"reroll": "button.reroll", "upscale": "button.upscale",
@@ -51,7 +51,7 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
 
 
 class SettingSelect(discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]],
-                    template=r"ib-set:(?P<name>model|size|aspect|locale)"):
+                    template=r"ib-set:(?P<name>model|size|aspect|locale|search)"):
     """One /settings menu; the choice applies to whoever uses it (the message is ephemeral)."""
 
     def __init__(self, name: str, options: list[discord.SelectOption],
@@ -118,11 +118,11 @@ def forget_view(messages: Messages, locale: str) -> discord.ui.View:
 
 def settings_view(current: UserSettings, prefs: Preferences, messages: Messages,
                   locale: str) -> discord.ui.View:
-    """Four menus: model, size, aspect (of the chosen model) and language."""
+    """Five menus: model, size, aspect (of the chosen model), language and search."""
     view = discord.ui.View(timeout=None)
     default_label = messages.t(locale, "discord.settings_default")
     labels = {"model": "settings.model", "size": "settings.size", "aspect": "settings.aspect",
-              "locale": "settings.language"}
+              "locale": "settings.language", "search": "settings.search"}
     for name in SETTINGS:
         chosen = getattr(current, name)
         values = prefs.choices(name, current.model)[:24]

@@ -151,7 +151,8 @@ class CommandHandlers:
         language = kb.value_label(self.rt.core.messages, locale, "locale", saved.locale or locale)
         return self.rt.t(locale, "settings.title", model=saved.model or bot.default_model,
                          size=saved.size or bot.default_size,
-                         aspect=saved.aspect or bot.default_aspect, locale=language)
+                         aspect=saved.aspect or bot.default_aspect, locale=language,
+                         search=saved.search or "off")
 
     def _menu_press(self, update: Update, owner: int | None,
                     work: Callable[[CallbackQuery, Actor], Coroutine[Any, Any, None]]) -> None:

@@ -12,10 +12,10 @@ from bot.messages import Messages
 
 #: Telegram rejects callback_data longer than 64 bytes.
 CALLBACK_LIMIT = 64
-SETTINGS = ("model", "size", "aspect", "locale")
+SETTINGS = ("model", "size", "aspect", "locale", "search")
 _LABELS = {"model": "settings.model", "size": "settings.size", "aspect": "settings.aspect",
-           "locale": "settings.language"}
-_PER_ROW = {"model": 1, "size": 4, "aspect": 5, "locale": 3}
+           "locale": "settings.language", "search": "settings.search"}
+_PER_ROW = {"model": 1, "size": 4, "aspect": 5, "locale": 3, "search": 2}
 DEFAULT = "*"
 
 

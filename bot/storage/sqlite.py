@@ -192,7 +192,7 @@ class SqliteStore:
         return UserRecord(
             key=key,
             settings=UserSettings(model=r["model"], size=r["size"], aspect=r["aspect"],
-                                  locale=r["locale"]),
+                                  locale=r["locale"], search=r["search"]),
             banned=bool(r["banned"]), ban_notified=bool(r["ban_notified"]),
             daily_limit=r["daily_limit"], monthly_limit=r["monthly_limit"],
         )
@@ -206,8 +206,10 @@ class SqliteStore:
         async with self._writing():
             await self._ensure_user(key)
             await self.db.execute(
-                "UPDATE users SET model = ?, size = ?, aspect = ?, locale = ? WHERE key = ?",
-                (settings.model, settings.size, settings.aspect, settings.locale, key),
+                "UPDATE users SET model = ?, size = ?, aspect = ?, locale = ?, search = ? "
+                "WHERE key = ?",
+                (settings.model, settings.size, settings.aspect, settings.locale,
+                 settings.search, key),
             )
 
     async def set_user_flags(self, key: str, *, banned: bool | None = None,
