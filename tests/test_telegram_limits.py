@@ -17,6 +17,14 @@ from bot.domain import ImageData
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.demo import DemoProvider
 from tests.fake_telegram import ALICE, running_bot
+from tests.fake_upstream import (
+    FakeUpstream,
+    Reply,
+    b64,
+    fake_upstream_fixture,  # noqa: F401
+    gemini_body,
+    png,
+)
 
 Factory = Callable[..., Settings]
 # PTB itself warns when it builds a RetryAfter (its retry_after type changes in v23).
@@ -162,3 +170,29 @@ async def test_network_drops_are_ridden_out(settings_factory: Factory) -> None:
         await asyncio.wait_for(starting, 15)
         fake.user_sends("/imagine after a cold start")
         await fake.wait_for("sendPhoto")
+
+
+async def test_several_final_images_from_gemini_are_all_delivered(
+        settings_factory: Factory, fake_upstream: FakeUpstream) -> None:
+    """A native answer with two final (non-thought) images: both reach the chat, both bound."""
+    from bot.providers.gemini import GeminiProvider
+
+    fake_upstream.push("gemini", Reply(json=gemini_body([
+        {"inlineData": {"mimeType": "image/png", "data": b64(png(color="red"))}, "thought": True},
+        {"inlineData": {"mimeType": "image/png", "data": b64(png(64, 64, "green"))}},
+        {"inlineData": {"mimeType": "image/png", "data": b64(png(64, 64, "blue"))}},
+    ])))
+    provider = GeminiProvider(name="demo", base_url=fake_upstream.url, api_key="k-test-123456")
+    async with running_bot(settings_factory, providers={"demo": provider}) as bot:
+        fake = bot.fake
+        fake.user_sends("/imagine a storyboard in two panels")
+        first = await fake.wait_for("sendPhoto")
+        second = await fake.wait_for("sendPhoto")
+        colours = []
+        for call in (first, second):
+            with Image.open(io.BytesIO(call.files["photo"])) as im:
+                colours.append(im.convert("RGB").getpixel((0, 0)))
+        assert colours == [(0, 128, 0), (0, 0, 255)]
+        turn = await bot.turn(first.message)
+        assert turn is not None and await bot.turn(second.message) == turn
+        assert len(turn.output_hashes) == 2
