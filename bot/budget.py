@@ -19,7 +19,8 @@ from typing import Protocol
 
 import httpx
 
-__all__ = ["DEFAULT_MAX_HOLD", "DeliveryBudget", "Holder", "Lease", "answer_hook", "reading"]
+__all__ = ["ANSWER_WEIGHT", "DEFAULT_MAX_HOLD", "DeliveryBudget", "Holder", "Lease", "answer_hook",
+           "reading"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 #: it is given back so that a leak cannot shrink the budget for good. Discord's interaction
 #: token lives 15 minutes, the longest any delivery can take.
 DEFAULT_MAX_HOLD = 900.0
+
+
+#: An answer of N bytes is held about four times over while it is read and parsed: the body, the
+#: JSON string of its base64, that string cleaned of whitespace, and the decoded image (3/4 N).
+#: Measured on the 4K x 500 bench: leasing N alone let RSS reach 2.9 GB on a 256 MB budget.
+ANSWER_WEIGHT = 4
 
 
 class Lease:
@@ -170,7 +177,7 @@ def reading(budget: DeliveryBudget, holder: Holder) -> Iterator[None]:
 
 
 async def answer_hook(response: httpx.Response) -> None:
-    """httpx response hook: lease an answer's declared bytes before its body is read.
+    """httpx response hook: lease an answer's bytes (weighted) before its body is read.
 
     Event hooks run before a non-streamed body is read
     (https://www.python-httpx.org/advanced/event-hooks/), so under overload answers wait in
@@ -184,4 +191,4 @@ async def answer_hook(response: httpx.Response) -> None:
     if holder.lease is not None:  # a retried call: the earlier answer is no longer held
         holder.lease.release()
         holder.lease = None
-    holder.lease = await budget.acquire(int(declared))
+    holder.lease = await budget.acquire(int(declared) * ANSWER_WEIGHT)

@@ -267,7 +267,8 @@ class ImagineService:
             await asyncio.shield(refund_failed(self.deliveries, pending, type(exc).__name__))
             raise
         try:
-            return await self._result_reply(actor, chat, turn, spec, result)
+            return await self._result_reply(actor, chat, turn, spec, result,
+                                            record.settings.locale)
         except BaseException:
             await asyncio.shield(self.undeliverable(turn.id))
             raise
@@ -302,8 +303,9 @@ class ImagineService:
                                         job_id=event.job_id)
 
     async def _result_reply(self, actor: Actor, chat: ChatRef, turn: Turn, spec: ModelSpec,
-                            result: ProviderResult) -> Reply:
-        locale = await self.locale_for(actor)
+                            result: ProviderResult, saved_locale: str | None) -> Reply:
+        # The job read the user's record already: no second read per result (a hot path).
+        locale = saved_locale or normalize_locale(actor.locale) or self.settings.bot.locale
         usage = await self.quotas.usage(actor, chat)
         text = self.presenter.caption(
             locale, prompt=turn.prompt, model=spec.name, size=turn.size or "", aspect=turn.aspect

@@ -18,7 +18,7 @@ from aiohttp import web
 from PIL import Image
 
 from bot.bootstrap import Core, build_core
-from bot.budget import DeliveryBudget, Lease, answer_hook, reading
+from bot.budget import ANSWER_WEIGHT, DeliveryBudget, Lease, answer_hook, reading
 from bot.config import Settings
 from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef, Reply
 from bot.providers.base import ProviderRequest, ProviderResult
@@ -206,7 +206,7 @@ async def answers(body: bytes) -> AsyncIterator[str]:
 
 async def test_answers_wait_for_the_budget_before_their_body_is_read() -> None:
     body = b"x" * MB
-    budget = DeliveryBudget(int(1.5 * MB))  # one answer in memory at a time
+    budget = DeliveryBudget(int(1.5 * MB * ANSWER_WEIGHT))  # one answer in memory at a time
     in_hand = peak = 0
 
     async def call(client: httpx.AsyncClient, url: str) -> int:
@@ -216,7 +216,8 @@ async def test_answers_wait_for_the_budget_before_their_body_is_read() -> None:
             response = await client.get(url)
         in_hand += 1
         peak = max(peak, in_hand)
-        assert claim.lease is not None and claim.lease.size == len(response.content)
+        assert claim.lease is not None
+        assert claim.lease.size == len(response.content) * ANSWER_WEIGHT
         await asyncio.sleep(0.05)  # parsing, storing, uploading...
         in_hand -= 1
         claim.lease.release()
