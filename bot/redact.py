@@ -33,11 +33,32 @@ class Redactor:
     """Replaces every known secret in a text with ``***``."""
 
     def __init__(self, values: Iterable[str]) -> None:
-        self._values = [v for v in values if len(v) >= _MIN_LEN]
+        self._values = sorted({v for v in values if len(v) >= _MIN_LEN}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
-        """``text`` with secrets masked."""
+        """``text`` with secrets masked.
+
+        Every occurrence of every secret is found in the original text first, then overlapping
+        spans are merged: replacing one secret at a time would cut a secret that contains or
+        overlaps another and leave its remainder readable.
+        """
+        spans: list[tuple[int, int]] = []
         for value in self._values:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+            at = text.find(value)
+            while at != -1:
+                spans.append((at, at + len(value)))
+                at = text.find(value, at + 1)
+        if not spans:
+            return text
+        spans.sort()
+        out: list[str] = []
+        done = 0
+        start, end = spans[0]
+        for s, e in spans[1:]:
+            if s < end:
+                end = max(end, e)
+                continue
+            out += [text[done:start], MASK]
+            done, start, end = end, s, e
+        out += [text[done:start], MASK, text[end:]]
+        return "".join(out)
