@@ -30,6 +30,7 @@ from bot.config_sections import (
     ApiKind,
     BotSection,
     DiscordSection,
+    FailoverSection,
     HttpSection,
     LimitsSection,
     Locale,
@@ -45,8 +46,8 @@ from bot.errors import ConfigError
 from bot.lineup_config import RetiredUse, rewrite_retired, zero_config_provider
 from bot.providers.routes import ROUTES
 
-__all__ = ["ApiKind", "BotSection", "DiscordSection", "HttpSection", "LimitsSection", "Locale",
-           "LogSection", "ModelSection", "ProviderSection", "QuotaSection", "Settings",
+__all__ = ["ApiKind", "BotSection", "DiscordSection", "FailoverSection", "HttpSection",
+           "LimitsSection", "Locale", "LogSection", "ModelSection", "ProviderSection", "QuotaSection", "Settings",
            "TelegramSection", "WebSection", "load_settings"]
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Settings(_Section):
     web: WebSection = WebSection()
     http: HttpSection = HttpSection()
     log: LogSection = LogSection()
+    failover: FailoverSection = FailoverSection()
 
     _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
     _auto_route: str | None = PrivateAttr(default=None)
@@ -94,6 +96,10 @@ class Settings(_Section):
                     f"[models.{name}] provider = {model.provider!r} is not a configured provider "
                     f"(allowed: {', '.join(sorted(self.provider_table()))})"
                 )
+            for via in (*model.routes, *model.route_prices):
+                if via not in self.provider_table():
+                    raise ValueError(f"[models.{name}] routes: {via!r} is not a configured provider "
+                                     f"(allowed: {', '.join(sorted(self.provider_table()))})")
         default = self.catalog()[self.bot.default_model]
         if self.bot.default_size not in default.sizes:
             raise ValueError(
@@ -126,7 +132,7 @@ class Settings(_Section):
         for name in [*BUILTIN, *[n for n in self.models if n not in BUILTIN]]:
             over = self.models.get(name, ModelSection())
             base = BUILTIN.get(name)
-            provider = over.provider or default_provider
+            provider = over.provider or (over.routes[0] if over.routes else default_provider)
             api = table[provider].api
             model_id = (over.ids.get(provider) or over.ids.get(api)
                         or ROUTES[api].model_id(over.id or (base.id if base else name)))

@@ -175,6 +175,10 @@ class ModelSection(_Section):
     status: Literal["ga", "preview", "deprecated"] | None = None
     search: bool | None = None
     thinking: tuple[str, ...] | None = None
+    #: Providers that may serve it, tried in order (failover); empty: ``provider`` alone.
+    routes: tuple[str, ...] = ()
+    #: USD per image on one route, by provider name, where it differs from ``prices``.
+    route_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
 
     @field_validator("thinking")
     @classmethod
@@ -191,6 +195,21 @@ class ModelSection(_Section):
             if amount < 0:
                 raise ValueError(f"{size} = {amount}: must not be negative")
         return value
+
+
+class FailoverSection(_Section):
+    """``[failover]``: when a route's circuit opens, for how long, and retries before moving on."""
+
+    #: Consecutive 5xx / timeouts / busy answers that open a route's circuit.
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    #: How long an open circuit (after 5xx / timeouts) waits before one trial job.
+    cooldown_seconds: float = Field(default=60.0, gt=0)
+    #: How long a route that is out of credit or rejects its key waits before a trial.
+    credit_cooldown_seconds: float = Field(default=600.0, gt=0)
+    #: Retries on one route before the next route is tried (when there is one).
+    retries_before_failover: int = Field(default=1, ge=0, le=10)
+    #: Failovers kept for the operator view.
+    history: int = Field(default=50, ge=1, le=1000)
 
 
 class TelegramSection(_Section):

@@ -50,6 +50,7 @@ from bot.errors import (
     RefusedCharged,
     TooManyReferences,
 )
+from bot.failover import Booking, Leg, Routing
 from bot.jobs import JobScheduler
 from bot.messages import normalize_locale
 from bot.metrics import JobEvent, Metrics
@@ -82,6 +83,7 @@ class ImagineService:
         self.lineup = lineup or Lineup(settings.catalog())
         self.catalog: dict[str, ModelSpec] = self.lineup.models
         self.choices = Choices(settings, self.lineup)
+        self.routing = Routing(settings, providers, metrics)  # failover across routes
         self._prepare = prepare_reference
         self.metrics = metrics
         budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
@@ -236,16 +238,18 @@ class ImagineService:
         history = await self.conversations.history(parent.id) if parent else ()
         if parent and not history:
             raise NotFound()
-        price = self.quotas.price(spec, size)
+        legs = self.routing.plan(spec)  # the books charge the route that serves (Booking)
+        price = self.quotas.price(legs[0].spec, size)
         reservation = await self.quotas.reserve(actor, chat, price, model=spec.name, size=size)
         event.credits, event.usd = price.credits, price.usd
         pending = Pending(reservation.id, event)
+        booking = Booking(self.quotas, actor, chat, size, price, pending)
 
         async def store(result: ProviderResult) -> Turn:
             return await self.conversations.record(
                 actor=actor, chat=chat, prompt=prompt, model=spec.name, size=size, aspect=aspect,
                 parent_id=parent.id if parent else None, inputs=refs, outputs=result.images,
-                provider_state=result.provider_state, kind=request.kind, credits=price.credits)
+                provider_state=result.provider_state, kind=request.kind, credits=booking.price.credits)
 
         # Stored and leased inside the job, so its timeout, cancel and drain cover the wait.
         keep = functools.partial(self.deliveries.keep, pending, store)
@@ -254,14 +258,15 @@ class ImagineService:
             with reading(self.deliveries.budget, pending):
                 turn, result = await self._generate(actor, spec, tuple(refs), history, size,
                                                     aspect, progress, event, prompt=prompt,
-                                                    keep=keep, opts=opts)
+                                                    keep=keep, opts=opts, legs=legs,
+                                                    moving=booking.move)
         except Refused:
             pending.release()
             if self.settings.quota.charge_refusals:
-                await self.quotas.settle(reservation.id)
+                await self.quotas.settle(pending.reservation_id)
                 raise RefusedCharged() from None
             else:
-                await self.quotas.refund(reservation.id, "refused")
+                await self.quotas.refund(pending.reservation_id, "refused")
             raise
         except BaseException as exc:
             await asyncio.shield(refund_failed(self.deliveries, pending, type(exc).__name__))
@@ -277,10 +282,10 @@ class ImagineService:
                         history: tuple[HistoryTurn, ...], size: str, aspect: str,
                         progress: ProgressCallback | None, event: JobEvent, *, prompt: str,
                         keep: Callable[[ProviderResult], Awaitable[T]],
-                        opts: Options) -> T:
+                        opts: Options, legs: tuple[Leg, ...],
+                        moving: Callable[[Leg], Awaitable[None]]) -> T:
         limits = self.settings.limits
         timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
-        provider = self.providers[spec.provider]
         request = ProviderRequest(model_id=spec.id, prompt=prompt, references=refs,
                                   history=history, size=size, aspect=aspect, timeout=timeout,
                                   send_size=spec.send_size, thinking=opts.thinking,
@@ -291,7 +296,7 @@ class ImagineService:
             started = time.monotonic()
             event.durations["queue"] = started - submitted
             try:
-                return await provider.generate(request)
+                return (await self.routing.generate(legs, request, moving))[1]
             finally:
                 event.durations["upstream"] = time.monotonic() - started
 

@@ -27,6 +27,7 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+#: A cap on retries for this call (bot.failover sets it when another route can take the job).
+RETRY_CAP: ContextVar[int | None] = ContextVar("retry_cap", default=None)
 
 _JSON_INLINE_LIMIT = 256 * 1024  # bodies above this are parsed in a thread
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
@@ -107,7 +110,9 @@ class RetryPolicy:
                   what: str = "", model: str = "") -> T:
         """Await ``call()``, retrying :class:`TransientError`; raise a bot error when done."""
         last: TransientError | None = None
-        for attempt in range(self.max_retries + 1):
+        cap = RETRY_CAP.get()
+        retries = self.max_retries if cap is None else min(cap, self.max_retries)
+        for attempt in range(retries + 1):
             try:
                 return await call()
             except TransientError as exc:
@@ -124,11 +129,11 @@ class RetryPolicy:
                 log.warning("%s: %s; server asks to wait %.0f s (> cap %.0f s), giving up",
                             what, last.detail, hint, self.cap_seconds)
                 raise UpstreamBusy(retry_after=max(1.0, hint), detail=last.detail)
-            if attempt == self.max_retries:
+            if attempt == retries:
                 break
             delay = hint if hint is not None else self.backoff(attempt)
             log.warning("%s: %s; retry %d/%d in %.1f s", what, last.detail, attempt + 1,
-                        self.max_retries, delay)
+                        retries, delay)
             if self.on_retry is not None:
                 self.on_retry()
             await self.sleep(delay)
