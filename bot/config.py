@@ -47,8 +47,8 @@ from bot.lineup_config import RetiredUse, rewrite_retired, zero_config_provider
 from bot.providers.routes import ROUTES
 
 __all__ = ["ApiKind", "BotSection", "DiscordSection", "FailoverSection", "HttpSection",
-           "LimitsSection", "Locale", "LogSection", "ModelSection", "ProviderSection", "QuotaSection", "Settings",
-           "TelegramSection", "WebSection", "load_settings"]
+           "LimitsSection", "Locale", "LogSection", "ModelSection", "ProviderSection",
+           "QuotaSection", "Settings", "TelegramSection", "WebSection", "load_settings"]
 log = logging.getLogger(__name__)
 
 
