@@ -20,6 +20,20 @@ def excerpt(text: str, limit: int = _PROMPT_EXCERPT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+def progress_text(messages: Messages, locale: str, stage: str, position: int | None,
+                  running: float) -> str | None:
+    """A job's status line: its place in the queue, or how long the model has worked so far.
+
+    ``running`` counts from the job's start, never from its submission: a job that waited in the
+    queue starts at "0 s", so queue time and generation time are told apart.
+    """
+    if stage == "queued" and position:
+        return messages.t(locale, "progress.queued", position=position)
+    if stage == "started":
+        return messages.t(locale, "progress.started", elapsed=max(0, int(running)))
+    return None
+
+
 class Presenter:
     """Formats errors, quota status and result captions from the message catalogs."""
 
@@ -64,7 +78,11 @@ class Presenter:
             params["reason"] = excerpt(self._redact(str(params["reason"])), 300)
         if key == "error.no_image" and params.get("text"):
             key, params["text"] = "error.no_image_text", excerpt(self._redact(str(params["text"])), 300)
-        return self.t(locale, key, **params)
+        text = self.t(locale, key, **params)
+        if params.get("safety"):  # a refusal names the safety level that applied (bot.groups)
+            level = self.t(locale, f"safety.{params['safety']}")
+            text += "\n" + self.t(locale, "safety.applied", level=level)
+        return text
 
     def usage(self, locale: str, usage: Usage, costs: str = "") -> str:
         """The /quota text: every window with what is left and when it resets."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
 from adapters.web import charts
 from adapters.web.reads import job_rows, last_days, overview
 from bot.domain import Actor
-from bot.errors import Refused, UpstreamError
+from bot.errors import Refused, UpstreamBusy, UpstreamError
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.demo import DemoProvider
 from bot.storage.base import LedgerEntry
@@ -32,6 +33,8 @@ class Moody(DemoProvider):
             raise Refused("not this one")
         if "fail" in request.prompt:
             raise UpstreamError("broken body")
+        if "busy" in request.prompt:
+            raise UpstreamBusy()
         return await super().generate(request)
 
 
@@ -136,17 +139,28 @@ async def test_grant_ban_and_unban_from_the_page(settings_factory: Factory) -> N
 async def test_refusal_and_error_rates_and_the_gallery(settings_factory: Factory) -> None:
     async with running_console(settings_factory, fakes={"demo": Moody()}) as run, \
             visitor(run) as user:
-        for prompt in ("a calm lake", "please refuse", "make it fail", "a calm sea"):
+        for prompt in ("a calm lake", "please refuse", "make it fail", "a calm sea", "so busy"):
             await user.imagine(prompt)
         v, _, _ = await login(run)
         try:
             page = await v.open("/operator")
         finally:
             await v.close()
-        assert "4 finished · 1 refused (25.0%) · 1 failed (25.0%) · 0 cancelled" in page
+        assert ("5 finished: 2 delivered · 1 refused (20.0%) · 2 failed (40.0%) · 0 cancelled"
+                in page)
         assert page.count('class="tile o-ok"') == 2
         assert 'class="tile o-refused"' in page and 'class="tile o-failed"' in page
-        assert "No image (UpstreamError)" in page
+        # sentences, not internal names; refunded jobs say so instead of a price
+        assert "No image: the image service answered with an error." in page
+        assert "No image: the image service was busy." in page
+        assert "No image: the model refused the prompt." in page
+        assert "UpstreamError" not in page and "UpstreamBusy" not in page
+        tiles = re.findall(r'<figure class="tile o-(\w+)">(.*?)</figure>', page)
+        for outcome, tile in tiles:
+            assert ("refunded" in tile) == (outcome != "ok"), tile
+            assert ("credits ·" in tile) == (outcome == "ok"), tile
+        assert '<span class="k">Waiting</span><b class="v">0</b>' in page
+        assert '<span class="k">Running</span><b class="v">0</b>' in page
         usage = await run.core.quotas.usage(Actor("web", user.uid))
         assert usage.credits_left == 92
 
@@ -204,3 +218,25 @@ def test_chart_axis_is_round_and_the_svg_marks_today() -> None:
     assert svg.count('<g class="day') == 30 and 'class="day today" data-day="2026-03-10"' in svg
     assert "a&lt;b $0.50" in svg and 'aria-label="spend &amp; more"' in svg
     assert "<b" not in svg.replace("<g", "")
+
+
+async def test_live_queue_tells_waiting_from_running(settings_factory: Factory) -> None:
+    slow = {"providers": {"demo": {"api": "demo", "demo_delay_seconds": 1.5}},
+            "limits": {"per_user_concurrency": 1, "per_user_queued": 1}}
+    async with running_console(settings_factory, **slow) as run, visitor(run) as user:
+        v, _, _ = await login(run)
+        try:
+            for prompt in ("first boat", "second boat"):
+                status, _ = await user.submit(prompt)
+                assert status == 202
+            async with asyncio.timeout(10):
+                while True:
+                    async with v.http.get(run.url + "/operator/live") as live:
+                        html = (await live.json())["html"]
+                    if "1 waiting · 1 running" in html and "position" in html:
+                        break
+                    await asyncio.sleep(0.05)
+            assert "In this console: Running" in html and "In this console: Waiting" in html
+            assert re.search(r"first boat · \d+ s", html) and "second boat · position 1" in html
+        finally:
+            await v.close()

@@ -12,6 +12,7 @@ import discord
 
 from bot.domain import Progress
 from bot.messages import Messages
+from bot.present import progress_text
 
 log = logging.getLogger(__name__)
 Edit = Callable[[str], Awaitable[None]]
@@ -51,13 +52,9 @@ class ProgressReporter:
         event = self._event
         if event is None:
             return None
-        t = self._messages.t
-        if event.stage == "queued" and event.position:
-            return t(self._locale, "progress.queued", position=event.position)
-        if event.stage == "started":
-            elapsed = event.elapsed + time.monotonic() - self._event_at
-            return t(self._locale, "progress.started", elapsed=int(elapsed))
-        return None
+        # From the "started" event on, not event.elapsed (which counts the time queued too).
+        return progress_text(self._messages, self._locale, event.stage, event.position,
+                             time.monotonic() - self._event_at)
 
     async def _loop(self) -> None:
         while not self._closed and not self._broken:

@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from adapters.web import middleware as mw
+from adapters.web import render
 from adapters.web.context import MAX_BODY, Console
+from adapters.web.live import Live
 from adapters.web.media import Media
 from adapters.web.network import is_loopback
 from adapters.web.operator import OperatorView
@@ -93,6 +95,7 @@ class WebConsole:
             await stop.wait()
         finally:
             self._running = False
+            console.closing.set()
             await console.jobs.close(self._core.settings.limits.shutdown_grace_seconds + 5.0)
             await runner.cleanup()
 
@@ -102,8 +105,10 @@ def build_app(console: Console, bundle: Bundle) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[
         mw.guard(console, bundle), mw.gate(console, bundle), mw.visitor(console),
         mw.csrf(console, bundle)])
+    render.setup(app, bundle)
     playground = Playground(console, bundle)
-    app.add_routes([*playground.routes(), *Media(console).routes(),
+    app.add_routes([*playground.routes(), *Live(console, playground).routes(),
+                    *Media(console).routes(),
                     *OperatorView(console, bundle).routes(),
                     web.get("/static/{name}", _static(bundle))])
     return app

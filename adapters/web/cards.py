@@ -9,7 +9,7 @@ from bot.domain import Action, Reply, Turn, Usage
 from bot.messages import Messages
 from bot.present import excerpt
 
-_KIND_ICON = {"edit": "✏️", "reroll": "🔄", "upscale": "⬆", "variation": "🎲"}
+KIND_ICON = {"edit": "✏️", "reroll": "🔄", "upscale": "⬆", "variation": "🎲"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +58,16 @@ def _caption(text: str) -> str:
     return f'<span class="p">{escape(lines[0])}</span>{rest}'
 
 
+def button_label(messages: Messages, locale: str, action: Action) -> str:
+    """What a result button says."""
+    if action.kind == "upscale":
+        return messages.t(locale, "button.upscale", size=action.size, cost=action.cost)
+    return messages.t(locale, f"button.{action.kind}")
+
+
 def button(messages: Messages, locale: str, action: Action, prompt: str) -> str:
     """One result button; the page's script sends its encoded action."""
-    if action.kind == "upscale":
-        label = messages.t(locale, "button.upscale", size=action.size, cost=action.cost)
-    else:
-        label = messages.t(locale, f"button.{action.kind}")
+    label = button_label(messages, locale, action)
     extra = ""
     if action.kind == "edit":
         extra = f' data-prompt="{escape(excerpt(prompt, 80))}"'
@@ -92,7 +96,7 @@ def render_card(messages: Messages, locale: str, card: Card) -> str:
 
 def prompt_bubble(messages: Messages, locale: str, prompt: str, kind: str = "imagine") -> str:
     """What the user asked, on the right-hand side."""
-    icon = _KIND_ICON.get(kind, "")
+    icon = KIND_ICON.get(kind, "")
     tag = (f'<span class="tag">{icon} {escape(messages.t(locale, f"web.kind.{kind}"))}</span>'
            if icon else "")
     return f'<div class="msg me">{tag}<p>{escape(prompt)}</p></div>'
@@ -109,6 +113,7 @@ def quota_badge(messages: Messages, locale: str, usage: Usage, details: str) -> 
         short = messages.t(locale, "web.quota_admin")
     else:
         short = messages.t(locale, "web.quota_left", left=usage.credits_left)
-    return (f'<details class="quota" id="quota" data-left="{usage.credits_left}">'
+    return (f'<details class="quota" id="quota" data-left="{usage.credits_left}" '
+            f'data-exempt="{int(usage.exempt)}">'
             f'<summary><span class="bolt">⚡</span> <span class="left">{escape(short)}</span>'
             f'</summary><div class="pop">{_lines(details)}</div></details>')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from aiohttp import web
@@ -66,6 +67,8 @@ class Console:
         self.sessions = Sessions()
         self.limiter = LoginLimiter()
         self.jobs = WebJobs(core.service)
+        #: Set when the server starts to stop: open event streams end, new ones are turned away.
+        self.closing = asyncio.Event()
         settings = core.settings
         default = core.service.catalog[settings.bot.default_model]
         route = ROUTES[settings.provider_table()[default.provider].api]

@@ -14,7 +14,25 @@ from bot.jobs import SchedulerStats
 from bot.present import excerpt
 
 Tr = Callable[..., str]
+#: Refund notes with a sentence of their own in the catalogs (web.op.why.*).
+WHY = frozenset({"UpstreamBusy", "UpstreamError", "UpstreamConfig", "UpstreamNoCredit",
+                 "JobTimeout", "NoImage", "InternalError", "refused", "undeliverable", "stale"})
+_CANCEL_NOTES = frozenset({"Cancelled", "CancelledError"})
+#: Outcomes whose credits were given back.
+REFUNDED = frozenset({"refused", "failed", "cancelled"})
 _OUTCOME_ICON = {"ok": "✓", "refused": "⛔", "failed": "⚠", "cancelled": "⏹", "running": "…"}
+
+
+def why(t: Tr, note: str) -> str:
+    """A sentence for a refund's note (an error's class name, or the core's own word)."""
+    if note.startswith("failover to "):
+        return t("web.op.why.failover", provider=note.removeprefix("failover to "))
+    if note in _CANCEL_NOTES:
+        return t("web.op.why.cancelled")
+    key = "stale" if note == "stale at start-up" else note
+    if key in WHY:
+        return t(f"web.op.why.{key}")
+    return t("web.op.why.other", note=note or "?")
 
 
 def usd(value: float) -> str:
@@ -40,7 +58,8 @@ def kpis(t: Tr, ov: Overview, snap: SchedulerStats) -> str:
                                                        credits=credits(today.credits)), "today"),
         tile(t("web.op.today_images"), str(today.images),
              t("web.op.today_users", users=ov.today_users)),
-        tile(t("web.op.queue"), f"{snap.queued} / {snap.running}", t("web.op.queue_sub")),
+        tile(t("web.op.waiting"), str(snap.queued), t("web.op.waiting_sub"), "waiting"),
+        tile(t("web.op.running"), str(snap.running), t("web.op.running_sub"), "running"),
         tile(t("web.op.refusals"), f"{r.percent(r.refused):.1f}%",
              t("web.op.of_jobs", part=r.refused, jobs=r.finished), "warn" if r.refused else ""),
         tile(t("web.op.errors"), f"{r.percent(r.failed):.1f}%",
@@ -50,7 +69,9 @@ def kpis(t: Tr, ov: Overview, snap: SchedulerStats) -> str:
 
 def rates_line(t: Tr, label: str, r: Rates) -> str:
     """Outcome counts for one period."""
-    return escape(t("web.op.rates_line", period=label, jobs=r.finished, refused=r.refused,
+    delivered = r.finished - r.refused - r.failed - r.cancelled
+    return escape(t("web.op.rates_line", period=label, jobs=r.finished, delivered=delivered,
+                    refused=r.refused,
                     refused_pct=f"{r.percent(r.refused):.1f}", failed=r.failed,
                     failed_pct=f"{r.percent(r.failed):.1f}", cancelled=r.cancelled))
 
@@ -131,12 +152,22 @@ def live(t: Tr, snap: SchedulerStats, web_jobs: list[WebJob]) -> str:
                     f'<span class="pill wait">{escape(t("web.op.waiting_n", n=q))}</span></li>'
                     for o, r, q in owners)
     now = time.monotonic()
-    jobs = "".join(f'<li><span class="who">{escape(j.owner)}</span> {escape(excerpt(j.label, 60))}'
-                   f' <span class="muted">{j.elapsed(now)} s</span></li>' for j in web_jobs)
+    running = [j for j in web_jobs if j.stage == "started"]
+    waiting = [j for j in web_jobs if j.stage != "started"]
+    web_part = ""
+    for title, jobs in ((t("web.op.running"), running), (t("web.op.waiting"), waiting)):
+        if not jobs:
+            continue
+        items = "".join(
+            f'<li><span class="who">{escape(j.owner)}</span> ' + escape(
+                t("web.op.running_job", label=excerpt(j.label, 60), elapsed=j.elapsed(now))
+                if j.stage == "started" else
+                t("web.op.waiting_job", label=excerpt(j.label, 60), position=j.position or "–"))
+            + "</li>" for j in jobs)
+        web_part += (f'<h3>{escape(t("web.op.web_jobs"))}: {escape(title)}</h3>'
+                     f'<ul class="plain">{items}</ul>')
     idle = f'<p class="muted">{escape(t("web.op.idle"))}</p>' if not owners else ""
     head = escape(t("web.op.live_head", queued=snap.queued, running=snap.running))
-    web_part = (f'<h3>{escape(t("web.op.web_jobs"))}</h3><ul class="plain">{jobs}</ul>'
-                if jobs else "")
     return f'<p class="live-head">{head}</p>{idle}<ul class="plain owners">{lines}</ul>{web_part}'
 
 
@@ -151,14 +182,18 @@ def gallery(t: Tr, items: list[GalleryItem], zone: tzinfo) -> str:
                    f'width="{escape(w)}" height="{escape(h)}"></a>')
         else:
             pic = f'<div class="noimg">{_OUTCOME_ICON.get(it.outcome, "?")}</div>'
-        prompt = excerpt(it.prompt, 90) if it.prompt else t("web.op.no_prompt", note=it.note or "—")
+        prompt = excerpt(it.prompt, 90) if it.prompt else t("web.op.no_prompt",
+                                                             why=why(t, it.note))
         when = it.when.astimezone(zone).strftime("%m-%d %H:%M")
         outcome = t(f"web.op.outcome.{it.outcome}")
+        # A refunded job cost nothing: saying its price would overstate the spend.
+        cost = (t("web.op.refunded") if it.outcome in REFUNDED else
+                t("web.op.cost", credits=credits(it.credits), usd=usd(it.usd)))
         cells.append(
             f'<figure class="tile o-{escape(it.outcome)}">{pic}<figcaption>'
             f'<p class="prompt">{escape(prompt)}</p>'
             f'<p class="meta">{escape(it.actor)} · {escape(it.model)} {escape(it.size)}</p>'
-            f'<p class="meta">{escape(t("web.op.cost", credits=credits(it.credits), usd=usd(it.usd)))}'
+            f'<p class="meta">{escape(cost)}'
             f' · {when} '
             f'<span class="badge o-{escape(it.outcome)}">{escape(outcome)}</span></p>'
             "</figcaption></figure>")

@@ -1,4 +1,4 @@
-"""Browser jobs: each request runs as a background task; the page polls its state.
+"""Browser jobs: each request runs as a background task; its page hears of it by server push.
 
 A result counts as delivered once the core has stored it, because the page fetches the images
 from the core's blob store: the adapter binds (settles) right away, or reports it undeliverable.
@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from bot.domain import MessageRef, Progress, Reply
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 #: Finished jobs stay readable this long (a page that polls late still gets its answer).
 KEEP_SECONDS = 900.0
+#: Changes queued for one open page before further ones are dropped (it resyncs on reconnect).
+LISTEN_BACKLOG = 64
 
 Start = Callable[[Callable[[Progress], Awaitable[None]]], Awaitable[Reply]]
 
@@ -35,6 +37,8 @@ class WebJob:
     label: str
     locale: str
     created: float
+    chat_id: str = ""
+    kind: str = "imagine"
     stage: str = "waiting"
     position: int | None = None
     started: float | None = None
@@ -60,6 +64,7 @@ class WebJobs:
         self._clock = clock
         self._jobs: dict[str, WebJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._listeners: dict[str, set[asyncio.Queue[WebJob]]] = {}
 
     def get(self, job_id: str, owner: str) -> WebJob | None:
         """A job of ``owner`` by id (None for anyone else's)."""
@@ -74,10 +79,35 @@ class WebJobs:
         """Every unfinished job, oldest first."""
         return sorted((j for j in self._jobs.values() if not j.done), key=lambda j: j.created)
 
-    def submit(self, owner: str, chat_id: str, label: str, locale: str, start: Start) -> WebJob:
+    def of_chat(self, chat_id: str) -> list[WebJob]:
+        """A browser's jobs still remembered (unfinished and recently finished), oldest first."""
+        return sorted((j for j in self._jobs.values() if j.chat_id == chat_id),
+                      key=lambda j: j.created)
+
+    @contextlib.contextmanager
+    def listen(self, chat_id: str) -> Iterator[asyncio.Queue[WebJob]]:
+        """A queue that receives each change of ``chat_id``'s jobs while the block runs."""
+        queue: asyncio.Queue[WebJob] = asyncio.Queue(maxsize=LISTEN_BACKLOG)
+        self._listeners.setdefault(chat_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            found = self._listeners.get(chat_id)
+            if found is not None:
+                found.discard(queue)
+                if not found:
+                    del self._listeners[chat_id]
+
+    def _notify(self, job: WebJob) -> None:
+        for queue in self._listeners.get(job.chat_id, ()):
+            with contextlib.suppress(asyncio.QueueFull):  # a stalled page resyncs on reconnect
+                queue.put_nowait(job)
+
+    def submit(self, owner: str, chat_id: str, label: str, locale: str, start: Start,
+               kind: str = "imagine") -> WebJob:
         """Start ``start(progress)`` in the background and return its job."""
         self._purge()
-        job = WebJob(secrets.token_urlsafe(12), owner, label, locale, self._clock())
+        job = WebJob(secrets.token_urlsafe(12), owner, label, locale, self._clock(), chat_id, kind)
         self._jobs[job.id] = job
         task = asyncio.create_task(self._run(job, chat_id, start), name=f"web:job:{job.id}")
         self._tasks.add(task)
@@ -89,6 +119,7 @@ class WebJobs:
             job.stage, job.position = event.stage, event.position
             if event.stage == "started" and job.started is None:
                 job.started = self._clock()
+            self._notify(job)
 
         try:
             reply = await start(progress)
@@ -110,6 +141,7 @@ class WebJobs:
         finally:
             job.finished = self._clock()
             job.stage = "finished" if job.reply and job.reply.ok else "failed"
+            self._notify(job)
 
     def _failure(self, job: WebJob, err: BotError) -> Reply:
         text = self._service.presenter.error(job.locale, err)

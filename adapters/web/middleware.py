@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from html import escape
 
 from aiohttp import web
 
@@ -32,10 +31,8 @@ def error_page(console: Console, bundle: Bundle, request: web.Request, status: i
     text = console.t(locale, key, **params)
     if request.path.startswith("/api/"):
         return web.json_response({"error": text}, status=status)
-    body = (f'<main class="center"><div class="panel"><h1>{status}</h1><p>{escape(text)}</p>'
-            f'<p><a class="btn" href="/">{escape(console.t(locale, "web.op.back"))}</a></p>'
-            "</div></main>")
-    return page(bundle, lang=locale, title=str(status), body=body, status=status)
+    return page(request, "error", lang=locale, title=str(status), status=status, text=text,
+                back=console.t(locale, "web.op.back"))
 
 
 def guard(console: Console, bundle: Bundle) -> Middleware:

@@ -14,7 +14,7 @@ from aiohttp import web
 from adapters.web import dashboard as dash
 from adapters.web.context import OPERATOR, Console
 from adapters.web.reads import gallery, job_rows, overview
-from adapters.web.render import Bundle, fill, page
+from adapters.web.render import Bundle, html, page
 from adapters.web.security import SESSION_COOKIE, SESSION_SECONDS, same_token
 from bot.domain import Actor
 from bot.errors import BotError
@@ -57,15 +57,13 @@ class OperatorView:
                     ) -> web.Response:
         locale = self.c.page_locale(request)
         t = partial(self.c.t, locale)
-        body = fill(self.bundle, "login", title=escape(t("web.op.login_title")),
-                    intro=_with_code(t("web.op.login_intro", command=COMMAND,
-                                       env=self.core.settings.web.token_env),
-                                     COMMAND, self.core.settings.web.token_env),
-                    label=escape(t("web.op.token")), submit=escape(t("web.op.login")),
-                    csrf=escape(self.c.csrf(request)), back=escape(t("web.op.back")),
-                    error=f'<p class="flash bad" role="alert">{escape(error)}</p>' if error else "")
-        return page(self.bundle, lang=locale, title=t("web.op.login_title"), body=body,
-                    body_class="login", status=status)
+        return page(request, "login", lang=locale, title=t("web.op.login_title"),
+                    body_class="login", status=status,
+                    intro=html(_with_code(t("web.op.login_intro", command=COMMAND,
+                                            env=self.core.settings.web.token_env),
+                                          COMMAND, self.core.settings.web.token_env)),
+                    label=t("web.op.token"), submit=t("web.op.login"), csrf=self.c.csrf(request),
+                    back=t("web.op.back"), error=error)
 
     async def login(self, request: web.Request) -> web.Response:
         """Check the token; a right one always opens a session, wrong ones are slowed per address."""
@@ -112,31 +110,26 @@ class OperatorView:
             flags[user.name] = (record.banned, (await core.quotas.usage(Actor(platform, uid))).bonus)
         snap = core.scheduler.snapshot()
         kind, text = self._flash.pop(request.cookies.get(SESSION_COOKIE, ""), ("", ""))
-        csrf = escape(c.csrf(request))
-        body = fill(
-            self.bundle, "operator", brand=escape(t("web.brand")), title=escape(t("web.op.title")),
-            playground=escape(t("web.op.playground")), logout=escape(t("web.op.logout")),
-            csrf=csrf, flash=(f'<p class="flash {kind}" role="status">{escape(text)}</p>'
-                              if text else ""),
-            kpis=dash.kpis(t, ov, snap), spend_title=escape(t("web.op.spend_title")),
-            chart=dash.chart_box(t, ov), models_title=escape(t("web.op.by_model")),
-            models=dash.totals_table(t, t("web.op.model"), ov.by_model),
-            platforms_title=escape(t("web.op.by_platform")),
-            platforms=dash.totals_table(t, t("web.op.platform"), ov.by_platform),
-            rates=(f"<p>{dash.rates_line(t, t('web.op.period_today'), ov.rates_today)}</p>"
-                   f"<p>{dash.rates_line(t, t('web.op.period_30'), ov.rates)}</p>"),
-            rates_title=escape(t("web.op.rates_title")),
-            users_title=escape(t("web.op.top_users")),
-            users=dash.users_table(t, ov.top_users, flags, c.csrf(request), zone),
-            live_title=escape(t("web.op.live")), live=dash.live(t, snap, c.jobs.running()),
-            manage_title=escape(t("web.op.manage")), user_label=escape(t("web.op.user")),
-            user_hint=escape(t("web.op.user_hint")), credits_label=escape(t("web.op.credits")),
-            grant=escape(t("web.op.grant")), ban=escape(t("web.op.ban")),
-            unban=escape(t("web.op.unban")), ban_title=escape(t("web.op.ban_title")),
-            gallery_title=escape(t("web.op.recent")),
-            gallery=dash.gallery(t, await gallery(core.store, core.service.catalog, rows), zone))
-        return page(self.bundle, lang=locale, title=t("web.op.title"), body=body,
-                    script="operator.js", body_class="op")
+        return page(
+            request, "operator", lang=locale, title=t("web.op.title"), script="operator.js",
+            body_class="op", brand=t("web.brand"), playground=t("web.op.playground"),
+            logout=t("web.op.logout"), csrf=c.csrf(request), flash=text, flash_kind=kind,
+            kpis=html(dash.kpis(t, ov, snap)), spend_title=t("web.op.spend_title"),
+            chart=html(dash.chart_box(t, ov)), models_title=t("web.op.by_model"),
+            models=html(dash.totals_table(t, t("web.op.model"), ov.by_model)),
+            platforms_title=t("web.op.by_platform"),
+            platforms=html(dash.totals_table(t, t("web.op.platform"), ov.by_platform)),
+            rates=html(f"<p>{dash.rates_line(t, t('web.op.period_today'), ov.rates_today)}</p>"
+                       f"<p>{dash.rates_line(t, t('web.op.period_30'), ov.rates)}</p>"),
+            rates_title=t("web.op.rates_title"), users_title=t("web.op.top_users"),
+            users=html(dash.users_table(t, ov.top_users, flags, c.csrf(request), zone)),
+            live_title=t("web.op.live"), live=html(dash.live(t, snap, c.jobs.running())),
+            manage_title=t("web.op.manage"), user_label=t("web.op.user"),
+            user_hint=t("web.op.user_hint"), credits_label=t("web.op.credits"),
+            grant=t("web.op.grant"), ban=t("web.op.ban"), unban=t("web.op.unban"),
+            ban_title=t("web.op.ban_title"), gallery_title=t("web.op.recent"),
+            gallery=html(dash.gallery(t, await gallery(core.store, core.service.catalog, rows),
+                                      zone)))
 
     async def live(self, request: web.Request) -> web.Response:
         """The live queue fragment, for the page's refresh."""

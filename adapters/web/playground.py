@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from html import escape
+from functools import partial
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from adapters.web import cards
 from adapters.web.context import MAX_FIELDS, MAX_FILES, UPLOAD_PATH, Console
 from adapters.web.jobs import WebJob
-from adapters.web.render import Bundle, fill, json_island, page
+from adapters.web.precheck import refusal
+from adapters.web.render import Bundle, html, json_island, page
 from bot.domain import Action, ImageData, ImageRequest, Options, Progress, Reply
 from bot.errors import BotError, InputTooLarge, TooManyWaiting
 from bot.messages import LOCALES
+from bot.present import progress_text
 
 #: How far past the limit an oversized file is read, to tell its size in the error.
 MEASURE = 4
@@ -51,55 +54,47 @@ class Playground:
     # ----- the page ------------------------------------------------------------------------
 
     async def index(self, request: web.Request) -> web.Response:
-        """The chat-like page with this visitor's recent results."""
-        c, core = self.c, self.core
+        """The chat-like page with this visitor's recent results and its jobs still running."""
+        c = self.c
         actor = c.actor(request)
         locale = await c.locale(request)
-        history = []
-        chat_key = c.chat(request).key  # a pooled actor's page shows this browser's turns only
-        turns = [t for t in await core.store.recent_turns(HISTORY_SCAN, actor.key)
-                 if t.chat_key == chat_key][-20:]
-        for turn in turns:
-            card = cards.card_from_turn(core.messages, locale, turn,
-                                        core.service.actions_for(turn))
-            history.append(cards.prompt_bubble(core.messages, locale, turn.prompt, turn.kind))
-            history.append(cards.render_card(core.messages, locale, card))
-        saved = await core.prefs.get(actor)
-        t = c.t
-        body = fill(
-            self.bundle, "playground", brand=escape(t(locale, "web.brand")),
-            demo_badge=(f'<span class="badge demo">{escape(t(locale, "web.demo_badge"))}</span>'
-                        if c.demo else '<span class="badge route">'
-                        f'{escape(t(locale, "web.route_badge", route=c.route))}</span>'),
-            demo_note=(f'<p class="banner" role="note">{escape(t(locale, "web.demo_note"))}</p>'
-                       if c.demo else ""),
-            quota=await self._quota(request, locale),
-            operator_link=escape(t(locale, "web.operator_link")),
-            empty="" if history else self._welcome(locale), history="".join(history),
-            editing=escape(t(locale, "web.editing")), cancel=escape(t(locale, "web.cancel_edit")),
-            attach=escape(t(locale, "web.attach")), placeholder=escape(t(locale, "web.placeholder")),
-            placeholder_edit=escape(t(locale, "web.placeholder_edit")),
-            send=escape(t(locale, "web.send")), model_label=escape(t(locale, "settings.model")),
-            size_label=escape(t(locale, "settings.size")),
-            aspect_label=escape(t(locale, "settings.aspect")),
-            drop_hint=escape(t(locale, "web.drop_hint")), drop_here=escape(t(locale, "web.drop_here")),
-            your_id=escape(t(locale, "web.your_id", user=actor.key)),
-            language=escape(t(locale, "settings.language")),
-            languages="".join(f'<option value="{k}"{" selected" if k == locale else ""}>{v}</option>'
-                              for k, v in LANGUAGES.items()),
-            config=json_island("config", self._config(locale, saved.model, saved.size, saved.aspect,
-                                                      c.csrf(request))))
-        return page(self.bundle, lang=locale, title=t(locale, "web.title"), body=body,
-                    script="playground.js", body_class="play")
+        saved = await self.core.prefs.get(actor)
+        t = partial(c.t, locale)
+        pending = [{"id": j.id, "prompt": j.label, "tag": self._tag(locale, j.kind),
+                    "text": self.payload_text(j)}
+                   for j in c.jobs.of_chat(c.chat(request).chat_id) if not j.done]
+        labels: dict[str, Any] = {k: t(f"web.{k}") for k in (
+            "brand", "demo_badge", "demo_note", "operator_link", "editing", "attach",
+            "placeholder", "placeholder_edit", "send", "drop_hint", "drop_here", "welcome",
+            "welcome_text")}
+        return page(
+            request, "playground", lang=locale, title=t("web.title"), script="playground.js",
+            body_class="play", demo=c.demo, route_badge=t("web.route_badge", route=c.route),
+            quota=html(await self.quota(request, locale)), cancel=t("web.cancel_edit"),
+            history=[html(h) for h in await self.history(request, locale)], pending=pending,
+            examples=t("web.examples").split("|"), model_label=t("settings.model"),
+            size_label=t("settings.size"), aspect_label=t("settings.aspect"),
+            your_id=t("web.your_id", user=actor.key), language=t("settings.language"),
+            languages=LANGUAGES, **labels,
+            config=json_island("config", self._config(locale, saved.model, saved.size,
+                                                      saved.aspect, c.csrf(request))))
 
-    def _welcome(self, locale: str) -> str:
-        t = self.c.t
-        examples = "".join(f'<button type="button" class="chip" data-example="{escape(e)}">'
-                           f"{escape(e)}</button>"
-                           for e in t(locale, "web.examples").split("|"))
-        return (f'<section class="welcome" id="welcome"><h1>{escape(t(locale, "web.welcome"))}</h1>'
-                f'<p>{escape(t(locale, "web.welcome_text"))}</p><div class="chips">{examples}</div>'
-                "</section>")
+    async def history(self, request: web.Request, locale: str) -> list[str]:
+        """Prompt bubbles and result cards of this browser's recent turns, oldest first."""
+        core = self.core
+        chat_key = self.c.chat(request).key  # a pooled actor's page shows this browser's turns only
+        turns = [t for t in await core.store.recent_turns(HISTORY_SCAN, self.c.actor(request).key)
+                 if t.chat_key == chat_key][-20:]
+        out = []
+        for turn in turns:
+            card = cards.card_from_turn(core.messages, locale, turn, core.service.actions_for(turn))
+            out.append(cards.prompt_bubble(core.messages, locale, turn.prompt, turn.kind))
+            out.append(cards.render_card(core.messages, locale, card))
+        return out
+
+    def _tag(self, locale: str, kind: str) -> str:
+        icon = cards.KIND_ICON.get(kind, "")
+        return f"{icon} {self.c.t(locale, f'web.kind.{kind}')}" if icon else ""
 
     def _config(self, locale: str, model: str | None, size: str | None, aspect: str | None,
                 csrf: str) -> dict[str, object]:
@@ -114,7 +109,9 @@ class Playground:
             settings.bot.default_aspect if settings.bot.default_aspect in spec.aspects else "1:1")
         t = self.c.t
         strings = {k: t(locale, f"web.js.{k}") for k in (
-            "sending", "same", "network", "remove", "not_image", "editing_result")}
+            "sending", "same", "network", "remove", "not_image", "editing_result", "cost")}
+        strings["too_many_refs"] = t(locale, "error.too_many_refs", model="{model}",
+                                     limit="{limit}", count="{count}")
         strings["too_large"] = t(locale, "error.too_large", size_mb="{size_mb}",
                                  limit_mb=f"{settings.limits.max_input_mb:g}")
         return {
@@ -122,13 +119,14 @@ class Playground:
             "models": {m.name: {"sizes": [[s, t(locale, "web.size_option", size=s,
                                                  cost=m.credit_cost(s, credit_usd))]
                                           for s in m.sizes],
-                                "aspects": list(m.aspects), "maxRefs": m.max_references}
+                                "aspects": list(m.aspects), "maxRefs": m.max_references,
+                                "costs": {s: m.credit_cost(s, credit_usd) for s in m.sizes}}
                        for m in catalog.values()},
             "maxFileBytes": int(settings.limits.max_input_mb * 1_000_000), "maxFiles": MAX_FILES,
             "strings": strings,
         }
 
-    async def _quota(self, request: web.Request, locale: str) -> str:
+    async def quota(self, request: web.Request, locale: str) -> str:
         service = self.core.service
         actor, chat = self.c.actor(request), self.c.chat(request)
         usage = await service.usage(actor, chat)
@@ -150,6 +148,9 @@ class Playground:
         parent = fields.get("parent") or None
         options = Options(model=fields.get("model") or None, size=fields.get("size") or None,
                           aspect=fields.get("aspect") or None)
+        reason = await refusal(self.core, actor, chat, options, len(files), parent, locale)
+        if reason is not None:  # answered now, so the page keeps the prompt and the files
+            return web.json_response({"error": reason}, status=422)
         req = ImageRequest(actor=actor, chat=chat, prompt=fields.get("prompt", ""),
                            references=tuple(files), options=options,
                            kind="edit" if parent else "imagine", parent_turn_id=parent)
@@ -160,8 +161,8 @@ class Playground:
                 return await service.edit(req, None, progress)
             return await service.imagine(req, progress)
 
-        job = c.jobs.submit(actor.key, chat.chat_id, req.prompt, locale, start)
-        return web.json_response(await self._payload(request, job), status=202)
+        job = c.jobs.submit(actor.key, chat.chat_id, req.prompt, locale, start, req.kind)
+        return web.json_response(await self.payload(request, job), status=202)
 
     async def act(self, request: web.Request) -> web.Response:
         """A result button: reroll, 2K/4K, variations (a new job) or delete (at once)."""
@@ -192,37 +193,43 @@ class Playground:
         async def start(progress: ProgressFn) -> Reply:
             return await service.act(actor, chat, action, progress)
 
-        job = c.jobs.submit(actor.key, chat.chat_id, action.kind, locale, start)
-        return web.json_response(await self._payload(request, job), status=202)
+        job = c.jobs.submit(actor.key, chat.chat_id,
+                            cards.button_label(self.core.messages, locale, action), locale, start,
+                            action.kind)
+        return web.json_response(await self.payload(request, job), status=202)
 
     async def status(self, request: web.Request) -> web.Response:
         """Where a job is: waiting, queued (position), running (seconds), or its result."""
         job = self.c.jobs.get(request.match_info["job"], self.c.actor(request).key)
         if job is None:
             raise web.HTTPNotFound()
-        return web.json_response(await self._payload(request, job))
+        return web.json_response(await self.payload(request, job))
 
-    async def _payload(self, request: web.Request, job: WebJob) -> dict[str, object]:
+    def payload_text(self, job: WebJob) -> str:
+        """Where an unfinished job is, in words: waiting, queued (position) or generating (s)."""
+        return (progress_text(self.core.messages, job.locale, job.stage, job.position,
+                              job.elapsed(time.monotonic()))
+                or self.c.t(job.locale, "web.preparing"))
+
+    async def payload(self, request: web.Request, job: WebJob) -> dict[str, object]:
+        """A job's state for the page: its progress text, or its card (or error) and the quota."""
         t, locale = self.c.t, job.locale
         reply = job.reply
         if reply is None:
-            elapsed = job.elapsed(time.monotonic())
-            if job.stage == "queued" and job.position:
-                text = t(locale, "progress.queued", position=job.position)
-            elif job.stage == "started":
-                text = t(locale, "progress.started", elapsed=elapsed)
-            else:
-                text = t(locale, "web.preparing")
-            return {"job": job.id, "state": job.stage, "position": job.position,
-                    "elapsed": elapsed, "text": text}
+            data: dict[str, object] = {
+                "job": job.id, "state": job.stage, "position": job.position,
+                "elapsed": job.elapsed(time.monotonic()), "text": self.payload_text(job)}
+            if job.stage == "started":  # the page counts the seconds itself between pushes
+                data["tick"] = t(locale, "progress.started", elapsed="{elapsed}")
+            return data
         if reply.ok and reply.turn_id and reply.images:
             prompt = reply.text.splitlines()[0] if reply.text else ""
-            html = cards.render_card(self.core.messages, locale,
-                                     cards.card_from_reply(reply, prompt))
+            fragment = cards.render_card(self.core.messages, locale,
+                                         cards.card_from_reply(reply, prompt))
         else:
-            html = cards.error_bubble(reply.text or t(locale, reply.error or "error.banned"))
-        return {"job": job.id, "state": "done" if reply.ok else "failed", "html": html,
-                "quota": await self._quota(request, locale)}
+            fragment = cards.error_bubble(reply.text or t(locale, reply.error or "error.banned"))
+        return {"job": job.id, "state": "done" if reply.ok else "failed", "html": fragment,
+                "quota": await self.quota(request, locale)}
 
     def _check_capacity(self, owner: str, locale: str) -> None:
         limits = self.core.settings.limits

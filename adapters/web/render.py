@@ -1,15 +1,21 @@
-"""Server-rendered pages: small ``string.Template`` files filled with escaped values."""
+"""Server-rendered pages: Jinja2 templates (aiohttp-jinja2) with autoescaping on for every one.
+
+Values reach templates as plain text and are escaped by Jinja2; only HTML built by the fragment
+helpers (cards.py, dashboard.py, which escape what they insert) is passed as ``Markup``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from dataclasses import dataclass
-from html import escape
 from importlib import resources
-from string import Template
+from typing import Any
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 
@@ -25,9 +31,9 @@ class Asset:
 
 @dataclass(frozen=True, slots=True)
 class Bundle:
-    """Templates and static files, read once at start-up."""
+    """Template sources and static files, read once at start-up."""
 
-    templates: dict[str, Template]
+    templates: dict[str, str]
     assets: dict[str, Asset]
 
     @property
@@ -40,7 +46,7 @@ class Bundle:
 def load_bundle() -> Bundle:
     """Read templates and static files from the package (blocking: run it in a thread)."""
     root = resources.files("adapters.web")
-    templates = {e.name.removesuffix(".html"): Template(e.read_text("utf-8"))
+    templates = {e.name: e.read_text("utf-8")
                  for e in root.joinpath("templates").iterdir() if e.name.endswith(".html")}
     assets: dict[str, Asset] = {}
     for entry in root.joinpath("static").iterdir():
@@ -52,23 +58,33 @@ def load_bundle() -> Bundle:
     return Bundle(templates, assets)
 
 
-def fill(bundle: Bundle, name: str, **values: object) -> str:
-    """Fill a template; values are inserted as given (escape text before passing it)."""
-    return bundle.templates[name].substitute({k: str(v) for k, v in values.items()})
+def setup(app: web.Application, bundle: Bundle) -> jinja2.Environment:
+    """Give ``app`` a Jinja2 environment (aiohttp-jinja2) over the bundle's templates."""
+    # autoescape=True for every template, not chosen by file name: nothing renders unescaped;
+    # StrictUndefined makes a misspelt value an error instead of an empty string.
+    env = aiohttp_jinja2.setup(app, loader=jinja2.DictLoader(bundle.templates), autoescape=True,
+                               undefined=jinja2.StrictUndefined, default_helpers=False)
+    env.globals["v"] = bundle.version
+    return env
 
 
-def json_island(element_id: str, data: object) -> str:
+def html(fragment: str) -> Markup:
+    """Mark HTML built by a fragment helper (which escaped what it inserted) as safe."""
+    return Markup(fragment)
+
+
+def json_island(element_id: str, data: object) -> Markup:
     """Data for the page's script, in a non-executable JSON block (safe inside HTML)."""
     text = (json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
             .replace("&", "\\u0026"))
-    return f'<script type="application/json" id="{escape(element_id)}">{text}</script>'
+    return Markup('<script type="application/json" id="{}">{}</script>').format(
+        element_id, Markup(text))  # <, > and & are escaped above
 
 
-def page(bundle: Bundle, *, lang: str, title: str, body: str, script: str | None = None,
-         body_class: str = "", status: int = 200) -> web.Response:
-    """A full HTML page in the base layout."""
-    version = bundle.version
-    scripts = f'<script src="/static/{script}?v={version}" defer></script>' if script else ""
-    text = fill(bundle, "base", lang=escape(lang), title=escape(title), body=body,
-                scripts=scripts, body_class=escape(body_class), v=version)
-    return web.Response(text=text, content_type="text/html", charset="utf-8", status=status)
+def page(request: web.Request, name: str, *, lang: str, title: str, script: str | None = None,
+         body_class: str = "", status: int = 200, **values: Any) -> web.Response:
+    """A full HTML page: ``name``.html extends base.html; every value is autoescaped."""
+    context = {"lang": lang, "title": title, "script": script, "body_class": body_class, **values}
+    response = aiohttp_jinja2.render_template(f"{name}.html", request, context, status=status)
+    response.charset = "utf-8"
+    return response

@@ -42,6 +42,15 @@
     fillSelects(false);
   }
 
+  function showCost() {  // what the chosen model and size cost, next to what is left
+    const box = $("cost"), spec = cfg.models[model.value || cfg.defaults.model], quota = $("quota");
+    if (!box || !spec) return;
+    const cost = spec.costs[size.value] ?? spec.costs[cfg.defaults.size] ?? Object.values(spec.costs)[0];
+    const left = quota ? quota.dataset.left : "";
+    box.textContent = S.cost.replace("{cost}", cost).replace("{left}", left);
+    box.classList.toggle("short", quota !== null && quota.dataset.exempt !== "1" && Number(left) < cost);
+  }
+
   function showError(text) {
     errorBox.textContent = text || "";
     errorBox.hidden = !text;
@@ -83,6 +92,7 @@
     editing.hidden = false;
     prompt.placeholder = prompt.dataset.editPlaceholder;
     setupModels();
+    showCost();
     prompt.focus();
   }
 
@@ -91,6 +101,7 @@
     editing.hidden = true;
     prompt.placeholder = prompt.getAttribute("aria-label");
     setupModels();
+    showCost();
   }
 
   const scrollDown = () => window.scrollTo({ top: document.body.scrollHeight, behavior: "smooth" });
@@ -110,48 +121,107 @@
     thread.append(div);
   }
 
-  function pendingBubble(text) {
+  // ----- live updates: one server-sent event stream, reopened whenever it drops -----------
+  let generation = 0;  // counts stream openings; a card older than the last one was in its sync
+  const early = new Map();  // events for a job whose card is not on the page yet
+  const pendingOf = (id) => thread.querySelector(`article.pending[data-job="${CSS.escape(id)}"]`);
+
+  function pendingBubble(text, jobId) {
     const el = document.createElement("article");
     el.className = "msg bot pending";
     el.setAttribute("aria-busy", "true");
+    el.dataset.job = jobId;
+    el.dataset.gen = String(generation);
     const spin = document.createElement("span"); spin.className = "spinner";
     const label = document.createElement("span"); label.className = "status"; label.textContent = text;
     el.append(spin, label);
     thread.append(el);
+    if (early.has(jobId)) { apply(early.get(jobId)); early.delete(jobId); }
     scrollDown();
     return el;
   }
 
-  function updateQuota(html) {
+  function updateQuota(html, bump) {
     const old = $("quota");
     if (!old || !html) return;
+    const open = old.open;
     old.outerHTML = html;
     const now = $("quota");
-    now.classList.add("bump");
+    now.open = open;
+    if (bump) now.classList.add("bump");
+    showCost();
   }
 
-  async function poll(jobId, el) {
-    for (;;) {
-      await new Promise((r) => setTimeout(r, 400));
-      let data;
-      try {
-        const res = await fetch(`/api/jobs/${encodeURIComponent(jobId)}`, { cache: "no-store" });
-        if (res.status === 404) { el.remove(); return; }
-        data = await res.json();
-      } catch (e) {
-        el.querySelector(".status").textContent = S.network;
-        continue;
-      }
-      if (data.html) {
-        el.insertAdjacentHTML("afterend", data.html);
-        el.remove();
-        updateQuota(data.quota);
-        scrollDown();
-        return;
-      }
-      el.querySelector(".status").textContent = data.text;
+  function insertCard(html, before) {
+    const found = /data-turn="([^"]+)"/.exec(html);
+    if (found && document.getElementById(`turn-${found[1]}`)) return false;  // already shown
+    if (before) before.insertAdjacentHTML("beforebegin", html);
+    else thread.insertAdjacentHTML("beforeend", html);
+    const welcome = $("welcome");
+    if (welcome) welcome.remove();
+    return true;
+  }
+
+  function apply(data) {
+    const el = pendingOf(data.job);
+    if (!el) { if (!data.html) early.set(data.job, data); return; }
+    if (data.html) {
+      insertCard(data.html, el);
+      el.remove();
+      updateQuota(data.quota, true);
+      scrollDown();
+      return;
+    }
+    el.dataset.state = data.state;
+    el.querySelector(".status").textContent = data.text;
+    if (data.tick) {
+      el.dataset.tick = data.tick;
+      el.dataset.since = String(Date.now() - data.elapsed * 1000);
+    } else {
+      delete el.dataset.tick;
     }
   }
+
+  function sync(data) {
+    const known = new Set(data.jobs.map((j) => j.job));
+    for (const job of data.jobs) apply(job);
+    const orphans = [...thread.querySelectorAll("article.pending[data-job]")]
+      .filter((el) => !known.has(el.dataset.job) && Number(el.dataset.gen || 0) < generation);
+    let added = 0;
+    for (const turn of data.turns) {
+      if (insertCard(turn.html, orphans[0] || thread.querySelector("article.pending"))) added++;
+    }
+    for (const el of orphans) {  // this server does not know the job: a restart came between
+      if (added) { el.remove(); continue; }
+      const note = document.createElement("article");
+      note.className = "msg bot error"; note.setAttribute("role", "alert");
+      const p = document.createElement("p"); p.textContent = data.interrupted; note.append(p);
+      el.replaceWith(note);
+    }
+    updateQuota(data.quota, false);
+    if (added) scrollDown();
+  }
+
+  let retry = 1000;
+  function connect() {
+    const source = new EventSource("/api/events");
+    const again = () => { source.close(); setTimeout(connect, retry); retry = Math.min(retry * 2, 8000); };
+    source.addEventListener("open", () => { generation++; retry = 1000; document.body.classList.remove("offline"); });
+    source.addEventListener("sync", (e) => sync(JSON.parse(e.data)));
+    source.addEventListener("job", (e) => apply(JSON.parse(e.data)));
+    source.addEventListener("bye", again);
+    source.addEventListener("error", () => {
+      document.body.classList.add("offline");
+      if (source.readyState === EventSource.CLOSED) again();  // not reopened by the browser
+    });
+  }
+
+  setInterval(() => {  // the seconds of a running job, counted here between pushes
+    for (const el of thread.querySelectorAll("article.pending[data-tick]")) {
+      const seconds = Math.max(0, Math.floor((Date.now() - Number(el.dataset.since)) / 1000));
+      el.querySelector(".status").textContent = el.dataset.tick.replace("{elapsed}", seconds);
+    }
+  }, 1000);
 
   async function post(url, body) {
     const res = await fetch(url, { method: "POST", body, headers: { "X-CSRF-Token": cfg.csrf } });
@@ -164,6 +234,12 @@
     event.preventDefault();
     const text = prompt.value.trim();
     if (!text) { prompt.focus(); return; }
+    const spec = cfg.models[model.value];
+    if (spec && files.length > spec.maxRefs) {  // told before sending: nothing is cleared
+      showError(S.too_many_refs.replace("{model}", model.value).replace("{limit}", spec.maxRefs)
+        .replace("{count}", files.length));
+      return;
+    }
     const body = new FormData();
     body.append("prompt", text);
     body.append("model", model.value);
@@ -177,11 +253,10 @@
       const [ok, data] = await post("/api/jobs", body);
       if (!ok) { showError(data.error || S.network); return; }
       userBubble(text, parent ? S.editing_result : "", files);
-      const el = pendingBubble(data.text || S.sending);
+      pendingBubble(data.text || S.sending, data.job);
       prompt.value = ""; autosize();
       files = []; renderRefs();
       if (parent) leaveEdit();
-      poll(data.job, el);
     } catch (e) {
       showError(S.network);
     } finally {
@@ -207,7 +282,7 @@
       return;
     }
     userBubble(button.textContent, "", []);
-    poll(data.job, pendingBubble(data.text || S.sending));
+    pendingBubble(data.text || S.sending, data.job);
   }
 
   function autosize() {
@@ -225,7 +300,8 @@
     const pasted = [...(e.clipboardData ? e.clipboardData.files : [])];
     if (pasted.length) { e.preventDefault(); addFiles(pasted); }
   });
-  model.addEventListener("change", () => fillSelects(true));
+  model.addEventListener("change", () => { fillSelects(true); showCost(); });
+  size.addEventListener("change", showCost);
   fileInput.addEventListener("change", () => { addFiles([...fileInput.files]); fileInput.value = ""; });
   $("cancel-edit").addEventListener("click", leaveEdit);
   thread.addEventListener("click", (e) => {
@@ -253,5 +329,7 @@
   });
 
   setupModels();
+  showCost();
+  connect();
   window.scrollTo(0, document.body.scrollHeight);
 })();

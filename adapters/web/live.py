@@ -1,0 +1,100 @@
+"""Server push for the playground: one server-sent event stream per open page.
+
+On every (re)connection the stream starts with a ``sync`` event: the browser's jobs this server
+knows and its recent results, so a reloaded page, or one whose server restarted, catches up by
+itself. Then a ``job`` event follows each change of one of the browser's jobs.
+
+A browser's EventSource reconnects by itself after a dropped stream, but not after an answer
+other than 200 (it "fails the connection":
+https://html.spec.whatwg.org/multipage/server-sent-events.html#sse-processing-model), so the
+page's script reopens it itself after such an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from adapters.web.context import Console
+from adapters.web.jobs import WebJob
+from adapters.web.playground import Playground
+
+#: A comment line this often keeps proxies and the browser from closing a quiet stream.
+KEEPALIVE_SECONDS = 15.0
+#: What the browser waits before reconnecting after the stream drops (the SSE ``retry`` field).
+RETRY_MS = 1000
+_TURN_ID = re.compile(r'data-turn="([^"]+)"')
+
+
+def frame(event: str, data: object) -> bytes:
+    """One server-sent event (JSON on a single data line)."""
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+class Live:
+    """The ``/api/events`` stream of the playground."""
+
+    def __init__(self, console: Console, playground: Playground) -> None:
+        self.c = console
+        self.play = playground
+
+    def routes(self) -> list[web.RouteDef]:
+        """The stream's route."""
+        return [web.get("/api/events", self.events)]
+
+    async def sync(self, request: web.Request) -> dict[str, object]:
+        """What the page should show now: this server's jobs of the browser and recent results."""
+        c = self.c
+        locale = await c.locale(request)
+        jobs = [await self.play.payload(request, j) for j in c.jobs.of_chat(c.chat(request).chat_id)]
+        turns = []
+        for fragment in await self.play.history(request, locale):
+            found = _TURN_ID.search(fragment)
+            if found:  # result cards only; prompt bubbles come with them on the page
+                turns.append({"id": found.group(1), "html": fragment})
+        return {"jobs": jobs, "turns": turns, "quota": await self.play.quota(request, locale),
+                "interrupted": c.t(locale, "web.interrupted")}
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Stream this browser's job changes until the page goes away or the server stops."""
+        c = self.c
+        if c.closing.is_set():  # the page reopens the stream once a server answers again
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no"})  # nginx and similar would hold the events back
+        await response.prepare(request)
+        with c.jobs.listen(c.chat(request).chat_id) as queue:
+            closing = asyncio.ensure_future(c.closing.wait())
+            try:
+                await response.write(f"retry: {RETRY_MS}\n\n".encode())
+                await response.write(frame("sync", await self.sync(request)))
+                while not c.closing.is_set():
+                    job = await _next(queue, closing)
+                    if job is not None:
+                        await response.write(frame("job", await self.play.payload(request, job)))
+                    elif not c.closing.is_set():
+                        await response.write(b": keepalive\n\n")
+                await response.write(frame("bye", {}))
+            except ConnectionResetError:
+                pass  # the page went away
+            finally:
+                closing.cancel()
+        return response
+
+
+async def _next(queue: asyncio.Queue[WebJob], closing: asyncio.Future[Any]) -> WebJob | None:
+    """The next changed job; None once the server stops or after a quiet while."""
+    getter = asyncio.ensure_future(queue.get())
+    waited: list[asyncio.Future[Any]] = [getter, closing]
+    try:
+        await asyncio.wait(waited, timeout=KEEPALIVE_SECONDS,
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    return getter.result() if getter.done() and not getter.cancelled() else None
