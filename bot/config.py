@@ -38,6 +38,7 @@ from bot.config_sections import (
     ModelSection,
     ProviderSection,
     QuotaSection,
+    SafetySection,
     TelegramSection,
     WebSection,
     _Section,
@@ -48,7 +49,7 @@ from bot.providers.routes import ROUTES
 
 __all__ = ["ApiKind", "BotSection", "DiscordSection", "FailoverSection", "HttpSection",
            "LimitsSection", "Locale", "LogSection", "ModelSection", "ProviderSection",
-           "QuotaSection", "Settings", "TelegramSection", "WebSection", "load_settings"]
+           "QuotaSection", "SafetySection", "Settings", "TelegramSection", "WebSection", "load_settings"]
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +67,7 @@ class Settings(_Section):
     http: HttpSection = HttpSection()
     log: LogSection = LogSection()
     failover: FailoverSection = FailoverSection()
+    safety: SafetySection = SafetySection()
 
     _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
     _auto_route: str | None = PrivateAttr(default=None)

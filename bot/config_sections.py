@@ -212,6 +212,14 @@ class FailoverSection(_Section):
     history: int = Field(default=50, ge=1, le=1000)
 
 
+class SafetySection(_Section):
+    """``[safety]``: the level jobs run at, and where groups may choose ``relaxed``."""
+
+    level: Literal["strict", "default", "relaxed"] = "default"
+    #: Where a group admin may pick ``relaxed``: nowhere, Discord age-restricted channels, anywhere.
+    relaxed: Literal["nowhere", "age-restricted", "anywhere"] = "nowhere"
+
+
 class TelegramSection(_Section):
     """``[telegram]``: the Telegram adapter."""
 

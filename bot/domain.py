@@ -39,6 +39,12 @@ class ChatRef:
     platform: str
     chat_id: str
     kind: ChatKind = "private"
+    #: The server or group whose /config applies (a Discord guild); None: the chat itself.
+    group_id: str | None = None
+    #: Where in the group: a Telegram forum topic (a Discord channel is ``chat_id``).
+    topic: str | None = None
+    #: A Discord age-restricted channel (``[safety] relaxed = "age-restricted"``).
+    age_restricted: bool = False
 
     @property
     def key(self) -> str:

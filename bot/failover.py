@@ -226,7 +226,7 @@ class Routing:
         if self._counter is not None:
             self._counter.labels(source.spec.name, source.provider, target.provider, reason).inc()
 
-    def view(self) -> dict[str, object]:
+    def view(self) -> dict[str, list[dict[str, object]]]:
         """Route health and the last failovers, for the operator view."""
         return {"routes": [c.view() for c in self.circuits.values()],
                 "failovers": [{"at": r.at, "model": r.model, "from": r.source, "to": r.target,

@@ -51,6 +51,7 @@ from bot.errors import (
     TooManyReferences,
 )
 from bot.failover import Booking, Leg, Routing
+from bot.groups import Groups, leveled, styled
 from bot.jobs import JobScheduler
 from bot.messages import normalize_locale
 from bot.metrics import JobEvent, Metrics
@@ -84,6 +85,7 @@ class ImagineService:
         self.catalog: dict[str, ModelSpec] = self.lineup.models
         self.choices = Choices(settings, self.lineup)
         self.routing = Routing(settings, providers, metrics)  # failover across routes
+        self.groups = Groups(settings, store, self.lineup)  # /config: a group narrows the rest
         self._prepare = prepare_reference
         self.metrics = metrics
         budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
@@ -222,9 +224,9 @@ class ImagineService:
         if not prompt:
             raise EmptyPrompt()
         opts = request.options
-        spec, size, aspect = self.choices.resolve(
-            record.settings, opts, model=model, kept_size=size,
-            kept_aspect=aspect or (parent.aspect if parent else None))
+        job = await self.groups.admitted(self.choices, record.settings, opts, chat, model=model,
+                                         kept_size=size, kept_aspect=aspect, parent=parent)
+        spec, size, aspect = job.spec, job.size, job.aspect
         opts = replace(opts, search=self.choices.search(record.settings, opts, spec))
         event.model, event.size = spec.name, size
         prior = len(parent.output_hashes) if parent else 0
@@ -240,6 +242,7 @@ class ImagineService:
             raise NotFound()
         legs = self.routing.plan(spec)  # the books charge the route that serves (Booking)
         price = self.quotas.price(legs[0].spec, size)
+        await self.groups.member_cap(job.group, actor, chat, price.credits, self.quotas)
         reservation = await self.quotas.reserve(actor, chat, price, model=spec.name, size=size)
         event.credits, event.usd = price.credits, price.usd
         pending = Pending(reservation.id, event)
@@ -257,14 +260,15 @@ class ImagineService:
             # The answer's bytes are leased before its body is read (bot.budget.answer_hook).
             with reading(self.deliveries.budget, pending):
                 turn, result = await self._generate(actor, spec, tuple(refs), history, size,
-                                                    aspect, progress, event, prompt=prompt,
-                                                    keep=keep, opts=opts, legs=legs,
-                                                    moving=booking.move)
-        except Refused:
+                                                    aspect, progress, event, keep=keep, opts=opts,
+                                                    prompt=styled(prompt, job.group), legs=legs,
+                                                    moving=booking.move, safety=job.level)
+        except Refused as err:
             pending.release()
+            leveled(err, job.level)  # the user is told the safety level that applied
             if self.settings.quota.charge_refusals:
                 await self.quotas.settle(pending.reservation_id)
-                raise RefusedCharged() from None
+                raise leveled(RefusedCharged(), job.level) from None
             else:
                 await self.quotas.refund(pending.reservation_id, "refused")
             raise
@@ -283,13 +287,13 @@ class ImagineService:
                         progress: ProgressCallback | None, event: JobEvent, *, prompt: str,
                         keep: Callable[[ProviderResult], Awaitable[T]],
                         opts: Options, legs: tuple[Leg, ...],
-                        moving: Callable[[Leg], Awaitable[None]]) -> T:
+                        moving: Callable[[Leg], Awaitable[None]], safety: str) -> T:
         limits = self.settings.limits
         timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
         request = ProviderRequest(model_id=spec.id, prompt=prompt, references=refs,
                                   history=history, size=size, aspect=aspect, timeout=timeout,
                                   send_size=spec.send_size, thinking=opts.thinking,
-                                  search=bool(opts.search))
+                                  search=bool(opts.search), safety=safety)
         submitted = time.monotonic()
 
         async def answer() -> ProviderResult:

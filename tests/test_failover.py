@@ -84,8 +84,13 @@ async def test_route_a_fails_jobs_move_to_b_and_the_circuit_cycles(
     clock = Clock()
     async with running(two_routes(settings_factory, fake_upstream), monkeypatch) as core:
         core.service.routing.clock = clock
-        gemini, chat = (lambda: len(fake_upstream.seen("gemini"))), (
-            lambda: len(fake_upstream.seen("chat")))
+
+        def gemini() -> int:
+            return len(fake_upstream.seen("gemini"))
+
+        def chat() -> int:
+            return len(fake_upstream.seen("chat"))
+
         # 1. A is out of credit (402): B serves at once, and the books charge B's price.
         fake_upstream.push("gemini", Answer(status=402, json={"error": {
             "code": 402, "message": "insufficient balance"}}))
@@ -123,7 +128,7 @@ async def test_route_a_fails_jobs_move_to_b_and_the_circuit_cycles(
         assert 'reason="UpstreamBusy",source="google",target="openrouter"} 1.0' in metrics
         assert 'imagine_route_state{route="google"} 0.0' in metrics
         view = core.service.routing.view()
-        assert [f["reason"] for f in view["failovers"]] == ["UpstreamBusy", "out of credit"]  # type: ignore[index]
+        assert [f["reason"] for f in view["failovers"]] == ["UpstreamBusy", "out of credit"]
     assert connects and all(ipaddress.ip_address(host).is_loopback for host in connects)
 
 

@@ -36,6 +36,8 @@ class ProviderRequest:
     thinking: str | None = None
     #: Ground the image in Google Search results.
     search: bool = False
+    #: Safety level (bot.safety): what a route that takes safety settings is sent.
+    safety: str = "default"
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ from bot.providers.extract import (
 )
 from bot.providers.http import cap_bytes, capped_client
 from bot.providers.retry import RetryPolicy, TransientError, read_json
+from bot.safety import gemini_safety
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ async def build_body(request: ProviderRequest) -> bytes:
     body: dict[str, Any] = {"contents": contents, "generationConfig": config}
     if request.search:
         body["tools"] = [{"google_search": {}}]
+    if safety := gemini_safety(request.safety):
+        body["safetySettings"] = safety
     weight = sum(i.size_bytes for t in request.history for i in (*t.inputs, *t.outputs))
     weight += sum(i.size_bytes for i in request.references)
     if weight > INLINE_LIMIT:

@@ -154,6 +154,22 @@ class Store(Protocol):
         """The newest ``limit`` turns (of one actor, or of everyone), oldest first."""
         ...
 
+    async def group_settings(self, key: str) -> str | None:
+        """A group's /config settings as JSON (bot.groups), None when never set."""
+        ...
+
+    async def save_group_settings(self, key: str, data: str, *, by: str) -> None:
+        """Store a group's /config settings, and who set them."""
+        ...
+
+    async def all_group_settings(self) -> list[tuple[str, str, str | None]]:
+        """Every configured group: (key, settings JSON, set by), for the operator view."""
+        ...
+
+    async def member_used(self, actor_key: str, chat_key: str, day: str) -> int:
+        """Credits a member held or spent in one chat on a day (a group's per-member cap)."""
+        ...
+
     async def get_user(self, key: str) -> UserRecord:
         """A user's record (defaults when unknown)."""
         ...

@@ -212,6 +212,33 @@ class SqliteStore:
                  settings.search, key),
             )
 
+    async def group_settings(self, key: str) -> str | None:
+        """A group's /config settings as JSON (bot.groups), None when never set."""
+        rows = await self._rows("SELECT settings FROM chats WHERE key = ?", (key,))
+        return rows[0]["settings"] if rows else None
+
+    async def save_group_settings(self, key: str, data: str, *, by: str) -> None:
+        """Store a group's /config settings, and who set them."""
+        async with self._writing():
+            await self.db.execute(
+                "INSERT INTO chats (key, settings, settings_by, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET settings = excluded.settings, "
+                "settings_by = excluded.settings_by", (key, data, by, _now()))
+
+    async def all_group_settings(self) -> list[tuple[str, str, str | None]]:
+        """Every configured group: (key, settings JSON, set by), for the operator view."""
+        rows = await self._rows("SELECT key, settings, settings_by FROM chats "
+                                "WHERE settings IS NOT NULL ORDER BY key")
+        return [(r["key"], r["settings"], r["settings_by"]) for r in rows]
+
+    async def member_used(self, actor_key: str, chat_key: str, day: str) -> int:
+        """Credits a member held or spent in one chat on a day (a group's per-member cap)."""
+        rows = await self._rows(
+            "SELECT SUM(credits) - SUM(bonus) AS used FROM ledger "
+            "WHERE actor_key = ? AND chat_key = ? AND day = ? AND kind != 'grant'",
+            (actor_key, chat_key, day))
+        return int(rows[0]["used"] or 0) if rows else 0
+
     async def set_user_flags(self, key: str, *, banned: bool | None = None,
                              ban_notified: bool | None = None, daily_limit: int | None = None,
                              monthly_limit: int | None = None) -> None:
