@@ -10,6 +10,7 @@ the safety level. Whether the actor is a group admin is the adapter's to verify 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, timedelta
 from typing import Any, TypeVar
@@ -288,3 +289,20 @@ def leveled(err: E, level: str) -> E:
 def styled(prompt: str, group: GroupSettings) -> str:
     """The prompt with the group's default style appended (the user's words first)."""
     return f"{prompt}\n\nStyle: {group.style}" if group.style else prompt
+
+
+def describe(t: Callable[..., str], locale: str, group: GroupSettings) -> str:
+    """The /config answer: every setting of the group, translated."""
+    def show(value: object) -> str:
+        if value is None or value == ():
+            return t(locale, "group.all") if isinstance(value, tuple) else t(locale, "group.none")
+        if isinstance(value, bool):
+            return t(locale, "group.on" if value else "group.off")
+        if isinstance(value, tuple):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    values = {k: getattr(group, k.replace("-", "_")) for k in KEYS}
+    lines = [t(locale, "group.title")]
+    lines += [t(locale, "group.line", key=k, value=show(v)) for k, v in values.items()]
+    return "\n".join(lines)

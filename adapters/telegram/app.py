@@ -20,6 +20,7 @@ from telegram.ext import (
 )
 
 from adapters.telegram.commands import CommandHandlers
+from adapters.telegram.groupconfig import GroupConfig
 from adapters.telegram.handlers import ImagineHandlers
 from adapters.telegram.progress import Timing
 from adapters.telegram.ratelimit import RateLimiter
@@ -81,6 +82,7 @@ class TelegramAdapter:
         rt = Runtime(self._core, app.bot, renderer, self._timing)
         imagine = ImagineHandlers(rt)
         app.add_handlers(CommandHandlers(rt).handlers())
+        app.add_handler(GroupConfig(rt).handler())  # /config (issue 17)
         app.add_handler(CallbackQueryHandler(imagine.on_button, pattern=r"^ib:"))
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL,
                                        imagine.on_message))

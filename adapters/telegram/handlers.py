@@ -72,6 +72,8 @@ class ImagineHandlers:
             return
         reply = replied(messages)
         bound = reply is not None and await rt.service.turn_for(ref_of(reply)) is not None
+        if bound and command is None and not (await rt.service.groups.get(chat_of(head.chat))).reply_edits:
+            return  # the group's admins turned reply edits off (/config reply-edits off)
         reply_file = attachment_of(reply) if reply is not None and not bound else None
         files = [a for a in map(attachment_of, messages) if a is not None]
         from_me = reply is not None and reply.from_user is not None and (
@@ -102,7 +104,7 @@ class ImagineHandlers:
             sources: list[Attachment] = [*([reply_file] if reply_file else []), *files]
             limit = min(DOWNLOAD_LIMIT, int(rt.core.settings.limits.max_input_mb * 1_000_000))
             references = await download(rt.bot, sources, limit)
-            request = ImageRequest(actor=actor, chat=chat_of(head.chat), prompt=prompt,
+            request = ImageRequest(actor=actor, chat=chat_of(head.chat, thread_of(head)), prompt=prompt,
                                    references=references, options=options)
             if bound and reply is not None:
                 result = await rt.service.edit(request, ref_of(reply), status.on_progress)
@@ -151,7 +153,8 @@ class ImagineHandlers:
             return
         await query.answer()
         async with rt.reporter(target, locale) as status:
-            result = await rt.service.act(actor, chat_of(chat), action, status.on_progress)
+            result = await rt.service.act(actor, chat_of(chat, target.thread_id), action,
+                                          status.on_progress)
             await rt.renderer.deliver(result, target)
 
     def close(self) -> None:

@@ -46,14 +46,15 @@ def actor_of(user: User) -> Actor:
                  locale=user.language_code)
 
 
-def chat_of(chat: Chat) -> ChatRef:
-    """The core's view of a chat; supergroups are groups."""
+def chat_of(chat: Chat, thread: int | None = None) -> ChatRef:
+    """The core's view of a chat (supergroups are groups), in forum topic ``thread`` if any."""
     kind: ChatKind = "group"
     if chat.type == ChatType.PRIVATE:
         kind = "private"
     elif chat.type == ChatType.CHANNEL:
         kind = "channel"
-    return ChatRef(platform=PLATFORM, chat_id=str(chat.id), kind=kind)
+    return ChatRef(platform=PLATFORM, chat_id=str(chat.id), kind=kind,
+                   topic=str(thread) if thread else None)
 
 
 def ref(chat_id: int, message_id: int) -> MessageRef:
