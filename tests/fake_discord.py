@@ -14,7 +14,9 @@
 #
 # It enforces what Discord enforces: the 3-second acknowledgement (10062 Unknown interaction), the
 # interaction token's life (401 / 50027 Invalid Webhook Token; shortened for tests), the per-file
-# upload limit (413 / 40005), one acknowledgement per interaction (40060), and the
+# upload limit (413 / 40005) on every path that uploads, one acknowledgement per interaction
+# (40060), the message body limits, empty messages, replies to unknown messages and response
+# types that do not fit the interaction (tests/discord_rules.py, each with its docs page), and the
 # message-content intent (other people's messages arrive without content unless they mention the
 # bot or are DMs). Helpers read like a chat: ``slash``, ``context_menu``, ``submit_modal``,
 # ``press``, ``select``, ``user_message`` and ``wait_for``.
@@ -43,6 +45,7 @@ from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.domain import MessageRef, Turn
 from bot.providers.base import ImageProvider
+from tests import discord_rules
 
 MIB = 1024 * 1024
 DISCORD_EPOCH_MS = 1420070400000
@@ -868,6 +871,19 @@ class _Routes:
                 return await self.error(413, 40005, "Request entity too large", request)
         return None
 
+    async def _refused(self, request: web.Request, payload: dict[str, Any],
+                       files: list[FakeFile], limit: int, *, create: bool = False
+                       ) -> web.Response | None:
+        """Upload limit, body limits and (for a new message) emptiness, as Discord checks them."""
+        if (rejected := await self._too_large(request, files, limit)) is not None:
+            return rejected
+        problem = discord_rules.body_problem(payload)
+        if problem is None and create:
+            problem = discord_rules.empty_problem(
+                str(payload.get("content") or ""), payload.get("embeds") or [], len(files),
+                payload.get("components") or [], payload)
+        return None if problem is None else await self.error(*problem, request)
+
     def _apply(self, msg: FakeMessage, payload: dict[str, Any], files: list[FakeFile]) -> None:
         """Apply a create/edit body to ``msg``."""
         if "content" in payload:
@@ -895,10 +911,13 @@ class _Routes:
             return await self.error(400, 40060, "Interaction has already been acknowledged.",
                                     request)
         payload, files = await self._body(request)
-        if (rejected := await self._too_large(request, files, ix.size_limit)) is not None:
-            return rejected
         kind = payload["type"]
         data = payload.get("data") or {}
+        if (problem := discord_rules.response_problem(ix.type, kind)) is not None:
+            return await self.error(*problem, request)
+        if (rejected := await self._refused(request, data if kind in (4, 7) else {}, files,
+                                            ix.size_limit, create=kind == 4)) is not None:
+            return rejected
         ix.acked = kind
         await f.record("ack", interaction=ix, type=kind, flags=data.get("flags", 0))
         msg: FakeMessage | None = None
@@ -947,7 +966,8 @@ class _Routes:
         if isinstance(ix, web.Response):
             return ix
         payload, files = await self._body(request)
-        if (rejected := await self._too_large(request, files, ix.size_limit)) is not None:
+        if (rejected := await self._refused(request, payload, files, ix.size_limit,
+                                            create=True)) is not None:
             return rejected
         original = ix.original
         if original is not None and original.loading and not original.deleted:
@@ -982,7 +1002,8 @@ class _Routes:
             return web.Response(status=204)
         if request.method == "PATCH":
             payload, files = await self._body(request)
-            if (rejected := await self._too_large(request, files, ix.size_limit)) is not None:
+            if (rejected := await self._refused(request, payload, files,
+                                                ix.size_limit)) is not None:
                 return rejected
             self._apply(msg, payload, files)
             msg.loading = False
@@ -999,10 +1020,16 @@ class _Routes:
         if channel is None:
             return await self.error(404, 10003, "Unknown Channel", request)
         payload, files = await self._body(request)
-        if (rejected := await self._too_large(request, files, f.upload_limit)) is not None:
+        if (rejected := await self._refused(request, payload, files, f.upload_limit,
+                                            create=True)) is not None:
             return rejected
         ref = payload.get("message_reference") or {}
         reference = f.messages.get(int(ref["message_id"])) if ref.get("message_id") else None
+        if reference is not None and reference.deleted:
+            reference = None
+        if ref.get("message_id") and (problem := discord_rules.reference_problem(
+                reference is not None, ref)) is not None:
+            return await self.error(*problem, request)
         msg = FakeMessage(snowflake(), channel.id, channel.guild_id, f.bot, reference=reference)
         self._apply(msg, payload, files)
         f.messages[msg.id] = msg
@@ -1027,6 +1054,8 @@ class _Routes:
             await f.record("delete", message=msg)
             return web.Response(status=204)
         payload, files = await self._body(request)
+        if (rejected := await self._refused(request, payload, files, f.upload_limit)) is not None:
+            return rejected
         self._apply(msg, payload, files)
         msg.edits += 1
         await f.record("edit", message=msg)

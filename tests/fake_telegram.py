@@ -29,7 +29,10 @@ TOKEN = "123456:TEST-fake-token"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Imagine", "username": "ImagineTestBot",
             "can_join_groups": True, "can_read_all_group_messages": False,
             "supports_inline_queries": False}
-PHOTO_MAX = 10 * 1024 * 1024
+# https://core.telegram.org/bots/api#sendphoto: "The photo must be at most 10 MB in size. The
+# photo's width and height must not exceed 10000 in total. Width and height ratio must be at
+# most 20." Telegram's MB here is 10,000,000 bytes, not 10 MiB.
+PHOTO_MAX = 10_000_000
 DOCUMENT_MAX = 50 * 1024 * 1024
 DOWNLOAD_MAX = 20 * 1024 * 1024
 CAPTION_MAX = 1024
@@ -42,6 +45,14 @@ _BOOL = {"show_alert", "disable_notification", "drop_pending_updates", "protect_
          "disable_content_type_detection", "has_spoiler"}
 _TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
          "code", "pre", "blockquote", "tg-emoji"}
+# https://core.telegram.org/bots/api#getupdates, allowed_updates: "Specify an empty list to
+# receive all update types except chat_member, message_reaction, and message_reaction_count
+# (default). If not specified, the previous setting will be used." setWebhook takes the same.
+DEFAULT_UPDATES_EXCLUDE = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+# answerCallbackQuery: the Bot API page gives no number, but a late answer fails with "query is
+# too old and response timeout expired" (e.g. github.com/eternnoir/pyTelegramBotAPI/issues/1615
+# saw it at ~20 s, others at 5-15 s); 10 s is the strict end of what bots meet.
+CALLBACK_ANSWER_DEADLINE = 10.0
 _ACTIONS = {"typing", "upload_photo", "record_video", "upload_video", "record_voice",
             "upload_voice", "upload_document", "choose_sticker", "find_location",
             "record_video_note", "upload_video_note"}
@@ -193,6 +204,11 @@ class FakeTelegram:
         self.commands: dict[tuple[str, str], list[dict[str, str]]] = {}
         self.webhook: dict[str, Any] | None = None
         self.max_poll = 1.0
+        #: The bot's update subscription (None: never set, so Telegram's default list).
+        self.allowed_updates: list[str] | None = None
+        #: Updates Telegram never created because the bot did not subscribe to their type.
+        self.dropped: list[dict[str, Any]] = []
+        self.callback_deadline = CALLBACK_ANSWER_DEADLINE
         self._updates: list[dict[str, Any]] = []
         self._confirmed = 0
         self._ids = itertools.count(1)
@@ -424,6 +440,7 @@ class FakeTelegram:
         if not str(p.get("url", "")).startswith(("http://", "https://")):
             raise ApiError(400, "Bad Request: bad webhook: invalid URL")
         self.webhook = {"url": p["url"], "secret": p.get("secret_token")}
+        self._subscribe(p)
         return True
 
     async def _m_getWebhookInfo(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
@@ -434,6 +451,7 @@ class FakeTelegram:
         if self.webhook is not None:
             raise ApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
                                 "use deleteWebhook to delete the webhook first")
+        self._subscribe(p)
         if p.get("offset"):
             self._confirmed = max(self._confirmed, int(p["offset"]) - 1)
         deadline = time.monotonic() + min(float(p.get("timeout", 0)), self.max_poll)
@@ -445,6 +463,17 @@ class FakeTelegram:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
+
+    def _subscribe(self, p: dict[str, Any]) -> None:
+        """Remember ``allowed_updates`` when the call carries it (it persists until changed)."""
+        if "allowed_updates" in p and p["allowed_updates"] is not None:
+            self.allowed_updates = list(p["allowed_updates"])
+
+    def subscribed(self, kind: str) -> bool:
+        """Whether the bot's current subscription lets Telegram create a ``kind`` update."""
+        if not self.allowed_updates:
+            return kind not in DEFAULT_UPDATES_EXCLUDE
+        return kind in self.allowed_updates
 
     async def _m_sendMessage(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
         chat = self._chat(p)
@@ -477,6 +506,11 @@ class FakeTelegram:
         media = p.get("media") or []
         if not 2 <= len(media) <= 10:
             raise ApiError(400, "Bad Request: wrong number of media in the album")
+        # https://core.telegram.org/bots/api#sendmediagroup: "Documents and audio files can be
+        # only grouped in an album with messages of the same type."
+        kinds = {item.get("type") for item in media}
+        if len(kinds) > 1 and kinds & {"document", "audio"}:
+            raise ApiError(400, "Bad Request: document can't be mixed with other media types")
         group = f"G{next(self._ids)}"
         reply = self._reply_to(chat["id"], p)
         out = []
@@ -526,6 +560,11 @@ class FakeTelegram:
         if "text" in message:
             raise ApiError(400, "Bad Request: there is no caption in the message to edit")
         caption = self._visible(p, "caption", CAPTION_MAX, "message caption is too long")
+        # https://core.telegram.org/bots/api#editmessagecaption: an edit that changes nothing
+        # fails as editMessageText's does ("message is not modified").
+        if caption == message.get("caption") and self._markup(p) == message.get("reply_markup"):
+            raise ApiError(400, "Bad Request: message is not modified: specified new message "
+                                "content and reply markup are exactly the same")
         message.update(caption=caption, edit_date=int(time.time()))
         message.pop("reply_markup", None)
         if self._markup(p):
@@ -559,7 +598,8 @@ class FakeTelegram:
 
     async def _m_answerCallbackQuery(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
         query = self._queries.get(str(p.get("callback_query_id")))
-        if query is None or query["answered"]:
+        if query is None or query["answered"] or (
+                time.monotonic() - query["pressed"] > self.callback_deadline):
             raise ApiError(400, "Bad Request: query is too old and response timeout expired or "
                                 "query ID is invalid")
         if len(p.get("text") or "") > 200:
@@ -615,6 +655,9 @@ class FakeTelegram:
 
     def _push(self, kind: str, payload: dict[str, Any]) -> None:
         update = {"update_id": next(self._ids) + 700_000, kind: payload}
+        if not self.subscribed(kind):
+            self.dropped.append(update)
+            return
         if self.webhook is not None:
             task = asyncio.get_running_loop().create_task(self._post(update))
             self._pushes.add(task)
@@ -676,7 +719,7 @@ class FakeTelegram:
                  if b.get("callback_data", "").startswith(data)]
         assert found, f"no button {data!r} on the message; it has {rows}"
         query_id = str(next(self._ids) + 900_000)
-        self._queries[query_id] = {"answered": False}
+        self._queries[query_id] = {"answered": False, "pressed": time.monotonic()}
         self._push("callback_query", {"id": query_id, "from": user.as_dict(),
                                       "message": current, "chat_instance": "42" + str(
                                           current["chat"]["id"]), "data": found[0]})

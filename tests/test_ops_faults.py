@@ -178,15 +178,19 @@ async def test_first_feedback_does_not_wait_for_the_store(settings_factory: Fact
         fake, store = bot.fake, bot.c.store
         real = store.get_user
 
+        answered: list[float] = []  # when the busy store answered, on the fake's clock
+
         async def slow_get_user(key: str) -> Any:  # a store busy with everyone else's jobs
             await asyncio.sleep(0.8)
+            answered.append(time.monotonic())
             return await real(key)
 
         store.get_user = slow_get_user  # type: ignore[method-assign]
         asked = fake.user_sends("/imagine while the database is busy")
-        sent = time.monotonic()
         action = await fake.wait_for("sendChatAction")
-        assert action.at - sent < 0.4, f"first feedback after {action.at - sent:.2f} s"
+        # Event order, not a wall-clock bound: the feedback reached Telegram before the store
+        # answered its first read, so it did not wait for it (however loaded the machine is).
+        assert not answered or action.at < answered[0], (action.at, answered)
         photo = await fake.wait_for("sendPhoto", timeout=20)
         assert photo.reply_to == asked["message_id"]
 
@@ -209,9 +213,9 @@ async def test_flood_budget_goes_to_results_first() -> None:
     await asyncio.gather(*(call("sendPhoto", chat) for chat in range(1, 7)))  # 4 now, 2 later
     assert time.monotonic() - started > 0.2
     # The budget is spent: chat actions still go out at once, status traffic is dropped ...
-    before = time.monotonic()
     await asyncio.gather(*(call("sendChatAction", chat) for chat in range(1, 21)))
-    assert time.monotonic() - before < 0.1
+    assert [e for e, _ in sent].count("sendChatAction") == 20  # all sent; the Skipped status
+    # below proves they went out while the budget was still spent (order, not a time bound)
 
     async def status() -> None:
         BEST_EFFORT.set(True)

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import io
 import os
-import time
 from collections.abc import Callable
 
 import pytest
@@ -136,13 +135,12 @@ async def test_quota_runs_out_mid_conversation(settings_factory: Factory) -> Non
         fake.user_sends("add a fountain", reply_to=first.message)
         second = await fake.wait_for("sendPhoto")
         assert "4 credits · 0 left" in second.text
-        started = time.monotonic()
         asked = fake.user_sends("add birds", reply_to=second.message)
         refusal = await fake.wait_for("sendMessage")
         assert refusal.reply_to == asked["message_id"]
         assert refusal.text.startswith("Not enough credits for this: it costs 4, and your daily "
                                        "allowance has 0 left. Resets in ")
-        assert time.monotonic() - started < 2
+        # Refused before any work (no wall-clock bound): nothing was reserved, see the ledger.
         await fake.expect_none("sendPhoto")
         assert await bot.ledger(ALICE) == ["reserve", "settle"] * 2
         fake.user_sends("/quota")
