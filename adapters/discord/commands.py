@@ -65,7 +65,8 @@ async def imagine(bot: ImagineClient, interaction: Interaction, prompt: str,
     await interaction.response.defer(ephemeral=True, thinking=True)
     core = bot.core
     actor = actor_of(interaction)
-    chat = chat_of(interaction.channel_id or 0, interaction.guild_id)
+    chat = chat_of(interaction.channel_id or 0, interaction.guild_id,
+                   nsfw=bool(getattr(interaction.channel, "nsfw", False)))  # age-restricted
     max_input = int(core.settings.limits.max_input_mb * 1_000_000)
 
     async def start(progress: Any) -> Reply:
@@ -250,8 +251,10 @@ def register(bot: ImagineClient) -> None:
     section = bot.core.settings.discord
     contexts = app_commands.AppCommandContext(guild=True, dm_channel=section.allow_dms,
                                               private_channel=False)
+    from adapters.discord.groupconfig import config_command  # it builds on answer() here
+
     entries: list[Any] = [_imagine_command(bot), *_simple_commands(bot), _edit_menu(bot),
-                          _admin_group(bot)]
+                          _admin_group(bot), config_command(bot)]
     for entry in entries:
         entry.allowed_contexts = contexts
         bot.tree.add_command(entry)

@@ -76,9 +76,11 @@ def is_moderator(interaction: discord.Interaction[Any]) -> bool:
     return interaction.permissions.manage_guild
 
 
-def chat_of(channel_id: int, guild_id: int | None) -> ChatRef:
-    """The ChatRef of a channel, thread or DM."""
-    return ChatRef(PLATFORM, str(channel_id), "private" if is_dm(guild_id) else "group")
+def chat_of(channel_id: int, guild_id: int | None, *, nsfw: bool = False) -> ChatRef:
+    """The ChatRef of a channel, thread or DM (its server's /config applies; bot.groups)."""
+    dm = is_dm(guild_id)
+    return ChatRef(PLATFORM, str(channel_id), "private" if dm else "group",
+                   group_id=None if dm else str(guild_id), age_restricted=nsfw)
 
 
 def message_ref(channel_id: int, message_id: int) -> MessageRef:
