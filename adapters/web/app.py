@@ -16,6 +16,7 @@ from adapters.web.media import Media
 from adapters.web.network import is_loopback
 from adapters.web.operator import OperatorView
 from adapters.web.playground import Playground
+from adapters.web.policy import PolicyView
 from adapters.web.render import Bundle, load_bundle
 from adapters.web.security import console_secret
 from bot.bootstrap import Core
@@ -110,6 +111,7 @@ def build_app(console: Console, bundle: Bundle) -> web.Application:
     app.add_routes([*playground.routes(), *Live(console, playground).routes(),
                     *Media(console).routes(),
                     *OperatorView(console, bundle).routes(),
+                    *PolicyView(console, bundle).routes(),  # routes, failovers, groups (issue 17)
                     web.get("/static/{name}", _static(bundle))])
     return app
 

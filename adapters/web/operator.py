@@ -113,7 +113,8 @@ class OperatorView:
         return page(
             request, "operator", lang=locale, title=t("web.op.title"), script="operator.js",
             body_class="op", brand=t("web.brand"), playground=t("web.op.playground"),
-            logout=t("web.op.logout"), csrf=c.csrf(request), flash=text, flash_kind=kind,
+            logout=t("web.op.logout"), policy=t("web.policy.title"), csrf=c.csrf(request),
+            flash=text, flash_kind=kind,
             kpis=html(dash.kpis(t, ov, snap)), spend_title=t("web.op.spend_title"),
             chart=html(dash.chart_box(t, ov)), models_title=t("web.op.by_model"),
             models=html(dash.totals_table(t, t("web.op.model"), ov.by_model)),
