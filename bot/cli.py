@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--size")
     gen.add_argument("--aspect")
     gen.add_argument("--ref", action="append", type=Path, default=[], help="reference image")
-    gen.add_argument("--out", type=Path)
+    gen.add_argument("--out", help="a file (.png, .jpg or .webp picks the format) or a directory "
+                     "(default: a name made from the prompt, in the current directory)")
+    gen.add_argument("--force", action="store_true", help="overwrite the --out file if it exists")
     gen.add_argument("--api", choices=list(ROUTES))
     gen.add_argument("--base-url")
     check = sub.add_parser("check", parents=[common], help="validate config and secrets")
@@ -121,11 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _generate(settings: Settings, args: argparse.Namespace) -> int:
     request = GenerateArgs(prompt=args.prompt, model=args.model, size=args.size,
                            aspect=args.aspect, refs=tuple(args.ref), out=args.out, api=args.api,
-                           base_url=args.base_url)
+                           base_url=args.base_url, force=args.force)
     try:
         paths = await generate(settings, request)
     except BotError as err:
-        print(f"imagine-bot: {_describe(err, settings)}", file=sys.stderr)
+        print(f"imagine-bot: {_describe(err, settings, args.api)}", file=sys.stderr)
         return err.exit_code
     except Exception as exc:  # never a traceback on a failure path
         log.debug("generate failed", exc_info=True)
@@ -136,18 +138,22 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _describe(err: BotError, settings: Settings) -> str:
-    """One English line for the terminal from an error's catalog message, secrets masked."""
+def _describe(err: BotError, settings: Settings, api: str | None) -> str:
+    """One line for the operator at the terminal (bot.cli_errors), secrets masked."""
+    from bot.cli_errors import describe
+    from bot.generate import API_KEY_ENV
     from bot.messages import Messages
     from bot.present import Presenter
     from bot.quotas import utc_now
     from bot.redact import Redactor, secret_values
 
     redact = Redactor(secret_values(secret_names(settings)))
-    text = Presenter(Messages(), utc_now, redact).error("en", err)
-    # Operators see the upstream's detail too; users only the category.
-    operator_detail = err.key in ("error.upstream", "error.unavailable", "error.internal")
-    return redact(f"{text} [{err.detail}]" if operator_detail and err.detail else text)
+    presenter = Presenter(Messages(), utc_now, redact)
+    key_env = API_KEY_ENV if api else None
+    if key_env is None:  # the key of the provider the configured models use
+        envs = sorted({s.key_env for s in settings.provider_table().values() if s.key_env})
+        key_env = " or ".join(envs) or None
+    return redact(describe(err, key_env=key_env, fallback=lambda e: presenter.error("en", e)))
 
 
 async def _check(settings: Settings, *, online: bool) -> int:
@@ -297,7 +303,7 @@ async def _grant(settings: Settings, user: str, credits: str) -> int:
         finally:
             await core.store.close()
     except BotError as err:
-        print(f"imagine-bot: {_describe(err, settings)}", file=sys.stderr)
+        print(f"imagine-bot: {_describe(err, settings, None)}", file=sys.stderr)
         return err.exit_code
     print(f"granted {int(credits)} credits to {user}; bonus now {usage.bonus}")
     return EXIT_OK

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import images
+from bot import images, outfiles
 from bot.catalog import ASPECTS, Lineup, ModelSpec, normalize_size
 from bot.config import ProviderSection, Settings
 from bot.domain import ImageData
@@ -34,7 +34,8 @@ class GenerateArgs:
     size: str | None = None
     aspect: str | None = None
     refs: tuple[Path, ...] = ()
-    out: Path | None = None
+    out: str | None = None
+    force: bool = False
     api: str | None = None
     base_url: str | None = None
 
@@ -65,20 +66,12 @@ def provider_for(settings: Settings, spec: ModelSpec, args: GenerateArgs) -> Ima
     return build_provider(spec.provider, section, api_key=key)
 
 
-def output_paths(out: Path | None, images_out: tuple[ImageData, ...]) -> list[Path]:
-    """Where each image goes: ``--out`` for one image, ``stem-N.ext`` for several."""
-    base = out or Path("imagine")
-    if len(images_out) == 1:
-        return [base if base.suffix else base.with_suffix("." + images_out[0].extension)]
-    return [base.with_name(f"{base.stem}-{i + 1}.{img.extension}")
-            for i, img in enumerate(images_out)]
-
-
 async def generate(settings: Settings, args: GenerateArgs) -> list[Path]:
     """Run one generation and write its images; raises a BotError category on failure."""
     prompt = args.prompt.strip()
     if not prompt:
         raise EmptyPrompt()
+    target = outfiles.plan(args.out, force=args.force)  # refused before anything is spent
     spec = resolve_model(settings, args.model, args.api)
     size = normalize_size(args.size) if args.size else (
         settings.bot.default_size if settings.bot.default_size in spec.sizes else spec.sizes[0])
@@ -114,8 +107,4 @@ async def generate(settings: Settings, args: GenerateArgs) -> list[Path]:
         await provider.aclose()
     if not result.images:
         raise NoImage(result.text)
-    paths = output_paths(args.out, result.images)
-    for path, image in zip(paths, result.images, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(path.write_bytes, image.data)
-    return paths
+    return await asyncio.to_thread(outfiles.write, target, prompt, result.images)
