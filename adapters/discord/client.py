@@ -59,6 +59,10 @@ class ImagineClient(discord.Client):
     token_life = 15 * 60.0
 
     def __init__(self, core: Core, *, sync_commands: bool = False) -> None:
+        # The bot never joins voice: discord.py's start-up warnings about its optional voice
+        # libraries (PyNaCl, davey) would only send operators after something they don't need.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         # Intents.default() leaves out message_content: mentions and DMs carry content anyway.
         super().__init__(intents=discord.Intents.default(),
                          allowed_mentions=discord.AllowedMentions.none())
@@ -97,6 +101,12 @@ class ImagineClient(discord.Client):
     async def on_connect(self) -> None:
         """Gateway session is up."""
         self.is_connected = True
+
+    async def on_ready(self) -> None:
+        """Logged in and the guild list is loaded: the operator's "it works" line."""
+        user = self.user
+        log.info("discord: connected as %s (id %s), in %d servers; ready", user,
+                 user.id if user else "?", len(self.guilds))
 
     async def on_resumed(self) -> None:
         """Gateway session resumed."""
