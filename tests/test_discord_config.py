@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from bot.config import Settings
 from bot.domain import ChatRef
 from bot.messages import load_catalog
-from tests.fake_discord import FakeDiscord, discord_settings, private_answer, result_of, running_bot
+from tests.fake_discord import (
+    FakeDiscord,
+    bound_turn,
+    discord_settings,
+    private_answer,
+    result_of,
+    running_bot,
+)
 
 SettingsFactory = Callable[..., Settings]
 EN = load_catalog("en")
@@ -68,3 +77,25 @@ async def test_config_on_a_server(settings_factory: SettingsFactory) -> None:
             assert "models: all" in (await private_answer(fake, ix)).content
             assert not fake.errors
 
+
+
+async def test_reply_edits_can_be_turned_off(settings_factory: SettingsFactory) -> None:
+    async with FakeDiscord() as fake, running_bot(
+            fake, discord_settings(settings_factory, fake)) as bot:
+        mod, ola = fake.user("mod"), fake.user("ola")
+        fake.guild.moderators.add(mod.id)
+        first = await result_of(fake, await fake.slash("imagine", prompt="a garden", user=ola))
+        ix = await fake.slash("config", user=mod, setting="reply-edits", value="off")
+        assert "reply-edits: off" in (await private_answer(fake, ix)).content
+        ignored = await fake.user_message("add a fountain", user=ola, reply_to=first)
+        with pytest.raises(TimeoutError):  # nothing answers the reply
+            await fake.wait_for("message", lambda e: e.message is not None
+                                and e.message.reference is ignored, timeout=1.5)
+        ix = await fake.slash("config", user=mod, setting="reply-edits", value="on")
+        await private_answer(fake, ix)
+        ask = await fake.user_message("add a fountain", user=ola, reply_to=first)
+        event = await fake.wait_for("message", lambda e: e.message is not None
+                                    and e.message.reference is ask and bool(e.message.attachments))
+        assert event.message is not None
+        assert (await bound_turn(bot.core, event.message)).parent_id is not None
+        assert not fake.errors

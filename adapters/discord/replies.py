@@ -83,7 +83,10 @@ async def _edit_from_reply(bot: ImagineClient, message: discord.Message,
     author = message.author
     locale_hint = str(message.guild.preferred_locale) if message.guild else None
     actor = Actor("discord", str(author.id), author.display_name, locale_hint)
-    chat = chat_of(message.channel.id, guild_id)
+    chat = chat_of(message.channel.id, guild_id,
+                   nsfw=bool(getattr(message.channel, "nsfw", False)))  # age-restricted
+    if not (await service.groups.get(chat)).reply_edits:
+        return  # the server's admins turned reply edits off (/config reply-edits off)
     ref = message.reference
     assert ref is not None and ref.message_id is not None
     target = message_ref(ref.channel_id or message.channel.id, ref.message_id)
