@@ -19,7 +19,7 @@ import contextlib
 import io
 import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,10 +157,65 @@ def google_error(code: int, status: str, message: str, details: list[Any] | None
     return Reply(status=code, json={"error": err}, **reply)
 
 
-class FakeUpstream:
-    """The aiohttp app, its scripted queues and what it saw."""
+def _openai_key(headers: Mapping[str, str]) -> str:
+    """The key in ``Authorization: Bearer KEY``
+    (https://platform.openai.com/docs/api-reference/authentication)."""
+    auth = headers.get("Authorization", "")
+    return auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
 
-    def __init__(self) -> None:
+
+def _google_key(request: web.Request, headers: Mapping[str, str]) -> str:
+    """The key in ``x-goog-api-key`` or ``?key=`` (https://ai.google.dev/gemini-api/docs/api-key);
+    relays' native routes also take a Bearer token."""
+    return (headers.get("x-goog-api-key") or request.query.get("key") or _openai_key(headers))
+
+
+def shape_problem(route: str, seen: Seen) -> str | None:
+    """What the real API would refuse in the request's basic shape, per route.
+
+    Chat completions need ``model`` and a non-empty ``messages`` list
+    (https://platform.openai.com/docs/api-reference/chat/create); generateContent needs a
+    non-empty ``contents`` list of ``parts`` (https://ai.google.dev/api/generate-content);
+    images.generate needs ``prompt``, images.edit a ``prompt`` and an ``image`` part
+    (https://platform.openai.com/docs/api-reference/images).
+    """
+    body = seen.json if isinstance(seen.json, dict) else {}
+    if route == "chat":
+        messages = body.get("messages")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            return "you must provide a model parameter"
+        if not isinstance(messages, list) or not messages or not all(
+                isinstance(m, dict) and "role" in m for m in messages):
+            return "'messages' must be a non-empty list of messages with a role"
+    elif route == "gemini":
+        contents = body.get("contents")
+        if not isinstance(contents, list) or not contents or not all(
+                isinstance(c, dict) and isinstance(c.get("parts"), list) and c["parts"]
+                for c in contents):
+            return "* GenerateContentRequest.contents: contents is not specified"
+    elif route == "images.generate":
+        if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+            return "Missing required parameter: 'prompt'."
+    elif route == "images.edit":
+        if "prompt" not in seen.form:
+            return "Missing required parameter: 'prompt'."
+        if not any(name in seen.form for name in ("image", "image[]")):
+            return "Missing required parameter: 'image'."
+    return None
+
+
+class FakeUpstream:
+    """The aiohttp app, its scripted queues and what it saw.
+
+    Like the real services it refuses a request without a key (401 for the OpenAI-style
+    routes, 403 PERMISSION_DENIED for Google's) or with a key other than ``key`` when one is
+    set, and a request whose basic shape is wrong (400, see :func:`shape_problem`); refused
+    requests are recorded in ``refused`` and do not consume a scripted reply.
+    """
+
+    def __init__(self, key: str | None = None) -> None:
+        self.key = key
+        self.refused: list[tuple[str, str]] = []
         self.requests: list[Seen] = []
         self.files: dict[str, Reply] = {}
         self._queues: dict[str, deque[Reply]] = defaultdict(deque)
@@ -250,8 +305,30 @@ class FakeUpstream:
         request.transport.close()
         return resp
 
+    def _refusal(self, route: str, request: web.Request, seen: Seen) -> Reply | None:
+        """The error the real service answers for a missing or wrong key or a bad shape."""
+        google = route.startswith("gemini")
+        key = _google_key(request, request.headers) if google else _openai_key(request.headers)
+        if not key or (self.key is not None and key != self.key):
+            self.refused.append((route, "key"))
+            if google:
+                return google_error(403 if not key else 400,
+                                    "PERMISSION_DENIED" if not key else "INVALID_ARGUMENT",
+                                    "Method doesn't allow unregistered callers" if not key
+                                    else "API key not valid. Please pass a valid API key.")
+            return openai_error(401, "Incorrect API key provided.", code="invalid_api_key")
+        problem = shape_problem(route, seen)
+        if problem is None:
+            return None
+        self.refused.append((route, problem))
+        if google:
+            return google_error(400, "INVALID_ARGUMENT", problem)
+        return openai_error(400, problem)
+
     async def _scripted(self, route: str, request: web.Request, default: Reply) -> web.StreamResponse:
         await self._record(route, request)
+        if (refused := self._refusal(route, request, self.requests[-1])) is not None:
+            return await self._answer(request, refused)
         queue = self._queues[route]
         return await self._answer(request, queue.popleft() if queue else default)
 
@@ -269,6 +346,8 @@ class FakeUpstream:
             # What Google answers for an id it has shut down
             # (https://ai.google.dev/gemini-api/docs/troubleshooting: 404 NOT_FOUND).
             await self._record("gemini", request)
+            if (refused := self._refusal("gemini", request, self.requests[-1])) is not None:
+                return await self._answer(request, refused)
             return await self._answer(request, google_error(
                 404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, or is "
                 "not supported for generateContent. Call ListModels to see the list of "
