@@ -10,11 +10,11 @@ import asyncio
 import hashlib
 import io
 import math
-import textwrap
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from bot.domain import ImageData
+from bot.providers import demo_fonts as fonts
 from bot.providers.base import ProviderRequest, ProviderResult
 
 _BASE = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
@@ -33,27 +33,6 @@ def dimensions(size: str | None, aspect: str | None) -> tuple[int, int]:
     return max(16, round(width / 16) * 16), max(16, round(height / 16) * 16)
 
 
-# Pillow's built-in font has no CJK glyphs; use a system CJK font when one is installed.
-_CJK_FONTS = (
-    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-    "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-)
-
-
-def _font(px: int, text: str = "") -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    if any(ord(ch) > 0x2E80 for ch in text):
-        for path in _CJK_FONTS:
-            try:
-                return ImageFont.truetype(path, px)
-            except OSError:
-                continue
-    try:
-        return ImageFont.load_default(size=px)
-    except (TypeError, OSError):
-        return ImageFont.load_default()
-
-
 def render(request: ProviderRequest) -> ImageData:
     """Draw the placeholder (CPU work: call it in a thread)."""
     width, height = dimensions(request.size, request.aspect)
@@ -64,14 +43,19 @@ def render(request: ProviderRequest) -> ImageData:
                              Image.new("RGB", (width, height), tuple(top)), gradient)
     draw = ImageDraw.Draw(canvas)
     unit = max(12, min(width, height) // 24)
-    draw.text((unit, unit), "DEMO", fill="white", font=_font(unit * 3), stroke_width=max(1, unit // 8),
-              stroke_fill="black")
+    draw.text((unit, unit), "DEMO", fill="white", font=fonts.pick(unit * 3, frozenset("DEMO")),
+              stroke_width=max(1, unit // 8), stroke_fill="black")
     label = f"{request.model_id} · {request.size or '1K'} · {request.aspect or '1:1'}"
-    draw.text((unit, unit * 5), label, fill="white", font=_font(unit), stroke_width=1,
-              stroke_fill="black")
-    wrapped = textwrap.fill(request.prompt, width=max(16, width // (unit // 2 + 1)))[:600]
-    draw.multiline_text((unit, unit * 7), wrapped, fill="white", font=_font(unit, wrapped),
-                        stroke_width=1,
+    draw.text((unit, unit * 5), label, fill="white", font=fonts.pick(unit, frozenset(label)),
+              stroke_width=1, stroke_fill="black")
+    prompt = request.prompt[:600]
+    font = fonts.pick(unit, frozenset(prompt))
+    prompt, dropped = fonts.drawable(font, prompt)  # no boxes for characters it lacks
+    if dropped:
+        prompt = f"{prompt}\n(no font on this server for some of the prompt's characters)"
+    lines = max(1, (height - unit * 8 - min(width, height) // 5) // int(unit * 1.25))
+    wrapped = fonts.wrap(prompt, font, width - 2 * unit, lines)
+    draw.multiline_text((unit, unit * 7), wrapped, fill="white", font=font, stroke_width=1,
                         stroke_fill="black")
     refs = [*request.references, *(o for h in request.history[-1:] for o in h.outputs)]
     thumb_side = max(32, min(width, height) // 5)
