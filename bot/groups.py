@@ -127,6 +127,7 @@ class Groups:
         self.settings = settings
         self.store = store
         self.lineup = lineup
+        self._noted: set[str] = set()  # channels whose server the store already knows
 
     async def get(self, chat: ChatRef) -> GroupSettings:
         """The settings of ``chat``'s group (defaults in a private chat)."""
@@ -181,9 +182,15 @@ class Groups:
     async def member_cap(self, group: GroupSettings, actor: Actor, chat: ChatRef, cost: int,
                          quotas: Quotas) -> None:
         """QuotaExceeded when the member's share of the group pool today would pass the cap."""
+        key = group_key(chat)
+        if key is None:
+            return
+        if chat.key != key and chat.key not in self._noted:  # a channel counts for its server
+            await self.store.note_chat(chat.key, key)
+            self._noted.add(chat.key)
         if group.member_daily is None or quotas.is_exempt(actor):
             return
-        used = await self.store.member_used(actor.key, chat.key, quotas.today())
+        used = await self.store.member_used(actor.key, key, quotas.today())
         if used + cost > group.member_daily:
             local = quotas.now_local()
             midnight = (local.replace(hour=0, minute=0, second=0, microsecond=0)

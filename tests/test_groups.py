@@ -111,8 +111,10 @@ async def test_a_per_member_daily_cap_inside_the_group(settings_factory: Factory
         reply = await job(core, MEMBER, GENERAL, n=2)
         assert reply.error == "error.quota"
         assert EN["window.member_daily"] in reply.text
-        assert (await job(core, MEMBER, ChatRef("discord", "1", "private"), n=3)).ok  # not here
-        assert (await job(core, ADMIN, GENERAL, n=4)).ok  # the cap is per member
+        reply = await job(core, MEMBER, ART, n=3)  # another channel of the same server
+        assert reply.error == "error.quota"
+        assert (await job(core, MEMBER, ChatRef("discord", "1", "private"), n=4)).ok  # not here
+        assert (await job(core, ADMIN, GENERAL, n=5)).ok  # the cap is per member
 
 
 async def test_safety_levels_reach_gemini_and_a_refusal_names_the_level(

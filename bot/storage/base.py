@@ -166,8 +166,12 @@ class Store(Protocol):
         """Every configured group: (key, settings JSON, set by), for the operator view."""
         ...
 
-    async def member_used(self, actor_key: str, chat_key: str, day: str) -> int:
-        """Credits a member held or spent in one chat on a day (a group's per-member cap)."""
+    async def note_chat(self, chat_key: str, group_key: str) -> None:
+        """Remember that ``chat_key`` (a Discord channel) belongs to ``group_key`` (its server)."""
+        ...
+
+    async def member_used(self, actor_key: str, group_key: str, day: str) -> int:
+        """Credits a member held or spent in a group (any of its chats) on a day."""
         ...
 
     async def get_user(self, key: str) -> UserRecord:

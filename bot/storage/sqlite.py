@@ -231,12 +231,20 @@ class SqliteStore:
                                 "WHERE settings IS NOT NULL ORDER BY key")
         return [(r["key"], r["settings"], r["settings_by"]) for r in rows]
 
-    async def member_used(self, actor_key: str, chat_key: str, day: str) -> int:
-        """Credits a member held or spent in one chat on a day (a group's per-member cap)."""
+    async def note_chat(self, chat_key: str, group_key: str) -> None:
+        """Remember that ``chat_key`` (a Discord channel) belongs to ``group_key`` (its server)."""
+        async with self._writing():
+            await self.db.execute(
+                "INSERT INTO chats (key, group_key, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET group_key = excluded.group_key",
+                (chat_key, group_key, _now()))
+
+    async def member_used(self, actor_key: str, group_key: str, day: str) -> int:
+        """Credits a member held or spent in a group (any of its chats) on a day."""
         rows = await self._rows(
             "SELECT SUM(credits) - SUM(bonus) AS used FROM ledger "
-            "WHERE actor_key = ? AND chat_key = ? AND day = ? AND kind != 'grant'",
-            (actor_key, chat_key, day))
+            "WHERE actor_key = ? AND day = ? AND kind != 'grant' AND (chat_key = ? OR chat_key IN "
+            "(SELECT key FROM chats WHERE group_key = ?))", (actor_key, day, group_key, group_key))
         return int(rows[0]["used"] or 0) if rows else 0
 
     async def set_user_flags(self, key: str, *, banned: bool | None = None,
