@@ -227,9 +227,10 @@ class Groups:
         items = [v for v in raw.replace(",", " ").split() if v]
         if name == "channels":
             here = place_of(chat)
-            spots = (here if v.lower() == "here" else v.strip("<#>") for v in items)
+            spots = [here if v.lower() == "here" else v.strip("<#>") for v in items]
             picked: list[str] = [p for p in spots if p]
-            if not off and not all(p.isdigit() for p in picked):
+            # "here" outside a channel or forum topic names nothing: refuse, never mean "all".
+            if not off and (len(picked) < len(spots) or not all(p.isdigit() for p in picked)):
                 raise InvalidOption("channels", raw, ["here", "ID", "all"])
             return replace(group, channels=() if off else tuple(dict.fromkeys(picked)))
         if name == "models":

@@ -73,6 +73,8 @@ async def test_admins_configure_members_cannot(settings_factory: Factory,
             await config(core, ADMIN, GENERAL, "models no-such-model")
         with pytest.raises(InvalidOption):
             await config(core, ADMIN, GENERAL, "safety relaxed")  # the operator did not permit it
+        with pytest.raises(InvalidOption):  # no topic here: "here" must not mean "everywhere"
+            await config(core, ADMIN, ChatRef("telegram", "-1005", "group"), "channels here")
 
 
 async def test_a_group_narrows_models_and_channels(settings_factory: Factory,
