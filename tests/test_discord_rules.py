@@ -180,3 +180,29 @@ def test_clip_keeps_short_text_and_cuts_long_text() -> None:
 def test_fake_file_sizes() -> None:
     """FakeFile reports its byte size (used by the upload-limit rule)."""
     assert FakeFile("a.png", bytes(10)).size == 10
+
+
+async def test_result_for_a_deleted_trigger_is_still_delivered(
+        settings_factory: SettingsFactory) -> None:
+    """The user deletes the message that asked: the result lands as a plain message, paid.
+
+    Discord refuses a reply to a message that is gone unless ``fail_if_not_exists`` is false;
+    the old fake accepted it, so a lost (refunded) result looked delivered.
+    """
+    async with FakeDiscord() as fake, running_bot(fake, discord_settings(
+            settings_factory, fake,
+            providers={"demo": {"api": "demo", "demo_delay_seconds": 0.5}})) as bot:
+        ola = fake.user("ola")
+        first = await result_of(fake, await fake.slash("imagine", prompt="a garden", user=ola))
+        await bound_turn(bot.core, first)
+        ask = await fake.user_message("add a fountain", user=ola, reply_to=first)
+        ask.deleted = True  # deleted while the job runs
+        event = await fake.wait_for("message", lambda e: e.message is not None and (
+            e.message.author == fake.bot and bool(e.message.attachments)
+            and e.message is not first))
+        assert event.message is not None and event.message.reference is None
+        turn = await bound_turn(bot.core, event.message)
+        assert turn.prompt == "add a fountain"
+        kinds = [e.kind for e in await bot.core.store.ledger(f"discord:{ola.id}")]
+        assert kinds == ["reserve", "settle", "reserve", "settle"]
+        assert not [e for e in fake.errors if e.data["code"] == 50035]

@@ -88,6 +88,17 @@ def message_ref(channel_id: int, message_id: int) -> MessageRef:
     return MessageRef(PLATFORM, str(channel_id), str(message_id))
 
 
+async def reply_to(trigger: discord.Message, content: str, **kwargs: Any) -> discord.Message:
+    """Reply to a user's message, or post plainly if they deleted it meanwhile.
+
+    Discord refuses a reply to a message that is gone unless ``fail_if_not_exists`` is false
+    (https://discord.com/developers/docs/resources/message#message-reference-structure), which
+    lost finished, paid-for results when the asker deleted their message during the job.
+    """
+    reference = trigger.to_reference(fail_if_not_exists=False)
+    return await trigger.channel.send(content, reference=reference, **kwargs)
+
+
 def clip(text: str, limit: int = CONTENT_LIMIT) -> str:
     """``text`` cut to Discord's content limit."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

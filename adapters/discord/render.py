@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from adapters.discord.common import DEFAULT_UPLOAD_LIMIT, PLATFORM, JobStart, clip, log, message_ref
+from adapters.discord.common import (
+    DEFAULT_UPLOAD_LIMIT,
+    PLATFORM,
+    JobStart,
+    clip,
+    log,
+    message_ref,
+    reply_to,
+)
 from adapters.discord.progress import ProgressReporter
 from adapters.discord.views import result_view
 from bot import images
@@ -189,7 +197,7 @@ async def deliver_message(bot: ImagineClient, trigger: discord.Message, reply: R
     if not reply.images or reply.turn_id is None:
         if reply.text:
             with contextlib.suppress(discord.HTTPException):
-                await trigger.reply(clip(reply.text), allowed_mentions=no_ping)
+                await reply_to(trigger, clip(reply.text), allowed_mentions=no_ping)
         return
     guild = trigger.guild
     limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
@@ -199,14 +207,14 @@ async def deliver_message(bot: ImagineClient, trigger: discord.Message, reply: R
     except BotError as err:
         await core.service.undeliverable(reply.turn_id)
         with contextlib.suppress(discord.HTTPException):
-            await trigger.reply(clip(core.presenter.error(reply.locale, err)),
-                                allowed_mentions=no_ping)
+            await reply_to(trigger, clip(core.presenter.error(reply.locale, err)),
+                           allowed_mentions=no_ping)
         return
     timings = {"fit": time.monotonic() - fit_start}
     upload_start = time.monotonic()
     try:
-        sent = await trigger.reply(
-            clip(reply.text), files=files_of(fitted, reply.turn_id),
+        sent = await reply_to(
+            trigger, clip(reply.text), files=files_of(fitted, reply.turn_id),
             view=result_view(reply, core.messages),
             allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False,
                                                      replied_user=True))
@@ -214,8 +222,8 @@ async def deliver_message(bot: ImagineClient, trigger: discord.Message, reply: R
         log.warning("result %s undeliverable: %s %s", reply.turn_id, exc.status, exc.code)
         await core.service.undeliverable(reply.turn_id)
         with contextlib.suppress(discord.HTTPException):
-            await trigger.reply(core.messages.t(reply.locale, "discord.upload_failed"),
-                                allowed_mentions=no_ping)
+            await reply_to(trigger, core.messages.t(reply.locale, "discord.upload_failed"),
+                           allowed_mentions=no_ping)
         return
     timings["upload"] = time.monotonic() - upload_start
     await core.service.bind(reply.turn_id, [message_ref(sent.channel.id, sent.id)], timings)

@@ -21,6 +21,7 @@ from adapters.discord.common import (
     image_sources,
     log,
     message_ref,
+    reply_to,
 )
 from adapters.discord.progress import ProgressReporter
 from adapters.discord.render import deliver_message
@@ -134,8 +135,9 @@ class _Status:
     async def edit(self, text: str) -> None:
         """Create or edit the status message."""
         if self._message is None:
-            self._message = await self._trigger.reply(
-                clip(text), mention_author=False, allowed_mentions=discord.AllowedMentions.none())
+            self._message = await reply_to(
+                self._trigger, clip(text), mention_author=False,
+                allowed_mentions=discord.AllowedMentions.none())
         else:
             await self._message.edit(content=clip(text))
 
