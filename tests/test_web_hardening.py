@@ -242,8 +242,8 @@ async def test_a_cleared_cookie_is_not_a_fresh_allowance(settings_factory: Facto
             assert done["state"] == "done" and 'data-left="1"' in done["quota"]
         async with visitor(run) as second:  # same address, no cookie: the same pool
             assert "1 credits" in second.page or 'data-left="1"' in second.page
-            refused = await second.imagine("another lantern")
-            assert refused["state"] == "failed" and "credits" in refused["html"]
+            status, refused = await second.submit("another lantern")  # told before any job
+            assert status == 422 and "Not enough credits" in refused["error"]
             assert "a lantern" not in second.page  # the pool pays; each browser sees its own
         kinds = await run.ledger_kinds()
         assert kinds.count("reserve") == 1 and kinds.count("settle") == 1

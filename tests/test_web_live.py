@@ -186,7 +186,9 @@ async def test_every_template_escapes_what_it_is_given() -> None:
     app = web.Application()
     env = render.setup(app, bundle)
     hostile = "<script>alert(1)</script>"
-    for name, source in bundle.templates.items():
+    pages = {n: bundle.templates[n] for n in ("base.html", "playground.html", "operator.html",
+                                               "login.html", "error.html")}
+    for name, source in pages.items():
         names = jinja2.meta.find_undeclared_variables(env.parse(source)) | {
             "lang", "title", "script", "body_class"}
         values: dict[str, Any] = dict.fromkeys(names, hostile)
@@ -196,3 +198,27 @@ async def test_every_template_escapes_what_it_is_given() -> None:
         text = env.get_template(name).render(values)
         assert hostile not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text, name
     assert isinstance(env.undefined, type) and issubclass(env.undefined, jinja2.StrictUndefined)
+    # the fragments are macros of the same environment: escaped the same way
+    cards = env.get_template("cards.html").module
+    board = env.get_template("dashboard.html").module
+    fragments = [
+        cards.card(turn_id=hostile, alt=hostile, open_title=hostile, sizes=[(1, 1)],
+                   caption=f"{hostile}\n{hostile}",
+                   buttons=[{"kind": hostile, "action": hostile, "label": hostile,
+                             "prompt": hostile, "confirm": hostile}]),
+        cards.prompt_bubble(tag=hostile, prompt=hostile), cards.error_bubble(text=hostile),
+        cards.quota_badge(left=hostile, exempt=False, short=hostile, details=hostile),
+        board.kpis([dict.fromkeys(("label", "value", "sub", "css"), hostile)]),
+        board.totals_table([hostile], [[hostile]], hostile),
+        board.users_table([hostile], [{"name": hostile, "banned": True, "bonus": hostile,
+                                       "images": hostile, "credits": hostile, "usd": hostile,
+                                       "when": hostile}], hostile,
+                          dict.fromkeys(("blocked", "grant_short", "ban", "unban"), hostile),
+                          hostile),
+        board.live(hostile, hostile, [dict.fromkeys(("owner", "running", "waiting"), hostile)],
+                   [{"title": hostile, "jobs": [{"owner": hostile, "text": hostile}]}]),
+        board.gallery([dict.fromkeys(("outcome", "turn_id", "w", "h", "icon", "prompt", "who",
+                                      "cost", "when", "label"), hostile)], hostile),
+    ]
+    for fragment in fragments:
+        assert hostile not in str(fragment) and "&lt;script&gt;" in str(fragment), fragment

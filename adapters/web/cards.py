@@ -1,9 +1,14 @@
-"""HTML fragments of the playground: prompt bubbles, result cards, errors, the quota badge."""
+"""HTML fragments of the playground: prompt bubbles, result cards, errors, the quota badge.
+
+The markup is in templates/cards.html (Jinja2 macros, autoescaped); this module prepares values.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from html import escape
+from typing import Any
+
+import jinja2
 
 from bot.domain import Action, Reply, Turn, Usage
 from bot.messages import Messages
@@ -47,17 +52,6 @@ def card_from_turn(messages: Messages, locale: str, turn: Turn,
                 tuple(ratio for _ in turn.output_hashes), actions)
 
 
-def _lines(text: str) -> str:
-    return "<br>".join(escape(line) for line in text.splitlines())
-
-
-def _caption(text: str) -> str:
-    """The prompt line first, the details (model, cost, demo note) muted below it."""
-    lines = text.splitlines() or [""]
-    rest = "".join(f'<span class="m">{escape(line)}</span>' for line in lines[1:])
-    return f'<span class="p">{escape(lines[0])}</span>{rest}'
-
-
 def button_label(messages: Messages, locale: str, action: Action) -> str:
     """What a result button says."""
     if action.kind == "upscale":
@@ -65,55 +59,47 @@ def button_label(messages: Messages, locale: str, action: Action) -> str:
     return messages.t(locale, f"button.{action.kind}")
 
 
-def button(messages: Messages, locale: str, action: Action, prompt: str) -> str:
-    """One result button; the page's script sends its encoded action."""
-    label = button_label(messages, locale, action)
-    extra = ""
-    if action.kind == "edit":
-        extra = f' data-prompt="{escape(excerpt(prompt, 80))}"'
-    elif action.kind == "delete":
-        extra = f' data-confirm="{escape(messages.t(locale, "web.confirm_delete"))}"'
-    cls = "btn ghost danger" if action.kind == "delete" else "btn ghost"
-    return (f'<button type="button" class="{cls}" data-kind="{action.kind}" '
-            f'data-action="{escape(action.encode())}"{extra}>{escape(label)}</button>')
+def _button(messages: Messages, locale: str, action: Action, prompt: str) -> dict[str, object]:
+    """One result button's values; the page's script sends its encoded action."""
+    return {"kind": action.kind, "action": action.encode(),
+            "label": button_label(messages, locale, action),
+            "prompt": excerpt(prompt, 80) if action.kind == "edit" else None,
+            "confirm": (messages.t(locale, "web.confirm_delete") if action.kind == "delete"
+                        else None)}
 
 
-def render_card(messages: Messages, locale: str, card: Card) -> str:
+def _macros(env: jinja2.Environment) -> Any:
+    return env.get_template("cards.html").module
+
+
+def render_card(env: jinja2.Environment, messages: Messages, locale: str, card: Card) -> str:
     """A result card with its images (previews linking to the originals) and buttons."""
-    tid = escape(card.turn_id)
-    alt = escape(excerpt(card.prompt, 120))
-    figures = "".join(
-        f'<a class="shot" href="/img/{tid}/{i}" target="_blank" rel="noopener" '
-        f'title="{escape(messages.t(locale, "web.open_original"))}">'
-        f'<img src="/img/{tid}/{i}/preview" width="{w}" height="{h}" alt="{alt}" '
-        f'loading="lazy"></a>' for i, (w, h) in enumerate(card.sizes))
-    buttons = "".join(button(messages, locale, a, card.prompt) for a in card.actions)
-    return (f'<article class="msg bot result" id="turn-{tid}" data-turn="{tid}">'
-            f'<div class="shots n{min(len(card.sizes), 4)}">{figures}</div>'
-            f'<p class="caption">{_caption(card.caption)}</p>'
-            f'<div class="actions">{buttons}</div></article>')
+    return str(_macros(env).card(
+        turn_id=card.turn_id, alt=excerpt(card.prompt, 120),
+        open_title=messages.t(locale, "web.open_original"), sizes=card.sizes,
+        caption=card.caption,
+        buttons=[_button(messages, locale, a, card.prompt) for a in card.actions]))
 
 
-def prompt_bubble(messages: Messages, locale: str, prompt: str, kind: str = "imagine") -> str:
+def prompt_bubble(env: jinja2.Environment, messages: Messages, locale: str, prompt: str,
+                  kind: str = "imagine") -> str:
     """What the user asked, on the right-hand side."""
     icon = KIND_ICON.get(kind, "")
-    tag = (f'<span class="tag">{icon} {escape(messages.t(locale, f"web.kind.{kind}"))}</span>'
-           if icon else "")
-    return f'<div class="msg me">{tag}<p>{escape(prompt)}</p></div>'
+    tag = f"{icon} {messages.t(locale, f'web.kind.{kind}')}" if icon else ""
+    return str(_macros(env).prompt_bubble(tag=tag, prompt=prompt))
 
 
-def error_bubble(text: str) -> str:
+def error_bubble(env: jinja2.Environment, text: str) -> str:
     """A failure, in the user's language."""
-    return f'<article class="msg bot error" role="alert"><p>{_lines(text)}</p></article>'
+    return str(_macros(env).error_bubble(text=text))
 
 
-def quota_badge(messages: Messages, locale: str, usage: Usage, details: str) -> str:
+def quota_badge(env: jinja2.Environment, messages: Messages, locale: str, usage: Usage,
+                details: str) -> str:
     """The header's credit count with the full /quota text behind it."""
     if usage.exempt:
         short = messages.t(locale, "web.quota_admin")
     else:
         short = messages.t(locale, "web.quota_left", left=usage.credits_left)
-    return (f'<details class="quota" id="quota" data-left="{usage.credits_left}" '
-            f'data-exempt="{int(usage.exempt)}">'
-            f'<summary><span class="bolt">⚡</span> <span class="left">{escape(short)}</span>'
-            f'</summary><div class="pop">{_lines(details)}</div></details>')
+    return str(_macros(env).quota_badge(left=usage.credits_left, exempt=usage.exempt,
+                                        short=short, details=details))

@@ -79,11 +79,3 @@ def stacked_bars(days: list[str], series: dict[str, list[float]], *, today: str,
     out.append("</svg>")
     return "".join(out)
 
-
-def legend(names: list[str], totals: dict[str, str]) -> str:
-    """Colour keys for a chart's series with their totals."""
-    if not names:
-        return ""
-    items = "".join(f'<li><span class="sw s{i % PALETTE}"></span>{escape(n)} '
-                    f'<b>{escape(totals.get(n, ""))}</b></li>' for i, n in enumerate(names))
-    return f'<ul class="legend">{items}</ul>'

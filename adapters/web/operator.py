@@ -110,35 +110,37 @@ class OperatorView:
             flags[user.name] = (record.banned, (await core.quotas.usage(Actor(platform, uid))).bonus)
         snap = core.scheduler.snapshot()
         kind, text = self._flash.pop(request.cookies.get(SESSION_COOKIE, ""), ("", ""))
+        env = self.bundle.env
         return page(
             request, "operator", lang=locale, title=t("web.op.title"), script="operator.js",
             body_class="op", brand=t("web.brand"), playground=t("web.op.playground"),
             logout=t("web.op.logout"), policy=t("web.policy.title"), csrf=c.csrf(request),
             flash=text, flash_kind=kind,
-            kpis=html(dash.kpis(t, ov, snap)), spend_title=t("web.op.spend_title"),
-            chart=html(dash.chart_box(t, ov)), models_title=t("web.op.by_model"),
-            models=html(dash.totals_table(t, t("web.op.model"), ov.by_model)),
+            kpis=html(dash.kpis(env, t, ov, snap)), spend_title=t("web.op.spend_title"),
+            chart=html(dash.chart_box(env, t, ov)), models_title=t("web.op.by_model"),
+            models=html(dash.totals_table(env, t, t("web.op.model"), ov.by_model)),
             platforms_title=t("web.op.by_platform"),
-            platforms=html(dash.totals_table(t, t("web.op.platform"), ov.by_platform)),
-            rates=html(f"<p>{dash.rates_line(t, t('web.op.period_today'), ov.rates_today)}</p>"
-                       f"<p>{dash.rates_line(t, t('web.op.period_30'), ov.rates)}</p>"),
+            platforms=html(dash.totals_table(env, t, t("web.op.platform"), ov.by_platform)),
+            rates=[dash.rates_line(t, t("web.op.period_today"), ov.rates_today),
+                   dash.rates_line(t, t("web.op.period_30"), ov.rates)],
             rates_title=t("web.op.rates_title"), users_title=t("web.op.top_users"),
-            users=html(dash.users_table(t, ov.top_users, flags, c.csrf(request), zone)),
-            live_title=t("web.op.live"), live=html(dash.live(t, snap, c.jobs.running())),
+            users=html(dash.users_table(env, t, ov.top_users, flags, c.csrf(request), zone)),
+            live_title=t("web.op.live"), live=html(dash.live(env, t, snap, c.jobs.running())),
             manage_title=t("web.op.manage"), user_label=t("web.op.user"),
             user_hint=t("web.op.user_hint"), credits_label=t("web.op.credits"),
             grant=t("web.op.grant"), ban=t("web.op.ban"), unban=t("web.op.unban"),
             ban_title=t("web.op.ban_title"), gallery_title=t("web.op.recent"),
-            gallery=html(dash.gallery(t, await gallery(core.store, core.service.catalog, rows),
-                                      zone)))
+            gallery=html(dash.gallery(env, t, await gallery(core.store, core.service.catalog,
+                                                            rows), zone)))
 
     async def live(self, request: web.Request) -> web.Response:
         """The live queue fragment, for the page's refresh."""
         if not self.c.operator(request):
             raise web.HTTPForbidden()
         t = partial(self.c.t, self.c.page_locale(request))
-        html = dash.live(t, self.core.scheduler.snapshot(), self.c.jobs.running())
-        return web.json_response({"html": html})
+        fragment = dash.live(self.bundle.env, t, self.core.scheduler.snapshot(),
+                             self.c.jobs.running())
+        return web.json_response({"html": fragment})
 
     def _done(self, request: web.Request, kind: str, text: str) -> web.Response:
         self._flash[request.cookies.get(SESSION_COOKIE, "")] = (kind, text)

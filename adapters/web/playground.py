@@ -43,6 +43,7 @@ class Playground:
     def __init__(self, console: Console, bundle: Bundle) -> None:
         self.c = console
         self.bundle = bundle
+        self.env = bundle.env
         self.core = console.core
 
     def routes(self) -> list[web.RouteDef]:
@@ -88,8 +89,9 @@ class Playground:
         out = []
         for turn in turns:
             card = cards.card_from_turn(core.messages, locale, turn, core.service.actions_for(turn))
-            out.append(cards.prompt_bubble(core.messages, locale, turn.prompt, turn.kind))
-            out.append(cards.render_card(core.messages, locale, card))
+            out.append(cards.prompt_bubble(self.env, core.messages, locale, turn.prompt,
+                                           turn.kind))
+            out.append(cards.render_card(self.env, core.messages, locale, card))
         return out
 
     def _tag(self, locale: str, kind: str) -> str:
@@ -130,7 +132,7 @@ class Playground:
         service = self.core.service
         actor, chat = self.c.actor(request), self.c.chat(request)
         usage = await service.usage(actor, chat)
-        return cards.quota_badge(self.core.messages, locale, usage,
+        return cards.quota_badge(self.env, self.core.messages, locale, usage,
                                  await service.quota_text(actor, chat))
 
     # ----- jobs ----------------------------------------------------------------------------
@@ -224,10 +226,11 @@ class Playground:
             return data
         if reply.ok and reply.turn_id and reply.images:
             prompt = reply.text.splitlines()[0] if reply.text else ""
-            fragment = cards.render_card(self.core.messages, locale,
+            fragment = cards.render_card(self.env, self.core.messages, locale,
                                          cards.card_from_reply(reply, prompt))
         else:
-            fragment = cards.error_bubble(reply.text or t(locale, reply.error or "error.banned"))
+            fragment = cards.error_bubble(self.env,
+                                          reply.text or t(locale, reply.error or "error.banned"))
         return {"job": job.id, "state": "done" if reply.ok else "failed", "html": fragment,
                 "quota": await self.quota(request, locale)}
 

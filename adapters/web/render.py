@@ -1,7 +1,7 @@
 """Server-rendered pages: Jinja2 templates (aiohttp-jinja2) with autoescaping on for every one.
 
-Values reach templates as plain text and are escaped by Jinja2; only HTML built by the fragment
-helpers (cards.py, dashboard.py, which escape what they insert) is passed as ``Markup``.
+Values reach templates as plain text and are escaped by Jinja2; fragments (result cards, the
+operator's tables) are macros of the same environment, passed on to pages as ``Markup``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class Bundle:
 
     templates: dict[str, str]
     assets: dict[str, Asset]
+    env: jinja2.Environment
 
     @property
     def version(self) -> str:
@@ -55,17 +56,19 @@ def load_bundle() -> Bundle:
             body = entry.read_bytes()
             assets[entry.name] = Asset(body, STATIC_TYPES[suffix],
                                        hashlib.sha256(body).hexdigest()[:16])
-    return Bundle(templates, assets)
+    # autoescape=True for every template, not chosen by file name: nothing renders unescaped;
+    # StrictUndefined makes a misspelt value an error instead of an empty string.
+    env = jinja2.Environment(loader=jinja2.DictLoader(templates), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    bundle = Bundle(templates, assets, env)
+    env.globals["v"] = bundle.version
+    return bundle
 
 
 def setup(app: web.Application, bundle: Bundle) -> jinja2.Environment:
-    """Give ``app`` a Jinja2 environment (aiohttp-jinja2) over the bundle's templates."""
-    # autoescape=True for every template, not chosen by file name: nothing renders unescaped;
-    # StrictUndefined makes a misspelt value an error instead of an empty string.
-    env = aiohttp_jinja2.setup(app, loader=jinja2.DictLoader(bundle.templates), autoescape=True,
-                               undefined=jinja2.StrictUndefined, default_helpers=False)
-    env.globals["v"] = bundle.version
-    return env
+    """Render ``app``'s pages with the bundle's environment (aiohttp-jinja2's app key)."""
+    app[aiohttp_jinja2.APP_KEY] = bundle.env
+    return bundle.env
 
 
 def html(fragment: str) -> Markup:
