@@ -131,3 +131,16 @@ async def test_phone_popover_menus_and_user_table_fit(settings_factory: Factory,
         await no_sideways_scroll(op)
         await shot(op, tmp_path, "operator-mobile.png", full_page=True)
         assert page.errors == [] and op.errors == []  # type: ignore[attr-defined]
+
+
+async def test_a_result_reaches_every_open_tab_of_the_browser(settings_factory: Factory) -> None:
+    async with running_console(settings_factory) as run, chromium() as browser:
+        first = await open_page(browser, run.url, **DESKTOP)
+        second = await first.context.new_page()  # the same browser: the same cookie and chat
+        await second.goto(run.url)
+        await imagine(first, "a lighthouse in the fog", 0)
+        card = second.locator("article.result")
+        await expect(card.locator("img")).to_be_visible()  # pushed, not reloaded
+        await expect(card.locator(".caption")).to_contain_text("a lighthouse in the fog")
+        await expect(second.locator("#quota .left")).to_have_text("96 credits")
+        assert first.errors == []  # type: ignore[attr-defined]

@@ -136,7 +136,7 @@
     const label = document.createElement("span"); label.className = "status"; label.textContent = text;
     el.append(spin, label);
     thread.append(el);
-    if (early.has(jobId)) { apply(early.get(jobId)); early.delete(jobId); }
+    if (early.has(jobId)) { const data = early.get(jobId); early.delete(jobId); apply(data); }
     scrollDown();
     return el;
   }
@@ -164,7 +164,19 @@
 
   function apply(data) {
     const el = pendingOf(data.job);
-    if (!el) { if (!data.html) early.set(data.job, data); return; }
+    if (!el) {
+      // Its card is not made yet (the POST's answer may come after the event), or the job is
+      // another tab's: a result still unclaimed shortly after is shown at the end.
+      early.set(data.job, data);
+      if (data.html) {
+        setTimeout(() => {
+          if (early.get(data.job) !== data) return;
+          early.delete(data.job);
+          if (data.state === "done" && insertCard(data.html, null)) { updateQuota(data.quota, true); scrollDown(); }
+        }, 1500);
+      }
+      return;
+    }
     if (data.html) {
       insertCard(data.html, el);
       el.remove();
