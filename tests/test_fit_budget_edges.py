@@ -132,3 +132,24 @@ def test_fits_byte_rule_directly() -> None:
         assert images._fits(mime, 1000, (10, 10), budget)
         assert not images._fits(mime, 1001, (10, 10), budget)
         assert not images._fits(mime, 1500, (10, 10), budget)
+
+
+@pytest.mark.parametrize("size", [(2100, 100), (100, 2100), (2560, 120)])
+async def test_small_image_over_the_ratio_limit_is_padded(size: tuple[int, int]) -> None:
+    """Small in bytes and pixels but wider than 20:1: never passed on as it is (Telegram
+    refuses such a photo), padded to the ratio limit instead."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 200)).save(buf, "PNG")
+    image = ImageData(buf.getvalue(), "image/png")
+    assert image.size_bytes < PHOTO_BUDGET.max_bytes // 100
+    out = await fit(image, PHOTO_BUDGET)
+    assert out is not image
+    assert max(out.width, out.height) / min(out.width, out.height) <= PHOTO_BUDGET.max_ratio
+
+
+async def test_image_at_the_ratio_limit_passes_untouched() -> None:
+    """Exactly 20:1 is allowed."""
+    buf = io.BytesIO()
+    Image.new("RGB", (2000, 100), (10, 120, 200)).save(buf, "PNG")
+    image = ImageData(buf.getvalue(), "image/png")
+    assert await fit(image, PHOTO_BUDGET) is image
