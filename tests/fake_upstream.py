@@ -217,6 +217,7 @@ class FakeUpstream:
         self.key = key
         self.refused: list[tuple[str, str]] = []
         self.requests: list[Seen] = []
+        self.last = Seen(route="", path="", headers={})
         self.files: dict[str, Reply] = {}
         self._queues: dict[str, deque[Reply]] = defaultdict(deque)
         self._closing = asyncio.Event()
@@ -280,6 +281,7 @@ class FakeUpstream:
         else:
             raw = await request.read()
             seen.json = json.loads(raw) if raw else None
+        self.last = seen  # subclasses may not keep ``requests``; the refusal check reads this
         self.requests.append(seen)
 
     async def _answer(self, request: web.Request, reply: Reply) -> web.StreamResponse:
@@ -327,7 +329,7 @@ class FakeUpstream:
 
     async def _scripted(self, route: str, request: web.Request, default: Reply) -> web.StreamResponse:
         await self._record(route, request)
-        if (refused := self._refusal(route, request, self.requests[-1])) is not None:
+        if (refused := self._refusal(route, request, self.last)) is not None:
             return await self._answer(request, refused)
         queue = self._queues[route]
         return await self._answer(request, queue.popleft() if queue else default)
@@ -346,7 +348,7 @@ class FakeUpstream:
             # What Google answers for an id it has shut down
             # (https://ai.google.dev/gemini-api/docs/troubleshooting: 404 NOT_FOUND).
             await self._record("gemini", request)
-            if (refused := self._refusal("gemini", request, self.requests[-1])) is not None:
+            if (refused := self._refusal("gemini", request, self.last)) is not None:
                 return await self._answer(request, refused)
             return await self._answer(request, google_error(
                 404, "NOT_FOUND", f"models/{model} is not found for API version v1beta, or is "
