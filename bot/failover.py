@@ -33,7 +33,7 @@ from bot.errors import (
     UpstreamError,
     UpstreamNoCredit,
 )
-from bot.metrics import Metrics
+from bot.metrics import JobEvent, Metrics
 from bot.providers.base import ImageProvider, ProviderRequest, ProviderResult
 from bot.providers.retry import RETRY_CAP
 from bot.providers.routes import ROUTES
@@ -241,6 +241,14 @@ class Booking:
         self.quotas, self.actor, self.chat, self.size = quotas, actor, chat, size
         self.price = price
         self.pending = pending
+
+    @classmethod
+    async def open(cls, quotas: Quotas, actor: Actor, chat: ChatRef, size: str, price: Price,
+                   event: JobEvent) -> Booking:
+        """Hold ``price`` for the job ``event`` logs (QuotaExceeded when a window is short)."""
+        held = await quotas.reserve(actor, chat, price, model=event.model, size=size)
+        event.credits, event.usd = price.credits, price.usd
+        return cls(quotas, actor, chat, size, price, Pending(held.id, event))
 
     async def move(self, leg: Leg) -> None:
         """Give the hold back and hold the next route's price (QuotaExceeded if it is too dear)."""

@@ -22,7 +22,7 @@ from bot.catalog import Lineup, ModelSpec
 from bot.choices import Choices
 from bot.config import Settings
 from bot.conversations import Conversations
-from bot.delivery import Deliveries, Pending, refund_failed
+from bot.delivery import Deliveries, refund_failed
 from bot.domain import (
     Action,
     Actor,
@@ -243,10 +243,8 @@ class ImagineService:
         legs = self.routing.plan(spec)  # the books charge the route that serves (Booking)
         price = self.quotas.price(legs[0].spec, size)
         await self.groups.member_cap(job.group, actor, chat, price.credits, self.quotas)
-        reservation = await self.quotas.reserve(actor, chat, price, model=spec.name, size=size)
-        event.credits, event.usd = price.credits, price.usd
-        pending = Pending(reservation.id, event)
-        booking = Booking(self.quotas, actor, chat, size, price, pending)
+        booking = await Booking.open(self.quotas, actor, chat, size, price, event)
+        pending = booking.pending
 
         async def store(result: ProviderResult) -> Turn:
             return await self.conversations.record(
