@@ -44,6 +44,9 @@ async def test_config_in_a_forum_group(settings_factory: Factory) -> None:
         asked: list[int] = []
         fake._m_getChatMember = members(  # type: ignore[attr-defined]
             {ALICE.id: "creator", BOB.id: "member", FORGER.id: "member"}, asked)
+        admins_menu = {c["command"] for c in fake.commands[("all_chat_administrators:", "")]}
+        assert "config" in admins_menu and "config" not in {
+            c["command"] for c in fake.commands[("default:", "")]}
         group = fake.group(GROUP_ID)
         art = fake.topic(group, "Art")
         chat = fake.topic(group, "Chat")

@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-from telegram import Bot, BotCommand, BotCommandScopeChat
+from telegram import Bot, BotCommand, BotCommandScopeAllChatAdministrators, BotCommandScopeChat
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     Application,
@@ -150,6 +150,10 @@ class TelegramAdapter:
                 return [BotCommand(n, messages.t(locale, f"telegram.commands.{n}")) for n in names]
             try:
                 await bot.set_my_commands(menu(COMMANDS), language_code=language or None)
+                # Group administrators also see /config (issue 17) in their groups' menus.
+                await bot.set_my_commands(menu((*COMMANDS, "config")),
+                                          scope=BotCommandScopeAllChatAdministrators(),
+                                          language_code=language or None)
                 for admin in admins:
                     with contextlib.suppress(TelegramError):  # an admin who never wrote to us
                         await bot.set_my_commands(menu(ADMIN_COMMANDS),
