@@ -7,6 +7,7 @@ cool-down and closes on success; a refusal on A is not retried on B; the books c
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -19,7 +20,13 @@ from bot.config import Settings
 from bot.domain import Actor, ChatRef, ImageRequest, MessageRef, Reply
 from bot.failover import Circuit
 from tests.fake_hostile import connects_fixture  # noqa: F401
-from tests.fake_upstream import FakeUpstream, fake_upstream_fixture, gemini_body  # noqa: F401
+from tests.fake_upstream import (  # noqa: F401
+    FakeUpstream,
+    b64,
+    fake_upstream_fixture,
+    gemini_body,
+    png,
+)
 from tests.fake_upstream import Reply as Answer
 
 Factory = Callable[..., Settings]
@@ -177,3 +184,29 @@ def test_routes_must_name_configured_providers(settings_factory: Factory) -> Non
     with pytest.raises(ValueError, match="'nowhere' is not a configured provider"):
         settings_factory(providers={"google": {"api": "gemini"}},
                          models={MODEL: {"routes": ["google", "nowhere"]}})
+
+
+async def test_a_half_open_route_takes_one_trial_at_a_time(
+        settings_factory: Factory, fake_upstream: FakeUpstream,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    async with running(two_routes(settings_factory, fake_upstream), monkeypatch) as core:
+        core.service.routing.clock = clock
+        fake_upstream.push("gemini", Answer(status=402, json={"error": {"code": 402,
+                                                                        "message": "no credit"}}))
+        assert (await job(core, "first", 1)).ok
+        clock.now += 301  # half-open: the next job is A's one trial, a slow one
+        fake_upstream.push("gemini", Answer(json=gemini_body([{"inlineData": {
+            "mimeType": "image/png", "data": b64(png())}}]), delay=1.0))
+        bob = Actor("telegram", "2", "bob")
+        trial = asyncio.create_task(job(core, "trial", 2))
+        for _ in range(500):  # until the trial reached A
+            if len(fake_upstream.seen("gemini")) == 2:
+                break
+            await asyncio.sleep(0.01)
+        # While the trial runs, others go to B instead of piling onto a route that may be down.
+        other = await core.service.imagine(ImageRequest(actor=bob, chat=CHAT, prompt="other"))
+        assert other.ok and other.credits_used == 5
+        assert len(fake_upstream.seen("gemini")) == 2
+        assert (await trial).ok
+        assert circuit(core, "google").state == "closed"
