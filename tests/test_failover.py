@@ -210,3 +210,30 @@ async def test_a_half_open_route_takes_one_trial_at_a_time(
         assert len(fake_upstream.seen("gemini")) == 2
         assert (await trial).ok
         assert circuit(core, "google").state == "closed"
+
+
+async def test_a_second_key_for_the_same_route(settings_factory: Factory,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two providers of one api with different keys are two routes; a rejected key moves on."""
+    upstream = FakeUpstream(key="the-good-key")  # Google answers any other key 400 "not valid"
+    await upstream.start()
+    try:
+        monkeypatch.setenv("KEY_A", "a-revoked-key")
+        monkeypatch.setenv("KEY_B", "the-good-key")
+        settings = settings_factory(
+            providers={"key-a": {"api": "gemini", "base_url": upstream.url, "api_key_env": "KEY_A"},
+                       "key-b": {"api": "gemini", "base_url": upstream.url, "api_key_env": "KEY_B"}},
+            models={MODEL: {"routes": ["key-a", "key-b"]}})
+        core = build_core(settings)
+        await core.start()
+        try:
+            reply = await job(core, "a heron", 1)
+            assert reply.ok and reply.credits_used == 4  # same route, same price: no rebooking
+            assert [e.kind for e in await core.store.ledger(ALICE.key)] == ["reserve", "settle"]
+            assert circuit(core, "key-a").state == "open"  # a rejected key opens it at once
+            assert (await job(core, "a crane", 2)).ok
+            assert upstream.refused == [("gemini", "key")]  # key A was tried once, not again
+        finally:
+            await core.stop(grace=0)
+    finally:
+        await upstream.stop()
