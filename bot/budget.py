@@ -37,13 +37,14 @@ ANSWER_WEIGHT = 4
 
 
 class Lease:
-    """Bytes taken from a :class:`DeliveryBudget`; :meth:`release` gives them back (once)."""
+    """``size`` bytes held, counted as ``charge`` by a :class:`DeliveryBudget` until released."""
 
-    __slots__ = ("_budget", "_timer", "size")
+    __slots__ = ("_budget", "_timer", "charge", "size")
 
-    def __init__(self, budget: DeliveryBudget, size: int) -> None:
+    def __init__(self, budget: DeliveryBudget, size: int, charge: int) -> None:
         self._budget: DeliveryBudget | None = budget
         self.size = size
+        self.charge = charge
         self._timer: asyncio.TimerHandle | None = None
 
     @property
@@ -52,9 +53,9 @@ class Lease:
         return self._budget is not None
 
     def shrink(self, size: int) -> None:
-        """Keep only ``size`` bytes (when the result is smaller than the answer it came in)."""
-        if self._budget is not None and 0 <= size < self.size:
-            surplus, self.size = self.size - size, size
+        """Hold only ``size`` bytes, counted once (the result kept from the answer it came in)."""
+        if self._budget is not None and 0 <= size <= self.size and size < self.charge:
+            surplus, self.size, self.charge = self.charge - size, size, size
             self._budget._give_back(surplus)
 
     def release(self) -> None:
@@ -64,12 +65,12 @@ class Lease:
             self._timer.cancel()
             self._timer = None
         if budget is not None:
-            budget._give_back(self.size)
+            budget._give_back(self.charge)
 
     def _expire(self) -> None:
         self._timer = None
         if self._budget is not None:
-            log.warning("a delivery lease of %d bytes was never released; reclaimed", self.size)
+            log.warning("a delivery lease of %d bytes was never released; reclaimed", self.charge)
             self.release()
 
 
@@ -94,45 +95,42 @@ class DeliveryBudget:
         """Jobs waiting for bytes."""
         return len(self._waiters)
 
-    def try_acquire(self, size: int) -> Lease | None:
+    def try_acquire(self, size: int, *, weight: int = 1) -> Lease | None:
         """A lease at once, or None when the bytes are not free (or others wait before us)."""
-        size = self._clamp(size)
-        if self._waiters or self._held + size > self.capacity:
+        charge = self._clamp(size * weight)
+        if self._waiters or self._held + charge > self.capacity:
             return None
-        return self._grant(size)
+        self._held += charge
+        return self._lease(size, charge)
 
-    async def acquire(self, size: int) -> Lease:
-        """A lease for ``size`` bytes, waiting in line for them; cancelling the wait is safe.
+    async def acquire(self, size: int, *, weight: int = 1) -> Lease:
+        """A lease for ``size`` bytes counted ``weight`` times, waiting in line; cancel-safe.
 
-        A result larger than the whole budget is leased as the whole budget: it goes alone.
+        A result larger than the whole budget is counted as the whole budget: it goes alone.
         """
-        lease = self.try_acquire(size)
+        lease = self.try_acquire(size, weight=weight)
         if lease is not None:
             return lease
-        size = self._clamp(size)
+        charge = self._clamp(size * weight)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (size, waiter)
+        entry = (charge, waiter)
         self._waiters.append(entry)
         try:
             await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled():
-                self._held -= size  # granted just as the wait was cancelled: hand it on
+                self._held -= charge  # granted just as the wait was cancelled: hand it on
             elif entry in self._waiters:
                 self._waiters.remove(entry)
             self._wake()
             raise
-        return self._lease(size)
+        return self._lease(size, charge)
 
     def _clamp(self, size: int) -> int:
         return min(max(size, 0), self.capacity)
 
-    def _grant(self, size: int) -> Lease:
-        self._held += size
-        return self._lease(size)
-
-    def _lease(self, size: int) -> Lease:
-        lease = Lease(self, size)
+    def _lease(self, size: int, charge: int) -> Lease:
+        lease = Lease(self, size, charge)
         if self.max_hold > 0:
             lease._timer = asyncio.get_running_loop().call_later(self.max_hold, lease._expire)
         return lease
@@ -191,4 +189,4 @@ async def answer_hook(response: httpx.Response) -> None:
     if holder.lease is not None:  # a retried call: the earlier answer is no longer held
         holder.lease.release()
         holder.lease = None
-    holder.lease = await budget.acquire(int(declared) * ANSWER_WEIGHT)
+    holder.lease = await budget.acquire(int(declared), weight=ANSWER_WEIGHT)

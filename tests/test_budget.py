@@ -165,7 +165,7 @@ async def test_a_result_larger_than_the_budget_goes_alone() -> None:
     assert not huge.done()
     small.release()
     lease = await asyncio.wait_for(huge, 1)
-    assert lease.size == 10 and budget.held == 10
+    assert lease.size == 50 and lease.charge == 10 and budget.held == 10
     lease.release()
 
 
@@ -173,7 +173,7 @@ async def test_a_lost_lease_is_reclaimed() -> None:
     budget = DeliveryBudget(10, max_hold=0.05)
     lease = budget.try_acquire(10)
     assert lease is not None
-    assert (await asyncio.wait_for(budget.acquire(10), 2)).size == 10
+    assert (await asyncio.wait_for(budget.acquire(10), 2)).charge == 10
     assert not lease.held
 
 
@@ -216,8 +216,8 @@ async def test_answers_wait_for_the_budget_before_their_body_is_read() -> None:
             response = await client.get(url)
         in_hand += 1
         peak = max(peak, in_hand)
-        assert claim.lease is not None
-        assert claim.lease.size == len(response.content) * ANSWER_WEIGHT
+        assert claim.lease is not None and claim.lease.size == len(response.content)
+        assert claim.lease.charge == len(response.content) * ANSWER_WEIGHT
         await asyncio.sleep(0.05)  # parsing, storing, uploading...
         in_hand -= 1
         claim.lease.release()
