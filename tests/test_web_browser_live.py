@@ -23,7 +23,7 @@ from tests.test_web_harness import TOKEN, Factory, png, running_console
 from tests.test_web_live import serve
 
 __all__ = ["pytestmark"]
-SLOW = {"providers": {"demo": {"api": "demo", "demo_delay_seconds": 2.5}}}
+SLOW = {"providers": {"demo": {"api": "demo", "demo_delay_seconds": 4.0}}}
 
 
 async def test_reload_during_a_job_shows_it_pending_then_its_result(settings_factory: Factory,

@@ -223,6 +223,7 @@ class Playground:
                 "elapsed": job.elapsed(time.monotonic()), "text": self.payload_text(job)}
             if job.stage == "started":  # the page counts the seconds itself between pushes
                 data["tick"] = t(locale, "progress.started", elapsed="{elapsed}")
+                data["running_ms"] = int(1000 * (time.monotonic() - (job.started or job.created)))
             return data
         if reply.ok and reply.turn_id and reply.images:
             prompt = reply.text.splitlines()[0] if reply.text else ""

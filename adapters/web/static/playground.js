@@ -188,7 +188,7 @@
     el.querySelector(".status").textContent = data.text;
     if (data.tick) {
       el.dataset.tick = data.tick;
-      el.dataset.since = String(Date.now() - data.elapsed * 1000);
+      el.dataset.since = String(Date.now() - (data.running_ms ?? data.elapsed * 1000));
     } else {
       delete el.dataset.tick;
     }
@@ -231,9 +231,10 @@
   setInterval(() => {  // the seconds of a running job, counted here between pushes
     for (const el of thread.querySelectorAll("article.pending[data-tick]")) {
       const seconds = Math.max(0, Math.floor((Date.now() - Number(el.dataset.since)) / 1000));
-      el.querySelector(".status").textContent = el.dataset.tick.replace("{elapsed}", seconds);
+      const text = el.dataset.tick.replace("{elapsed}", seconds), status = el.querySelector(".status");
+      if (status.textContent !== text) status.textContent = text;
     }
-  }, 1000);
+  }, 250);
 
   async function post(url, body) {
     const res = await fetch(url, { method: "POST", body, headers: { "X-CSRF-Token": cfg.csrf } });
