@@ -30,291 +30,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import collections
-import contextlib
 import functools
-import io
-import json
 import os
 import random
-import signal
-import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from tests.fake_discord import Event, FakeDiscord, FakeInteraction  # noqa: E402
+from bench.e2e_bot import Bot, proc_cpu, proc_mem, self_cpu  # noqa: E402
+from bench.e2e_fakes import (  # noqa: E402
+    BenchDiscord,
+    BenchTelegram,
+    BenchUpstream,
+    Job,
+    gemini_answer,
+    image_1k,
+    image_4k,
+)
 from tests.fake_discord import FakeUser as DiscordUser  # noqa: E402
-from tests.fake_telegram import Call, FakeTelegram, FakeUser  # noqa: E402
-from tests.fake_upstream import FakeUpstream, Reply  # noqa: E402
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-TICKS = os.sysconf("SC_CLK_TCK")
-TG_TOKEN = "7000000001:bench-token"
-DC_TOKEN = "bench-discord-token"
-
-
-# ----- images and the upstream ------------------------------------------------------------------
-
-def image_1k() -> bytes:
-    """1024x1024 PNG of about 1.5 MB (a gradient with a noisy band), like a real 1K result."""
-    image = Image.linear_gradient("L").resize((1024, 1024)).convert("RGB")
-    band = Image.frombytes("RGB", (1024, 400), random.Random(1).randbytes(1024 * 400 * 3))
-    image.paste(band, (0, 300))
-    buf = io.BytesIO()
-    image.save(buf, "PNG", compress_level=6)
-    return buf.getvalue()
-
-
-def image_4k() -> bytes:
-    """5504x3072 PNG of about 20 MB (noise does not compress), like a real 4K result."""
-    width, height, noisy = 5504, 3072, 1240
-    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
-    band = Image.frombytes("RGB", (width, noisy), random.Random(4).randbytes(width * noisy * 3))
-    image.paste(band, (0, 900))
-    buf = io.BytesIO()
-    image.save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def gemini_answer(png: bytes) -> bytes:
-    """A generateContent body carrying ``png``, serialised once."""
-    return json.dumps({"candidates": [{"content": {"role": "model", "parts": [
-        {"text": "Here you go."},
-        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(png).decode()}}]},
-        "finishReason": "STOP", "index": 0}],
-        "usageMetadata": {"promptTokenCount": 7, "candidatesTokenCount": 1290}}).encode()
-
-
-class BenchUpstream(FakeUpstream):
-    """Every generateContent answers after ``delay`` s with the image the prompt's size asks for."""
-
-    def __init__(self, delay: float, bodies: dict[str, bytes]) -> None:
-        super().__init__()
-        self.delay = delay
-        self.bodies = bodies
-        self.calls = 0
-
-    async def _scripted(self, route: str, request: web.Request,
-                        default: Reply) -> web.StreamResponse:
-        raw = await request.read()
-        self.calls += 1
-        size = json.loads(raw).get("generationConfig", {}).get("imageConfig", {}).get(
-            "imageSize", "1K")
-        return await self._answer(request, Reply(body=self.bodies[size], delay=self.delay))
-
-
-# ----- the platforms, stripped of their memory ----------------------------------------------------
-
-@dataclass
-class Job:
-    """One /imagine as the user experiences it."""
-
-    sent: float
-    want_document: bool = False
-    fetched: float | None = None
-    feedback: float | None = None
-    photo: float | None = None
-    document: float | None = None
-    error: str = ""
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def finished(self) -> float:
-        """When the whole result was in the chat."""
-        return (self.document if self.want_document else self.photo) or 0.0
-
-
-class BenchTelegram(FakeTelegram):
-    """The Bot API fake, keeping no files or call history, reporting to the current jobs."""
-
-    def __init__(self) -> None:
-        super().__init__(token=TG_TOKEN)
-        self.current: dict[int, Job] = {}
-        self.methods: collections.Counter[str] = collections.Counter()
-
-    def _register_file(self, data: bytes, folder: str, ext: str) -> str:
-        return super()._register_file(b"", folder, ext)
-
-    def _record(self, call: Call) -> None:
-        self.methods[call.method] += 1
-        if call.method == "getUpdates" and call.ok:
-            for update in call.result:
-                chat = (update.get("message") or {}).get("chat", {}).get("id")
-                fetched = self.current.get(chat)
-                if fetched is not None and fetched.fetched is None:
-                    fetched.fetched = call.at
-        job = self.current.get(call.chat_id or 0)
-        if job is not None and call.ok:
-            if call.method == "sendChatAction" and job.feedback is None:
-                job.feedback = call.at
-            elif call.method == "sendPhoto":
-                job.photo = call.at
-            elif call.method == "sendDocument":
-                job.document = call.at
-            elif call.method == "sendMessage" and not call.text.startswith(("🎨", "⏳")):
-                job.error = call.text
-            if job.error or job.finished:
-                job.done.set()
-        self._changed.set()
-
-    def trim(self) -> None:
-        """Forget delivered messages and confirmed updates (the fake would keep them all)."""
-        self.messages.clear()
-        self._updates = [u for u in self._updates if u["update_id"] > self._confirmed]
-
-
-class BenchDiscord(FakeDiscord):
-    """The Discord fake, reporting to the current jobs and dropping what it has shown."""
-
-    def __init__(self) -> None:
-        super().__init__(token=DC_TOKEN)
-        self.current: dict[int, Job] = {}
-
-    async def record(self, kind: str, *, message: Any = None,
-                     interaction: FakeInteraction | None = None, **data: Any) -> Event:
-        job = self.current.get(interaction.id) if interaction is not None else None
-        if job is not None:
-            now = time.monotonic()
-            if kind == "ack" and job.feedback is None:
-                job.feedback = now
-            elif kind in ("message", "edit") and message is not None and message.attachments:
-                job.photo = now
-                for attachment in message.attachments:
-                    self.files.pop(attachment.id, None)
-                    attachment.data = b""
-                job.done.set()
-        return Event(0, kind, message, interaction, data)
-
-
-# ----- the bot process ----------------------------------------------------------------------------
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def proc_mem(pid: int) -> tuple[float, float]:
-    """(current RSS, peak RSS) of ``pid`` in MB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
-
-
-def self_cpu() -> float:
-    """This process's CPU seconds so far."""
-    t = os.times()
-    return t.user + t.system
-
-
-class Bot:
-    """``python -m bot run`` on a temp data dir, pointed at the fakes."""
-
-    def __init__(self, workdir: Path, telegram: FakeTelegram, discord: FakeDiscord,
-                 upstream: FakeUpstream, *, users: int, profile: Path | None = None) -> None:
-        self.port = free_port()
-        self.profile = profile
-        self.log = workdir / "bot.log"
-        config = f"""
-[bot]
-data_dir = "{workdir / 'data'}"
-[limits]
-global_concurrency = {min(1000, max(4, users))}
-queue_size = {max(200, users * 2)}
-timeout_seconds = 600
-timeout_4k_seconds = 600
-shutdown_grace_seconds = 5
-[quota]
-user_daily_credits = 10000000
-user_monthly_credits = 100000000
-global_daily_usd = 0
-[providers.up]
-api = "gemini"
-base_url = "{upstream.url}"
-api_key_env = "BENCH_UPSTREAM_KEY"
-[telegram]
-enabled = true
-token_env = "BENCH_TG_TOKEN"
-base_url = "{telegram.base_url}"
-base_file_url = "{telegram.base_file_url}"
-[discord]
-enabled = true
-token_env = "BENCH_DC_TOKEN"
-api_base_url = "{discord.api_url}"
-gateway_url = "{discord.gateway_url}"
-[http]
-listen = "127.0.0.1:{self.port}"
-[log]
-format = "text"
-level = "INFO"
-"""
-        self.config = workdir / "config.toml"
-        self.config.write_text(config)
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        """Spawn and wait for /readyz."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGINE")}
-        env.update(BENCH_UPSTREAM_KEY="bench-key", BENCH_TG_TOKEN=TG_TOKEN,
-                   BENCH_DC_TOKEN=DC_TOKEN)
-        # pyinstrument (pip install it into .venv; not a dependency) samples the event loop.
-        profiler = ["-m", "pyinstrument", "-r", "text", "-o", str(self.profile.resolve())] if (
-            self.profile) else []
-        with self.log.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, *profiler, "-m", "bot", "run", "--config", str(self.config),
-                cwd=ROOT, env=env, stdout=log, stderr=log)
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.proc.returncode is not None:
-                    raise SystemExit(f"bot exited:\n{self.log.read_text()[-3000:]}")
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with http.get(f"http://127.0.0.1:{self.port}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise SystemExit(f"bot not ready:\n{self.log.read_text()[-3000:]}")
-
-    @property
-    def pid(self) -> int:
-        """The bot's process id."""
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def stop(self) -> None:
-        """SIGTERM, and wait."""
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
-
+from tests.fake_telegram import FakeUser  # noqa: E402
 
 # ----- scenarios ----------------------------------------------------------------------------------
 
