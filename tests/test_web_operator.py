@@ -240,3 +240,27 @@ async def test_live_queue_tells_waiting_from_running(settings_factory: Factory) 
             assert re.search(r"first boat · \d+ s", html) and "second boat · position 1" in html
         finally:
             await v.close()
+
+
+async def test_the_live_queue_is_pushed_to_the_operator(settings_factory: Factory) -> None:
+    from tests.test_web_live import Stream
+
+    slow = {"providers": {"demo": {"api": "demo", "demo_delay_seconds": 1.0}}}
+    async with running_console(settings_factory, **slow) as run, visitor(run) as user:
+        async with user.http.get(run.url + "/operator/events") as denied:
+            assert denied.status == 403  # a visitor without the operator's session
+        v, _, _ = await login(run)
+        try:
+            async with v.http.get(run.url + "/operator/events") as res:
+                assert res.content_type == "text/event-stream"
+                stream = Stream(res)
+                assert "0 waiting · 0 running" in (await stream.until("live"))["html"]
+                status, _ = await user.submit("a moth at the lamp")
+                assert status == 202
+                while "1 running" not in (html := (await stream.until("live"))["html"]):
+                    pass
+                assert "a moth at the lamp" in html and "In this console: Running" in html
+                while "0 waiting · 0 running" not in (await stream.until("live"))["html"]:
+                    pass
+        finally:
+            await v.close()

@@ -11,7 +11,7 @@ from aiohttp import web
 from adapters.web import middleware as mw
 from adapters.web import render
 from adapters.web.context import MAX_BODY, Console
-from adapters.web.live import Live
+from adapters.web.live import Live, OperatorLive
 from adapters.web.media import Media
 from adapters.web.network import is_loopback
 from adapters.web.operator import OperatorView
@@ -109,6 +109,7 @@ def build_app(console: Console, bundle: Bundle) -> web.Application:
     render.setup(app, bundle)
     playground = Playground(console, bundle)
     app.add_routes([*playground.routes(), *Live(console, playground).routes(),
+                    *OperatorLive(console, bundle.env).routes(),
                     *Media(console).routes(),
                     *OperatorView(console, bundle).routes(),
                     *PolicyView(console, bundle).routes(),  # routes, failovers, groups (issue 17)

@@ -1,4 +1,4 @@
-"""Server push for the playground: one server-sent event stream per open page.
+"""Server push: one server-sent event stream per open playground or operator page.
 
 On every (re)connection the stream starts with a ``sync`` event: the browser's jobs this server
 knows and its recent results, so a reloaded page, or one whose server restarted, catches up by
@@ -13,12 +13,16 @@ page's script reopens it itself after such an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+from functools import partial
 from typing import Any
 
+import jinja2
 from aiohttp import web
 
+from adapters.web import dashboard as dash
 from adapters.web.context import Console
 from adapters.web.jobs import WebJob
 from adapters.web.playground import Playground
@@ -98,3 +102,49 @@ async def _next(queue: asyncio.Queue[WebJob], closing: asyncio.Future[Any]) -> W
         if not getter.done():
             getter.cancel()
     return getter.result() if getter.done() and not getter.cancelled() else None
+
+
+class OperatorLive:
+    """The ``/operator/events`` stream: the live-queue fragment, pushed whenever it changes."""
+
+    #: How often the queue is looked at; only a changed fragment is sent.
+    LOOK_SECONDS = 1.0
+
+    def __init__(self, console: Console, env: jinja2.Environment) -> None:
+        self.c = console
+        self.env = env
+
+    def routes(self) -> list[web.RouteDef]:
+        """The stream's route."""
+        return [web.get("/operator/events", self.events)]
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Stream the live queue until the page goes away, the session ends or the server stops."""
+        c = self.c
+        if not c.operator(request):
+            raise web.HTTPForbidden()
+        if c.closing.is_set():
+            raise web.HTTPServiceUnavailable(headers={"Retry-After": "1"})
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        t = partial(c.t, c.page_locale(request))
+        shown, quiet = "", 0.0
+        try:
+            await response.write(f"retry: {RETRY_MS}\n\n".encode())
+            while not c.closing.is_set() and c.operator(request):
+                fragment = dash.live(self.env, t, c.core.scheduler.snapshot(), c.jobs.running())
+                if fragment != shown:
+                    await response.write(frame("live", {"html": fragment}))
+                    shown, quiet = fragment, 0.0
+                elif quiet >= KEEPALIVE_SECONDS:
+                    await response.write(b": keepalive\n\n")
+                    quiet = 0.0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(c.closing.wait(), self.LOOK_SECONDS)
+                quiet += self.LOOK_SECONDS
+            await response.write(frame("bye", {}))
+        except ConnectionResetError:
+            pass  # the page went away
+        return response

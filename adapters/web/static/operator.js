@@ -1,16 +1,21 @@
-// imagine-bot operator view: live queue refresh, chart read-out, quick-fill of the forms.
+// imagine-bot operator view: live queue by server push, chart read-out, quick-fill of the forms.
 "use strict";
 (() => {
   const live = document.getElementById("live");
   const readout = document.getElementById("readout");
 
-  async function refresh() {
-    try {
-      const res = await fetch("/operator/live", { cache: "no-store" });
-      if (res.ok) live.innerHTML = (await res.json()).html;
-    } catch (e) { /* offline for a moment: keep the last view */ }
+  // The live queue is pushed (server-sent events); the stream is reopened whenever it drops,
+  // also after an answer other than 200, which an EventSource does not retry by itself.
+  let retry = 1000;
+  function connect() {
+    const source = new EventSource("/operator/events");
+    const again = () => { source.close(); setTimeout(connect, retry); retry = Math.min(retry * 2, 8000); };
+    source.addEventListener("open", () => { retry = 1000; });
+    source.addEventListener("live", (e) => { live.innerHTML = JSON.parse(e.data).html; });
+    source.addEventListener("bye", again);
+    source.addEventListener("error", () => { if (source.readyState === EventSource.CLOSED) again(); });
   }
-  if (live) setInterval(refresh, 3000);
+  if (live) connect();
 
   function show(day) {
     const title = day.querySelector("title");
