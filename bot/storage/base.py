@@ -138,6 +138,14 @@ class Store(Protocol):
         """An immediate (write-locked) transaction for quota work."""
         ...
 
+    async def link_reservation(self, reservation_id: str, turn_id: str) -> None:
+        """Record that a reservation pays for ``turn_id`` (settled or refunded by its delivery)."""
+        ...
+
+    async def reservation_of(self, turn_id: str) -> Reservation | None:
+        """The reservation that pays for ``turn_id``, in whatever state it is."""
+        ...
+
     async def held_reservations(self) -> list[Reservation]:
         """Every reservation still held (left by a crash when read at start-up)."""
         ...

@@ -155,6 +155,16 @@ class SqliteStore:
         async with self._lock:
             return list(await self.db.execute_fetchall(sql, tuple(params)))
 
+    async def link_reservation(self, reservation_id: str, turn_id: str) -> None:
+        """Record that a reservation pays for ``turn_id``."""
+        await self._write("UPDATE reservations SET turn_id = ? WHERE id = ?",
+                          (turn_id, reservation_id))
+
+    async def reservation_of(self, turn_id: str) -> Reservation | None:
+        """The reservation that pays for ``turn_id``."""
+        rows = await self._rows("SELECT * FROM reservations WHERE turn_id = ?", (turn_id,))
+        return SqliteQuotaTx.reservation_from(rows[0]) if rows else None
+
     async def held_reservations(self) -> list[Reservation]:
         """Every reservation still held."""
         rows = await self._rows("SELECT * FROM reservations WHERE state = 'held'")

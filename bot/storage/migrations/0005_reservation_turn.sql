@@ -1,0 +1,4 @@
+-- the turn a held reservation pays for: delivery settles or refunds by turn id, from the store,
+-- so any process (not only the one that ran the job) can close it
+ALTER TABLE reservations ADD COLUMN turn_id TEXT;
+CREATE INDEX reservations_turn ON reservations (turn_id) WHERE turn_id IS NOT NULL;
