@@ -54,8 +54,9 @@ class Quotas:
     """Prices jobs and moves credits; every movement is a ledger row."""
 
     def __init__(self, store: Store, settings: QuotaSection, *, admins: frozenset[str] = frozenset(),
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, owner: str | None = None) -> None:
         self._store = store
+        self._owner = owner  # the instance (process) whose reservations these are
         self._cfg = settings
         self._admins = admins
         self._clock = clock
@@ -110,6 +111,9 @@ class Quotas:
         cost = price.credits
         take_free, take_bonus = cost, 0
         async with self._store.quota_tx() as tx:
+            # Every window this job touches, locked before it is read (PostgreSQL: row locks in
+            # one order, so many processes queue; SQLite's write lock already holds them).
+            await tx.lock(actor.key, chat.key if chat else None, day, month)
             if not self.is_exempt(actor):
                 daily, monthly = await self._allowance(tx, actor.key)
                 day_left = daily - await tx.used_credits(actor.key, day=day)
@@ -139,6 +143,7 @@ class Quotas:
                 id=secrets.token_hex(8), actor_key=actor.key,
                 chat_key=chat.key if chat else None, credits=take_free, bonus=take_bonus,
                 usd=price.usd, day=day, month=month, state="held", created_at=self._clock(),
+                owner=self._owner,
             )
             await tx.add_reservation(reservation)
             await tx.append(LedgerEntry(
@@ -157,12 +162,12 @@ class Quotas:
         return await self._close(reservation_id, "refund", note)
 
     async def _close(self, reservation_id: str, kind: str, note: str = "") -> bool:
+        refund = kind == "refund"
         async with self._store.quota_tx() as tx:
-            res = await tx.reservation(reservation_id)
-            if res is None or res.state != "held":
+            # One conditional update decides: of two closers (two processes) exactly one wins.
+            res = await tx.close_reservation(reservation_id, "refunded" if refund else "settled")
+            if res is None:
                 return False
-            refund = kind == "refund"
-            await tx.close_reservation(reservation_id, "refunded" if refund else "settled")
             await tx.append(LedgerEntry(
                 kind="refund" if refund else "settle", actor_key=res.actor_key,
                 chat_key=res.chat_key, day=res.day, month=res.month,
@@ -180,15 +185,20 @@ class Quotas:
             raise BadGrant(credits, MAX_GRANT)
         day, month, _, _ = self._periods()
         async with self._store.quota_tx() as tx:
+            await tx.lock(actor_key, None, day, month, spend=False)
             amount = max(credits, -await tx.bonus(actor_key))
             await tx.append(LedgerEntry(kind="grant", actor_key=actor_key, day=day, month=month,
                                         bonus=amount, note=f"by {by}" if by else None,
                                         ts=self._clock()))
 
     async def refund_stale(self) -> int:
-        """Refund every reservation left held by a crash (call once at start-up)."""
+        """Refund what dead instances held (their lease lapsed, or their process is gone).
+
+        A live instance's reservations are never touched; two processes sweeping at once
+        refund each orphan exactly once (the conditional close decides).
+        """
         count = 0
-        for res in await self._store.held_reservations():
+        for res in await self._store.orphaned_reservations():
             count += await self.refund(res.id, "stale at start-up")
         return count
 

@@ -46,6 +46,8 @@ class Reservation:
     month: str
     state: ReservationState
     created_at: datetime
+    #: The instance (process) that holds it; None for rows written before instances existed.
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,16 @@ class BlobInfo:
 
 
 class QuotaTx(Protocol):
-    """Reads and writes inside one ``BEGIN IMMEDIATE`` transaction (all windows at once)."""
+    """Reads and writes inside one transaction that sees and changes all windows at once."""
+
+    async def lock(self, actor_key: str | None, chat_key: str | None, day: str, month: str, *,
+                   spend: bool = True) -> None:
+        """Hold the counter rows a ledger row of these windows touches until the transaction ends.
+
+        Always in one fixed order, so transactions of many processes queue instead of
+        deadlocking (SQLite: ``BEGIN IMMEDIATE`` already holds the whole database).
+        """
+        ...
 
     async def used_credits(self, actor_key: str, *, day: str | None = None,
                            month: str | None = None) -> int:
@@ -107,8 +118,13 @@ class QuotaTx(Protocol):
         """Insert a new held reservation."""
         ...
 
-    async def close_reservation(self, reservation_id: str, state: ReservationState) -> None:
-        """Mark a held reservation settled or refunded."""
+    async def close_reservation(self, reservation_id: str,
+                                state: ReservationState) -> Reservation | None:
+        """Mark a held reservation settled or refunded; it as it was, or None if not held.
+
+        One conditional update decides: of two processes closing the same reservation at once,
+        exactly one gets it back.
+        """
         ...
 
     async def append(self, entry: LedgerEntry) -> None:
@@ -135,7 +151,7 @@ class Store(Protocol):
         ...
 
     def quota_tx(self) -> AbstractAsyncContextManager[QuotaTx]:
-        """An immediate (write-locked) transaction for quota work."""
+        """A transaction for quota work: reserve, close, grant and usage see one state."""
         ...
 
     async def link_reservation(self, reservation_id: str, turn_id: str) -> None:
@@ -147,7 +163,23 @@ class Store(Protocol):
         ...
 
     async def held_reservations(self) -> list[Reservation]:
-        """Every reservation still held (left by a crash when read at start-up)."""
+        """Every reservation still held, whoever holds it."""
+        ...
+
+    async def register_instance(self, instance_id: str, lease_seconds: float) -> None:
+        """Record a starting process and its first lease (and forget long-dead ones)."""
+        ...
+
+    async def renew_instance(self, instance_id: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when it had lapsed (it is taken again all the same)."""
+        ...
+
+    async def retire_instance(self, instance_id: str) -> None:
+        """A clean stop: the instance is gone, and whatever it still holds is orphaned."""
+        ...
+
+    async def orphaned_reservations(self) -> list[Reservation]:
+        """Held reservations whose owner is gone: none recorded, unknown, or its lease lapsed."""
         ...
 
     async def ledger(self, actor_key: str | None = None) -> list[LedgerEntry]:

@@ -17,6 +17,7 @@ import aiosqlite
 from bot.domain import MessageRef, Turn, UserSettings
 from bot.errors import StoreUnavailable
 from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationState, UserRecord
+from bot.storage.sqlite_leases import ProcessLocks, SqliteLeases
 from bot.storage.sqlite_schema import _statements, migrate, migrations
 from bot.storage.sqlite_tx import SqliteQuotaTx
 
@@ -28,6 +29,8 @@ _PROBE_KEY = "~readyz"
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
 
 
 @contextmanager
@@ -57,7 +60,7 @@ def _entry(r: aiosqlite.Row) -> LedgerEntry:
                        size=r["size"], note=r["note"], ts=datetime.fromisoformat(r["ts"]))
 
 
-class SqliteStore:
+class SqliteStore(SqliteLeases):
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000,
@@ -69,6 +72,7 @@ class SqliteStore:
         self._redact: Redact = redact or (lambda text: text)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._processes = ProcessLocks(Path(f"{path}-instances"))
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -98,6 +102,7 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Checkpoint and disconnect."""
+        await asyncio.to_thread(self._processes.close)
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()

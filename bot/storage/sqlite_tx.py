@@ -1,8 +1,9 @@
-"""Quota reads and writes inside one SQLite ``BEGIN IMMEDIATE`` transaction."""
+"""Quota reads and writes inside one SQLite ``BEGIN IMMEDIATE`` transaction; windows read counters."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import aiosqlite
@@ -22,29 +23,33 @@ class SqliteQuotaTx:
         row = await (await self._db.execute(sql, params)).fetchone()
         return float(row[0]) if row and row[0] is not None else 0.0
 
+    async def lock(self, actor_key: str | None, chat_key: str | None, day: str, month: str, *,
+                   spend: bool = True) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already holds the whole database."""
+
+    async def _counter(self, scope: str, key: str, period: str, column: str = "units") -> float:
+        # The ledger_counts trigger (migration 0006) keeps these rows from every ledger insert.
+        return await self._scalar(f"SELECT {column} FROM counters"
+                                  " WHERE scope = ? AND key = ? AND period = ?", scope, key, period)
+
     async def used_credits(self, actor_key: str, *, day: str | None = None,
                            month: str | None = None) -> int:
         """Allowance credits held or spent in a day or a month."""
         if day is not None:
-            return int(await self._scalar(
-                "SELECT SUM(credits) FROM ledger WHERE actor_key = ? AND day = ?", actor_key, day))
-        return int(await self._scalar(
-            "SELECT SUM(credits) FROM ledger WHERE actor_key = ? AND month = ?", actor_key, month))
+            return int(await self._counter("user_day", actor_key, day))
+        return int(await self._counter("user_month", actor_key, month or ""))
 
     async def chat_used(self, chat_key: str, day: str) -> int:
         """Credits held or spent in a chat on a day (bonus spending included)."""
-        return int(await self._scalar(
-            "SELECT SUM(credits) - SUM(CASE WHEN kind = 'grant' THEN 0 ELSE bonus END)"
-            " FROM ledger WHERE chat_key = ? AND day = ?", chat_key, day))
+        return int(await self._counter("chat_day", chat_key, day))
 
     async def usd_spent(self, day: str) -> float:
-        """USD held or spent on a day across everyone."""
-        return await self._scalar("SELECT SUM(usd) FROM ledger WHERE day = ?", day)
+        """USD held or spent on a day across everyone: one counter row."""
+        return await self._counter("usd_day", "", day, "usd")
 
     async def bonus(self, actor_key: str) -> int:
         """Bonus credits left."""
-        return int(await self._scalar("SELECT SUM(bonus) FROM ledger WHERE actor_key = ?",
-                                      actor_key))
+        return int(await self._counter("bonus", actor_key, ""))
 
     async def reserved(self, actor_key: str) -> int:
         """Credits currently held for the actor."""
@@ -65,7 +70,7 @@ class SqliteQuotaTx:
             id=row["id"], actor_key=row["actor_key"], chat_key=row["chat_key"],
             credits=row["credits"], bonus=row["bonus"], usd=row["usd"], day=row["day"],
             month=row["month"], state=row["state"],
-            created_at=datetime.fromisoformat(row["created_at"]),
+            created_at=datetime.fromisoformat(row["created_at"]), owner=row["owner"],
         )
 
     async def reservation(self, reservation_id: str) -> Reservation | None:
@@ -79,17 +84,22 @@ class SqliteQuotaTx:
         r = reservation
         await self._db.execute(
             "INSERT INTO reservations (id, actor_key, chat_key, credits, bonus, usd, day, month,"
-            " state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " state, created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (r.id, r.actor_key, r.chat_key, r.credits, r.bonus, r.usd, r.day, r.month, r.state,
-             r.created_at.isoformat()),
+             r.created_at.isoformat(), r.owner),
         )
 
-    async def close_reservation(self, reservation_id: str, state: ReservationState) -> None:
-        """Mark a held reservation settled or refunded."""
-        await self._db.execute(
-            "UPDATE reservations SET state = ?, closed_at = ? WHERE id = ? AND state = 'held'",
-            (state, datetime.now(UTC).isoformat(), reservation_id),
-        )
+    async def close_reservation(self, reservation_id: str,
+                                state: ReservationState) -> Reservation | None:
+        """Mark a held reservation settled or refunded; it as it was held, or None if it was not."""
+        cursor = await self._db.execute(
+            "UPDATE reservations SET state = ?, closed_at = ? WHERE id = ? AND state = 'held'"
+            " RETURNING *", (state, datetime.now(UTC).isoformat(), reservation_id))
+        row = await cursor.fetchone()
+        await cursor.close()
+        if row is None:
+            return None
+        return replace(self.reservation_from(row), state="held")
 
     async def append(self, entry: LedgerEntry) -> None:
         """Append one ledger row."""
