@@ -39,6 +39,7 @@ from bot.config_sections import (
     ProviderSection,
     QuotaSection,
     SafetySection,
+    StoreSection,
     TelegramSection,
     WebSection,
     _Section,
@@ -49,7 +50,8 @@ from bot.providers.routes import ROUTES
 
 __all__ = ["ApiKind", "BotSection", "DiscordSection", "FailoverSection", "HttpSection",
            "LimitsSection", "Locale", "LogSection", "ModelSection", "ProviderSection",
-           "QuotaSection", "SafetySection", "Settings", "TelegramSection", "WebSection", "load_settings"]
+           "QuotaSection", "SafetySection", "Settings", "StoreSection", "TelegramSection", "WebSection",
+           "load_settings"]
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +70,7 @@ class Settings(_Section):
     log: LogSection = LogSection()
     failover: FailoverSection = FailoverSection()
     safety: SafetySection = SafetySection()
+    store: StoreSection = StoreSection()
 
     _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
     _auto_route: str | None = PrivateAttr(default=None)
@@ -191,7 +194,8 @@ def _format_error(exc: ValidationError, source: str) -> str:
             message = ("unknown key (allowed: " + ", ".join(allowed) + ")" if allowed
                        else "unknown key (check the spelling against config.example.toml)")
         got = err.get("input")
-        hidden = bool(loc) and loc[-1].endswith("_env")  # may be a pasted secret: never echo it
+        # A pasted secret (an *_env key) or a database URL with its password: never echoed.
+        hidden = bool(loc) and (loc[-1].endswith("_env") or loc[0] == "store")
         shown = "" if err["type"] == "missing" or isinstance(got, dict) or hidden else (
             f" = {got!r}"
         )

@@ -315,3 +315,26 @@ class LogSection(_Section):
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
+
+
+class StoreSection(_Section):
+    """``[store]``: SQLite in ``data_dir`` unless ``url`` names a PostgreSQL database."""
+
+    #: ``postgresql://user@host:5432/db``; it may carry a password, so it is never logged whole
+    #: (leave the password out and export ``PGPASSWORD`` to keep it out of the file as well).
+    url: str | None = None
+    #: Connections this process keeps open to PostgreSQL.
+    pool_size: int = Field(default=10, ge=1, le=200)
+    #: How long a silent process keeps its reservations before another one refunds them.
+    lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        # The message never quotes the value: it may hold the password.
+        if not re.match(r"postgres(ql)?://[^/?#]", value.strip()):
+            raise ValueError("expected postgresql://user@host:port/database (or leave it unset "
+                             "for SQLite)")
+        return value.strip()
