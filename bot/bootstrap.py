@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot import images
 from bot.account import AdminOps, Preferences
+from bot.api import BotApi
 from bot.catalog import Lineup
 from bot.config import Settings
 from bot.conversations import BlobStore, Conversations
@@ -41,6 +42,7 @@ class Core:
     prefs: Preferences
     admin: AdminOps
     metrics: Metrics
+    api: BotApi
 
     async def start(self) -> None:
         """Open the store, refund reservations a crash left behind, apply blob retention."""
@@ -98,7 +100,10 @@ def build_core(settings: Settings, *, store: Store | None = None,
         settings=settings, store=store, quotas=quotas, conversations=conversations,
         providers=providers, scheduler=scheduler, presenter=presenter,
         prepare_reference=images.prepare_reference, metrics=metrics, lineup=lineup)
+    prefs = Preferences(settings, store, lineup)
+    admin = AdminOps(settings, store, quotas, scheduler, presenter)
+    api = BotApi(settings=settings, service=service, prefs=prefs, admin=admin, messages=messages,
+                 presenter=presenter, quotas=quotas)
     return Core(settings=settings, store=store, quotas=quotas, conversations=conversations,
                 scheduler=scheduler, providers=providers, messages=messages, presenter=presenter,
-                service=service, prefs=Preferences(settings, store, lineup),
-                admin=AdminOps(settings, store, quotas, scheduler, presenter), metrics=metrics)
+                service=service, prefs=prefs, admin=admin, metrics=metrics, api=api)

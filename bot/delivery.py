@@ -1,31 +1,41 @@
-"""Results between the model's answer and the adapter's report: credits held, bytes budgeted.
+"""Delivery as a core protocol: a result's images fitted to the platform; sent() settles, else refund.
 
-A finished job's result is stored (its images go to the blob store), then it waits for a lease
-on the :class:`~bot.budget.DeliveryBudget` for its image bytes, without holding them while it
-waits. The adapter then reports the delivery (:meth:`Deliveries.bind` settles the credits) or
-its failure (:meth:`Deliveries.undeliverable` refunds them); either way the lease is released.
+``async with deliveries.open(reply, caps) as out:`` gives the result's images already fitted to
+the adapter's declared :class:`~bot.domain.Capabilities`; the adapter only uploads them and calls
+``await out.sent(messages)``. Leaving the block without that, or with an exception, refunds the
+result exactly once. Money never depends on an adapter remembering a call: the reservation is
+linked to the turn in the store (``reservations.turn_id``), and settling or refunding reads it
+from there, so any process can close it. What stays in this process is only bookkeeping that
+dies with it: the job's log line and the byte lease on the :class:`~bot.budget.DeliveryBudget`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 
+from bot import images
 from bot.budget import DeliveryBudget, Lease
 from bot.conversations import Conversations
-from bot.domain import MessageRef, Turn
+from bot.domain import Capabilities, ImageData, MessageRef, Reply, Turn
 from bot.errors import NotFound
 from bot.metrics import JobEvent, Metrics
 from bot.providers.base import ProviderResult
 from bot.quotas import Quotas
+from bot.storage.base import Store
 
-__all__ = ["Deliveries", "Pending", "refund_failed"]
+__all__ = ["Deliveries", "Delivery", "Fitted", "Pending", "refund_failed"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
 class Pending:
-    """One job's result on its way to the user: its reservation, job log line and lease."""
+    """One job on its way to the user: its reservation, job log line and byte lease."""
 
     reservation_id: str
     event: JobEvent
@@ -38,27 +48,95 @@ class Pending:
             self.lease.release()
 
 
-class Deliveries:
-    """Results awaiting delivery, by turn id, and the byte budget they hold."""
+@dataclass(frozen=True, slots=True)
+class Fitted:
+    """One result image as the platform shows it, and the original to send as a file too."""
 
-    def __init__(self, *, quotas: Quotas, conversations: Conversations, metrics: Metrics,
-                 budget: DeliveryBudget) -> None:
+    photo: ImageData
+    original: ImageData | None = None
+    #: The model's image: its pixel size and bytes (for a note beside the original file).
+    width: int = 0
+    height: int = 0
+    size_bytes: int = 0
+
+
+@dataclass(slots=True)
+class Delivery:
+    """An open delivery: ``items`` to upload; :meth:`sent` settles the credits."""
+
+    reply: Reply
+    caps: Capabilities
+    items: tuple[Fitted, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    delivered: bool = False
+    _settle: Callable[[Sequence[MessageRef], Mapping[str, float]], Awaitable[None]] | None = None
+
+    @property
+    def turn_id(self) -> str:
+        """The turn being delivered."""
+        return self.reply.turn_id or ""
+
+    async def file(self, index: int) -> ImageData:
+        """Image ``index`` fitted as a file (a photo the platform refused goes out this way)."""
+        image = self.reply.images[index]
+        budget = self.caps.document_budget
+        return image if budget is None else await images.fit(image, budget)
+
+    async def sent(self, messages: Sequence[MessageRef],
+                   timings: Mapping[str, float] | None = None) -> None:
+        """The messages showing the result were sent: bind them and settle (once)."""
+        if self.delivered or not messages:
+            return
+        self.delivered = True
+        assert self._settle is not None
+        await self._settle(messages, {**self.timings, **(timings or {})})
+
+
+async def fit_all(reply: Reply, caps: Capabilities) -> tuple[Fitted, ...]:
+    """Every image fitted to the photo budget, plus the original where it should go too."""
+    out: list[Fitted] = []
+    for image in reply.images[:caps.files_per_message]:
+        width, height = image.width, image.height
+        if caps.photo_budget is None:
+            out.append(Fitted(image, None, width, height, image.size_bytes))
+            continue
+        photo = await images.fit(image, caps.photo_budget)
+        original = None
+        if caps.document_budget is not None:
+            if not width or not height:
+                _, width, height = await images.probe(image.data)
+            big = caps.original_from_side is not None and max(width, height) >= caps.original_from_side
+            if photo is not image or big:
+                original = await images.fit(image, caps.document_budget)
+        out.append(Fitted(photo, original, width, height, image.size_bytes))
+    return tuple(out)
+
+
+class Deliveries:
+    """Results between the model's answer and the platform: stored, leased, settled or refunded."""
+
+    def __init__(self, *, store: Store, quotas: Quotas, conversations: Conversations,
+                 metrics: Metrics, budget: DeliveryBudget) -> None:
+        self.store = store
         self.quotas = quotas
         self.conversations = conversations
         self.metrics = metrics
         self.budget = budget
-        self.pending: dict[str, Pending] = {}
+        #: This process's job log lines and byte leases, by turn id: bookkeeping only, never
+        #: what decides money (that is the reservation in the store).
+        self.local: dict[str, Pending] = {}
 
     async def keep(self, pending: Pending, store: Callable[[ProviderResult], Awaitable[Turn]],
                    result: ProviderResult) -> tuple[Turn, ProviderResult]:
-        """Store the result, then lease budget for its images, waiting without them if spent.
+        """Store the result and link its reservation, then lease budget for its images.
 
-        Once stored, :meth:`abandon` or the adapter's report ends it, whatever happens. The
+        Waits without the images while the budget is spent (they are in the blob store). The
         caller must not keep its own reference to ``result``: this frame lets the bytes go.
         """
         turn = await store(result)
         pending.turn_id = turn.id
-        self.pending[turn.id] = pending
+        self.local[turn.id] = pending
+        await self.store.link_reservation(pending.reservation_id, turn.id)
         need = sum(image.size_bytes for image in result.images)
         lease = pending.lease  # taken before the answer was read (bot.budget.answer_hook)
         if lease is not None and lease.held and lease.size >= need:
@@ -68,44 +146,68 @@ class Deliveries:
         pending.lease = self.budget.try_acquire(need)
         if pending.lease is not None:
             return turn, result
-        # The images are in the blob store: wait without them, read them back once it is our turn.
         result = replace(result, images=())
         started = time.monotonic()
         pending.lease = await self.budget.acquire(need)
         pending.event.durations["hold"] = time.monotonic() - started
-        images = await self.conversations.outputs(turn)
-        if images is None:
+        images_ = await self.conversations.outputs(turn)
+        if images_ is None:
             raise NotFound()
-        return turn, replace(result, images=images)
+        return turn, replace(result, images=images_)
+
+    @asynccontextmanager
+    async def open(self, reply: Reply, caps: Capabilities) -> AsyncIterator[Delivery]:
+        """Fit ``reply``'s images to ``caps``; settle on ``sent()``, refund on anything else."""
+        if reply.turn_id is None or not reply.images:
+            raise ValueError("only a result with images is delivered")
+        turn_id = reply.turn_id
+        out = Delivery(reply, caps, _settle=lambda refs, t: self.bind(turn_id, refs, t))
+        reason = "undeliverable"
+        try:
+            started = time.monotonic()
+            out.items = await fit_all(reply, caps)
+            out.timings["fit"] = time.monotonic() - started
+            yield out
+        except BaseException as exc:
+            reason = f"undeliverable: {type(exc).__name__}"
+            raise
+        finally:
+            if not out.delivered:
+                await asyncio.shield(self.undeliverable(turn_id, reason))
 
     async def bind(self, turn_id: str, messages: Sequence[MessageRef],
                    timings: Mapping[str, float] | None = None) -> None:
-        """The messages showing a turn were sent: bind them and settle the credits."""
-        pending = self.pending.get(turn_id)
+        """The messages showing a turn were sent: bind them and settle its reservation."""
+        pending = self.local.get(turn_id)
         if pending is not None:
             pending.release()  # uploaded: the bytes are no longer needed, whatever follows
         await self.conversations.bind(turn_id, messages)
-        pending = self.pending.pop(turn_id, None)
+        held = await self.store.reservation_of(turn_id)
+        if held is not None:
+            await self.quotas.settle(held.id)
+        pending = self.local.pop(turn_id, None)
         if pending:
-            await self.quotas.settle(pending.reservation_id)
             pending.event.durations.update(timings or {})
             self.metrics.settled(pending.event.credits, pending.event.usd)
             self.metrics.job(pending.event)
 
-    async def undeliverable(self, turn_id: str) -> None:
-        """The result could not be delivered: refund it and drop the turn."""
-        pending = self.pending.pop(turn_id, None)
-        if pending:
-            pending.release()
-            await self.quotas.refund(pending.reservation_id, "undeliverable")
-            pending.event.outcome = "undeliverable"
-            self.metrics.delivery_failures.labels(pending.event.platform).inc()
-            self.metrics.job(pending.event)
-        await self.conversations.delete(turn_id)
+    async def undeliverable(self, turn_id: str, reason: str = "undeliverable") -> None:
+        """The result could not be delivered: refund it (once) and drop the turn."""
+        pending = self.local.pop(turn_id, None)
+        try:
+            held = await self.store.reservation_of(turn_id)
+            if held is not None and await self.quotas.refund(held.id, reason) and pending:
+                pending.event.outcome = "undeliverable"
+                self.metrics.delivery_failures.labels(pending.event.platform).inc()
+                self.metrics.job(pending.event)
+        finally:
+            if pending:
+                pending.release()
+            await self.conversations.delete(turn_id)
 
     async def abandon(self, turn_id: str, reason: str) -> None:
         """The job failed after its result was stored (timeout, cancel): refund, drop, release."""
-        pending = self.pending.pop(turn_id, None)
+        pending = self.local.pop(turn_id, None)
         try:
             if pending:
                 pending.release()
@@ -121,4 +223,3 @@ async def refund_failed(deliveries: Deliveries, pending: Pending, reason: str) -
         await deliveries.abandon(pending.turn_id, reason)
     else:
         await deliveries.quotas.refund(pending.reservation_id, reason)
-

@@ -90,6 +90,34 @@ class ImageData:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """What a destination accepts: bytes, pixel limits, aspect ratio and formats."""
+
+    max_bytes: int
+    max_side: int | None = None
+    max_pixels: int | None = None
+    max_sum_wh: int | None = None
+    max_ratio: float | None = None
+    formats: tuple[str, ...] = ("image/png", "image/jpeg", "image/webp")
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a platform shows, declared by its adapter; the core fits results to it."""
+
+    caption_limit: int
+    #: What an image is shown as (a photo, an attachment); None: served as stored (the web).
+    photo_budget: Budget | None
+    #: Where the untouched original may go as a file too (Telegram documents); None: nowhere.
+    document_budget: Budget | None = None
+    #: Send the original as a file too from this long side up, or whenever the photo was
+    #: re-encoded (a 4K result's photo preview is recompressed by the platform).
+    original_from_side: int | None = None
+    files_per_message: int = 10
+    buttons: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Options:
     """Per-request generation options; ``None`` means "use the user's or the bot's default"."""
 

@@ -13,15 +13,16 @@ import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TypeVar
 
 from PIL import Image, ImageCms
 
-from bot.domain import ImageData
+from bot.domain import Budget, ImageData
 from bot.errors import InputTooLarge, UnsupportedImage
 from bot.image_header import header_size
 from bot.sniff import image_mime
+
+__all__ = ["Budget", "fit", "prepare_reference", "probe", "thumbnail"]
 
 #: Largest pixel count we decode; bigger images are refused from their header (bomb guard).
 MAX_PIXELS = 50_000_000
@@ -41,18 +42,6 @@ _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
            8: Image.Transpose.ROTATE_90}
 _T = TypeVar("_T")
 _pool: ThreadPoolExecutor | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """What a destination accepts: bytes, pixel limits, aspect ratio and formats."""
-
-    max_bytes: int
-    max_side: int | None = None
-    max_pixels: int | None = None
-    max_sum_wh: int | None = None
-    max_ratio: float | None = None
-    formats: tuple[str, ...] = ("image/png", "image/jpeg", "image/webp")
 
 
 async def _run(fn: Callable[..., _T], *args: object) -> _T:

@@ -1,9 +1,10 @@
-"""The facade adapters call: imagine, edit, act (buttons), delete, bind, usage, settings, forget.
+"""The core's job path: imagine, edit, act (buttons), delete, deliver, usage, forget.
 
 Every job follows one path: validate -> prepare references -> reserve credits -> queue ->
-provider -> store the turn -> reply. The reservation stays held until the adapter reports the
-delivery (:meth:`bind` settles it) or its failure (:meth:`undeliverable` refunds it); any failure
-before that refunds it at once. Crashes leave it held, and start-up refunds it.
+provider -> store the turn -> reply. The reservation stays held, linked to the turn in the
+store, until the result's delivery (:meth:`ImagineService.delivery`) settles or refunds it; any
+failure before that refunds it at once. Crashes leave it held, and start-up refunds it. Every
+user-facing call raises :class:`~bot.errors.BotError` (one contract; see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import TypeVar
 
@@ -22,10 +24,11 @@ from bot.catalog import Lineup, ModelSpec
 from bot.choices import Choices
 from bot.config import Settings
 from bot.conversations import Conversations
-from bot.delivery import Deliveries, refund_failed
+from bot.delivery import Deliveries, Delivery, refund_failed
 from bot.domain import (
     Action,
     Actor,
+    Capabilities,
     ChatRef,
     ImageData,
     ImageRequest,
@@ -89,9 +92,8 @@ class ImagineService:
         self._prepare = prepare_reference
         self.metrics = metrics
         budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
-        self.deliveries = Deliveries(quotas=quotas, conversations=conversations, metrics=metrics,
-                                     budget=budget)
-        self._pending = self.deliveries.pending  # results awaiting delivery, by turn id
+        self.deliveries = Deliveries(store=store, quotas=quotas, conversations=conversations,
+                                     metrics=metrics, budget=budget)
         self._busy: set[asyncio.Task[object]] = set()  # requests that may still move credits
 
     # ----- identity, language, options -------------------------------------------------------
@@ -168,35 +170,33 @@ class ImagineService:
         if self._busy:
             await asyncio.wait(list(self._busy), timeout=grace)
 
-    async def _guarded(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
-        """Run ``work``; turn every failure into an error Reply in the user's language."""
+    async def _guarded(self, actor: Actor, work: Awaitable[T]) -> T:
+        """Run ``work``; a failure that is not a BotError becomes InternalError (logged with its id)."""
         task = asyncio.current_task()
         if task is not None:
             self._busy.add(task)
             task.add_done_callback(self._busy.discard)
         try:
-            return await self._guarded_inner(actor, work)
+            return await work
+        except BotError:
+            raise
+        except Exception as exc:
+            internal = InternalError()
+            log.exception("internal error %s for %s", internal.error_id, actor.key)
+            raise internal from exc
         finally:
             if task is not None:
                 self._busy.discard(task)
 
-    async def _guarded_inner(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
+    async def error_reply(self, actor: Actor, err: BotError) -> Reply:
+        """What to show for ``err`` in the actor's language (a ban is told once, then silence)."""
         locale = await self.locale_for(actor)
-        try:
-            return await work
-        except Banned as err:
+        if isinstance(err, Banned):
             record = await self.store.get_user(actor.key)
             if record.ban_notified:
-                return Reply(text="", error=err.key, locale=locale)  # told once, now silent
+                return Reply(text="", error=err.key, locale=locale)
             await self.store.set_user_flags(actor.key, ban_notified=True)
-            return Reply(text=self.presenter.error(locale, err), error=err.key, locale=locale)
-        except BotError as err:
-            return Reply(text=self.presenter.error(locale, err), error=err.key, locale=locale)
-        except Exception:
-            internal = InternalError()
-            log.exception("internal error %s for %s", internal.error_id, actor.key)
-            return Reply(text=self.presenter.error(locale, internal), error=internal.key,
-                         locale=locale)
+        return Reply(text=self.presenter.error(locale, err), error=err.key, locale=locale)
 
     async def _job(self, request: ImageRequest, parent: Turn | None,
                    progress: ProgressCallback | None, *, model: str | None = None,
@@ -327,12 +327,13 @@ class ImagineService:
 
     # ----- delivery --------------------------------------------------------------------------
 
+    def delivery(self, reply: Reply, caps: Capabilities) -> AbstractAsyncContextManager[Delivery]:
+        """Deliver a result: images fitted to ``caps``; ``sent()`` settles, anything else refunds."""
+        return self.deliveries.open(reply, caps)
+
     async def bind(self, turn_id: str, messages: Sequence[MessageRef],
                    timings: Mapping[str, float] | None = None) -> None:
-        """Record the messages showing a turn and settle its credits (it was delivered).
-
-        ``timings`` are the adapter's own durations (e.g. ``fit``, ``upload``) for the job log.
-        """
+        """Record the messages showing a turn and settle it (what ``Delivery.sent`` does)."""
         await self.deliveries.bind(turn_id, messages, timings)
 
     async def undeliverable(self, turn_id: str) -> None:
@@ -359,14 +360,9 @@ class ImagineService:
             raise NotOwner()
         return turn
 
-    async def check_owner(self, actor: Actor, turn_id: str) -> Reply | None:
-        """None when ``actor`` may press ``turn_id``'s buttons, else the error Reply to show."""
-        try:
-            await self._owned_turn(actor, turn_id)
-        except BotError as err:
-            locale = await self.locale_for(actor)
-            return Reply(text=self.presenter.error(locale, err), error=err.key, locale=locale)
-        return None
+    async def owned(self, actor: Actor, turn_id: str) -> Turn:
+        """The turn, when ``actor`` may continue or press it; NotFound / NotOwner otherwise."""
+        return await self._owned_turn(actor, turn_id)
 
     async def delete(self, actor: Actor, turn_id: str) -> list[MessageRef]:
         """Delete a turn (requester or admin); returns the messages the adapter should remove."""

@@ -22,6 +22,7 @@ from bot.budget import ANSWER_WEIGHT, DeliveryBudget, Lease, answer_hook, readin
 from bot.config import Settings
 from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef, Reply
 from bot.providers.base import ProviderRequest, ProviderResult
+from tests.outcomes import jobs
 
 Factory = Callable[..., Settings]
 CHAT = ChatRef("telegram", "1", "private")
@@ -93,7 +94,7 @@ class Uploads:
 
     async def job(self, n: int) -> Reply:
         """One job; the reply comes back without its images (they were "uploaded")."""
-        reply = await self.core.service.imagine(ask(n))
+        reply = await jobs(self.core).imagine(ask(n))
         if not reply.images or reply.turn_id is None:
             return reply
         size = sum(image.size_bytes for image in reply.images)
@@ -241,7 +242,7 @@ async def test_concurrent_jobs_never_hold_more_than_the_budget(settings_factory:
         assert all(r.ok and r.turn_id for r in replies), [r.text for r in replies]
         assert uploads.peak <= 3.5 * MB
         assert uploads.peak >= 2 * len(BIG)  # they still overlap: the budget is not one-by-one
-        assert core.service.deliveries.budget.held == 0 and not core.service._pending
+        assert core.service.deliveries.budget.held == 0 and not core.service.deliveries.local
         for n in range(10):
             assert await kinds(core, ask(n).actor) == ["reserve", "settle"]
 
@@ -267,15 +268,15 @@ async def test_a_job_waiting_for_the_budget_times_out_and_is_refunded(
         settings_factory: Factory) -> None:
     settings = settings_factory(limits=limits(1.5, timeout_seconds=0.5))
     async with running(settings, BigResults()) as core:
-        first = await core.service.imagine(ask(0))  # not delivered yet: it holds the budget
+        first = await jobs(core).imagine(ask(0))  # not delivered yet: it holds the budget
         assert first.ok and first.turn_id
-        second = await core.service.imagine(ask(1))
+        second = await jobs(core).imagine(ask(1))
         assert second.error == "error.timeout"
         assert await kinds(core, ask(1).actor) == ["reserve", "refund"]
-        assert len(core.service._pending) == 1  # only the first; the second's turn is gone
+        assert len(core.service.deliveries.local) == 1  # only the first; the second's turn is gone
         await core.service.bind(first.turn_id, [MessageRef("telegram", "1", "1")])
         assert core.service.deliveries.budget.held == 0
-        third = await core.service.imagine(ask(2))
+        third = await jobs(core).imagine(ask(2))
         assert third.ok, third.text
 
 
@@ -284,10 +285,10 @@ async def test_a_job_waiting_for_the_budget_can_be_cancelled_and_is_refunded(
         settings_factory: Factory, how: str) -> None:
     settings = settings_factory(limits=limits(1.5))
     async with running(settings, BigResults()) as core:
-        first = await core.service.imagine(ask(0))
+        first = await jobs(core).imagine(ask(0))
         assert first.ok and first.turn_id
         budget = core.service.deliveries.budget
-        task = asyncio.create_task(core.service.imagine(ask(1)))
+        task = asyncio.create_task(jobs(core).imagine(ask(1)))
         async with asyncio.timeout(5):
             while budget.waiting == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
@@ -305,4 +306,4 @@ async def test_a_job_waiting_for_the_budget_can_be_cancelled_and_is_refunded(
         assert await kinds(core, ask(1).actor) == ["reserve", "refund"]
         assert budget.waiting == 0 and budget.held == len(first.images[0].data)
         await core.service.undeliverable(first.turn_id)
-        assert budget.held == 0 and not core.service._pending
+        assert budget.held == 0 and not core.service.deliveries.local

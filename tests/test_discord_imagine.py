@@ -31,6 +31,7 @@ from tests.fake_discord import (
     result_of,
     running_bot,
 )
+from tests.outcomes import jobs
 
 SettingsFactory = Callable[..., Settings]
 
@@ -253,7 +254,7 @@ async def test_result_without_any_progress_edit_is_still_public(
             actor = Actor("discord", str(interaction.user.id))
             request = ImageRequest(actor, ChatRef("discord", str(interaction.channel_id), "group"),
                                    "no progress")
-            reply = await bot.core.service.imagine(request)
+            reply = await jobs(bot.core).imagine(request)
             await deliver_interaction(client, interaction, reply, False, time.monotonic())
 
         client.tree.add_command(quick)

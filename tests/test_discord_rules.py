@@ -27,6 +27,7 @@ from tests.fake_discord import (
     running_bot,
     snowflake,
 )
+from tests.outcomes import jobs
 
 SettingsFactory = Callable[..., Settings]
 
@@ -157,7 +158,7 @@ async def test_adapter_clips_any_reply_text_to_the_content_limit(
             actor = Actor("discord", str(interaction.user.id))
             request = ImageRequest(actor, ChatRef("discord", str(interaction.channel_id), "group"),
                                    "a long caption")
-            reply = await bot.core.service.imagine(request)
+            reply = await jobs(bot.core).imagine(request)
             reply = dataclasses.replace(reply, text=reply.text + " " + "word " * 500)
             await deliver_interaction(client, interaction, reply, False, time.monotonic())
 

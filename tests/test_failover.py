@@ -28,6 +28,7 @@ from tests.fake_upstream import (  # noqa: F401
     png,
 )
 from tests.fake_upstream import Reply as Answer
+from tests.outcomes import jobs
 
 Factory = Callable[..., Settings]
 ALICE = Actor("telegram", "1", "alice")
@@ -69,7 +70,7 @@ async def running(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AsyncI
 
 async def job(core: Core, prompt: str, n: int) -> Reply:
     """One /imagine, delivered (so its credits settle)."""
-    reply = await core.service.imagine(ImageRequest(actor=ALICE, chat=CHAT, prompt=prompt))
+    reply = await jobs(core).imagine(ImageRequest(actor=ALICE, chat=CHAT, prompt=prompt))
     if reply.ok and reply.turn_id:
         await core.service.bind(reply.turn_id, [MessageRef("telegram", "1", str(n))])
     return reply
@@ -205,7 +206,7 @@ async def test_a_half_open_route_takes_one_trial_at_a_time(
                 break
             await asyncio.sleep(0.01)
         # While the trial runs, others go to B instead of piling onto a route that may be down.
-        other = await core.service.imagine(ImageRequest(actor=bob, chat=CHAT, prompt="other"))
+        other = await jobs(core).imagine(ImageRequest(actor=bob, chat=CHAT, prompt="other"))
         assert other.ok and other.credits_used == 5
         assert len(fake_upstream.seen("gemini")) == 2
         assert (await trial).ok

@@ -15,9 +15,10 @@ import pytest
 from PIL import Image
 
 from adapters.discord.common import DEFAULT_UPLOAD_LIMIT
-from adapters.discord.render import fit_images
+from adapters.discord.render import capabilities
 from adapters.telegram.render import DOCUMENT_BUDGET, PHOTO_BUDGET
 from bot import images
+from bot.delivery import fit_all
 from bot.domain import ImageData, Reply
 from bot.images import Budget, fit
 
@@ -112,7 +113,8 @@ async def test_discord_output_over_budget_is_refitted(kind: str, fmt: str) -> No
     limit = DISCORD[kind]
     for size in _sizes(limit):
         image = ImageData(padded(fmt, size), f"image/{fmt.lower()}", name="r.bin")
-        [out] = await fit_images(Reply("", images=(image,)), limit)
+        [item] = await fit_all(Reply("", images=(image,)), capabilities(limit))
+        out = item.photo
         assert out is not image and out.size_bytes <= limit, (kind, fmt, size)
 
 

@@ -16,6 +16,7 @@ from bot.groups import GroupOnly, GroupSettings
 from bot.messages import load_catalog
 from tests.fake_upstream import FakeUpstream, fake_upstream_fixture, gemini_body  # noqa: F401
 from tests.fake_upstream import Reply as Answer
+from tests.outcomes import jobs
 
 Factory = Callable[..., Settings]
 EN = load_catalog("en")
@@ -44,7 +45,7 @@ async def running(settings_factory: Factory, upstream: FakeUpstream,
 
 async def job(core: Core, actor: Actor, chat: ChatRef, prompt: str = "a kite",
               n: int = 1, **options: Any) -> Reply:
-    reply = await core.service.imagine(ImageRequest(actor=actor, chat=chat, prompt=prompt,
+    reply = await jobs(core).imagine(ImageRequest(actor=actor, chat=chat, prompt=prompt,
                                                     options=Options(**options)))
     if reply.ok and reply.turn_id:
         await core.service.bind(reply.turn_id, [MessageRef(chat.platform, chat.chat_id, str(n))])

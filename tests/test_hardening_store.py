@@ -34,6 +34,7 @@ from tests.fake_upstream import (  # noqa: F401 - the fixture
     data_url,
     fake_upstream_fixture,
 )
+from tests.outcomes import jobs
 from tests.test_cli import run_cli
 from tests.test_web_harness import running_console, turn_of, visitor
 
@@ -137,7 +138,7 @@ async def test_key_echoed_in_a_successful_answer_is_not_stored(
         "max_retries": 0}})
     core = await started(settings)
     try:
-        reply = await core.service.imagine(ImageRequest(USER, CHAT, f"a fox {SECRET[:6]}"))
+        reply = await jobs(core).imagine(ImageRequest(USER, CHAT, f"a fox {SECRET[:6]}"))
         assert reply.ok and reply.turn_id, reply.text
         assert fake_upstream.seen("chat")[0].headers["Authorization"] == f"Bearer {SECRET}"
         turn = await core.conversations.get(reply.turn_id)
@@ -172,7 +173,7 @@ async def test_store_masks_every_free_text_column(tmp_path: Path) -> None:
 async def test_forget_during_delivery_settles_and_binds_nothing(settings_factory: Factory) -> None:
     core = await started(settings_factory())
     try:
-        reply = await core.service.imagine(ImageRequest(USER, CHAT, "a lighthouse"))
+        reply = await jobs(core).imagine(ImageRequest(USER, CHAT, "a lighthouse"))
         assert reply.ok and reply.turn_id
         # The photo is on its way when the user forgets everything; then the upload finishes.
         assert await core.service.forget(USER) == 1
@@ -196,7 +197,7 @@ async def test_forget_and_delivery_at_the_same_moment(settings_factory: Factory)
     try:
         rounds = 16
         for i in range(rounds):
-            reply = await core.service.imagine(ImageRequest(USER, CHAT, f"a lighthouse {i}"))
+            reply = await jobs(core).imagine(ImageRequest(USER, CHAT, f"a lighthouse {i}"))
             assert reply.turn_id
             ref = MessageRef("telegram", "1", str(100 + i))
             # The delivery's report lands before, between and after the forget's steps.
@@ -215,7 +216,7 @@ async def test_forget_and_delivery_at_the_same_moment(settings_factory: Factory)
 async def test_edit_of_a_forgotten_parent_is_stored_as_a_root(settings_factory: Factory) -> None:
     core = await started(settings_factory())
     try:
-        first = await core.service.imagine(ImageRequest(USER, CHAT, "a lighthouse"))
+        first = await jobs(core).imagine(ImageRequest(USER, CHAT, "a lighthouse"))
         assert first.turn_id
         await core.service.bind(first.turn_id, [MessageRef("telegram", "1", "5")])
         parent = await core.conversations.get(first.turn_id)
@@ -235,13 +236,13 @@ async def test_edit_of_a_forgotten_parent_is_stored_as_a_root(settings_factory: 
 async def test_telegram_forget_while_the_photo_uploads(settings_factory: Factory) -> None:
     async with running_bot(settings_factory) as bot:
         service = bot.c.service
-        real_bind = service.bind
+        real_bind = service.deliveries.bind
 
         async def bind_after_forget(turn_id: str, messages: Any, timings: Any = None) -> None:
             await service.forget(ALICE.actor)  # the user's /forget lands during the upload
             await real_bind(turn_id, messages, timings)
 
-        service.bind = bind_after_forget  # type: ignore[method-assign]
+        service.deliveries.bind = bind_after_forget  # type: ignore[method-assign]
         bot.fake.user_sends("/imagine a lighthouse")
         await bot.fake.wait_for("sendPhoto")
         await bot.fake.expect_none("sendMessage", lambda c: "went wrong" in c.text)
@@ -356,7 +357,7 @@ async def test_users_are_told_the_bot_cannot_save(settings_factory: Factory) -> 
     try:
         assert isinstance(core.store, SqliteStore)
         await make_read_only(core.store)
-        reply = await core.service.imagine(ImageRequest(USER, CHAT, "a lighthouse"))
+        reply = await jobs(core).imagine(ImageRequest(USER, CHAT, "a lighthouse"))
         assert reply.error == StoreUnavailable.key
         assert reply.text == load_catalog("en")["error.store"]
         assert "went wrong" not in reply.text and "nothing was charged" in reply.text.lower()

@@ -20,6 +20,7 @@ from bot.config import load_settings
 from bot.domain import Actor, ChatRef, ImageRequest, MessageRef, Options, UserSettings
 from bot.invite import client_id_from_token, invite_url
 from tests.fake_upstream import FakeUpstream, Reply, fake_upstream_fixture  # noqa: F401
+from tests.outcomes import jobs
 from tests.test_web_harness import Visitor
 
 ALICE = Actor("telegram", "1", "Alice")
@@ -92,7 +93,7 @@ async def test_retired_models_everywhere_a_user_may_have_kept_one(
     core = build_core(settings)
     await core.start()
     try:
-        service = core.service
+        service = jobs(core)
         # --model with a shut-down id, twice: one warning.
         with caplog.at_level(logging.WARNING):
             for _ in range(2):
@@ -322,17 +323,17 @@ async def test_model_text_and_gated_options(tmp_path: Path, show: bool) -> None:
     core = build_core(settings, providers={"demo": provider})  # type: ignore[dict-item]
     await core.start()
     try:
-        reply = await core.service.imagine(ImageRequest(
+        reply = await jobs(core).imagine(ImageRequest(
             ALICE, CHAT, "a fox", options=Options(search=True, thinking="high")))
         assert reply.ok, reply.text
         assert ("💬 Here is your fox" in reply.text) is show
         assert len(reply.text) < 1024  # fits a Telegram caption
         asked = provider.asked[-1]
         assert asked.search is True and asked.thinking == "high"  # type: ignore[attr-defined]
-        lite = await core.service.imagine(ImageRequest(
+        lite = await jobs(core).imagine(ImageRequest(
             ALICE, CHAT, "a fox", options=Options(model="nano-banana-2-lite", search=True)))
         assert lite.error == "error.invalid_option" and "nano-banana-2.1" in lite.text
-        pro = await core.service.imagine(ImageRequest(
+        pro = await jobs(core).imagine(ImageRequest(
             ALICE, CHAT, "a fox", options=Options(model="nano-banana-pro", thinking="low")))
         assert pro.error == "error.invalid_option"
         assert len(provider.asked) == 1  # refused options never reach the model or the books
@@ -365,11 +366,11 @@ async def test_search_can_be_a_saved_default(tmp_path: Path) -> None:
         assert prefs.choices("search", "nano-banana-2-lite") == ["off"]
         saved = await prefs.update(ALICE, "search", "on")
         assert saved.search == "on" and (await core.store.get_user(ALICE.key)).settings == saved
-        await core.service.imagine(ImageRequest(ALICE, CHAT, "today's sky"))
+        await jobs(core).imagine(ImageRequest(ALICE, CHAT, "today's sky"))
         assert provider.asked[-1].search is True  # type: ignore[attr-defined]
-        await core.service.imagine(ImageRequest(ALICE, CHAT, "x", options=Options(search=False)))
+        await jobs(core).imagine(ImageRequest(ALICE, CHAT, "x", options=Options(search=False)))
         assert provider.asked[-1].search is False  # type: ignore[attr-defined]
-        lite = await core.service.imagine(ImageRequest(
+        lite = await jobs(core).imagine(ImageRequest(
             ALICE, CHAT, "x", options=Options(model="nano-banana-2-lite")))
         assert lite.ok and provider.asked[-1].search is False  # type: ignore[attr-defined]
     finally:

@@ -35,6 +35,7 @@ from tests.fake_upstream import (
     png,
     sleeps_fixture,  # noqa: F401
 )
+from tests.outcomes import jobs
 
 KEY = "AIzaSy-TESTKEY-0123456789"
 RED, GREEN, BLUE = png(color="red"), png(color="green"), png(color="blue")
@@ -271,11 +272,11 @@ async def test_service_edit_replays_signed_parts_from_the_store(
     ]
     try:
         fake_upstream.push("gemini", Reply(json=gemini_body(parts)))
-        first = await core.service.imagine(ImageRequest(actor=actor, chat=chat, prompt="banana"))
+        first = await jobs(core).imagine(ImageRequest(actor=actor, chat=chat, prompt="banana"))
         assert first.ok and first.turn_id and first.images[0].width == 16
         shown = MessageRef("telegram", "7", "100")
         await core.service.bind(first.turn_id, [shown])
-        second = await core.service.edit(ImageRequest(actor=actor, chat=chat, prompt="peel it"),
+        second = await jobs(core).edit(ImageRequest(actor=actor, chat=chat, prompt="peel it"),
                                          reply_to=shown)
         assert second.ok, second.text
         contents = fake_upstream.seen("gemini")[1].json["contents"]

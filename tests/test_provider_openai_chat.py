@@ -37,6 +37,7 @@ from tests.fake_upstream import (
     png,
     sleeps_fixture,  # noqa: F401
 )
+from tests.outcomes import jobs
 
 KEY = "sk-or-v1-TESTKEY-0123456789"
 RED, GREEN, BLUE = png(color="red"), png(color="green"), png(color="blue")
@@ -272,7 +273,7 @@ async def test_failures_are_refunded_through_the_service(
     try:
         before = (await core.service.usage(actor)).credits_left
         fake_upstream.push("chat", *replies)
-        reply = await core.service.imagine(ImageRequest(actor=actor, chat=chat, prompt="a cat"))
+        reply = await jobs(core).imagine(ImageRequest(actor=actor, chat=chat, prompt="a cat"))
         assert reply.error == error and words in reply.text and KEY not in reply.text
         assert "Nothing was charged" in reply.text
         assert (await core.service.usage(actor)).credits_left == before

@@ -28,6 +28,7 @@ from tests.fake_upstream import (
     png,
     sleeps_fixture,  # noqa: F401
 )
+from tests.outcomes import jobs
 
 KEY = "sk-route-TESTKEY-0123456789"
 RED, GREEN, BLUE = png(color="red"), png(color="green"), png(color="blue")
@@ -259,7 +260,7 @@ async def test_retries_are_counted_in_metrics(tmp_path: Any, fake_upstream: Fake
     core = build_core(settings)
     await core.start()
     try:
-        reply = await core.service.imagine(ImageRequest(Actor("telegram", "1"),
+        reply = await jobs(core).imagine(ImageRequest(Actor("telegram", "1"),
                                                         ChatRef("telegram", "1"), "a fox"))
         assert reply.ok, reply.text
         metrics = core.metrics.render().decode()

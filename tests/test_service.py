@@ -33,6 +33,7 @@ from bot.errors import (
 )
 from bot.messages import load_catalog
 from bot.providers.base import ProviderRequest, ProviderResult
+from tests.outcomes import jobs
 
 Factory = Callable[..., Settings]
 ALICE = Actor("telegram", "1", "alice")
@@ -127,7 +128,7 @@ async def delivered(core: Core, reply: Reply, message_id: str = "500",
 
 
 async def test_imagine_returns_a_reply_with_an_image(core: Core) -> None:
-    reply = await core.service.imagine(ask("a red fox in the snow"))
+    reply = await jobs(core).imagine(ask("a red fox in the snow"))
     assert reply.ok and reply.error is None
     assert len(reply.images) == 1 and reply.images[0].mime == "image/png"
     assert pixels(reply.images[0]) == (1024, 1024)
@@ -157,14 +158,14 @@ async def test_upscale_buttons_only_for_larger_sizes(settings_factory: Factory, 
                                                      size: str,
                                                      upscales: list[tuple[str, int]]) -> None:
     async with running(settings_factory(), providers={"demo": FakeProvider()}) as core:
-        reply = await core.service.imagine(ask("a lighthouse", model=model, size=size))
+        reply = await jobs(core).imagine(ask("a lighthouse", model=model, size=size))
         assert reply.ok, reply.text
         got = [(a.size, a.cost) for a in reply.actions if a.kind == "upscale"]
         assert got == upscales
 
 
 async def test_credits_are_held_until_bind_settles_them(core: Core) -> None:
-    reply = await core.service.imagine(ask("a red fox"))
+    reply = await jobs(core).imagine(ask("a red fox"))
     usage = await core.service.usage(ALICE)
     assert usage.reserved == 4 and await used_today(core) == 4
     assert await kinds(core) == ["reserve"]
@@ -180,7 +181,7 @@ async def test_credits_are_held_until_bind_settles_them(core: Core) -> None:
 
 
 async def test_undeliverable_refunds_and_drops_the_turn(core: Core) -> None:
-    reply = await core.service.imagine(ask("a red fox"))
+    reply = await jobs(core).imagine(ask("a red fox"))
     assert reply.turn_id
     await core.service.undeliverable(reply.turn_id)
     assert await used_today(core) == 0 and (await core.service.usage(ALICE)).reserved == 0
@@ -190,7 +191,7 @@ async def test_undeliverable_refunds_and_drops_the_turn(core: Core) -> None:
 
 async def test_reroll_upscale_and_variations(settings_factory: Factory) -> None:
     async with running(settings_factory()) as core:
-        service = core.service
+        service = jobs(core)
         first = await service.imagine(ask("a castle", model="nano-banana-pro"))
         await delivered(core, first)
         turn_id = first.turn_id or ""
@@ -223,7 +224,7 @@ async def test_reroll_upscale_and_variations(settings_factory: Factory) -> None:
 
 
 async def test_act_on_a_missing_turn(core: Core) -> None:
-    reply = await core.service.act(ALICE, CHAT, Action("reroll", "feedfacecafe"))
+    reply = await jobs(core).act(ALICE, CHAT, Action("reroll", "feedfacecafe"))
     assert reply.error == "error.not_found" and reply.text == EN["error.not_found"]
 
 
@@ -231,14 +232,14 @@ async def test_act_on_a_missing_turn(core: Core) -> None:
 
 
 async def test_edit_by_replying_to_a_bound_message_continues_the_conversation(core: Core) -> None:
-    first = await core.service.imagine(ask("a small house"))
+    first = await jobs(core).imagine(ask("a small house"))
     message = await delivered(core, first)
-    edit = await core.service.edit(ask("add a red door"), reply_to=message)
+    edit = await jobs(core).edit(ask("add a red door"), reply_to=message)
     assert edit.ok, edit.text
     turn = await core.conversations.get(edit.turn_id or "")
     assert turn is not None and turn.parent_id == first.turn_id and turn.kind == "edit"
     second = await delivered(core, edit, "501")
-    third = await core.service.edit(ask("make it night"), reply_to=second)
+    third = await jobs(core).edit(ask("make it night"), reply_to=second)
     chain = await core.conversations.chain(third.turn_id or "")
     assert [t.prompt for t in chain] == ["a small house", "add a red door", "make it night"]
 
@@ -246,9 +247,9 @@ async def test_edit_by_replying_to_a_bound_message_continues_the_conversation(co
 async def test_edit_history_reaches_the_provider(settings_factory: Factory) -> None:
     fake = FakeProvider()
     async with running(settings_factory(), providers={"demo": fake}) as core:
-        first = await core.service.imagine(ask("a boat"))
+        first = await jobs(core).imagine(ask("a boat"))
         message = await delivered(core, first)
-        await core.service.edit(ask("paint it blue"), reply_to=message)
+        await jobs(core).edit(ask("paint it blue"), reply_to=message)
         request = fake.requests[-1]
         assert request.prompt == "paint it blue"
         assert [h.prompt for h in request.history] == ["a boat"]
@@ -257,7 +258,7 @@ async def test_edit_history_reaches_the_provider(settings_factory: Factory) -> N
 
 async def test_edit_with_supplied_images_starts_fresh(core: Core) -> None:
     unbound = MessageRef("telegram", "1", "42")  # someone's photo, not one of ours
-    reply = await core.service.edit(
+    reply = await jobs(core).edit(
         ImageRequest(ALICE, CHAT, "make it a watercolour", references=(png(),)),
         reply_to=unbound)
     assert reply.ok, reply.text
@@ -267,18 +268,18 @@ async def test_edit_with_supplied_images_starts_fresh(core: Core) -> None:
 
 async def test_edit_with_no_reference(core: Core) -> None:
     for reply_to in (None, MessageRef("telegram", "1", "404")):
-        reply = await core.service.edit(ask("make it night"), reply_to=reply_to)
+        reply = await jobs(core).edit(ask("make it night"), reply_to=reply_to)
         assert reply.error == "error.no_reference"
         assert reply.text == EN["error.no_reference"]
     assert await kinds(core) == []
 
 
 async def test_edit_of_a_deleted_turn(core: Core) -> None:
-    first = await core.service.imagine(ask("a boat"))
+    first = await jobs(core).imagine(ask("a boat"))
     await delivered(core, first)
     await core.service.delete(ALICE, first.turn_id or "")
     request = ImageRequest(ALICE, CHAT, "paint it", parent_turn_id=first.turn_id)
-    reply = await core.service.edit(request)
+    reply = await jobs(core).edit(request)
     assert reply.error == "error.not_found"
 
 
@@ -297,7 +298,7 @@ async def test_edit_of_a_deleted_turn(core: Core) -> None:
 ])
 async def test_bad_requests_are_refused_and_nothing_is_charged(
         core: Core, request_: ImageRequest, key: str, fragment: str) -> None:
-    reply = await core.service.imagine(request_)
+    reply = await jobs(core).imagine(request_)
     assert reply.error == key and not reply.ok
     assert fragment in reply.text
     assert reply.images == () and reply.actions == ()
@@ -305,10 +306,10 @@ async def test_bad_requests_are_refused_and_nothing_is_charged(
 
 
 async def test_too_many_references_counts_the_edited_image(core: Core) -> None:
-    first = await core.service.imagine(ask("a boat"))
+    first = await jobs(core).imagine(ask("a boat"))
     message = await delivered(core, first)
     request = ImageRequest(ALICE, CHAT, "add these", references=(png(),) * 14)
-    reply = await core.service.edit(request, reply_to=message)
+    reply = await jobs(core).edit(request, reply_to=message)
     assert reply.error == "error.too_many_refs" and "15" in reply.text
 
 
@@ -319,12 +320,12 @@ async def test_quota_exhausted_says_which_window_and_when(settings_factory: Fact
     clock = FixedClock(datetime(2024, 5, 10, 20, 30, tzinfo=UTC))
     settings = settings_factory(quota={"user_daily_credits": 4})
     async with running(settings, providers={"demo": FakeProvider()}, clock=clock) as core:
-        await delivered(core, await core.service.imagine(ask("one")))
-        reply = await core.service.imagine(ask("two"))
+        await delivered(core, await jobs(core).imagine(ask("one")))
+        reply = await jobs(core).imagine(ask("two"))
         assert reply.error == "error.quota"
         assert reply.text == ("Not enough credits for this: it costs 4, and your daily allowance "
                               "has 0 left. Resets in 3 h 30 min.")
-        zh = await core.service.imagine(ask("two", actor=Actor("telegram", "1", locale="zh-CN")))
+        zh = await jobs(core).imagine(ask("two", actor=Actor("telegram", "1", locale="zh-CN")))
         assert zh.locale == "zh-Hans" and "3" in zh.text and "30" in zh.text
         assert ZH["window.user_daily"] in zh.text
         assert await kinds(core) == ["reserve", "settle"]
@@ -334,14 +335,14 @@ async def test_global_budget_exhausted(settings_factory: Factory) -> None:
     clock = FixedClock(datetime(2024, 5, 10, 23, 59, 30, tzinfo=UTC))
     settings = settings_factory(quota={"global_daily_usd": 0.05}, bot={"admins": [ADMIN.key]})
     async with running(settings, providers={"demo": FakeProvider()}, clock=clock) as core:
-        assert (await core.service.imagine(ask("one", actor=ADMIN))).ok
-        reply = await core.service.imagine(ask("two", actor=ADMIN))
+        assert (await jobs(core).imagine(ask("one", actor=ADMIN))).ok
+        reply = await jobs(core).imagine(ask("two", actor=ADMIN))
         assert reply.error == "error.quota"
         assert reply.text == EN["error.quota_global"].format(resets=EN["time.soon"])
 
 
 async def test_quota_text(core: Core) -> None:
-    await core.service.imagine(ask("one"))
+    await jobs(core).imagine(ask("one"))
     text = await core.service.quota_text(ALICE)
     assert text.startswith(EN["quota.title"])
     assert "your daily allowance: 96 of 100 left" in text
@@ -373,7 +374,7 @@ async def test_provider_errors_are_told_and_refunded(
         fragment: str) -> None:
     actor = Actor("telegram", "1", locale=locale)
     async with running(settings_factory(), providers={"demo": FakeProvider(error)}) as core:
-        reply = await core.service.imagine(ask("a fox", actor=actor))
+        reply = await jobs(core).imagine(ask("a fox", actor=actor))
         err = error()
         assert reply.error == err.key and not reply.ok and reply.images == ()
         catalog = ZH if locale == "zh-CN" else EN
@@ -392,7 +393,7 @@ async def test_provider_errors_are_told_and_refunded(
 async def test_scheduler_timeout_is_refunded(settings_factory: Factory) -> None:
     settings = settings_factory(limits={"timeout_seconds": 0.2})
     async with running(settings, providers={"demo": FakeProvider(delay=30)}) as core:
-        reply = await core.service.imagine(ask("slow"))
+        reply = await jobs(core).imagine(ask("slow"))
         assert reply.error == "error.timeout"
         assert await kinds(core) == ["reserve", "refund"]
 
@@ -400,7 +401,7 @@ async def test_scheduler_timeout_is_refunded(settings_factory: Factory) -> None:
 async def test_cancelled_caller_is_refunded(settings_factory: Factory) -> None:
     fake = FakeProvider(delay=30)
     async with running(settings_factory(), providers={"demo": fake}) as core:
-        task = asyncio.create_task(core.service.imagine(ask("never mind")))
+        task = asyncio.create_task(jobs(core).imagine(ask("never mind")))
         await asyncio.wait_for(fake.started.wait(), 5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -412,14 +413,14 @@ async def test_cancelled_caller_is_refunded(settings_factory: Factory) -> None:
 async def test_charge_refusals_settles_refusals(settings_factory: Factory) -> None:
     settings = settings_factory(quota={"charge_refusals": True})
     async with running(settings, providers={"demo": FakeProvider(lambda: Refused())}) as core:
-        reply = await core.service.imagine(ask("something unsafe"))
+        reply = await jobs(core).imagine(ask("something unsafe"))
         assert reply.error == "error.refused_charged"
         assert "charged" in reply.text and "Nothing was charged" not in reply.text
         assert await kinds(core) == ["reserve", "settle"]
         assert await used_today(core) == 4 and (await core.service.usage(ALICE)).reserved == 0
     # Other failures are still refunded with charge_refusals on.
     async with running(settings, providers={"demo": FakeProvider(lambda: NoImage())}) as core:
-        await core.service.imagine(ask("x", actor=BOB))
+        await jobs(core).imagine(ask("x", actor=BOB))
         assert await kinds(core, BOB) == ["reserve", "refund"]
 
 
@@ -430,7 +431,7 @@ async def test_internal_errors_show_an_id_and_no_traceback(settings_factory: Fac
 
     async with running(settings_factory(), providers={"demo": FakeProvider(boom)}) as core:
         with caplog.at_level(logging.ERROR):
-            reply = await core.service.imagine(ask("a fox"))
+            reply = await jobs(core).imagine(ask("a fox"))
         assert reply.error == "error.internal"
         match = re.fullmatch(r"Something went wrong \(error ([0-9a-f]{8})\)\. Nothing was charged\.",
                              reply.text)
@@ -450,39 +451,39 @@ async def test_banned_user_is_told_once_then_silent(settings_factory: Factory) -
     settings = settings_factory(bot={"admins": [ADMIN.key]})
     async with running(settings, providers={"demo": FakeProvider()}) as core:
         await core.admin.ban(ADMIN, ALICE.key, True, "en")
-        first = await core.service.imagine(ask("a fox"))
+        first = await jobs(core).imagine(ask("a fox"))
         assert first.error == "error.banned" and first.text == EN["error.banned"]
         for _ in range(2):
-            again = await core.service.imagine(ask("a fox"))
+            again = await jobs(core).imagine(ask("a fox"))
             assert again.error == "error.banned" and again.text == ""
-        silent_edit = await core.service.edit(ImageRequest(ALICE, CHAT, "x", references=(png(),)))
+        silent_edit = await jobs(core).edit(ImageRequest(ALICE, CHAT, "x", references=(png(),)))
         assert silent_edit.error == "error.banned" and silent_edit.text == ""
         assert await kinds(core) == []
         await core.admin.ban(ADMIN, ALICE.key, False, "en")
-        assert (await core.service.imagine(ask("a fox"))).ok
+        assert (await jobs(core).imagine(ask("a fox"))).ok
         await core.admin.ban(ADMIN, ALICE.key, True, "en")  # a new ban is told again
-        assert (await core.service.imagine(ask("a fox"))).text == EN["error.banned"]
+        assert (await jobs(core).imagine(ask("a fox"))).text == EN["error.banned"]
 
 
 async def test_buttons_belong_to_the_requester(settings_factory: Factory) -> None:
     settings = settings_factory(bot={"admins": [ADMIN.key]})
     async with running(settings, providers={"demo": FakeProvider()}) as core:
-        reply = await core.service.imagine(ask("a fox", chat=GROUP))
+        reply = await jobs(core).imagine(ask("a fox", chat=GROUP))
         turn_id = reply.turn_id or ""
-        other = await core.service.act(BOB, GROUP, Action("reroll", turn_id))
+        other = await jobs(core).act(BOB, GROUP, Action("reroll", turn_id))
         assert other.error == "error.not_owner" and other.text == EN["error.not_owner"]
         assert await kinds(core, BOB) == []
-        assert await core.service.check_owner(ALICE, turn_id) is None
-        denied = await core.service.check_owner(BOB, turn_id)
-        assert denied is not None and denied.error == "error.not_owner"
-        assert await core.service.check_owner(ADMIN, turn_id) is None
-        assert (await core.service.act(ADMIN, GROUP, Action("reroll", turn_id))).ok
+        assert (await core.api.owned(ALICE, turn_id)).id == turn_id
+        with pytest.raises(NotOwner):
+            await core.api.owned(BOB, turn_id)
+        assert (await core.api.owned(ADMIN, turn_id)).id == turn_id
+        assert (await jobs(core).act(ADMIN, GROUP, Action("reroll", turn_id))).ok
         with pytest.raises(NotOwner):
             await core.service.delete(BOB, turn_id)
 
 
 async def test_delete_returns_the_bound_messages(core: Core) -> None:
-    reply = await core.service.imagine(ask("a fox"))
+    reply = await jobs(core).imagine(ask("a fox"))
     photo = MessageRef("telegram", "1", "10")
     document = MessageRef("telegram", "1", "11")
     await core.service.bind(reply.turn_id or "", [photo, document])
@@ -495,10 +496,10 @@ async def test_delete_returns_the_bound_messages(core: Core) -> None:
 
 
 async def test_forget(core: Core) -> None:
-    first = await core.service.imagine(ask("a fox"))
+    first = await jobs(core).imagine(ask("a fox"))
     message = await delivered(core, first)
-    await core.service.edit(ask("at night"), reply_to=message)
-    bob = await core.service.imagine(ask("a dog", actor=BOB))
+    await jobs(core).edit(ask("at night"), reply_to=message)
+    bob = await jobs(core).imagine(ask("a dog", actor=BOB))
     assert await core.service.forget(ALICE) == 2
     assert await core.store.turns_of(ALICE.key) == []
     assert await core.service.turn_for(message) is None
@@ -516,7 +517,7 @@ async def test_progress_events(core: Core) -> None:
     async def on_progress(event: Progress) -> None:
         events.append(event)
 
-    assert (await core.service.imagine(ask("a fox"), progress=on_progress)).ok
+    assert (await jobs(core).imagine(ask("a fox"), progress=on_progress)).ok
     assert [e.stage for e in events] == ["started", "finished"]
 
 
@@ -546,7 +547,7 @@ async def test_preferences_update_validation(core: Core) -> None:
     assert prefs.choices("size", "nano-banana-2") == ["1K", "2K", "4K"]  # retired: its successor
 
     # The service uses the saved defaults (and the saved language).
-    reply = await core.service.imagine(ask("a fox"))
+    reply = await jobs(core).imagine(ask("a fox"))
     turn = await core.conversations.get(reply.turn_id or "")
     assert turn is not None and (turn.model, turn.size, turn.aspect) == (
         "nano-banana-pro", "2K", "16:9")
@@ -583,28 +584,28 @@ async def test_admin_ops_require_an_admin(settings_factory: Factory) -> None:
         text = await admin.set_limits(ADMIN, BOB.key, 8, None, "en")
         assert text == EN["admin.limit_set"].format(user=BOB.key, daily=8, monthly=1500)
         assert (await core.service.usage(BOB)).window("user_daily").limit == 8  # type: ignore[union-attr]
-        await delivered(core, await core.service.imagine(ask("a fox", actor=BOB)))
+        await delivered(core, await jobs(core).imagine(ask("a fox", actor=BOB)))
         stats = await admin.stats(ADMIN, "en")
         assert stats.startswith("Today: 1 images, 4 credits, $0.03 spent, 1 users.")
 
 
 async def test_edit_and_delete_are_not_button_jobs_and_cost_nothing(core: Core) -> None:
-    first = await core.service.imagine(ask("a fox"))
+    first = await jobs(core).imagine(ask("a fox"))
     await core.service.bind(first.turn_id or "", [])
     before = await core.store.ledger()
     for kind in ("edit", "delete"):
-        reply = await core.service.act(ALICE, CHAT, Action(kind, first.turn_id or ""))  # type: ignore[arg-type]
+        reply = await jobs(core).act(ALICE, CHAT, Action(kind, first.turn_id or ""))  # type: ignore[arg-type]
         assert reply.error == "error.invalid_option"
     assert await core.store.ledger() == before
 
 
 async def test_reroll_of_a_turn_whose_references_expired_is_refused(core: Core) -> None:
-    first = await core.service.imagine(replace(ask("a fox"), references=(png(),)))
+    first = await jobs(core).imagine(replace(ask("a fox"), references=(png(),)))
     await core.service.bind(first.turn_id or "", [])
     turn = await core.conversations.get(first.turn_id or "")
     assert turn is not None
     await core.conversations.blobs.drop(list(turn.input_hashes))
     before = await core.store.ledger()
-    reply = await core.service.act(ALICE, CHAT, Action("reroll", turn.id))
+    reply = await jobs(core).act(ALICE, CHAT, Action("reroll", turn.id))
     assert reply.error == "error.not_found"
     assert await core.store.ledger() == before

@@ -53,6 +53,7 @@ from tests.fake_upstream import (
     png,
     sleeps_fixture,  # noqa: F401
 )
+from tests.outcomes import jobs
 
 # --- item 7: a byte cap while streaming, on every wire ------------------------------------------
 
@@ -227,7 +228,7 @@ async def test_refused_answers_are_upstream_errors_and_refunded(
     try:
         before = (await core.service.usage(actor)).credits_left
         fake_upstream.push("chat", reply)
-        result = await core.service.imagine(ImageRequest(actor=actor, chat=chat, prompt="a cat"))
+        result = await jobs(core).imagine(ImageRequest(actor=actor, chat=chat, prompt="a cat"))
         assert result.error == "error.upstream" and "Nothing was charged" in result.text
         assert (await core.service.usage(actor)).credits_left == before
         kinds = [e.kind for e in await core.store.ledger(actor.key)]

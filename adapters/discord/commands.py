@@ -81,7 +81,7 @@ async def imagine(bot: ImagineClient, interaction: Interaction, prompt: str,
                          aspect=options.aspect or flags.aspect)
         request = ImageRequest(actor=actor, chat=chat, prompt=text, references=refs,
                                options=chosen)
-        return await core.service.imagine(request, progress)
+        return await core.api.attempt(actor, core.service.imagine(request, progress))
 
     await run_interaction_job(bot, interaction, await core.service.locale_for(actor), start)
 

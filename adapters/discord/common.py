@@ -105,9 +105,8 @@ def clip(text: str, limit: int = CONTENT_LIMIT) -> str:
 
 
 async def error_reply(core: Core, actor: Actor, err: BotError) -> Reply:
-    """An error Reply in the actor's language."""
-    locale = await core.service.locale_for(actor)
-    return Reply(text=core.presenter.error(locale, err), error=err.key, locale=locale)
+    """An error Reply in the actor's language (empty text for a ban told before)."""
+    return await core.api.error_reply(actor, err)
 
 
 def image_sources(message: discord.Message) -> list[ImageSource]:

@@ -47,8 +47,10 @@ class Flows:
         vouch = action.kind == "delete" and bool(interaction.guild_id) and (
             interaction.permissions.manage_messages)
         actor = actor_of(interaction, vouch=vouch)
-        denied = await service.check_owner(actor, action.turn_id)
-        if denied is not None:
+        try:
+            await self.core.api.owned(actor, action.turn_id)
+        except BotError as err:
+            denied = await error_reply(self.core, actor, err)
             await interaction.response.send_message(clip(denied.text), ephemeral=True)
             return
         locale = await service.locale_for(actor)
@@ -61,7 +63,8 @@ class Flows:
             return
         chat = chat_of(interaction.channel_id or 0, interaction.guild_id)
         await run_interaction_job(self.bot, interaction, locale,
-                                  lambda progress: service.act(actor, chat, action, progress))
+                                  lambda progress: self.core.api.attempt(
+                                      actor, service.act(actor, chat, action, progress)))
 
     async def _delete(self, interaction: discord.Interaction[Any], actor: Actor, turn_id: str,
                       locale: str) -> None:
@@ -110,7 +113,8 @@ class Flows:
                 return await error_reply(self.core, actor, err)
             request = ImageRequest(actor=actor, chat=chat, prompt=prompt, references=refs,
                                    options=options, kind="edit", parent_turn_id=turn_id)
-            return await service.edit(request, reply_to=reply_to, progress=progress)
+            return await self.core.api.attempt(
+                actor, service.edit(request, reply_to=reply_to, progress=progress))
 
         await run_interaction_job(self.bot, interaction, await service.locale_for(actor), start)
 

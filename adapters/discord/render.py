@@ -21,10 +21,8 @@ from adapters.discord.common import (
 )
 from adapters.discord.progress import ProgressReporter
 from adapters.discord.views import result_view
-from bot import images
-from bot.domain import ImageData, Reply
+from bot.api import Budget, Capabilities, Delivery, Reply
 from bot.errors import BotError
-from bot.images import Budget
 
 if TYPE_CHECKING:
     from adapters.discord.client import ImagineClient
@@ -55,16 +53,17 @@ def requester_only(user_id: int) -> discord.AllowedMentions:
                                    replied_user=False)
 
 
-async def fit_images(reply: Reply, limit: int) -> list[ImageData]:
-    """Each image re-encoded (off the loop) only if it exceeds ``limit`` bytes; at most 10."""
-    budget = Budget(max_bytes=limit, formats=_FORMATS)
-    return [await images.fit(image, budget) for image in reply.images[:10]]
+def capabilities(limit: int) -> Capabilities:
+    """What a message accepts: 10 attachments, each under ``limit`` bytes (per file since 2025-04)."""
+    return Capabilities(caption_limit=2000, photo_budget=Budget(max_bytes=limit, formats=_FORMATS),
+                        files_per_message=10)
 
 
-def files_of(fitted: list[ImageData], turn_id: str) -> list[discord.File]:
+def files_of(out: Delivery) -> list[discord.File]:
     """Fresh File objects (a File is consumed by one upload)."""
-    return [discord.File(io.BytesIO(img.data), filename=f"imagine-{turn_id}-{i + 1}.{img.extension}")
-            for i, img in enumerate(fitted)]
+    return [discord.File(io.BytesIO(item.photo.data),
+                         filename=f"imagine-{out.turn_id}-{i + 1}.{item.photo.extension}")
+            for i, item in enumerate(out.items)]
 
 
 def result_text(reply: Reply, requester_id: int) -> str:
@@ -111,42 +110,56 @@ async def deliver_interaction(bot: ImagineClient, interaction: discord.Interacti
                               reply: Reply, resolved: bool, began: float) -> None:
     """A result as a public follow-up (or in the channel once the token is too old); else the error."""
     core = bot.core
-    turn_id = reply.turn_id
-    if not reply.images or turn_id is None:
+    if not reply.images or reply.turn_id is None:
         await show(bot, interaction, reply.text)
         return
-    fit_start = time.monotonic()
     try:
-        fitted = await fit_images(reply, interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT)
+        async with core.api.delivery(reply, capabilities(
+                interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT)) as out:
+            if not await _to_interaction(bot, interaction, out, resolved, began):
+                await _to_channel(bot, interaction, out)
     except BotError as err:
-        log.warning("result %s could not be fitted: %s", turn_id, err)
-        await core.service.undeliverable(turn_id)
-        await show(bot, interaction, core.presenter.error(reply.locale, err))
-        return
-    timings = {"fit": time.monotonic() - fit_start}
-    user_id = interaction.user.id
-    view = result_view(reply, core.messages)
-    if token_fresh(interaction, bot.token_life):
-        upload_start = time.monotonic()
-        try:
-            if not resolved:
-                await _resolve(interaction, core.messages.t(
-                    reply.locale, "discord.done", elapsed=int(time.monotonic() - began)))
-            sent = await interaction.followup.send(
-                result_text(reply, user_id), files=files_of(fitted, turn_id), view=view,
-                allowed_mentions=requester_only(user_id), wait=True)
-        except discord.HTTPException as exc:
-            if not token_gone(exc):
-                await _undeliverable(bot, interaction, reply, exc)
-                return
-            log.info("interaction token expired before delivery of %s; using the channel", turn_id)
-        else:
-            timings["upload"] = time.monotonic() - upload_start
-            await core.service.bind(turn_id, [message_ref(sent.channel.id, sent.id)], timings)
-            with contextlib.suppress(discord.HTTPException):
-                await interaction.delete_original_response()
-            return
-    await _deliver_to_channel(bot, interaction, reply, fitted, view, timings)
+        log.warning("result %s could not be fitted: %s", reply.turn_id, err)
+        await show(bot, interaction, core.api.error_text(reply.locale, err))
+    except discord.HTTPException as exc:
+        log.warning("result %s undeliverable on %s: %s %s", reply.turn_id, PLATFORM, exc.status,
+                    exc.code)
+        await show(bot, interaction, core.api.t(reply.locale, "discord.upload_failed"))
+    except NoChannel:
+        log.warning("result %s undeliverable on %s: no channel", reply.turn_id, PLATFORM)
+        await show(bot, interaction, core.api.t(reply.locale, "discord.upload_failed"))
+
+
+class NoChannel(Exception):
+    """The interaction's token expired and it names no channel to post in."""
+
+
+async def _to_interaction(bot: ImagineClient, interaction: discord.Interaction[Any],
+                          out: Delivery, resolved: bool, began: float) -> bool:
+    """Deliver as the interaction's follow-up; False when its token is too old for that."""
+    if not token_fresh(interaction, bot.token_life):
+        return False
+    reply, user_id = out.reply, interaction.user.id
+    upload_start = time.monotonic()
+    try:
+        if not resolved:
+            await _resolve(interaction, bot.core.api.t(
+                reply.locale, "discord.done", elapsed=int(time.monotonic() - began)))
+        sent = await interaction.followup.send(
+            result_text(reply, user_id), files=files_of(out),
+            view=result_view(reply, bot.core.messages), allowed_mentions=requester_only(user_id),
+            wait=True)
+    except discord.HTTPException as exc:
+        if not token_gone(exc):
+            raise
+        log.info("interaction token expired before delivery of %s; using the channel",
+                 out.turn_id)
+        return False
+    await out.sent([message_ref(sent.channel.id, sent.id)],
+                   {"upload": time.monotonic() - upload_start})
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.delete_original_response()
+    return True
 
 
 async def _resolve(interaction: discord.Interaction[Any], text: str) -> None:
@@ -161,33 +174,18 @@ async def _resolve(interaction: discord.Interaction[Any], text: str) -> None:
         log.info("could not end the thinking state (%s); sending the result anyway", exc.status)
 
 
-async def _deliver_to_channel(bot: ImagineClient, interaction: discord.Interaction[Any],
-                              reply: Reply, fitted: list[ImageData], view: discord.ui.View,
-                              timings: dict[str, float]) -> None:
-    turn_id = reply.turn_id or ""
+async def _to_channel(bot: ImagineClient, interaction: discord.Interaction[Any],
+                      out: Delivery) -> None:
     if interaction.channel_id is None:
-        await _undeliverable(bot, interaction, reply, None)
-        return
+        raise NoChannel()
     user_id = interaction.user.id
     channel = bot.get_partial_messageable(interaction.channel_id, guild_id=interaction.guild_id)
     upload_start = time.monotonic()
-    try:
-        sent = await channel.send(result_text(reply, user_id), files=files_of(fitted, turn_id),
-                                  view=view, allowed_mentions=requester_only(user_id))
-    except discord.HTTPException as exc:
-        await _undeliverable(bot, interaction, reply, exc)
-        return
-    timings["upload"] = time.monotonic() - upload_start
-    await bot.core.service.bind(turn_id, [message_ref(sent.channel.id, sent.id)], timings)
-
-
-async def _undeliverable(bot: ImagineClient, interaction: discord.Interaction[Any], reply: Reply,
-                         exc: discord.HTTPException | None) -> None:
-    log.warning("result %s undeliverable on %s: %s", reply.turn_id, PLATFORM,
-                f"{exc.status} {exc.code}" if exc else "no channel")
-    if reply.turn_id:
-        await bot.core.service.undeliverable(reply.turn_id)
-    await show(bot, interaction, bot.core.messages.t(reply.locale, "discord.upload_failed"))
+    sent = await channel.send(result_text(out.reply, user_id), files=files_of(out),
+                              view=result_view(out.reply, bot.core.messages),
+                              allowed_mentions=requester_only(user_id))
+    await out.sent([message_ref(sent.channel.id, sent.id)],
+                   {"upload": time.monotonic() - upload_start})
 
 
 async def deliver_message(bot: ImagineClient, trigger: discord.Message, reply: Reply) -> None:
@@ -201,29 +199,22 @@ async def deliver_message(bot: ImagineClient, trigger: discord.Message, reply: R
         return
     guild = trigger.guild
     limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
-    fit_start = time.monotonic()
     try:
-        fitted = await fit_images(reply, limit)
+        async with core.api.delivery(reply, capabilities(limit)) as out:
+            upload_start = time.monotonic()
+            sent = await reply_to(
+                trigger, clip(reply.text), files=files_of(out),
+                view=result_view(reply, core.messages),
+                allowed_mentions=discord.AllowedMentions(everyone=False, users=False,
+                                                         roles=False, replied_user=True))
+            await out.sent([message_ref(sent.channel.id, sent.id)],
+                           {"upload": time.monotonic() - upload_start})
     except BotError as err:
-        await core.service.undeliverable(reply.turn_id)
         with contextlib.suppress(discord.HTTPException):
-            await reply_to(trigger, clip(core.presenter.error(reply.locale, err)),
+            await reply_to(trigger, clip(core.api.error_text(reply.locale, err)),
                            allowed_mentions=no_ping)
-        return
-    timings = {"fit": time.monotonic() - fit_start}
-    upload_start = time.monotonic()
-    try:
-        sent = await reply_to(
-            trigger, clip(reply.text), files=files_of(fitted, reply.turn_id),
-            view=result_view(reply, core.messages),
-            allowed_mentions=discord.AllowedMentions(everyone=False, users=False, roles=False,
-                                                     replied_user=True))
     except discord.HTTPException as exc:
         log.warning("result %s undeliverable: %s %s", reply.turn_id, exc.status, exc.code)
-        await core.service.undeliverable(reply.turn_id)
         with contextlib.suppress(discord.HTTPException):
-            await reply_to(trigger, core.messages.t(reply.locale, "discord.upload_failed"),
+            await reply_to(trigger, core.api.t(reply.locale, "discord.upload_failed"),
                            allowed_mentions=no_ping)
-        return
-    timings["upload"] = time.monotonic() - upload_start
-    await core.service.bind(reply.turn_id, [message_ref(sent.channel.id, sent.id)], timings)

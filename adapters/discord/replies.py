@@ -122,7 +122,8 @@ async def _run(bot: ImagineClient, message: discord.Message, actor: Actor,
         return await error_reply(core, actor, err)
     request = ImageRequest(actor=actor, chat=chat, prompt=prompt, references=refs,
                            options=options, kind="edit")
-    return await service.edit(request, reply_to=target if bound else None, progress=progress)
+    return await core.api.attempt(
+        actor, service.edit(request, reply_to=target if bound else None, progress=progress))
 
 
 class _Status:

@@ -78,7 +78,7 @@ class TelegramAdapter:
         return app
 
     def _wire(self, app: AnyApplication) -> tuple[Runtime, ImagineHandlers]:
-        renderer = Renderer(app.bot, self._core.service, self._core.messages)
+        renderer = Renderer(app.bot, self._core.api, self._core.messages)
         rt = Runtime(self._core, app.bot, renderer, self._timing)
         imagine = ImagineHandlers(rt)
         app.add_handlers(CommandHandlers(rt).handlers())

@@ -26,8 +26,8 @@ from adapters.telegram.translate import (
     text_of,
     thread_of,
 )
-from bot.domain import Action, Actor, ImageRequest, Reply
-from bot.errors import EmptyPrompt, NotAllowed
+from bot.domain import Action, Actor, ImageRequest
+from bot.errors import BotError, EmptyPrompt, NotAllowed
 from bot.prompts import parse_flags
 
 #: Telegram shows at most 200 characters in a callback answer.
@@ -135,8 +135,10 @@ class ImagineHandlers:
         if not rt.allowed(chat, actor):
             await query.answer(clip(rt.core.presenter.error(locale, NotAllowed()), ANSWER_LIMIT))
             return
-        denied: Reply | None = await rt.service.check_owner(actor, action.turn_id)
-        if denied is not None:
+        try:
+            await rt.core.api.owned(actor, action.turn_id)
+        except BotError as err:
+            denied = await rt.core.api.error_reply(actor, err)
             await query.answer(clip(denied.text, ANSWER_LIMIT), show_alert=False)
             return
         if action.kind == "edit":

@@ -14,14 +14,10 @@ from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
 
-from adapters.base import Capabilities
 from adapters.telegram.keyboards import result_keyboard
 from adapters.telegram.translate import ref_of
-from bot import images
-from bot.domain import ImageData, Reply
-from bot.images import Budget
+from bot.api import BotApi, Budget, Capabilities, Delivery, Fitted, ImageData, Reply
 from bot.messages import Messages
-from bot.service import ImagineService
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,12 +27,12 @@ PHOTO_BUDGET = Budget(max_bytes=10_000_000, max_side=2560, max_sum_wh=10_000, ma
                       formats=("image/jpeg", "image/png"))
 #: sendDocument: bots upload at most 50 MB.
 DOCUMENT_BUDGET = Budget(max_bytes=50_000_000, formats=("image/png", "image/jpeg", "image/webp"))
-CAPABILITIES = Capabilities(upload_limit=50_000_000, caption_limit=1024, files_per_message=10,
-                            buttons=True, photo_budget=PHOTO_BUDGET,
-                            document_budget=DOCUMENT_BUDGET)
-TEXT_LIMIT = 4096
 #: 2K and 4K results (long side >= 2048) also go out as a file: the photo is recompressed.
 ORIGINAL_FROM_SIDE = 2000
+CAPABILITIES = Capabilities(caption_limit=1024, photo_budget=PHOTO_BUDGET,
+                            document_budget=DOCUMENT_BUDGET, original_from_side=ORIGINAL_FROM_SIDE,
+                            files_per_message=10)
+TEXT_LIMIT = 4096
 #: Pauses before re-sending after a transient failure (a 5xx from Telegram's front end or a
 #: dropped connection): a paid result is not given up on a blip. A timeout is not retried (the
 #: message may have arrived), nor is a 400 (it would fail the same way again).
@@ -88,13 +84,17 @@ def markup(text: str, limit: int = TEXT_LIMIT) -> str:
     return html.escape(clip(text, limit), quote=False)
 
 
-class Renderer:
-    """Sends core replies to Telegram and reports delivery back to the core."""
+class Undelivered(Exception):
+    """No message of a result arrived (each failure was logged where it happened)."""
 
-    def __init__(self, bot: Bot, service: ImagineService, messages: Messages,
+
+class Renderer:
+    """Sends core replies to Telegram through the core's delivery protocol."""
+
+    def __init__(self, bot: Bot, api: BotApi, messages: Messages,
                  retry_delays: Sequence[float] = SEND_RETRY_DELAYS) -> None:
         self.bot = bot
-        self.service = service
+        self.api = api
         self.messages = messages
         self.retry_delays = tuple(retry_delays)
 
@@ -120,43 +120,44 @@ class Renderer:
             reply_parameters=target.reply, message_thread_id=target.thread_id))
 
     async def deliver(self, reply: Reply, target: Target) -> None:
-        """Show a reply; bind what was sent (settles credits) or refund when nothing arrived."""
+        """Show a result through the core's delivery: it settles what arrived, refunds the rest."""
         if not reply.text and not reply.images:
             return  # a banned user who was already told
         if not reply.images or reply.turn_id is None:
             await self.text(target, reply.text)
             return
-        timings: dict[str, float] = {}
         try:
-            sent = await self._send_images(reply, target, timings)
-        except Exception:
-            log.exception("sending result %s to chat %s failed", reply.turn_id, target.chat_id)
-            sent = []
-        if sent:
-            await self.service.bind(reply.turn_id, [ref_of(m) for m in sent], timings)
-            return
-        await self.service.undeliverable(reply.turn_id)
-        await self.text(target, self.messages.t(reply.locale, "telegram.undeliverable"))
+            async with self.api.delivery(reply, CAPABILITIES) as out:
+                sent = await self._send_images(out, target)
+                if not sent:
+                    raise Undelivered()
+                await out.sent([ref_of(m) for m in sent])
+        except Exception as exc:
+            if not isinstance(exc, Undelivered):
+                log.exception("sending result %s to chat %s failed", reply.turn_id,
+                              target.chat_id)
+            await self.text(target, self.messages.t(reply.locale, "telegram.undeliverable"))
 
-    async def _send_images(self, reply: Reply, target: Target,
-                           timings: dict[str, float]) -> list[Message]:
+    async def _send_images(self, out: Delivery, target: Target) -> list[Message]:
+        reply = out.reply
         keyboard = result_keyboard(reply.actions, self.messages, reply.locale)
         caption = markup(reply.text, CAPABILITIES.caption_limit)
         sent: list[Message] = []
-        for index, image in enumerate(reply.images):
+        for index, item in enumerate(out.items):
             first = index == 0
             name = f"imagine-{reply.turn_id}-{index + 1}"
             try:
-                sent += await self._send_one(image, target, name, caption if first else None,
-                                             keyboard if first else None, reply.locale, timings)
+                sent += await self._send_one(out, index, item, target, name,
+                                             caption if first else None,
+                                             keyboard if first else None)
             except Exception:
                 log.exception("image %d of %s not delivered", index + 1, reply.turn_id)
         return sent
 
-    async def _send_one(self, image: ImageData, target: Target, name: str, caption: str | None,
-                        keyboard: InlineKeyboardMarkup | None, locale: str,
-                        timings: dict[str, float]) -> list[Message]:
-        photo = await timed(timings, "fit", images.fit(image, PHOTO_BUDGET))
+    async def _send_one(self, out: Delivery, index: int, item: Fitted, target: Target, name: str,
+                        caption: str | None, keyboard: InlineKeyboardMarkup | None
+                        ) -> list[Message]:
+        photo, timings = item.photo, out.timings
         try:
             message = await timed(timings, "upload", self._send(
                 "sendPhoto", lambda: self.bot.send_photo(
@@ -165,26 +166,22 @@ class Renderer:
                     message_thread_id=target.thread_id, filename=f"{name}.{photo.extension}")))
         except BadRequest as err:
             log.warning("sendPhoto refused (%s); sending the image as a file", err)
-            return [await self._document(image, target, name, caption, keyboard,
+            return [await self._document(await out.file(index), target, name, caption, keyboard,
                                          target.reply_to, timings)]
         sent = [message]
-        width, height = image.width, image.height
-        if not width or not height:
-            _, width, height = await images.probe(image.data)
-        if photo is not image or max(width, height) >= ORIGINAL_FROM_SIDE:
-            note = self.messages.t(locale, "telegram.original", width=width, height=height,
-                                   size_mb=f"{len(image.data) / 1e6:.1f}")
+        if item.original is not None:
+            note = self.messages.t(out.reply.locale, "telegram.original", width=item.width,
+                                   height=item.height, size_mb=f"{item.size_bytes / 1e6:.1f}")
             try:
-                sent.append(await self._document(image, target, name, markup(note, 1024), None,
-                                                 message.message_id, timings))
+                sent.append(await self._document(item.original, target, name, markup(note, 1024),
+                                                 None, message.message_id, timings))
             except TelegramError as err:
                 log.warning("original file not delivered (%s); the photo was", err)
         return sent
 
-    async def _document(self, image: ImageData, target: Target, name: str, caption: str | None,
-                        keyboard: InlineKeyboardMarkup | None, reply_to: int | None,
-                        timings: dict[str, float]) -> Message:
-        original = await timed(timings, "fit", images.fit(image, DOCUMENT_BUDGET))
+    async def _document(self, original: ImageData, target: Target, name: str,
+                        caption: str | None, keyboard: InlineKeyboardMarkup | None,
+                        reply_to: int | None, timings: dict[str, float]) -> Message:
         return await timed(timings, "upload", self._send(
             "sendDocument", lambda: self.bot.send_document(
                 target.chat_id, original.data, caption=caption, parse_mode=ParseMode.HTML,

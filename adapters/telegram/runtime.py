@@ -112,7 +112,8 @@ class Runtime:
     async def tell(self, actor: Actor, target: Target, err: BotError) -> None:
         """Send the translated text of ``err``; never raises."""
         try:
-            locale = await self.locale(actor)
-            await self.renderer.text(target, self.core.presenter.error(locale, err))
+            reply = await self.core.api.error_reply(actor, err)
+            if reply.text:  # empty: a ban this user was told about already
+                await self.renderer.text(target, reply.text)
         except Exception:
             log.exception("could not tell %s about %s", actor.key, err.key)

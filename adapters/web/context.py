@@ -66,7 +66,7 @@ class Console:
         self.signer = Signer(secret)
         self.sessions = Sessions()
         self.limiter = LoginLimiter()
-        self.jobs = WebJobs(core.service)
+        self.jobs = WebJobs(core.api)
         #: Set when the server starts to stop: open event streams end, new ones are turned away.
         self.closing = asyncio.Event()
         settings = core.settings

@@ -14,9 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
-from bot.domain import MessageRef, Progress, Reply
+from bot.api import BotApi, Capabilities, MessageRef, Progress, Reply
 from bot.errors import BotError, Cancelled, InternalError
-from bot.service import ImagineService
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +23,9 @@ log = logging.getLogger(__name__)
 KEEP_SECONDS = 900.0
 #: Changes queued for one open page before further ones are dropped (it resyncs on reconnect).
 LISTEN_BACKLOG = 64
+
+#: The page shows images from the core's store as they are: nothing to fit, nothing to upload.
+WEB = Capabilities(caption_limit=4096, photo_budget=None)
 
 Start = Callable[[Callable[[Progress], Awaitable[None]]], Awaitable[Reply]]
 
@@ -58,9 +60,8 @@ class WebJob:
 class WebJobs:
     """Runs and remembers the console's jobs."""
 
-    def __init__(self, service: ImagineService, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self._service = service
+    def __init__(self, api: BotApi, clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
         self._clock = clock
         self._jobs: dict[str, WebJob] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,11 +126,11 @@ class WebJobs:
             reply = await start(progress)
             if reply.turn_id is not None and reply.images:
                 try:
-                    await self._service.bind(reply.turn_id,
-                                             [MessageRef("web", chat_id, reply.turn_id)])
+                    # The page fetches the images from the core's store: stored is delivered.
+                    async with self._api.delivery(reply, WEB) as out:
+                        await out.sent([MessageRef("web", chat_id, reply.turn_id)])
                 except Exception:
                     log.exception("web: could not record result %s", reply.turn_id)
-                    await self._service.undeliverable(reply.turn_id)
                     reply = self._failure(job, InternalError())
             job.reply = reply
         except asyncio.CancelledError:
@@ -144,7 +145,7 @@ class WebJobs:
             self._notify(job)
 
     def _failure(self, job: WebJob, err: BotError) -> Reply:
-        text = self._service.presenter.error(job.locale, err)
+        text = self._api.error_text(job.locale, err)
         return Reply(text=text, error=err.key, locale=job.locale)
 
     def _purge(self) -> None:

@@ -31,10 +31,9 @@ class Media:
         """The requested output image, for its owner or an operator (else 404)."""
         turn_id, index = request.match_info["turn"], int(request.match_info["index"])
         service = self.c.core.service
-        if not self.c.operator(request) and await service.check_owner(
-                self.c.actor(request), turn_id) is not None:
-            raise web.HTTPNotFound()
         try:
+            if not self.c.operator(request):
+                await self.c.core.api.owned(self.c.actor(request), turn_id)
             found = await service.result_images(turn_id)
         except BotError:
             raise web.HTTPNotFound() from None

@@ -159,9 +159,8 @@ class Playground:
         service = self.core.service
 
         async def start(progress: ProgressFn) -> Reply:
-            if parent:
-                return await service.edit(req, None, progress)
-            return await service.imagine(req, progress)
+            work = service.edit(req, None, progress) if parent else service.imagine(req, progress)
+            return await self.core.api.attempt(actor, work)
 
         job = c.jobs.submit(actor.key, chat.chat_id, req.prompt, locale, start, req.kind)
         return web.json_response(await self.payload(request, job), status=202)
@@ -176,9 +175,11 @@ class Playground:
         action = Action.decode(raw) if isinstance(raw, str) else None
         if action is None or action.kind == "edit":
             return web.json_response({"error": c.t(locale, "web.bad_request")}, status=400)
-        denied = await service.check_owner(actor, action.turn_id)
-        if denied is not None:
-            return web.json_response({"error": denied.text}, status=403)
+        try:
+            await self.core.api.owned(actor, action.turn_id)
+        except BotError as err:
+            return web.json_response({"error": self.core.presenter.error(locale, err)},
+                                     status=403)
         if action.kind == "delete":
             try:
                 await service.delete(actor, action.turn_id)
@@ -193,7 +194,7 @@ class Playground:
             return web.json_response({"error": err.text}, status=err.status)
 
         async def start(progress: ProgressFn) -> Reply:
-            return await service.act(actor, chat, action, progress)
+            return await self.core.api.attempt(actor, service.act(actor, chat, action, progress))
 
         job = c.jobs.submit(actor.key, chat.chat_id,
                             cards.button_label(self.core.messages, locale, action), locale, start,

@@ -1,0 +1,262 @@
+"""The one port adapters use: jobs, delivery, options, words, account and reports.
+
+An adapter imports nothing else from ``bot`` (ruff's banned-api rule in ``adapters/ruff.toml``
+holds the line). Every user-facing call raises :class:`BotError`; an adapter has one guard that
+shows :meth:`BotApi.error_reply`. Results are delivered through :meth:`BotApi.delivery`, which
+fits the images to the adapter's :class:`Capabilities` and settles or refunds by itself. The
+map of the whole path is docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.account import AdminOps, Preferences
+from bot.catalog import ModelSpec
+from bot.config import Settings
+from bot.delivery import Delivery, Fitted
+from bot.domain import (
+    Action,
+    Actor,
+    Budget,
+    Capabilities,
+    ChatRef,
+    ImageData,
+    ImageRequest,
+    MessageRef,
+    Options,
+    Progress,
+    Reply,
+    Turn,
+    Usage,
+    UserSettings,
+)
+from bot.errors import BotError, NotFound, QuotaExceeded, TooManyReferences
+from bot.groups import GroupSettings
+from bot.jobs import SchedulerStats
+from bot.messages import Messages
+from bot.present import Presenter, progress_text
+from bot.providers.routes import ROUTES
+from bot.quotas import Quotas
+from bot.service import ImagineService
+from bot.storage.base import LedgerEntry, UserRecord
+
+__all__ = ["Action", "Actor", "BotApi", "BotError", "Budget", "Capabilities", "ChatRef",
+           "Delivery", "Fitted", "GroupSettings", "ImageData", "ImageRequest",
+           "LedgerEntry", "MessageRef", "ModelSpec", "Options", "Progress", "ProgressCallback",
+           "Reply", "SchedulerStats", "Settings", "Turn", "Usage", "UserRecord", "UserSettings"]
+
+ProgressCallback = Callable[[Progress], Awaitable[None]]
+
+
+class BotApi:
+    """All of the core an adapter may call (built once in :func:`bot.bootstrap.build_core`)."""
+
+    def __init__(self, *, settings: Settings, service: ImagineService, prefs: Preferences,
+                 admin: AdminOps, messages: Messages, presenter: Presenter,
+                 quotas: Quotas) -> None:
+        self.settings = settings
+        self.prefs = prefs
+        self.admin = admin
+        self._service = service
+        self._messages = messages
+        self._presenter = presenter
+        self._quotas = quotas
+
+    # ----- words -------------------------------------------------------------------------------
+
+    def t(self, locale: str | None, key: str, /, **params: Any) -> str:
+        """A message from the catalogs in ``locale`` (English when it lacks the key)."""
+        return self._messages.t(locale, key, **params)
+
+    def error_text(self, locale: str, err: BotError) -> str:
+        """``err`` as a sentence for a user."""
+        return self._presenter.error(locale, err)
+
+    async def error_reply(self, actor: Actor, err: BotError) -> Reply:
+        """What to show ``actor`` for ``err`` (empty text: say nothing, e.g. a ban told before)."""
+        return await self._service.error_reply(actor, err)
+
+    async def attempt(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
+        """``await work``, or the error Reply for the BotError it raised (one adapter guard)."""
+        try:
+            return await work
+        except BotError as err:
+            return await self.error_reply(actor, err)
+
+    def progress_text(self, locale: str, event: Progress, running: float) -> str | None:
+        """A job's status line: its queue place, or how long the model has worked."""
+        return progress_text(self._messages, locale, event.stage, event.position, running)
+
+    async def locale_for(self, actor: Actor) -> str:
+        """The actor's language: saved, else the platform's, else the configured default."""
+        return await self._service.locale_for(actor)
+
+    def is_admin(self, actor: Actor) -> bool:
+        """Admins by config, or as the adapter vouched."""
+        return self._service.is_admin(actor)
+
+    # ----- jobs --------------------------------------------------------------------------------
+
+    async def imagine(self, request: ImageRequest,
+                      progress: ProgressCallback | None = None) -> Reply:
+        """A new image; the result must then go through :meth:`delivery`."""
+        return await self._service.imagine(request, progress)
+
+    async def edit(self, request: ImageRequest, reply_to: MessageRef | None = None,
+                   progress: ProgressCallback | None = None) -> Reply:
+        """Continue a result (by turn id or the message replied to) or edit attached images."""
+        return await self._service.edit(request, reply_to, progress)
+
+    async def act(self, actor: Actor, chat: ChatRef, action: Action,
+                  progress: ProgressCallback | None = None) -> Reply:
+        """A button: reroll, upscale or variations of a turn the actor may use."""
+        return await self._service.act(actor, chat, action, progress)
+
+    def delivery(self, reply: Reply, caps: Capabilities) -> AbstractAsyncContextManager[Delivery]:
+        """``async with api.delivery(reply, caps) as out``: upload ``out.items``, then ``out.sent``."""
+        return self._service.delivery(reply, caps)
+
+    async def owned(self, actor: Actor, turn_id: str) -> Turn:
+        """The turn when ``actor`` may use it (a client-supplied id); NotFound / NotOwner."""
+        return await self._service.owned(actor, turn_id)
+
+    async def turn_for(self, message: MessageRef) -> Turn | None:
+        """The turn a platform message shows, if any."""
+        return await self._service.turn_for(message)
+
+    async def delete(self, actor: Actor, turn_id: str) -> list[MessageRef]:
+        """Delete a turn (its owner or an admin); returns the messages to remove."""
+        return await self._service.delete(actor, turn_id)
+
+    async def result_images(self, actor: Actor, turn_id: str) -> tuple[ImageData, ...]:
+        """A turn's images, for its owner (or an admin)."""
+        await self.owned(actor, turn_id)
+        return await self._service.result_images(turn_id)
+
+    def actions_for(self, turn: Turn) -> tuple[Action, ...]:
+        """The buttons under a result."""
+        return self._service.actions_for(turn)
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began: new work is refused."""
+        return self._service.scheduler.accepting
+
+    def snapshot(self) -> SchedulerStats:
+        """The queue right now."""
+        return self._service.scheduler.snapshot()
+
+    # ----- options -----------------------------------------------------------------------------
+
+    @property
+    def models(self) -> Mapping[str, ModelSpec]:
+        """Today's models by name."""
+        return self._service.catalog
+
+    def model(self, name: str) -> ModelSpec:
+        """A model by name or wire id (a retired one means its successor); InvalidOption."""
+        return self._service.model(name)
+
+    def route_label(self) -> str | None:
+        """The default model's route as shown to people (None for the demo route)."""
+        spec = self.models[self.settings.bot.default_model]
+        route = ROUTES[self.settings.provider_table()[spec.provider].api]
+        return None if route.wire == "demo" else route.label
+
+    async def precheck(self, actor: Actor, chat: ChatRef, options: Options, references: int,
+                       parent_id: str | None) -> None:
+        """Raise the BotError this request would meet now (references, credits), if any."""
+        parent = None
+        if parent_id:
+            try:
+                parent = await self.owned(actor, parent_id)
+            except BotError:
+                parent = None  # the job itself says why; nothing of another's turn is read here
+        spec, size, _ = self._service.choices.resolve(
+            await self.prefs.get(actor), options, model=parent.model if parent else None,
+            kept_size=parent.size if parent else None)
+        count = references + (len(parent.output_hashes) if parent else 0)
+        if count > spec.max_references:
+            raise TooManyReferences(count, spec.max_references, spec.name)
+        usage = await self.usage(actor, chat)
+        cost = self._quotas.price(spec, size).credits
+        if not usage.exempt and usage.credits_left < cost:
+            windows = [w for w in usage.windows if w.name != "global_daily_usd"]
+            tight = min(windows, key=lambda w: w.left, default=None)
+            raise QuotaExceeded(tight.name if tight else "user_daily", usage.credits_left, cost,
+                                tight.resets_at if tight else None)
+
+    # ----- groups ------------------------------------------------------------------------------
+
+    async def group(self, chat: ChatRef) -> GroupSettings:
+        """A group's policy (/config)."""
+        return await self._service.groups.get(chat)
+
+    async def configure_group(self, actor: Actor, chat: ChatRef, args: Sequence[str], *,
+                              group_admin: bool) -> GroupSettings:
+        """Change a group's policy from /config arguments; BotError when refused."""
+        return await self._service.groups.configure(actor, chat, list(args),
+                                                    group_admin=group_admin)
+
+    async def group_policies(self) -> list[tuple[str, GroupSettings, str | None]]:
+        """Every configured group: key, settings, who changed them last."""
+        return [(key, GroupSettings.loads(raw), by)
+                for key, raw, by in await self._service.store.all_group_settings()]
+
+    def routing_view(self) -> dict[str, Any]:
+        """Routes, circuits and recent failovers for the operator."""
+        return {**self._service.routing.view(), "recent": list(self._service.routing.recent)}
+
+    # ----- account and reports -----------------------------------------------------------------
+
+    async def usage(self, actor: Actor, chat: ChatRef | None = None) -> Usage:
+        """What the actor may still spend."""
+        return await self._service.usage(actor, chat)
+
+    async def quota_text(self, actor: Actor, chat: ChatRef | None = None) -> str:
+        """The /quota answer."""
+        return await self._service.quota_text(actor, chat)
+
+    async def forget(self, actor: Actor) -> int:
+        """Erase the actor's turns and images; cancel their queued jobs."""
+        return await self._service.forget(actor)
+
+    async def user(self, key: str) -> UserRecord:
+        """A user's row (settings, ban, limits)."""
+        return await self._service.store.get_user(key)
+
+    async def turn(self, turn_id: str) -> Turn:
+        """A turn by id for the operator; NotFound."""
+        found = await self._service.store.get_turn(turn_id)
+        if found is None:
+            raise NotFound()
+        return found
+
+    async def recent_turns(self, limit: int, actor_key: str | None = None) -> list[Turn]:
+        """The newest turns (of one user, or everyone's for the operator)."""
+        return await self._service.store.recent_turns(limit, actor_key)
+
+    async def ledger_since(self, day: str) -> list[LedgerEntry]:
+        """Ledger rows from ``day`` on (reports)."""
+        return await self._service.store.ledger_since(day)
+
+    def today(self) -> str:
+        """The quota day (configured time zone)."""
+        return self._quotas.today()
+
+    def now_local(self) -> datetime:
+        """Now in the configured time zone."""
+        return self._quotas.now_local()
+
+    def zone(self) -> ZoneInfo:
+        """The configured time zone."""
+        return self.settings.zone()
+
+    def set_daily_allowance(self, key_prefix: str, credits: int) -> None:
+        """A different daily allowance for actors whose key starts with ``key_prefix``."""
+        self._quotas.set_daily_allowance(key_prefix, credits)
