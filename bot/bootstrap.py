@@ -11,6 +11,7 @@ from bot.api import BotApi
 from bot.catalog import Lineup
 from bot.config import Settings
 from bot.conversations import BlobStore, Conversations
+from bot.instance import Instance, new_instance_id
 from bot.jobs import JobScheduler
 from bot.messages import Messages
 from bot.metrics import Metrics
@@ -22,6 +23,7 @@ from bot.redact import Redactor, secret_names, secret_values
 from bot.service import ImagineService
 from bot.storage.base import Store
 from bot.storage.sqlite import SqliteStore
+from bot.storage.urls import url_secrets
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,13 @@ class Core:
     prefs: Preferences
     admin: AdminOps
     metrics: Metrics
+    instance: Instance
     api: BotApi
 
     async def start(self) -> None:
-        """Open the store, refund reservations a crash left behind, apply blob retention."""
+        """Open the store, take a lease, refund what dead instances held, apply blob retention."""
         await self.store.open()
-        refunded = await self.quotas.refund_stale()
+        refunded = await self.instance.start()
         if refunded:
             log.warning("refunded %d reservation(s) left by an earlier crash", refunded)
         await self.conversations.blobs.prune()
@@ -60,6 +63,7 @@ class Core:
         await self.service.wait_idle(5.0)
         for provider in self.providers.values():
             await provider.aclose()
+        await self.instance.stop()
         await self.store.close()
 
 
@@ -73,19 +77,31 @@ def build_providers(settings: Settings, metrics: Metrics | None = None) -> dict[
     return out
 
 
+def build_store(settings: Settings, redact: Redactor) -> Store:
+    """PostgreSQL when ``[store] url`` is set, else SQLite in ``data_dir``."""
+    if settings.store.url:
+        from bot.storage.postgres import PostgresStore
+
+        return PostgresStore(settings.store.url, pool_size=settings.store.pool_size, redact=redact)
+    return SqliteStore(settings.bot.data_dir / "imagine.sqlite3", redact=redact)
+
+
 def build_core(settings: Settings, *, store: Store | None = None,
                providers: dict[str, ImageProvider] | None = None,
                clock: Clock = utc_now, scheduler: JobScheduler | None = None) -> Core:
     """Wire the core; tests pass fakes for any part."""
     data_dir = settings.bot.data_dir
-    redact = Redactor(secret_values(secret_names(settings)))  # chat text and the store alike
-    store = store or SqliteStore(data_dir / "imagine.sqlite3", redact=redact)
+    # Chat text and the store alike; the store URL's password too, should an error quote it.
+    redact = Redactor([*secret_values(secret_names(settings)), *url_secrets(settings.store.url)])
+    store = store or build_store(settings, redact)
     limits = settings.limits
     scheduler = scheduler or JobScheduler(
         global_concurrency=limits.global_concurrency,
         per_user_concurrency=limits.per_user_concurrency,
         per_user_queued=limits.per_user_queued, queue_size=limits.queue_size)
-    quotas = Quotas(store, settings.quota, admins=frozenset(settings.bot.admins), clock=clock)
+    instance_id = new_instance_id()
+    quotas = Quotas(store, settings.quota, admins=frozenset(settings.bot.admins), clock=clock,
+                    owner=instance_id)
     blobs = BlobStore(data_dir / "blobs", store, retention_days=settings.bot.retention_days,
                       cap_bytes=settings.bot.blob_cap_mb * 1024 * 1024, clock=clock)
     conversations = Conversations(store, blobs, history_turns=settings.bot.history_turns,
@@ -104,6 +120,9 @@ def build_core(settings: Settings, *, store: Store | None = None,
     admin = AdminOps(settings, store, quotas, scheduler, presenter)
     api = BotApi(settings=settings, service=service, prefs=prefs, admin=admin, messages=messages,
                  presenter=presenter, quotas=quotas)
+    instance = Instance(store, quotas, instance_id=instance_id,
+                        lease_seconds=settings.store.lease_seconds)
     return Core(settings=settings, store=store, quotas=quotas, conversations=conversations,
                 scheduler=scheduler, providers=providers, messages=messages, presenter=presenter,
-                service=service, prefs=prefs, admin=admin, metrics=metrics, api=api)
+                service=service, prefs=prefs, admin=admin, metrics=metrics, api=api,
+                instance=instance)
