@@ -35,11 +35,25 @@ from bot.domain import (
     Usage,
     UserSettings,
 )
-from bot.errors import BotError, NotFound, QuotaExceeded, TooManyReferences
-from bot.groups import GroupSettings
+from bot.errors import (
+    BotError,
+    ConfigError,
+    EmptyPrompt,
+    InputTooLarge,
+    InternalError,
+    InvalidOption,
+    NotAllowed,
+    NotFound,
+    NotOwner,
+    QuotaExceeded,
+    TooManyReferences,
+    UnsupportedImage,
+)
+from bot.groups import GroupSettings, describe
 from bot.jobs import SchedulerStats
 from bot.messages import Messages
 from bot.present import Presenter, progress_text
+from bot.prompts import parse_flags
 from bot.providers.routes import ROUTES
 from bot.quotas import Quotas
 from bot.service import ImagineService
@@ -49,6 +63,9 @@ __all__ = ["Action", "Actor", "BotApi", "BotError", "Budget", "Capabilities", "C
            "Delivery", "Fitted", "GroupSettings", "ImageData", "ImageRequest",
            "LedgerEntry", "MessageRef", "ModelSpec", "Options", "Progress", "ProgressCallback",
            "Reply", "SchedulerStats", "Settings", "Turn", "Usage", "UserRecord", "UserSettings"]
+# The errors adapters raise themselves (before a request reaches the core), and flag parsing.
+__all__ += ["ConfigError", "EmptyPrompt", "InputTooLarge", "InternalError", "InvalidOption",
+            "NotAllowed", "NotFound", "NotOwner", "UnsupportedImage", "parse_flags"]
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 
@@ -153,6 +170,14 @@ class BotApi:
 
     # ----- options -----------------------------------------------------------------------------
 
+    async def shown_settings(self, actor: Actor) -> UserSettings:
+        """The actor's defaults as /settings shows them: saved, else configured (language as saved)."""
+        saved, bot = await self.prefs.get(actor), self.settings.bot
+        return UserSettings(model=saved.model or bot.default_model,
+                            size=saved.size or bot.default_size,
+                            aspect=saved.aspect or bot.default_aspect, locale=saved.locale,
+                            search=saved.search or "off")
+
     @property
     def models(self) -> Mapping[str, ModelSpec]:
         """Today's models by name."""
@@ -207,6 +232,10 @@ class BotApi:
         """Every configured group: key, settings, who changed them last."""
         return [(key, GroupSettings.loads(raw), by)
                 for key, raw, by in await self._service.store.all_group_settings()]
+
+    def group_text(self, locale: str, group: GroupSettings) -> str:
+        """The /config answer: every setting of ``group``, translated."""
+        return describe(self.t, locale, group)
 
     def routing_view(self) -> dict[str, Any]:
         """Routes, circuits and recent failovers for the operator."""
