@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.account import AdminOps, Preferences
-from bot.catalog import ModelSpec
+from bot.catalog import SIZE_ORDER, ModelSpec
 from bot.config import Settings
 from bot.delivery import Delivery, Fitted
 from bot.domain import (
@@ -49,6 +49,7 @@ from bot.errors import (
     TooManyReferences,
     UnsupportedImage,
 )
+from bot.groups import KEYS as GROUP_KEYS
 from bot.groups import GroupSettings, describe
 from bot.jobs import SchedulerStats
 from bot.messages import Messages
@@ -66,6 +67,8 @@ __all__ = ["Action", "Actor", "BotApi", "BotError", "Budget", "Capabilities", "C
 # The errors adapters raise themselves (before a request reaches the core), and flag parsing.
 __all__ += ["ConfigError", "EmptyPrompt", "InputTooLarge", "InternalError", "InvalidOption",
             "NotAllowed", "NotFound", "NotOwner", "UnsupportedImage", "parse_flags"]
+# Orders and names an adapter lists in its own menus: sizes smallest first, /config settings.
+__all__ += ["GROUP_KEYS", "SIZE_ORDER"]
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 
@@ -89,6 +92,10 @@ class BotApi:
     def t(self, locale: str | None, key: str, /, **params: Any) -> str:
         """A message from the catalogs in ``locale`` (English when it lacks the key)."""
         return self._messages.t(locale, key, **params)
+
+    def has_text(self, locale: str, key: str) -> bool:
+        """Whether ``locale``'s own catalog has ``key`` (t() would otherwise fall back to English)."""
+        return key in self._messages.keys(locale)
 
     def error_text(self, locale: str, err: BotError) -> str:
         """``err`` as a sentence for a user."""
