@@ -37,6 +37,7 @@ from bot.domain import (
 )
 from bot.errors import (
     BotError,
+    Cancelled,
     ConfigError,
     EmptyPrompt,
     InputTooLarge,
@@ -47,16 +48,19 @@ from bot.errors import (
     NotOwner,
     QuotaExceeded,
     TooManyReferences,
+    TooManyWaiting,
     UnsupportedImage,
 )
 from bot.groups import KEYS as GROUP_KEYS
 from bot.groups import GroupSettings, describe
+from bot.images import thumbnail
 from bot.jobs import SchedulerStats
-from bot.messages import Messages
-from bot.present import Presenter, progress_text
+from bot.messages import Messages, normalize_locale
+from bot.present import Presenter, excerpt, progress_text
 from bot.prompts import parse_flags
 from bot.providers.routes import ROUTES
 from bot.quotas import Quotas
+from bot.reports import Reports
 from bot.service import ImagineService
 from bot.storage.base import LedgerEntry, UserRecord
 
@@ -69,6 +73,8 @@ __all__ += ["ConfigError", "EmptyPrompt", "InputTooLarge", "InternalError", "Inv
             "NotAllowed", "NotFound", "NotOwner", "UnsupportedImage", "parse_flags"]
 # Orders and names an adapter lists in its own menus: sizes smallest first, /config settings.
 __all__ += ["GROUP_KEYS", "SIZE_ORDER"]
+# The web console: refusals it tells before a job, text helpers, the operator's reports.
+__all__ += ["Cancelled", "Reports", "TooManyWaiting", "excerpt", "normalize_locale"]
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 
@@ -86,6 +92,8 @@ class BotApi:
         self._messages = messages
         self._presenter = presenter
         self._quotas = quotas
+        #: The operator's figures (ledger folds, gallery, top users' standing).
+        self.reports = Reports(store=service.store, quotas=quotas, catalog=service.catalog)
 
     # ----- words -------------------------------------------------------------------------------
 
@@ -156,6 +164,10 @@ class BotApi:
     async def delete(self, actor: Actor, turn_id: str) -> list[MessageRef]:
         """Delete a turn (its owner or an admin); returns the messages to remove."""
         return await self._service.delete(actor, turn_id)
+
+    async def thumbnail(self, image: ImageData, side: int) -> ImageData:
+        """A JPEG preview of ``image`` whose long side is at most ``side`` pixels."""
+        return await thumbnail(image, side)
 
     async def result_images(self, actor: Actor, turn_id: str) -> tuple[ImageData, ...]:
         """A turn's images, for its owner (or an admin)."""
