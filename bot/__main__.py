@@ -1,5 +1,5 @@
-"""``python -m bot`` runs the CLI."""
+"""``python -m bot`` runs the CLI: process glue the core never imports (docs/architecture.md)."""
 
-from bot.cli import main
+from adapters.cli.main import main
 
 raise SystemExit(main())

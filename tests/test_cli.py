@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.cli import main
+from adapters.cli.main import main
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

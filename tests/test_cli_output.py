@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot.cli import main
+from adapters.cli.main import main
 from bot.domain import ImageData
 from bot.outfiles import OutputRefused, Target, paths, plan, slug
 from tests.fake_upstream import (

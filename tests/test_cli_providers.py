@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bot.cli import main
+from adapters.cli.main import main
 from tests.fake_upstream import (
     FakeUpstream,
     Reply,

@@ -15,12 +15,12 @@ import aiosqlite
 import pytest
 from PIL import Image
 
+from adapters.cli.health import HealthServer
 from bot.bootstrap import Core, build_core
 from bot.config import QuotaSection, Settings
 from bot.conversations import BlobStore
 from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef
 from bot.errors import BadGrant, BadUser, StoreUnavailable
-from bot.health import HealthServer
 from bot.messages import load_catalog
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.extract import verify_image

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from adapters.cli.invite import client_id_from_token, invite_url
+from adapters.cli.main import main
 from bot.bootstrap import build_core
 from bot.catalog import RETIRED_IDS
-from bot.cli import main
 from bot.config import load_settings
 from bot.domain import Actor, ChatRef, ImageRequest, MessageRef, Options, UserSettings
-from bot.invite import client_id_from_token, invite_url
 from tests.fake_upstream import FakeUpstream, Reply, fake_upstream_fixture  # noqa: F401
 from tests.outcomes import jobs
 from tests.test_web_harness import Visitor

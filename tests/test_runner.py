@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from adapters.cli.runner import run
 from bot.config import Settings
-from bot.runner import run
 from tests.fake_discord import FakeDiscord, result_of
 from tests.fake_telegram import BOB, TOKEN, FakeTelegram
 

@@ -18,12 +18,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+from adapters.cli.lineup_report import availability, catalog_rows, live_routes, operator_reason, table
+from adapters.cli.logs import setup_logging
 from bot.bootstrap import Core, build_core
 from bot.config import Settings, load_settings
 from bot.errors import BotError, ConfigError
 from bot.generate import GenerateArgs, generate
-from bot.lineup_report import availability, catalog_rows, live_routes, operator_reason, table
-from bot.logs import setup_logging
 from bot.providers.routes import ROUTES
 from bot.redact import secret_names
 
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return EXIT_USAGE
             print(console_token(settings))
             return EXIT_OK
-        from bot.runner import run
+        from adapters.cli.runner import run
 
         return asyncio.run(run(settings, sync_commands=args.sync_commands,
                                install_signals=_install_signals))
@@ -139,8 +139,8 @@ async def _generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _describe(err: BotError, settings: Settings, api: str | None) -> str:
-    """One line for the operator at the terminal (bot.cli_errors), secrets masked."""
-    from bot.cli_errors import describe
+    """One line for the operator at the terminal (adapters.cli.errors), secrets masked."""
+    from adapters.cli.errors import describe
     from bot.generate import API_KEY_ENV
     from bot.messages import Messages
     from bot.present import Presenter
@@ -230,7 +230,7 @@ async def _models(settings: Settings, *, online: bool) -> int:
 
 
 def _invite(settings: Settings, client_id: str | None) -> int:
-    from bot.invite import client_id_from_token, invite_url
+    from adapters.cli.invite import client_id_from_token, invite_url
 
     if client_id is None:
         token = os.environ.get(settings.discord.token_env, "")

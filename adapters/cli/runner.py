@@ -13,10 +13,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from adapters.cli.lineup_report import live_routes
 from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.lineup_report import live_routes
 from bot.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ async def run(settings: Settings, *, sync_commands: bool = False,
     await warm_up(core)  # codecs and thread pools now, not in the first user's job
     health = None
     if settings.http.listen:
-        from bot.health import HealthServer
+        from adapters.cli.health import HealthServer
 
         health = HealthServer(settings.http.listen,
                               lambda: core.scheduler.accepting and all(a.connected for a in adapters),

@@ -1,0 +1,1 @@
+"""The command line and the process: ``imagine-bot`` commands, ``run``, health and logs."""
