@@ -293,6 +293,10 @@ class BotApi:
         """Ledger rows from ``day`` on (reports)."""
         return await self._service.store.ledger_since(day)
 
+    async def ledger(self, actor_key: str | None = None) -> list[LedgerEntry]:
+        """Every ledger row, oldest first, or one user's (``imagine-bot usage``)."""
+        return await self._service.store.ledger(actor_key)
+
     def today(self) -> str:
         """The quota day (configured time zone)."""
         return self._quotas.today()
