@@ -36,6 +36,7 @@ from bot.domain import (
     UserSettings,
 )
 from bot.errors import (
+    BadGrant,
     BotError,
     Cancelled,
     ConfigError,
@@ -59,7 +60,7 @@ from bot.messages import Messages, normalize_locale
 from bot.present import Presenter, excerpt, progress_text
 from bot.prompts import parse_flags
 from bot.providers.routes import ROUTES
-from bot.quotas import Quotas
+from bot.quotas import MAX_GRANT, Quotas, user_key
 from bot.reports import Reports
 from bot.service import ImagineService
 from bot.storage.base import LedgerEntry, UserRecord
@@ -75,6 +76,8 @@ __all__ += ["ConfigError", "EmptyPrompt", "InputTooLarge", "InternalError", "Inv
 __all__ += ["GROUP_KEYS", "SIZE_ORDER"]
 # The web console: refusals it tells before a job, text helpers, the operator's reports.
 __all__ += ["Cancelled", "Reports", "TooManyWaiting", "excerpt", "normalize_locale"]
+# A grant checked before anything is opened (the CLI), against the limit every grant path shares.
+__all__ += ["MAX_GRANT", "BadGrant", "user_key"]
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 
