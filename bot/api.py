@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from bot.account import AdminOps, Preferences
 from bot.catalog import SIZE_ORDER, ModelSpec
 from bot.config import Settings
+from bot.config_sections import TelegramSection
 from bot.delivery import Delivery, Fitted
 from bot.domain import (
     Action,
@@ -78,6 +79,9 @@ __all__ += ["GROUP_KEYS", "SIZE_ORDER"]
 __all__ += ["Cancelled", "Reports", "TooManyWaiting", "excerpt", "normalize_locale"]
 # A grant checked before anything is opened (the CLI), against the limit every grant path shares.
 __all__ += ["MAX_GRANT", "BadGrant", "user_key"]
+
+# A platform's own settings section, for the adapter's runtime to hold typed.
+__all__ += ["TelegramSection"]
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 
