@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from PIL import Image, ImageCms
 
+from bot import provenance
 from bot.domain import Budget, ImageData
 from bot.errors import InputTooLarge, UnsupportedImage
 from bot.image_header import header_size
@@ -317,7 +318,9 @@ def _fit_sync(image: ImageData, mime: str, label: str, budget: Budget) -> ImageD
         canvas.paste(im, ((cw - im.width) // 2, (ch - im.height) // 2))
         im = _swap(im, canvas)
     im = _orient(im, orientation)
-    return _result(*_encode(im, "JPEG", budget.max_bytes), "JPEG", image.name)
+    marks = provenance.segments(image.data, mime)  # the original's provenance, or the AI marker
+    data, im = _encode(im, "JPEG", budget.max_bytes - len(marks))
+    return _result(provenance.stamp(data, marks), im, "JPEG", image.name)
 
 
 def _decode_size(data: bytes, mime: str) -> tuple[int, int]:
@@ -343,7 +346,8 @@ def _thumb_sync(data: bytes, mime: str, label: str, side: int, name: str) -> Ima
     im = _orient(_flatten(im), orientation)
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=85)
-    return _result(buf.getvalue(), im, "JPEG", name)
+    return _result(provenance.stamp(buf.getvalue(), provenance.segments(data, mime)), im, "JPEG",
+                   name)
 
 
 async def thumbnail(image: ImageData, side: int = 320) -> ImageData:
