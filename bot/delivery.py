@@ -182,9 +182,9 @@ class Deliveries:
         if pending is not None:
             pending.release()  # uploaded: the bytes are no longer needed, whatever follows
         await self.conversations.bind(turn_id, messages)
-        held = await self.store.reservation_of(turn_id)
-        if held is not None:
-            await self.quotas.settle(held.id)
+        reservation_id = await self._reservation_id(turn_id, pending)
+        if reservation_id is not None:
+            await self.quotas.settle(reservation_id)
         pending = self.local.pop(turn_id, None)
         if pending:
             pending.event.durations.update(timings or {})
@@ -195,8 +195,9 @@ class Deliveries:
         """The result could not be delivered: refund it (once) and drop the turn."""
         pending = self.local.pop(turn_id, None)
         try:
-            held = await self.store.reservation_of(turn_id)
-            if held is not None and await self.quotas.refund(held.id, reason) and pending:
+            reservation_id = await self._reservation_id(turn_id, pending)
+            if reservation_id is not None and await self.quotas.refund(reservation_id, reason) and (
+                    pending):
                 pending.event.outcome = "undeliverable"
                 self.metrics.delivery_failures.labels(pending.event.platform).inc()
                 self.metrics.job(pending.event)
@@ -204,6 +205,13 @@ class Deliveries:
             if pending:
                 pending.release()
             await self.conversations.delete(turn_id)
+
+    async def _reservation_id(self, turn_id: str, pending: Pending | None) -> str | None:
+        """The reservation paying for ``turn_id``: this process's own record, else the store's."""
+        if pending is not None:
+            return pending.reservation_id  # the same id the store links (one query saved)
+        held = await self.store.reservation_of(turn_id)
+        return held.id if held is not None else None
 
     async def abandon(self, turn_id: str, reason: str) -> None:
         """The job failed after its result was stored (timeout, cancel): refund, drop, release."""

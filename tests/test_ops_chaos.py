@@ -33,7 +33,7 @@ from bot.providers.factory import build_provider
 from tests.fake_telegram import FakeUser, running_bot
 from tests.fake_upstream import FakeUpstream, b64, gemini_body, google_error, png
 from tests.fake_upstream import Reply as UpReply
-from tests.outcomes import jobs
+from tests.outcomes import Jobs
 from tests.test_ops_crash import check_books, query
 
 Factory = Callable[..., Settings]
@@ -150,7 +150,7 @@ async def run_user(core: Core, user: int, jobs: int, tally: Tally, rng: random.R
     """One user sends ``jobs`` prompts one after the other; results are 'delivered' or not."""
     actor = Actor("telegram", str(user), f"u{user}", "en")
     chat = ChatRef("telegram", str(user), "private")
-    service = jobs(core)
+    service = Jobs(core)
     for n in range(jobs):
         reply: Reply = await service.imagine(ImageRequest(actor=actor, chat=chat,
                                                           prompt=f"chaos {user} {offset + n}"))
@@ -331,7 +331,7 @@ async def test_upstream_calls_are_bounded_by_global_concurrency_only(
     core = build_core(settings)
     await core.start()
     try:
-        replies = await asyncio.gather(*(jobs(core).imagine(ImageRequest(
+        replies = await asyncio.gather(*(Jobs(core).imagine(ImageRequest(
             actor=Actor("telegram", str(9000 + i)), chat=ChatRef("telegram", str(9000 + i)),
             prompt=f"crowd {i}")) for i in range(150)))
         assert all(r.images for r in replies), {r.error for r in replies}
