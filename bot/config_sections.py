@@ -64,6 +64,8 @@ class BotSection(_Section):
     blob_cap_mb: int = Field(default=2048, ge=16)
     adapter_failure: Literal["stop", "continue"] = "stop"
     show_model_text: bool = True
+    #: A visible "AI-generated" line under every result (EU AI Act Art. 50 transparency).
+    ai_label: bool = True
 
     @field_validator("admins")
     @classmethod

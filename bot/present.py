@@ -106,7 +106,8 @@ class Presenter:
         return "\n".join(lines)
 
     def caption(self, locale: str, *, prompt: str, model: str, size: str, aspect: str,
-                credits: int, left: int, exempt: bool, demo: bool, model_text: str = "") -> str:
+                credits: int, left: int, exempt: bool, demo: bool, model_text: str = "",
+                ai_label: bool = False) -> str:
         """The text that goes with a result image (the model's own words, trimmed, if any)."""
         key = "result.caption_exempt" if exempt else "result.caption"
         text = self.t(locale, key, prompt=excerpt(self._redact(prompt)), model=model, size=size,
@@ -116,4 +117,6 @@ class Presenter:
             # Telegram captions stop at 1024 characters: the prompt excerpt and this fit together.
             text += "\n" + self.t(locale, "result.model_text",
                                   text=excerpt(self._redact(said), _MODEL_TEXT_EXCERPT))
+        if ai_label and not demo:
+            text += "\n" + self.t(locale, "result.ai_label")
         return f"{text}\n{self.t(locale, 'result.demo')}" if demo else text

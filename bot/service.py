@@ -317,7 +317,8 @@ class ImagineService:
         text = self.presenter.caption(
             locale, prompt=turn.prompt, model=spec.name, size=turn.size or "", aspect=turn.aspect
             or "", credits=turn.credits, left=usage.credits_left, exempt=usage.exempt,
-            demo=result.demo, model_text=result.text if self.settings.bot.show_model_text else "")
+            demo=result.demo, model_text=result.text if self.settings.bot.show_model_text else "",
+            ai_label=self.settings.bot.ai_label)
         return Reply(text=text, images=result.images, actions=self.actions_for(turn), turn_id=turn.id,
                      credits_used=turn.credits, locale=locale)
 

@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 from collections.abc import Callable
+from dataclasses import replace
 
 from PIL import Image, PngImagePlugin
 
@@ -116,3 +117,23 @@ async def test_telegram_photo_is_marked_and_the_document_is_the_models_bytes(
         assert b"Example Model" in xmp and provenance.AI_SOURCE_TYPE.encode() in xmp
         document = await bot.fake.wait_for("sendDocument")
         assert document.files["document"] == wide()
+
+
+async def test_captions_say_ai_generated_unless_the_operator_turns_it_off(
+        settings_factory: Factory) -> None:
+    from tests.outcomes import jobs
+    from tests.test_service import ALICE, FakeProvider, ask, running
+
+    for config, locale, expected in (({}, "en", "AI-generated image"),
+                                     ({}, "zh-Hans", "AI 生成的图像"),
+                                     ({"ai_label": False}, "en", None)):
+        settings = settings_factory(bot=config)
+        async with running(settings, providers={"demo": FakeProvider()}) as core:
+            actor = replace(ALICE, locale=locale)
+            reply = await jobs(core).imagine(ask("a fox", actor=actor))
+            assert reply.ok, reply.text
+            lines = reply.text.splitlines()
+            if expected is None:
+                assert not any("AI" in line for line in lines[1:]), reply.text
+            else:
+                assert lines[-1] == expected, reply.text
