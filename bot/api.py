@@ -62,7 +62,7 @@ from bot.present import Presenter, excerpt, progress_text
 from bot.prompts import parse_flags
 from bot.providers.routes import ROUTES
 from bot.quotas import MAX_GRANT, Quotas, user_key
-from bot.reports import Reports
+from bot.reports import GalleryItem, OperatorReport, Overview, Rates, Reports, Standing, Total
 from bot.service import ImagineService
 from bot.storage.base import LedgerEntry, UserRecord
 
@@ -77,6 +77,7 @@ __all__ += ["ConfigError", "EmptyPrompt", "InputTooLarge", "InternalError", "Inv
 __all__ += ["GROUP_KEYS", "SIZE_ORDER"]
 # The web console: refusals it tells before a job, text helpers, the operator's reports.
 __all__ += ["Cancelled", "Reports", "TooManyWaiting", "excerpt", "normalize_locale"]
+__all__ += ["GalleryItem", "OperatorReport", "Overview", "Rates", "Standing", "Total"]
 # A grant checked before anything is opened (the CLI), against the limit every grant path shares.
 __all__ += ["MAX_GRANT", "BadGrant", "user_key"]
 
