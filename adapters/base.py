@@ -1,24 +1,12 @@
-"""The Adapter protocol and what each platform can show (Capabilities)."""
+"""The Adapter protocol: what ``imagine-bot run`` starts, watches and stops (adapters/cli/runner.py).
+
+What a platform can show is declared with ``bot.api.Capabilities`` (docs/architecture.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Protocol
-
-from bot.images import Budget
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    """What a platform accepts, so the renderer can degrade instead of failing."""
-
-    upload_limit: int
-    caption_limit: int
-    files_per_message: int
-    buttons: bool
-    photo_budget: Budget
-    document_budget: Budget | None = None
 
 
 class Adapter(Protocol):

@@ -11,8 +11,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
 
+from adapters.base import Adapter
 from adapters.cli.lineup_report import live_routes
 from bot.bootstrap import Core, build_core
 from bot.config import Settings
@@ -44,9 +44,9 @@ def web_wanted(settings: Settings) -> bool:
     return settings.web.enabled == "on" or (settings.web.enabled == "auto" and not chat)
 
 
-def build_adapters(core: Core, *, sync_commands: bool) -> list[Any]:
-    """The enabled adapters, each given the core and its token (read from its env var)."""
-    adapters: list[Any] = []
+def build_adapters(core: Core, *, sync_commands: bool) -> list[Adapter]:
+    """The enabled adapters, each given the port and its token (read from its env var)."""
+    adapters: list[Adapter] = []
     settings = core.settings
     if settings.telegram.enabled:
         from adapters.telegram import TelegramAdapter
@@ -88,7 +88,7 @@ async def run(settings: Settings, *, sync_commands: bool = False,
         from adapters.cli.health import HealthServer
 
         health = HealthServer(settings.http.listen,
-                              lambda: core.scheduler.accepting and all(a.connected for a in adapters),
+                              lambda: core.api.accepting and all(a.connected for a in adapters),
                               core.metrics.render, writable=core.store.writable)
         await health.start()
     failed: list[str] = []
@@ -125,7 +125,7 @@ async def _housekeeping(core: Core, close: asyncio.Event, every: float = 6 * 360
                 log.exception("retention pass failed; will try again")
 
 
-async def _guard(adapter: Any, close: asyncio.Event, stop: asyncio.Event, failed: list[str],
+async def _guard(adapter: Adapter, close: asyncio.Event, stop: asyncio.Event, failed: list[str],
                  total: int, policy: str) -> None:
     """Run one adapter until ``close``; on failure stop everything or, by policy, carry on."""
     try:
