@@ -789,7 +789,7 @@ class BotHarness:
         self.core = build_core(self.settings, providers=self.providers)
         await self.core.start()
         self._stop = asyncio.Event()
-        self.adapter = TelegramAdapter(self.core, token=self.fake.token, timing=self.timing,
+        self.adapter = TelegramAdapter(self.core.api, token=self.fake.token, timing=self.timing,
                                        poll_timeout=1)
         self._task = asyncio.create_task(self.adapter.run(self._stop))
         deadline = time.monotonic() + 10

@@ -14,9 +14,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from adapters.discord.common import DEFAULT_UPLOAD_LIMIT
-from adapters.discord.render import capabilities
-from adapters.telegram.render import DOCUMENT_BUDGET, PHOTO_BUDGET
+from adapters.discord.deliver import DEFAULT_UPLOAD_LIMIT, capabilities
+from adapters.telegram.deliver import DOCUMENT_BUDGET, PHOTO_BUDGET
 from bot import images
 from bot.delivery import fit_all
 from bot.domain import ImageData, Reply

@@ -97,7 +97,7 @@ async def test_a_rejected_token_is_a_config_error(
     await core.start()
     try:
         with pytest.raises(ConfigError, match="TELEGRAM_BOT_TOKEN"):
-            await TelegramAdapter(core, token="1:wrong").run(asyncio.Event())
+            await TelegramAdapter(core.api, token="1:wrong").run(asyncio.Event())
     finally:
         await core.stop(grace=0)
 

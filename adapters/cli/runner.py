@@ -51,7 +51,7 @@ def build_adapters(core: Core, *, sync_commands: bool) -> list[Adapter]:
     if settings.telegram.enabled:
         from adapters.telegram import TelegramAdapter
 
-        adapters.append(TelegramAdapter(core, token=Settings.secret(settings.telegram.token_env)))
+        adapters.append(TelegramAdapter(core.api, token=Settings.secret(settings.telegram.token_env)))
     if settings.discord.enabled:
         from adapters.discord import DiscordAdapter
 

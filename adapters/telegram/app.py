@@ -1,4 +1,4 @@
-"""The Telegram adapter: builds the PTB Application, registers handlers, runs until stopped."""
+"""The Telegram adapter: builds the PTB Application, wires its parts, runs until stopped."""
 
 from __future__ import annotations
 
@@ -20,15 +20,13 @@ from telegram.ext import (
 )
 
 from adapters.telegram.commands import CommandHandlers
-from adapters.telegram.groupconfig import GroupConfig
+from adapters.telegram.deliver import Sender
 from adapters.telegram.handlers import ImagineHandlers
 from adapters.telegram.progress import Timing
 from adapters.telegram.ratelimit import RateLimiter
-from adapters.telegram.render import Renderer
 from adapters.telegram.runtime import Runtime
 from adapters.telegram.webhook import WebhookServer, secret_for
-from bot.bootstrap import Core
-from bot.errors import ConfigError
+from bot.api import BotApi, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +48,9 @@ class TelegramAdapter:
 
     name = "telegram"
 
-    def __init__(self, core: Core, *, token: str, timing: Timing | None = None,
+    def __init__(self, api: BotApi, *, token: str, timing: Timing | None = None,
                  poll_timeout: float = 10.0) -> None:
-        self._core = core
+        self._api = api
         self._token = token
         self._timing = timing or Timing()
         self._poll_timeout = poll_timeout
@@ -65,7 +63,7 @@ class TelegramAdapter:
         return self._running and time.monotonic() - self._poll_error_at > RECOVERY_SECONDS
 
     def _build(self) -> AnyApplication:
-        cfg = self._core.settings.telegram
+        cfg = self._api.settings.telegram
         builder = (ApplicationBuilder().token(self._token).concurrent_updates(True)
                    .rate_limiter(RateLimiter(max_retries=RATE_LIMIT_RETRIES))
                    .job_queue(None).connect_timeout(10).read_timeout(30).write_timeout(30)
@@ -78,11 +76,10 @@ class TelegramAdapter:
         return app
 
     def _wire(self, app: AnyApplication) -> tuple[Runtime, ImagineHandlers]:
-        renderer = Renderer(app.bot, self._core.api, self._core.messages)
-        rt = Runtime(self._core, app.bot, renderer, self._timing)
+        send = Sender(app.bot, self._api, self._timing.send_retry_delays)
+        rt = Runtime(self._api, app.bot, self._api.settings.telegram, send, self._timing)
         imagine = ImagineHandlers(rt)
         app.add_handlers(CommandHandlers(rt).handlers())
-        app.add_handler(GroupConfig(rt).handler())  # /config (issue 17)
         app.add_handler(CallbackQueryHandler(imagine.on_button, pattern=r"^ib:"))
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL,
                                        imagine.on_message))
@@ -95,7 +92,7 @@ class TelegramAdapter:
         rt, imagine = self._wire(app)
         if not await self._initialize(app, stop):
             return
-        cfg = self._core.settings.telegram
+        cfg = self._api.settings.telegram
         webhook: WebhookServer | None = None
         try:
             await app.start()
@@ -118,7 +115,7 @@ class TelegramAdapter:
             if app.updater is not None and app.updater.running:
                 await app.updater.stop()
             imagine.close()
-            await rt.tasks.drain(self._core.settings.limits.shutdown_grace_seconds + 5.0)
+            await rt.tasks.drain(self._api.settings.limits.shutdown_grace_seconds + 5.0)
             if app.running:
                 await app.stop()
             await app.shutdown()
@@ -131,7 +128,7 @@ class TelegramAdapter:
                 await app.initialize()
                 return True
             except InvalidToken:
-                env = self._core.settings.telegram.token_env
+                env = self._api.settings.telegram.token_env
                 raise ConfigError(f"Telegram rejected the bot token in {env}") from None
             except NetworkError as err:
                 log.warning("telegram unreachable (%s); retrying in %.0f s", err, delay)
@@ -142,12 +139,12 @@ class TelegramAdapter:
 
     async def _register_commands(self, bot: Bot) -> None:
         """Command menus in English and Chinese; admins also see the admin commands."""
-        messages = self._core.messages
-        admins = [int(key.split(":", 1)[1]) for key in self._core.settings.bot.admins
+        t = self._api.t
+        admins = [int(key.split(":", 1)[1]) for key in self._api.settings.bot.admins
                   if key.startswith("telegram:")]
         for language, locale in MENU_LOCALES.items():
             def menu(names: tuple[str, ...], locale: str = locale) -> list[BotCommand]:
-                return [BotCommand(n, messages.t(locale, f"telegram.commands.{n}")) for n in names]
+                return [BotCommand(n, t(locale, f"telegram.commands.{n}")) for n in names]
             try:
                 await bot.set_my_commands(menu(COMMANDS), language_code=language or None)
                 # Group administrators also see /config (issue 17) in their groups' menus.

@@ -13,17 +13,17 @@ from telegram import Bot
 from telegram.constants import ChatAction, ParseMode
 from telegram.error import TelegramError
 
+from adapters.telegram.deliver import SEND_RETRY_DELAYS, markup
+from adapters.telegram.inbound import Target
 from adapters.telegram.ratelimit import BEST_EFFORT, Skipped
-from adapters.telegram.render import Target, markup
-from bot.domain import Progress
-from bot.messages import Messages
+from bot.api import BotApi, Progress
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """How often progress is shown (tests shorten these)."""
+    """How often progress is shown, and how long a failed send waits (tests shorten these)."""
 
     #: Telegram shows a chat action for about 5 s, so it is repeated every 4 s.
     action_interval: float = 4.0
@@ -34,6 +34,8 @@ class Timing:
     #: Jobs that finish faster than this get no status message at all.
     status_delay: float = 2.0
     tick: float = 0.5
+    #: Pauses before re-sending a message after a transient failure (deliver.SEND_RETRY_DELAYS).
+    send_retry_delays: tuple[float, ...] = SEND_RETRY_DELAYS
 
 
 class Throttle:
@@ -57,17 +59,16 @@ class StatusReporter:
     The chat action needs no language, so it starts at once; status texts wait for ``locale``.
     """
 
-    def __init__(self, bot: Bot, target: Target, messages: Messages, locale: str | None,
+    def __init__(self, bot: Bot, api: BotApi, target: Target, locale: str | None,
                  timing: Timing, throttle: Throttle) -> None:
         self._bot = bot
         self._target = target
-        self._messages = messages
+        self._api = api
         self.locale = locale
         self._timing = timing
         self._throttle = throttle
         self._interval = timing.edit_interval if target.chat_id > 0 else timing.group_edit_interval
-        self._stage: str | None = None
-        self._position: int | None = None
+        self._event: Progress | None = None
         self._started = 0.0
         self._opened = 0.0
         self._status: int | None = None
@@ -92,20 +93,14 @@ class StatusReporter:
 
     async def on_progress(self, event: Progress) -> None:
         """The core's progress callback: only records the state (the loop does the calls)."""
-        self._stage = event.stage
-        self._position = event.position
+        self._event = event
         if event.stage == "started":
             self._started = time.monotonic()
 
     def _text(self, now: float) -> str | None:
-        if self.locale is None:
+        if self.locale is None or self._event is None:
             return None
-        if self._stage == "queued" and self._position:
-            return self._messages.t(self.locale, "progress.queued", position=self._position)
-        if self._stage == "started":
-            return self._messages.t(self.locale, "progress.started",
-                                    elapsed=int(now - self._started))
-        return None
+        return self._api.progress_text(self.locale, self._event, now - self._started)
 
     async def _loop(self) -> None:
         BEST_EFFORT.set(True)  # status messages never hold up anyone's result (this task only)
@@ -123,13 +118,13 @@ class StatusReporter:
             await asyncio.sleep(self._timing.tick)
 
     async def _update_status(self, now: float) -> None:
-        text = self._text(now)
-        if text is None or self._gave_up:
+        text, event = self._text(now), self._event
+        if text is None or event is None or self._gave_up:
             return
         chat_id = self._target.chat_id
         try:
             if self._status is None:
-                if self._stage == "queued" or now - self._opened >= self._timing.status_delay:
+                if event.stage == "queued" or now - self._opened >= self._timing.status_delay:
                     message = await self._bot.send_message(
                         chat_id, markup(text), parse_mode=ParseMode.HTML,
                         reply_parameters=self._target.reply,

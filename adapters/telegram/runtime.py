@@ -1,4 +1,10 @@
-"""What every handler shares: the core, the bot, the renderer, tracked tasks, error replies."""
+"""What every handler is given: the port, the bot, the sender, background tasks and the one guard.
+
+The guard (:meth:`Runtime.guarded`) is the adapter's only place that turns a failure into words:
+a :class:`~bot.api.BotError` is shown as :meth:`BotApi.error_reply` words, anything else is
+logged under a fresh InternalError id and shown as that. A button press's failure is its answer
+(a toast) until the press was answered, a message in the chat after that.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,17 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import Bot, Chat, Message
+from telegram import Bot, CallbackQuery
 
+from adapters.telegram.deliver import Sender, clip
+from adapters.telegram.inbound import Target
 from adapters.telegram.progress import StatusReporter, Throttle, Timing
-from adapters.telegram.render import Renderer, Target
-from adapters.telegram.translate import thread_of
-from bot.bootstrap import Core
-from bot.domain import Actor
-from bot.errors import BotError, InternalError
-from bot.service import ImagineService
+from adapters.telegram.widgets import ANSWER_LIMIT
+from bot.api import Actor, BotApi, BotError, InternalError, TelegramSection
 
 log = logging.getLogger(__name__)
+
+Work = Coroutine[Any, Any, None]
 
 
 class TaskSet:
@@ -27,7 +33,7 @@ class TaskSet:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def spawn(self, work: Work, name: str) -> None:
         """Run ``work`` in its own task."""
         task = asyncio.get_running_loop().create_task(work, name=f"telegram:{name}")
         self._tasks.add(task)
@@ -48,72 +54,73 @@ class TaskSet:
                 await asyncio.wait(pending, timeout=5.0)
 
 
-def target_of(message: Message) -> Target:
-    """Answer ``message`` in its chat and forum topic."""
-    return Target(message.chat_id, message.message_id, thread_of(message))
+@dataclass(slots=True)
+class Press:
+    """A button press: answered once (a toast, or an alert); a failure before that is the answer."""
+
+    query: CallbackQuery
+    #: Whether a failure is shown as an alert (a dialog to dismiss) rather than a toast.
+    alert: bool = False
+    answered: bool = False
+
+    async def answer(self, text: str | None = None, *, alert: bool = False) -> None:
+        """Answer the press (Telegram keeps the button spinning until this)."""
+        self.answered = True
+        await self.query.answer(clip(text, ANSWER_LIMIT) if text else None, show_alert=alert)
 
 
 @dataclass(slots=True)
 class Runtime:
-    """Shared state of one running adapter."""
+    """Shared state of one running adapter, handed to every handler."""
 
-    core: Core
+    api: BotApi
     bot: Bot
-    renderer: Renderer
+    #: The ``[telegram]`` settings section.
+    config: TelegramSection
+    send: Sender
     timing: Timing = field(default_factory=Timing)
     throttle: Throttle = field(default_factory=Throttle)
     tasks: TaskSet = field(default_factory=TaskSet)
-
-    @property
-    def service(self) -> ImagineService:
-        """The core facade."""
-        return self.core.service
 
     @property
     def username(self) -> str:
         """The bot's @username (known after initialize)."""
         return self.bot.username
 
-    def t(self, locale: str, key: str, /, **params: object) -> str:
-        """Catalog text in ``locale``."""
-        return self.core.messages.t(locale, key, **params)
-
-    async def locale(self, actor: Actor) -> str:
-        """The actor's language."""
-        return await self.service.locale_for(actor)
-
-    def allowed(self, chat: Chat, actor: Actor) -> bool:
+    def allowed(self, chat_id: int, actor: Actor) -> bool:
         """Whether the chat is on ``telegram.allowed_chats`` (admins may use the bot anywhere)."""
-        allowed = self.core.settings.telegram.allowed_chats
-        return not allowed or chat.id in allowed or self.service.is_admin(actor)
+        allowed = self.config.allowed_chats
+        return not allowed or chat_id in allowed or self.api.is_admin(actor)
 
     def reporter(self, target: Target, locale: str | None = None) -> StatusReporter:
         """Progress display for one job."""
-        return StatusReporter(self.bot, target, self.core.messages, locale, self.timing,
-                              self.throttle)
+        return StatusReporter(self.bot, self.api, target, locale, self.timing, self.throttle)
 
-    def run(self, work: Coroutine[Any, Any, None], actor: Actor, target: Target,
-            name: str) -> None:
-        """Run ``work`` in the background; any failure becomes one translated reply."""
-        self.tasks.spawn(self.guarded(work, actor, target), name)
+    def run(self, work: Work, actor: Actor, target: Target, name: str,
+            press: Press | None = None) -> None:
+        """Run ``work`` in the background under the guard."""
+        self.tasks.spawn(self.guarded(work, actor, target, press), name)
 
-    async def guarded(self, work: Coroutine[Any, Any, None], actor: Actor,
-                      target: Target) -> None:
-        """Await ``work``; a failure becomes one translated reply, never a traceback."""
+    async def guarded(self, work: Work, actor: Actor, target: Target,
+                      press: Press | None = None) -> None:
+        """Await ``work``; a failure becomes one translated answer, never a traceback."""
         try:
             await work
         except BotError as err:
-            await self.tell(actor, target, err)
+            await self._tell(actor, target, press, err)
         except Exception:
             internal = InternalError()
             log.exception("internal error %s (telegram, %s)", internal.error_id, actor.key)
-            await self.tell(actor, target, internal)
+            await self._tell(actor, target, press, internal)
 
-    async def tell(self, actor: Actor, target: Target, err: BotError) -> None:
-        """Send the translated text of ``err``; never raises."""
+    async def _tell(self, actor: Actor, target: Target, press: Press | None,
+                    err: BotError) -> None:
+        """Show ``err`` as the press's answer or a message in the chat; never raises."""
         try:
-            reply = await self.core.api.error_reply(actor, err)
-            if reply.text:  # empty: a ban this user was told about already
-                await self.renderer.text(target, reply.text)
+            text = (await self.api.error_reply(actor, err)).text
+            if press is not None and not press.answered:
+                await press.answer(text, alert=press.alert)
+            elif text:  # empty: a ban this user was told about already
+                await self.send.text(target, text)
         except Exception:
             log.exception("could not tell %s about %s", actor.key, err.key)

@@ -1,17 +1,22 @@
-"""Inline keyboards: result buttons, the /settings menu and the /forget confirmation."""
+"""Inline keyboards and their callback data: result buttons, the /settings menu, /forget."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.domain import Action
-from bot.messages import Messages
+from bot.api import Action
 
-#: Telegram rejects callback_data longer than 64 bytes.
+#: ``BotApi.t``: catalog text in a locale.
+Translate = Callable[..., str]
+#: Telegram rejects callback_data longer than 64 bytes
+#: (https://core.telegram.org/bots/api#inlinekeyboardbutton).
 CALLBACK_LIMIT = 64
+#: Telegram shows at most 200 characters in a callback answer
+#: (https://core.telegram.org/bots/api#answercallbackquery).
+ANSWER_LIMIT = 200
 SETTINGS = ("model", "size", "aspect", "locale", "search")
 _LABELS = {"model": "settings.model", "size": "settings.size", "aspect": "settings.aspect",
            "locale": "settings.language", "search": "settings.search"}
@@ -31,7 +36,7 @@ def _rows(buttons: Sequence[InlineKeyboardButton | None], per_row: int) -> list[
     return [kept[i:i + per_row] for i in range(0, len(kept), per_row)]
 
 
-def result_keyboard(actions: Sequence[Action], messages: Messages,
+def result_keyboard(actions: Sequence[Action], t: Translate,
                     locale: str) -> InlineKeyboardMarkup | None:
     """Reroll and larger sizes on the first row; Variations, Edit, Delete on the second."""
     if not actions:
@@ -40,24 +45,24 @@ def result_keyboard(actions: Sequence[Action], messages: Messages,
     second: list[InlineKeyboardButton | None] = []
     for action in actions:
         if action.kind == "upscale":
-            text = messages.t(locale, "button.upscale", size=action.size, cost=action.cost)
+            text = t(locale, "button.upscale", size=action.size, cost=action.cost)
         else:
-            text = messages.t(locale, f"button.{action.kind}")
+            text = t(locale, f"button.{action.kind}")
         row = first if action.kind in ("reroll", "upscale") else second
         row.append(_button(text, action.encode()))
     rows = [[b for b in row if b is not None] for row in (first, second)]
     return InlineKeyboardMarkup([r for r in rows if r])
 
 
-def setting_label(messages: Messages, locale: str, name: str) -> str:
+def setting_label(t: Translate, locale: str, name: str) -> str:
     """The translated name of a setting."""
-    return messages.t(locale, _LABELS[name])
+    return t(locale, _LABELS[name])
 
 
-def value_label(messages: Messages, locale: str, name: str, value: str) -> str:
+def value_label(t: Translate, locale: str, name: str, value: str) -> str:
     """How a setting's value is shown (languages by their own name)."""
     if name == "locale":
-        return messages.t(locale, f"telegram.language.{value.replace('-', '_')}")
+        return t(locale, f"telegram.language.{value.replace('-', '_')}")
     return value
 
 
@@ -84,34 +89,34 @@ class SettingsData:
         return SettingsData(int(parts[1]), parts[2], name, value)
 
 
-def settings_menu(messages: Messages, locale: str, owner: int) -> InlineKeyboardMarkup:
+def settings_menu(t: Translate, locale: str, owner: int) -> InlineKeyboardMarkup:
     """One button per setting."""
-    buttons = [_button(setting_label(messages, locale, name),
+    buttons = [_button(setting_label(t, locale, name),
                        SettingsData(owner, "open", name).encode()) for name in SETTINGS]
     return InlineKeyboardMarkup(_rows(buttons, 2))
 
 
-def settings_choices(messages: Messages, locale: str, owner: int, name: str,
+def settings_choices(t: Translate, locale: str, owner: int, name: str,
                      choices: Sequence[str], current: str | None) -> InlineKeyboardMarkup:
     """The values of one setting (the current one ticked), Default and Back."""
-    buttons = [_button(("✓ " if value == current else "") + value_label(messages, locale, name,
+    buttons = [_button(("✓ " if value == current else "") + value_label(t, locale, name,
                                                                         value),
                        SettingsData(owner, "set", name, value).encode()) for value in choices]
     rows = _rows(buttons, _PER_ROW[name])
     rows.append([b for b in (
-        _button(messages.t(locale, "telegram.settings_default"),
+        _button(t(locale, "telegram.settings_default"),
                 SettingsData(owner, "set", name, DEFAULT).encode()),
-        _button(messages.t(locale, "telegram.settings_back"),
+        _button(t(locale, "telegram.settings_back"),
                 SettingsData(owner, "menu").encode())) if b is not None])
     return InlineKeyboardMarkup(rows)
 
 
-def forget_keyboard(messages: Messages, locale: str, owner: int) -> InlineKeyboardMarkup:
+def forget_keyboard(t: Translate, locale: str, owner: int) -> InlineKeyboardMarkup:
     """Confirm or cancel /forget."""
     return InlineKeyboardMarkup([[
-        InlineKeyboardButton(messages.t(locale, "forget.confirm_button"),
+        InlineKeyboardButton(t(locale, "forget.confirm_button"),
                              callback_data=f"fg:{owner}:yes"),
-        InlineKeyboardButton(messages.t(locale, "telegram.forget_cancel"),
+        InlineKeyboardButton(t(locale, "telegram.forget_cancel"),
                              callback_data=f"fg:{owner}:no"),
     ]])
 

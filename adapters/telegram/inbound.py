@@ -1,4 +1,4 @@
-"""Telegram objects -> core values: actors, chats, message refs, commands and reference images."""
+"""Telegram objects -> core values: actors, chats, message refs, answer targets, commands, references."""
 
 from __future__ import annotations
 
@@ -6,19 +6,35 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from telegram import Bot, Chat, Message, User
+from telegram import Bot, CallbackQuery, Chat, Message, ReplyParameters, User
 from telegram.constants import ChatType
 from telegram.error import BadRequest
 
-from bot.domain import Actor, ChatKind, ChatRef, ImageData, MessageRef
-from bot.errors import InputTooLarge, UnsupportedImage
+from bot.api import Actor, ChatRef, ImageData, InputTooLarge, MessageRef, UnsupportedImage
 
 PLATFORM = "telegram"
 #: Bots may download files of at most 20 MB through the Bot API (getFile refuses larger ones).
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?:\s+|$)(.*)$", re.S)
 _IMAGE_EXT = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif", ".avif")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an answer goes: a chat, the message it replies to, the forum topic."""
+
+    chat_id: int
+    reply_to: int | None = None
+    thread_id: int | None = None
+
+    @property
+    def reply(self) -> ReplyParameters | None:
+        """Reply parameters that survive the original message being deleted."""
+        if self.reply_to is None:
+            return None
+        return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +64,7 @@ def actor_of(user: User) -> Actor:
 
 def chat_of(chat: Chat, thread: int | None = None) -> ChatRef:
     """The core's view of a chat (supergroups are groups), in forum topic ``thread`` if any."""
-    kind: ChatKind = "group"
+    kind: Literal["private", "group", "channel"] = "group"
     if chat.type == ChatType.PRIVATE:
         kind = "private"
     elif chat.type == ChatType.CHANNEL:
@@ -65,6 +81,20 @@ def ref(chat_id: int, message_id: int) -> MessageRef:
 def ref_of(message: Message) -> MessageRef:
     """A bindable reference to ``message``."""
     return ref(message.chat_id, message.message_id)
+
+
+def target_of(message: Message) -> Target:
+    """Answer ``message`` in its chat and forum topic."""
+    return Target(message.chat_id, message.message_id, thread_of(message))
+
+
+def press_target(query: CallbackQuery) -> Target | None:
+    """Answer a button press under the message that carries the button."""
+    message = query.message
+    if message is None:
+        return None
+    thread = thread_of(message) if isinstance(message, Message) else None
+    return Target(message.chat.id, message.message_id, thread)
 
 
 def text_of(message: Message) -> str:
