@@ -40,6 +40,7 @@ from bot.config_sections import (
     QuotaSection,
     SafetySection,
     StoreSection,
+    StyleSection,
     TelegramSection,
     WebSection,
     _Section,
@@ -63,6 +64,7 @@ class Settings(_Section):
     quota: QuotaSection = QuotaSection()
     providers: dict[str, ProviderSection] = Field(default_factory=dict)
     models: dict[str, ModelSection] = Field(default_factory=dict)
+    styles: dict[str, StyleSection] = Field(default_factory=dict)
     telegram: TelegramSection = TelegramSection()
     discord: DiscordSection = DiscordSection()
     web: WebSection = WebSection()

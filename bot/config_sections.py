@@ -340,3 +340,20 @@ class StoreSection(_Section):
             raise ValueError("expected postgresql://user@host:port/database (or leave it unset "
                              "for SQLite)")
         return value.strip()
+
+
+class StyleSection(_Section):
+    """``[styles.NAME]``: a style preset (a new one, or a replacement of a built-in one)."""
+
+    #: The prompt around the user's words: must contain ``{prompt}``.
+    template: str = Field(min_length=8, max_length=1000)
+    #: The name shown in menus; else the catalogs' ``style.NAME``, else NAME.
+    label: str | None = Field(default=None, max_length=40)
+
+    @field_validator("template")
+    @classmethod
+    def _has_prompt(cls, value: str) -> str:
+        if "{prompt}" not in value:
+            raise ValueError("must contain {prompt} (where the user's words go)")
+        return value
+

@@ -128,6 +128,14 @@ class Options:
     search: bool | None = None
     #: Thinking level (``--thinking high``), where the model takes one.
     thinking: str | None = None
+    #: Candidates to make at once (``--n 1..4``); None: the user's default (1).
+    n: int | None = None
+    #: A style preset (``--style NAME``).
+    style: str | None = None
+    #: What to leave out (``--no a, b``).
+    negative: tuple[str, ...] = ()
+    #: How far variations stray (``--vary subtle|strong``).
+    vary: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

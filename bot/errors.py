@@ -232,6 +232,16 @@ class UnknownFlag(BotError):
         super().__init__(f"unknown flag {flag}", flag=flag)
 
 
+class MissingValue(BotError):
+    """An inline ``--flag`` that needs a value and got none (``--size`` at the end)."""
+
+    key = "error.missing_value"
+    exit_code = 5
+
+    def __init__(self, flag: str) -> None:
+        super().__init__(f"{flag} needs a value", flag=flag)
+
+
 class NoReference(BotError):
     """An edit with nothing to edit (no bound message, no image)."""
 

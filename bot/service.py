@@ -54,7 +54,7 @@ from bot.errors import (
     TooManyReferences,
 )
 from bot.failover import Booking, Leg, Routing
-from bot.groups import Groups, leveled, styled
+from bot.groups import Groups, leveled
 from bot.jobs import JobScheduler
 from bot.messages import normalize_locale
 from bot.metrics import JobEvent, Metrics
@@ -62,6 +62,7 @@ from bot.present import Presenter
 from bot.providers.base import HistoryTurn, ImageProvider, ProviderRequest, ProviderResult
 from bot.quotas import Quotas
 from bot.storage.base import Store
+from bot.styles import Style, Styles
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], Awaitable[None]]
@@ -89,6 +90,8 @@ class ImagineService:
         self.choices = Choices(settings, self.lineup)
         self.routing = Routing(settings, providers, metrics)  # failover across routes
         self.groups = Groups(settings, store, self.lineup)  # /config: a group narrows the rest
+        self.styles = Styles({name.lower(): Style(name.lower(), section.template, section.label)
+                              for name, section in settings.styles.items()})
         self._prepare = prepare_reference
         self.metrics = metrics
         budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
@@ -259,7 +262,8 @@ class ImagineService:
             with reading(self.deliveries.budget, pending):
                 turn, result = await self._generate(actor, spec, tuple(refs), history, size,
                                                     aspect, progress, event, keep=keep, opts=opts,
-                                                    prompt=styled(prompt, job.group), legs=legs,
+                                                    prompt=self.styles.text(prompt, opts, job.group.style),
+                                                    legs=legs,
                                                     moving=booking.move, safety=job.level)
         except Refused as err:
             pending.release()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.domain import Options
-from bot.errors import UnknownFlag
+from bot.errors import InvalidOption, MissingValue, UnknownFlag
 from bot.prompts import parse_flags
 
 
@@ -44,7 +44,7 @@ def test_parse_flags(text: str, prompt: str, options: Options) -> None:
 
 
 @pytest.mark.parametrize(("text", "flag"), [
-    ("a fox --style anime", "--style"),
+    ("a fox --stylize 100", "--stylize"),
     ("a fox --seed 42", "--seed"),
     ("a fox —quality hd", "—quality"),
     ("a fox --no-text yes", "--no-text"),
@@ -64,10 +64,36 @@ def test_unknown_flag(text: str, flag: str) -> None:
     "a fox --ar --size 2K",  # a flag is not a value
 ])
 def test_flag_without_value(text: str) -> None:
-    with pytest.raises(UnknownFlag):
+    with pytest.raises(MissingValue) as info:
         parse_flags(text)
+    assert info.value.params["flag"] in text and info.value.key == "error.missing_value"
 
 
 def test_values_are_passed_on_unvalidated() -> None:
     # The service checks sizes, aspects and models against the chosen model.
     assert parse_flags("fox --ar 7:3 --model nope")[1] == Options(model="nope", aspect="7:3")
+
+
+@pytest.mark.parametrize(("text", "prompt", "options"), [
+    ("a fox --n 4", "a fox", Options(n=4)),
+    ("a fox --style Watercolor --n 2", "a fox", Options(n=2, style="watercolor")),
+    ("a city at night --no cars, people; neon signs --ar 16:9", "a city at night",
+     Options(aspect="16:9", negative=("cars", "people", "neon signs"))),
+    ("a city --no  ", "a city", Options()),
+    ("a fox --vary strong", "a fox", Options(vary="strong")),
+    ("—no text, logos", "", Options(negative=("text", "logos"))),
+])
+def test_batch_style_negative_and_vary_flags(text: str, prompt: str, options: Options) -> None:
+    assert parse_flags(text) == (prompt, options)
+
+
+@pytest.mark.parametrize(("text", "option", "value"), [
+    ("a fox --n 5", "--n", "5"),
+    ("a fox --n 0", "--n", "0"),
+    ("a fox --n two", "--n", "two"),
+    ("a fox --vary wild", "--vary", "wild"),
+])
+def test_bad_flag_values_name_the_flag(text: str, option: str, value: str) -> None:
+    with pytest.raises(InvalidOption) as info:
+        parse_flags(text)
+    assert info.value.params["option"] == option and info.value.params["value"] == value

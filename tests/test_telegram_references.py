@@ -97,7 +97,9 @@ async def test_bad_inputs_get_one_clear_reply_and_cost_nothing(settings_factory:
              "nano-banana-2.1 takes at most 3 reference images; this request has 4."),
             ({"text": "/imagine"}, "Tell me what to draw"),
             ({"text": "/imagine --ar 16:9"}, "Tell me what to draw"),
-            ({"text": "/imagine a cat --style anime"}, "Unknown option “--style”"),
+            ({"text": "/imagine a cat --stylize 9"}, "Unknown option “--stylize”"),
+            ({"text": "/imagine a cat --style anime"}, "--style “anime” is not available"),
+            ({"text": "/imagine a cat --n 9"}, "--n “9” is not available"),
             ({"text": "/imagine a cat --size 8K"}, "size “8K” is not available"),
             ({"text": "/imagine a cat --model dall-e-9"}, "model “dall-e-9” is not available"),
         ]
