@@ -1,8 +1,9 @@
-"""Shared fixtures: settings on a temp data dir and a started Core with the demo provider."""
+"""Shared fixtures: settings on a temp data dir, a started Core with the demo provider, and the
+store under test on each engine (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import pytest
 
 from bot.bootstrap import Core, build_core
 from bot.config import Settings
+from bot.storage.postgres import PostgresStore
+from bot.storage.sqlite import SqliteStore
+from tests import store_engines as engines
 
 
 def make_settings(data_dir: Path, **sections: Any) -> Settings:
@@ -33,3 +37,51 @@ async def core(settings_factory: Callable[..., Settings]) -> AsyncIterator[Core]
     await built.start()
     yield built
     await built.stop(grace=0)
+
+
+# ----- the store under test, on each engine (tests/store_engines.py) -------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database made for this test session and dropped after it; its URL."""
+    url = engines.create_database()
+    yield url
+    engines.drop_database(url)
+
+
+@pytest.fixture
+async def pg_schema(pg_database: str) -> AsyncIterator[str]:
+    """A fresh schema for one test (dropped after it)."""
+    name = await engines.new_schema(pg_database)
+    yield name
+    await engines.drop_schema(pg_database, name)
+
+
+@pytest.fixture(params=engines.ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Which engine the store tests run on: each test once per engine."""
+    return str(request.param)
+
+
+StoreFactory = Callable[..., "engines.AnyStore"]
+
+
+@pytest.fixture
+def store_factory(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+    """New (unopened) stores on one database: a second one is a second process's view of it."""
+    if engine == "sqlite":
+        path = tmp_path / "db" / "imagine.sqlite3"
+        return lambda **kwargs: SqliteStore(path, **kwargs)
+    url = request.getfixturevalue("pg_database")
+    schema = request.getfixturevalue("pg_schema")
+    return lambda **kwargs: PostgresStore(url, schema=schema, **kwargs)
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> AsyncIterator[engines.AnyStore]:
+    """An open store on the engine under test; closed after the test."""
+    opened = store_factory()
+    await opened.open()
+    yield opened
+    await opened.close()

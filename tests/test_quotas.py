@@ -1,5 +1,6 @@
-"""The quota ledger on a real SQLite file: pricing, windows, resets in a time zone, grants,
-admins, concurrency, crash recovery, and a stateful property test of the books."""
+"""The quota ledger on both engines (a real SQLite file, a fresh PostgreSQL schema): pricing,
+windows, resets in a time zone, grants, admins, concurrency, crash recovery, and a stateful
+property test of the books."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import shutil
 import sys
 import tempfile
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,13 +19,24 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from bot.config import QuotaSection, Settings
 from bot.domain import Actor, ChatRef
 from bot.errors import BadGrant, QuotaExceeded
 from bot.quotas import Price, Quotas
+from bot.storage.postgres import PostgresStore
 from bot.storage.sqlite import SqliteStore
+from tests import store_engines as engines
+from tests.conftest import StoreFactory
+from tests.store_engines import AnyStore, fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = Actor("telegram", "1", "alice")
@@ -49,14 +61,6 @@ class FakeClock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "imagine.sqlite3")
-    await opened.open()
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2024, 5, 10, 4, 0, tzinfo=UTC))
 
@@ -65,7 +69,7 @@ QuotasFactory = Callable[..., Quotas]
 
 
 @pytest.fixture
-def make_quotas(store: SqliteStore, clock: FakeClock) -> QuotasFactory:
+def make_quotas(store: AnyStore, clock: FakeClock) -> QuotasFactory:
     def make(**quota: Any) -> Quotas:
         return Quotas(store, QuotaSection(**quota), admins=frozenset({ADMIN.key}), clock=clock)
     return make
@@ -75,7 +79,7 @@ def p(credits: int, usd: float | None = None) -> Price:
     return Price(credits, round(credits * 0.01, 6) if usd is None else usd)
 
 
-async def used(store: SqliteStore, actor: Actor, *, day: str | None = None,
+async def used(store: AnyStore, actor: Actor, *, day: str | None = None,
                month: str | None = None) -> int:
     async with store.quota_tx() as tx:
         return await tx.used_credits(actor.key, day=day, month=month)
@@ -110,7 +114,7 @@ def test_pricing_overrides(make_quotas: QuotasFactory) -> None:
 # ----- reserve -> settle | refund -------------------------------------------------------------
 
 
-async def test_reserve_settle_refund(make_quotas: QuotasFactory, store: SqliteStore) -> None:
+async def test_reserve_settle_refund(make_quotas: QuotasFactory, store: AnyStore) -> None:
     quotas = make_quotas(user_daily_credits=20)
     first = await quotas.reserve(ALICE, PRIVATE, p(4), model="nano-banana", size="1K")
     assert (first.credits, first.bonus, first.state) == (4, 0, "held")
@@ -141,7 +145,7 @@ async def test_reserve_settle_refund(make_quotas: QuotasFactory, store: SqliteSt
 
 
 async def test_daily_window(make_quotas: QuotasFactory, clock: FakeClock,
-                            store: SqliteStore) -> None:
+                            store: AnyStore) -> None:
     quotas = make_quotas(user_daily_credits=10, user_monthly_credits=1000, timezone="UTC")
     await quotas.reserve(ALICE, None, p(4))
     await quotas.reserve(ALICE, None, p(4))
@@ -193,7 +197,7 @@ async def test_the_window_named_is_the_one_that_blocks(make_quotas: QuotasFactor
 
 
 async def test_refund_goes_back_to_the_window_it_was_charged(
-        make_quotas: QuotasFactory, clock: FakeClock, store: SqliteStore) -> None:
+        make_quotas: QuotasFactory, clock: FakeClock, store: AnyStore) -> None:
     quotas = make_quotas(user_daily_credits=10, user_monthly_credits=15,
                          timezone="Asia/Shanghai")
     clock.now = datetime(2024, 5, 31, 15, 50, tzinfo=UTC)  # 23:50 on May 31 in Shanghai
@@ -368,7 +372,7 @@ async def test_admins_are_exempt_from_credit_windows(make_quotas: QuotasFactory)
 
 
 async def test_grants_are_spent_after_the_allowance(make_quotas: QuotasFactory,
-                                                    store: SqliteStore) -> None:
+                                                    store: AnyStore) -> None:
     quotas = make_quotas(user_daily_credits=6)
     await quotas.grant(ALICE.key, 10, by=ADMIN.key)
     first = await quotas.reserve(ALICE, None, p(4))
@@ -411,7 +415,7 @@ async def test_negative_grant_never_goes_below_zero(make_quotas: QuotasFactory) 
     assert (await quotas.usage(BOB)).bonus == 0
 
 
-async def test_per_user_limit_overrides(make_quotas: QuotasFactory, store: SqliteStore) -> None:
+async def test_per_user_limit_overrides(make_quotas: QuotasFactory, store: AnyStore) -> None:
     quotas = make_quotas(user_daily_credits=100, user_monthly_credits=1000)
     await store.set_user_flags(ALICE.key, daily_limit=3)
     with pytest.raises(QuotaExceeded):
@@ -456,11 +460,11 @@ async def test_200_concurrent_reservations_against_5_credits(make_quotas: Quotas
     assert (await quotas.usage(ALICE)).window("user_daily").used == 5  # type: ignore[union-attr]
 
 
-async def test_concurrent_reservations_across_two_connections(tmp_path: Path,
+async def test_concurrent_reservations_across_two_connections(store_factory: StoreFactory,
                                                               clock: FakeClock) -> None:
-    """Two stores on one file (as two processes would be): BEGIN IMMEDIATE serialises them."""
-    path = tmp_path / "shared.sqlite3"
-    stores = [SqliteStore(path), SqliteStore(path)]
+    """Two stores on one database (as two processes would be): SQLite's BEGIN IMMEDIATE, or
+    PostgreSQL's row locks, serialise them."""
+    stores = [store_factory(), store_factory()]
     for s in stores:
         await s.open()
     try:
@@ -486,10 +490,14 @@ CHILD = textwrap.dedent("""
     from bot.config import QuotaSection
     from bot.domain import Actor
     from bot.quotas import Price, Quotas
+    from bot.storage.postgres import PostgresStore
     from bot.storage.sqlite import SqliteStore
 
     async def main() -> None:
-        store = SqliteStore(Path(sys.argv[1]))
+        if sys.argv[1] == "sqlite":
+            store = SqliteStore(Path(sys.argv[2]))
+        else:
+            store = PostgresStore(sys.argv[2], schema=sys.argv[3])
         await store.open()
         quotas = Quotas(store, QuotaSection(user_daily_credits=10))
         res = await quotas.reserve(Actor("telegram", "7"), None, Price(4, 0.04),
@@ -501,10 +509,14 @@ CHILD = textwrap.dedent("""
 """)
 
 
-async def test_reservation_of_a_killed_process_is_refunded_on_next_start(tmp_path: Path) -> None:
-    path = tmp_path / "imagine.sqlite3"
+async def test_reservation_of_a_killed_process_is_refunded_on_next_start(
+        store_factory: StoreFactory) -> None:
+    store = store_factory()
+    where = ([str(store.path)] if isinstance(store, SqliteStore)
+             else [store._url, store._schema or ""])
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(path), cwd=ROOT,
+        sys.executable, "-c", CHILD, "sqlite" if isinstance(store, SqliteStore) else "postgres",
+        *where, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -517,7 +529,6 @@ async def test_reservation_of_a_killed_process_is_refunded_on_next_start(tmp_pat
     assert proc.returncode == -9
 
     victim = Actor("telegram", "7")
-    store = SqliteStore(path)
     await store.open()
     try:
         quotas = Quotas(store, QuotaSection(user_daily_credits=10))
@@ -574,11 +585,20 @@ LIVE = ("held", "settled")
 class LedgerMachine(RuleBasedStateMachine):
     """Random reserve / settle / refund / grant / clock / restart against a model of the books."""
 
+    #: A PostgreSQL database to run on (a fresh schema per example); None: a SQLite file.
+    database: str | None = None
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp = Path(tempfile.mkdtemp(prefix="ledger-"))
-        self.store = SqliteStore(self.tmp / "imagine.sqlite3")
+        self.schema: str | None = None
+        self.store: AnyStore
+        if self.database is None:
+            self.store = SqliteStore(self.tmp / "imagine.sqlite3")
+        else:
+            self.schema = self.run(engines.new_schema(self.database))
+            self.store = PostgresStore(self.database, schema=self.schema, pool_size=2)
         self.run(self.store.open())
         self.clock = FakeClock(datetime(2024, 3, 9, 20, 0, tzinfo=UTC))
         self.cfg = CONFIGS[0]
@@ -595,6 +615,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.run(self.store.close())
+        if self.database is not None and self.schema is not None:
+            self.run(engines.drop_schema(self.database, self.schema))
         self.loop.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -695,7 +717,6 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- invariants --------------------------------------------------------------------------
 
     async def _books(self) -> dict[str, list[Any]]:
-        db = self.store.db
         queries = {
             "per_day": "SELECT actor_key, day, SUM(credits) FROM ledger GROUP BY actor_key, day",
             "per_month": "SELECT actor_key, month, SUM(credits) FROM ledger"
@@ -708,8 +729,9 @@ class LedgerMachine(RuleBasedStateMachine):
             "reservations": "SELECT id, actor_key, chat_key, credits, bonus, usd, day, month,"
                             " state FROM reservations",
             "rows": "SELECT reservation_id, kind FROM ledger WHERE reservation_id IS NOT NULL",
+            "counters": "SELECT scope, key, period, units, usd FROM counters",
         }
-        return {name: list(await db.execute_fetchall(sql)) for name, sql in queries.items()}
+        return {name: await fetch(self.store, sql) for name, sql in queries.items()}
 
     @invariant()
     def books_balance(self) -> None:
@@ -755,6 +777,19 @@ class LedgerMachine(RuleBasedStateMachine):
             assert total == self.granted.get(actor, 0) - sum(r[4] for r in live if r[1] == actor)
             assert total == self.bonus(actor)
 
+        # The counters the windows read agree with the ledger they are kept from.
+        counted = {(scope, key, period): (units, usd)
+                   for scope, key, period, units, usd in books["counters"]}
+        derived = {**{("user_day", a, d): (t, 0.0) for a, d, t in books["per_day"]},
+                   **{("user_month", a, m): (t, 0.0) for a, m, t in books["per_month"]},
+                   **{("bonus", a, ""): (t, 0.0) for a, t in books["bonus"]},
+                   **{("chat_day", c, d): (t, 0.0) for c, d, t in books["chat_day"]},
+                   **{("usd_day", "", d): (0, t) for d, t in books["usd_day"]}}
+        for key in counted.keys() | derived.keys():
+            units, usd = counted.get(key, (0, 0.0))
+            want_units, want_usd = derived.get(key, (0, 0.0))
+            assert units == want_units and usd == pytest.approx(want_usd, abs=1e-9), key
+
         # One reserve row per reservation, and one closing row exactly when it is closed.
         kinds: dict[str, list[str]] = {}
         for reservation_id, kind in books["rows"]:
@@ -768,3 +803,14 @@ TestLedgerMachine = LedgerMachine.TestCase
 TestLedgerMachine.settings = settings(
     max_examples=100, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
+
+
+class PgLedgerMachine(LedgerMachine):
+    """The same machine on PostgreSQL (the database is set by the test below)."""
+
+
+def test_ledger_machine_on_postgres(pg_database: str) -> None:
+    PgLedgerMachine.database = pg_database
+    run_state_machine_as_test(PgLedgerMachine, settings=settings(
+        max_examples=25, stateful_step_count=30, deadline=None,
+        suppress_health_check=[HealthCheck.too_slow]))
