@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,21 +13,11 @@ import pytest
 from bot.conversations import BlobStore, Conversations
 from bot.domain import Actor, ChatRef, ImageData, MessageRef, Turn
 from bot.storage.sqlite import SqliteStore
+from tests.helpers import FakeClock
 
 ALICE = Actor("telegram", "1")
 BOB = Actor("telegram", "2")
 CHAT = ChatRef("telegram", "-100", "group")
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def img(label: str, size: int = 64) -> ImageData:

@@ -36,6 +36,7 @@ from bot.storage.postgres import PostgresStore
 from bot.storage.sqlite import SqliteStore
 from tests import store_engines as engines
 from tests.conftest import StoreFactory
+from tests.helpers import FakeClock
 from tests.store_engines import AnyStore, fetch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,19 +46,6 @@ CAROL = Actor("discord", "3", "carol")
 ADMIN = Actor("telegram", "99", "admin")
 GROUP = ChatRef("telegram", "-100", "group")
 PRIVATE = ChatRef("telegram", "1", "private")
-
-
-class FakeClock:
-    """An injected clock that only moves when told to."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture

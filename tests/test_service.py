@@ -33,6 +33,7 @@ from bot.errors import (
 )
 from bot.messages import load_catalog
 from bot.providers.base import ProviderRequest, ProviderResult
+from tests.helpers import FakeClock, png_data
 from tests.outcomes import jobs
 
 Factory = Callable[..., Settings]
@@ -43,12 +44,6 @@ CHAT = ChatRef("telegram", "1", "private")
 GROUP = ChatRef("telegram", "-100", "group")
 EN = load_catalog("en")
 ZH = load_catalog("zh-Hans")
-
-
-def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> ImageData:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, format="PNG")
-    return ImageData(data=out.getvalue(), mime="image/png", width=size[0], height=size[1])
 
 
 def ask(prompt: str, actor: Actor = ALICE, chat: ChatRef = CHAT, **options: Any) -> ImageRequest:
@@ -66,7 +61,7 @@ class FakeProvider:
     name = "demo"
 
     def __init__(self, outcome: Callable[[], Any] | None = None, delay: float = 0.0) -> None:
-        self.outcome = outcome or (lambda: ProviderResult(images=(png((0, 90, 200)),),
+        self.outcome = outcome or (lambda: ProviderResult(images=(png_data(color=(0, 90, 200)),),
                                                           text="ok", finish_reason="STOP"))
         self.delay = delay
         self.requests: list[ProviderRequest] = []
@@ -85,14 +80,6 @@ class FakeProvider:
 
     async def aclose(self) -> None:
         pass
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @asynccontextmanager
@@ -259,7 +246,7 @@ async def test_edit_history_reaches_the_provider(settings_factory: Factory) -> N
 async def test_edit_with_supplied_images_starts_fresh(core: Core) -> None:
     unbound = MessageRef("telegram", "1", "42")  # someone's photo, not one of ours
     reply = await jobs(core).edit(
-        ImageRequest(ALICE, CHAT, "make it a watercolour", references=(png(),)),
+        ImageRequest(ALICE, CHAT, "make it a watercolour", references=(png_data(),)),
         reply_to=unbound)
     assert reply.ok, reply.text
     turn = await core.conversations.get(reply.turn_id or "")
@@ -287,7 +274,7 @@ async def test_edit_of_a_deleted_turn(core: Core) -> None:
 
 
 @pytest.mark.parametrize(("request_", "key", "fragment"), [
-    (ImageRequest(ALICE, CHAT, "many refs", references=(png(),) * 15), "error.too_many_refs",
+    (ImageRequest(ALICE, CHAT, "many refs", references=(png_data(),) * 15), "error.too_many_refs",
      "at most 14"),
     (ask("big", size="8K"), "error.invalid_option", "8K"),
     (ask("wide", aspect="7:3"), "error.invalid_option", "7:3"),
@@ -308,7 +295,7 @@ async def test_bad_requests_are_refused_and_nothing_is_charged(
 async def test_too_many_references_counts_the_edited_image(core: Core) -> None:
     first = await jobs(core).imagine(ask("a boat"))
     message = await delivered(core, first)
-    request = ImageRequest(ALICE, CHAT, "add these", references=(png(),) * 14)
+    request = ImageRequest(ALICE, CHAT, "add these", references=(png_data(),) * 14)
     reply = await jobs(core).edit(request, reply_to=message)
     assert reply.error == "error.too_many_refs" and "15" in reply.text
 
@@ -317,7 +304,7 @@ async def test_too_many_references_counts_the_edited_image(core: Core) -> None:
 
 
 async def test_quota_exhausted_says_which_window_and_when(settings_factory: Factory) -> None:
-    clock = FixedClock(datetime(2024, 5, 10, 20, 30, tzinfo=UTC))
+    clock = FakeClock(datetime(2024, 5, 10, 20, 30, tzinfo=UTC))
     settings = settings_factory(quota={"user_daily_credits": 4})
     async with running(settings, providers={"demo": FakeProvider()}, clock=clock) as core:
         await delivered(core, await jobs(core).imagine(ask("one")))
@@ -332,7 +319,7 @@ async def test_quota_exhausted_says_which_window_and_when(settings_factory: Fact
 
 
 async def test_global_budget_exhausted(settings_factory: Factory) -> None:
-    clock = FixedClock(datetime(2024, 5, 10, 23, 59, 30, tzinfo=UTC))
+    clock = FakeClock(datetime(2024, 5, 10, 23, 59, 30, tzinfo=UTC))
     settings = settings_factory(quota={"global_daily_usd": 0.05}, bot={"admins": [ADMIN.key]})
     async with running(settings, providers={"demo": FakeProvider()}, clock=clock) as core:
         assert (await jobs(core).imagine(ask("one", actor=ADMIN))).ok
@@ -456,7 +443,7 @@ async def test_banned_user_is_told_once_then_silent(settings_factory: Factory) -
         for _ in range(2):
             again = await jobs(core).imagine(ask("a fox"))
             assert again.error == "error.banned" and again.text == ""
-        silent_edit = await jobs(core).edit(ImageRequest(ALICE, CHAT, "x", references=(png(),)))
+        silent_edit = await jobs(core).edit(ImageRequest(ALICE, CHAT, "x", references=(png_data(),)))
         assert silent_edit.error == "error.banned" and silent_edit.text == ""
         assert await kinds(core) == []
         await core.admin.ban(ADMIN, ALICE.key, False, "en")
@@ -600,7 +587,7 @@ async def test_edit_and_delete_are_not_button_jobs_and_cost_nothing(core: Core) 
 
 
 async def test_reroll_of_a_turn_whose_references_expired_is_refused(core: Core) -> None:
-    first = await jobs(core).imagine(replace(ask("a fox"), references=(png(),)))
+    first = await jobs(core).imagine(replace(ask("a fox"), references=(png_data(),)))
     await core.service.bind(first.turn_id or "", [])
     turn = await core.conversations.get(first.turn_id or "")
     assert turn is not None
