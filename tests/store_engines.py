@@ -12,10 +12,12 @@ import asyncio
 import os
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+import aiosqlite
 import asyncpg
 import pytest
 
@@ -108,3 +110,25 @@ def _numbered(sql: str) -> str:
 def tables_of(rows: Sequence[tuple[Any, ...]]) -> set[str]:
     """Table names from a one-column query."""
     return {str(r[0]) for r in rows}
+
+
+@asynccontextmanager
+async def read_only(store: AnyStore) -> AsyncIterator[None]:
+    """The store's database refuses writes until the block ends (reads still work)."""
+    if isinstance(store, SqliteStore):
+        # The file (or its volume) became read-only: the test stands in for the operating system.
+        await store.db.close()
+        db = await aiosqlite.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        store._db = db
+        yield
+        return
+    # A database switched to read-only (as a standby is): new connections start read-only.
+    name = urlsplit(store._url).path.lstrip("/")
+    await admin(ADMIN_URL, f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    await store.pool.expire_connections()
+    try:
+        yield
+    finally:
+        await admin(ADMIN_URL, f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+        await store.pool.expire_connections()

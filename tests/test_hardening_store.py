@@ -1,17 +1,16 @@
 """Issue 12, items 9-13: sniffed MIME types, secrets masked before storage, forget during
-delivery, bounded grants, and readiness that notices a database it cannot write."""
+delivery, bounded grants, and readiness that notices a database it cannot write (the store's
+tests here run on SQLite and on PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
-import aiosqlite
 import pytest
 from PIL import Image
 
@@ -19,13 +18,15 @@ from adapters.cli.health import HealthServer
 from bot.bootstrap import Core, build_core
 from bot.config import QuotaSection, Settings
 from bot.conversations import BlobStore
-from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef
+from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef, UserSettings
 from bot.errors import BadGrant, BadUser, StoreUnavailable
 from bot.messages import load_catalog
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.extract import verify_image
 from bot.quotas import MAX_GRANT, Quotas
+from bot.storage.postgres import PostgresStore
 from bot.storage.sqlite import SqliteStore
+from tests.conftest import StoreFactory
 from tests.fake_telegram import ADMIN, ALICE, running_bot
 from tests.fake_upstream import (  # noqa: F401 - the fixture
     FakeUpstream,
@@ -35,6 +36,7 @@ from tests.fake_upstream import (  # noqa: F401 - the fixture
     fake_upstream_fixture,
 )
 from tests.outcomes import jobs
+from tests.store_engines import AnyStore, execute, fetch, read_only
 from tests.test_cli import run_cli
 from tests.test_web_harness import running_console, turn_of, visitor
 
@@ -91,21 +93,17 @@ async def test_upstream_label_is_not_trusted() -> None:
     assert (await verify_image(png(), "image/svg+xml")).mime == "image/png"
 
 
-async def test_blob_store_keeps_and_serves_the_sniffed_type(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    await store.open()
-    try:
-        blobs = BlobStore(tmp_path / "blobs", store)
-        digest = await blobs.put(ImageData(png(), "image/svg+xml"))
-        info = await store.get_blob(digest)
-        assert info is not None and info.mime == "image/png"
-        # A row written by an older version with a hostile label is served by its bytes.
-        await store.db.execute("UPDATE blobs SET mime = ? WHERE hash = ?",
-                               ("text/html\r\nX-Evil: 1", digest))
-        again = await blobs.get(digest)
-        assert again is not None and again.mime == "image/png"
-    finally:
-        await store.close()
+async def test_blob_store_keeps_and_serves_the_sniffed_type(tmp_path: Path,
+                                                           store: AnyStore) -> None:
+    blobs = BlobStore(tmp_path / "blobs", store)
+    digest = await blobs.put(ImageData(png(), "image/svg+xml"))
+    info = await store.get_blob(digest)
+    assert info is not None and info.mime == "image/png"
+    # A row written by an older version with a hostile label is served by its bytes.
+    await execute(store, "UPDATE blobs SET mime = ? WHERE hash = ?", "text/html\r\nX-Evil: 1",
+                  digest)
+    again = await blobs.get(digest)
+    assert again is not None and again.mime == "image/png"
 
 
 @pytest.mark.parametrize("label", ["image/svg+xml", "image/png\r\nSet-Cookie: evil=1"])
@@ -152,8 +150,8 @@ async def test_key_echoed_in_a_successful_answer_is_not_stored(
     assert SECRET.encode() not in raw
 
 
-async def test_store_masks_every_free_text_column(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3", redact=lambda t: t.replace(SECRET, "***"))
+async def test_store_masks_every_free_text_column(store_factory: StoreFactory) -> None:
+    store = store_factory(redact=lambda t: t.replace(SECRET, "***"))
     await store.open()
     try:
         quotas = Quotas(store, QuotaSection())
@@ -311,32 +309,22 @@ def test_cli_grant_accepts_a_good_one(tmp_path: Path) -> None:
 # ----- 13: a database that cannot be written -------------------------------------------------
 
 
-async def make_read_only(store: SqliteStore) -> None:
-    """Reopen the store's file read-only, as when the file or its volume became read-only."""
-    await store.db.close()
-    db = await aiosqlite.connect(f"file:{store.path}?mode=ro", uri=True, isolation_level=None)
-    db.row_factory = aiosqlite.Row
-    store._db = db  # the test stands in for the operating system here
-
-
-async def test_write_probe_detects_a_read_only_database(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    await store.open()
-    try:
-        assert await store.writable()
-        await make_read_only(store)
+async def test_write_probe_detects_a_read_only_database(store: AnyStore) -> None:
+    assert await store.writable()
+    async with read_only(store):
         assert await store.ledger() == []  # reads still work...
         assert not await store.writable()  # ...but the probe notices
-    finally:
+        with pytest.raises(StoreUnavailable):  # and a write is a store error, not a crash
+            await store.save_user_settings("telegram:1", UserSettings(locale="en"))
+    if isinstance(store, SqliteStore):
         await store.close()
+        await store.open()
+    assert await store.writable()
     # The probe left nothing behind.
-    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
-        assert db.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 0
+    assert await fetch(store, "SELECT COUNT(*) FROM users") == [(0,)]
 
 
-async def test_readyz_fails_when_the_store_cannot_write(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    await store.open()
+async def test_readyz_fails_when_the_store_cannot_write(store: AnyStore) -> None:
     health = HealthServer("127.0.0.1:0", lambda: True, writable=store.writable)
     await health.start()
     try:
@@ -344,20 +332,19 @@ async def test_readyz_fails_when_the_store_cannot_write(tmp_path: Path) -> None:
             url = f"http://127.0.0.1:{health.port}/readyz"
             async with http.get(url) as ok:
                 assert ok.status == 200
-            await make_read_only(store)
-            async with http.get(url) as bad:
+            async with read_only(store), http.get(url) as bad:
                 assert bad.status == 503 and "database" in await bad.text()
     finally:
         await health.stop()
-        await store.close()
 
 
-async def test_users_are_told_the_bot_cannot_save(settings_factory: Factory) -> None:
-    core = await started(settings_factory())
+async def test_users_are_told_the_bot_cannot_save(settings_factory: Factory,
+                                                   store_factory: StoreFactory) -> None:
+    core = await started(settings_factory(), store=store_factory())
     try:
-        assert isinstance(core.store, SqliteStore)
-        await make_read_only(core.store)
-        reply = await jobs(core).imagine(ImageRequest(USER, CHAT, "a lighthouse"))
+        assert isinstance(core.store, SqliteStore | PostgresStore)
+        async with read_only(core.store):
+            reply = await jobs(core).imagine(ImageRequest(USER, CHAT, "a lighthouse"))
         assert reply.error == StoreUnavailable.key
         assert reply.text == load_catalog("en")["error.store"]
         assert "went wrong" not in reply.text and "nothing was charged" in reply.text.lower()
@@ -365,13 +352,8 @@ async def test_users_are_told_the_bot_cannot_save(settings_factory: Factory) -> 
         await core.stop(grace=0)
 
 
-async def test_blob_write_failure_is_a_store_error(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    await store.open()
-    try:
-        (tmp_path / "blobs").write_text("not a directory")  # the blob root cannot be created
-        blobs = BlobStore(tmp_path / "blobs", store)
-        with pytest.raises(StoreUnavailable):
-            await blobs.put(ImageData(png(), ""))
-    finally:
-        await store.close()
+async def test_blob_write_failure_is_a_store_error(tmp_path: Path, store: AnyStore) -> None:
+    (tmp_path / "blobs").write_text("not a directory")  # the blob root cannot be created
+    blobs = BlobStore(tmp_path / "blobs", store)
+    with pytest.raises(StoreUnavailable):
+        await blobs.put(ImageData(png(), ""))
