@@ -4,14 +4,12 @@ what failed, which flag or setting, what to do; never the chat's wording."""
 from __future__ import annotations
 
 import asyncio
-import io
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from adapters.cli.main import main
-from bot.domain import ImageData
 from bot.outfiles import OutputRefused, Target, paths, plan, slug
 from tests.fake_upstream import (
     FakeUpstream,
@@ -19,6 +17,7 @@ from tests.fake_upstream import (
     fake_upstream_fixture,  # noqa: F401
     gemini_body,
 )
+from tests.helpers import png_data
 from tests.test_cli_providers import KEY, cli_env  # noqa: F401
 
 CHAT_WORDS = ("the operator has been told", "/imagine", "Nothing was charged")
@@ -33,13 +32,6 @@ def fmt(path: Path) -> str:
     """The image format Pillow reads from the file."""
     with Image.open(path) as img:
         return str(img.format)
-
-
-def png(color: str = "red") -> ImageData:
-    """A small PNG as the core holds it."""
-    out = io.BytesIO()
-    Image.new("RGBA", (8, 8), color).save(out, "PNG")
-    return ImageData(out.getvalue(), "image/png")
 
 
 async def test_out_directory_suffix_force_and_default_names(cli_env: Path,  # noqa: F811
@@ -78,7 +70,7 @@ async def test_out_directory_suffix_force_and_default_names(cli_env: Path,  # no
 
 
 def test_several_images_get_numbered_names(tmp_path: Path) -> None:
-    two = (png("red"), png("blue"))
+    two = (png_data(color="red"), png_data(color="blue"))
     named = Target(tmp_path, tmp_path / "set.webp")
     assert paths(named, "x", two) == [tmp_path / "set-1.webp", tmp_path / "set-2.webp"]
     assert [p.name for p in paths(Target(tmp_path), "Two cats!", two)] == [
