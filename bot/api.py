@@ -38,6 +38,7 @@ from bot.domain import (
 )
 from bot.errors import (
     BadGrant,
+    Banned,
     BotError,
     Cancelled,
     ConfigError,
@@ -119,7 +120,13 @@ class BotApi:
 
     async def error_reply(self, actor: Actor, err: BotError) -> Reply:
         """What to show ``actor`` for ``err`` (empty text: say nothing, e.g. a ban told before)."""
-        return await self._service.error_reply(actor, err)
+        locale = await self.locale_for(actor)
+        if isinstance(err, Banned):
+            store = self._service.store
+            if (await store.get_user(actor.key)).ban_notified:
+                return Reply(text="", error=err.key, locale=locale)
+            await store.set_user_flags(actor.key, ban_notified=True)
+        return Reply(text=self.error_text(locale, err), error=err.key, locale=locale)
 
     async def attempt(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
         """``await work``, or the error Reply for the BotError it raised (one adapter guard)."""

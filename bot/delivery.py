@@ -68,13 +68,19 @@ class Delivery:
     caps: Capabilities
     items: tuple[Fitted, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
-    delivered: bool = False
-    _settle: Callable[[Sequence[MessageRef], Mapping[str, float]], Awaitable[None]] | None = None
+    #: Turns not settled yet (a batch has one per candidate); refunded when the block ends.
+    open_turns: list[str] = field(default_factory=list)
+    _settle: Callable[[str, Sequence[MessageRef], Mapping[str, float]], Awaitable[None]] | None = None
 
     @property
     def turn_id(self) -> str:
-        """The turn being delivered."""
+        """The turn being delivered (a batch's first candidate)."""
         return self.reply.turn_id or ""
+
+    @property
+    def delivered(self) -> bool:
+        """True once every turn was settled (nothing left to refund)."""
+        return not self.open_turns
 
     async def file(self, index: int) -> ImageData:
         """Image ``index`` fitted as a file (a photo the platform refused goes out this way)."""
@@ -84,12 +90,27 @@ class Delivery:
 
     async def sent(self, messages: Sequence[MessageRef],
                    timings: Mapping[str, float] | None = None) -> None:
-        """The messages showing the result were sent: bind them and settle (once)."""
-        if self.delivered or not messages:
+        """The messages showing the whole result were sent: bind them and settle every turn."""
+        if not messages:
             return
-        self.delivered = True
+        turns, self.open_turns = self.open_turns, []
+        for n, turn_id in enumerate(turns):
+            # One message shows a batch: it is bound to the first candidate (a reply edits it).
+            await self._close(turn_id, messages if n == 0 else (), timings)
+
+    async def sent_each(self, messages: Sequence[Sequence[MessageRef]],
+                        timings: Mapping[str, float] | None = None) -> None:
+        """Item ``i`` arrived as ``messages[i]`` (empty: it did not; it is refunded on exit)."""
+        candidates = self.reply.candidates or (self.turn_id,)
+        for turn_id, shown in zip(candidates, messages, strict=False):
+            if shown and turn_id in self.open_turns:
+                self.open_turns.remove(turn_id)
+                await self._close(turn_id, shown, timings)
+
+    async def _close(self, turn_id: str, messages: Sequence[MessageRef],
+                     timings: Mapping[str, float] | None) -> None:
         assert self._settle is not None
-        await self._settle(messages, {**self.timings, **(timings or {})})
+        await self._settle(turn_id, messages, {**self.timings, **(timings or {})})
 
 
 async def fit_all(reply: Reply, caps: Capabilities) -> tuple[Fitted, ...]:
@@ -160,8 +181,8 @@ class Deliveries:
         """Fit ``reply``'s images to ``caps``; settle on ``sent()``, refund on anything else."""
         if reply.turn_id is None or not reply.images:
             raise ValueError("only a result with images is delivered")
-        turn_id = reply.turn_id
-        out = Delivery(reply, caps, _settle=lambda refs, t: self.bind(turn_id, refs, t))
+        out = Delivery(reply, caps, open_turns=list(reply.candidates or (reply.turn_id,)),
+                       _settle=self.bind)
         reason = "undeliverable"
         try:
             started = time.monotonic()
@@ -172,7 +193,7 @@ class Deliveries:
             reason = f"undeliverable: {type(exc).__name__}"
             raise
         finally:
-            if not out.delivered:
+            for turn_id in out.open_turns:
                 await asyncio.shield(self.undeliverable(turn_id, reason))
 
     async def bind(self, turn_id: str, messages: Sequence[MessageRef],
@@ -181,7 +202,7 @@ class Deliveries:
         pending = self.local.get(turn_id)
         if pending is not None:
             pending.release()  # uploaded: the bytes are no longer needed, whatever follows
-        await self.conversations.bind(turn_id, messages)
+        await self.conversations.bind(turn_id, messages)  # none: settled, shown by another's
         reservation_id = await self._reservation_id(turn_id, pending)
         if reservation_id is not None:
             await self.quotas.settle(reservation_id)

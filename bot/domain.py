@@ -159,12 +159,18 @@ class Action:
     turn_id: str
     size: str | None = None
     cost: int | None = None
+    #: The candidate's number in a batch (the label's "U2", "V3"); not encoded.
+    index: int | None = None
+    #: A batch reroll makes this many again (encoded as ``x4``).
+    batch: int | None = None
 
     def encode(self) -> str:
         """Serialize for Telegram callback_data / Discord custom_id (e.g. ``ib:upscale:T:4K``)."""
         parts = ["ib", self.kind, self.turn_id]
         if self.size:
             parts.append(self.size)
+        elif self.batch:
+            parts.append(f"x{self.batch}")
         return ":".join(parts)
 
     @staticmethod
@@ -176,8 +182,13 @@ class Action:
         kind = parts[1]
         if kind not in ("reroll", "upscale", "variations", "edit", "delete"):
             return None
-        size = parts[3] if len(parts) == 4 else None
-        return Action(kind=kind, turn_id=parts[2], size=size)  # type: ignore[arg-type]
+        extra = parts[3] if len(parts) == 4 else None
+        if extra and extra[0] == "x":
+            count = extra[1:]
+            if kind != "reroll" or not count.isdigit() or not 1 < int(count) <= 4:
+                return None
+            return Action(kind="reroll", turn_id=parts[2], batch=int(count))
+        return Action(kind=kind, turn_id=parts[2], size=extra)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +202,8 @@ class Reply:
     error: str | None = None
     credits_used: int = 0
     locale: str = "en"
+    #: A batch's candidates, one turn per image in ``images`` order (empty: a single result).
+    candidates: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -19,6 +19,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import TypeVar
 
+from bot.batch import Batches, Plan
 from bot.budget import DeliveryBudget, reading
 from bot.catalog import Lineup, ModelSpec
 from bot.choices import Choices
@@ -61,6 +62,7 @@ from bot.metrics import JobEvent, Metrics
 from bot.present import Presenter
 from bot.providers.base import HistoryTurn, ImageProvider, ProviderRequest, ProviderResult
 from bot.quotas import Quotas
+from bot.results import Results
 from bot.storage.base import Store
 from bot.styles import Style, Styles
 
@@ -97,6 +99,10 @@ class ImagineService:
         budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
         self.deliveries = Deliveries(store=store, quotas=quotas, conversations=conversations,
                                      metrics=metrics, budget=budget)
+        self.batches = Batches(quotas=quotas, deliveries=self.deliveries,
+                               conversations=conversations, routing=self.routing,
+                               scheduler=scheduler)
+        self.results = Results(settings, quotas, presenter, self.choices)
         self._busy: set[asyncio.Task[object]] = set()  # requests that may still move credits
 
     # ----- identity, language, options -------------------------------------------------------
@@ -153,7 +159,8 @@ class ImagineService:
             if inputs is None:
                 raise NotFound()  # a reroll without its references would be a different image
             # An upscale's size is asked for now (refused if the model lacks it); others keep it.
-            asked = Options(size=action.size) if action.kind == "upscale" else Options()
+            asked = Options(size=action.size) if action.kind == "upscale" else Options(
+                n=action.batch if action.kind == "reroll" else None)
             base = ImageRequest(actor=actor, chat=chat, prompt=turn.prompt, references=inputs)
             parent: Turn | None = turn
             if action.kind == "variations":
@@ -190,16 +197,6 @@ class ImagineService:
         finally:
             if task is not None:
                 self._busy.discard(task)
-
-    async def error_reply(self, actor: Actor, err: BotError) -> Reply:
-        """What to show for ``err`` in the actor's language (a ban is told once, then silence)."""
-        locale = await self.locale_for(actor)
-        if isinstance(err, Banned):
-            record = await self.store.get_user(actor.key)
-            if record.ban_notified:
-                return Reply(text="", error=err.key, locale=locale)
-            await self.store.set_user_flags(actor.key, ban_notified=True)
-        return Reply(text=self.presenter.error(locale, err), error=err.key, locale=locale)
 
     async def _job(self, request: ImageRequest, parent: Turn | None,
                    progress: ProgressCallback | None, *, model: str | None = None,
@@ -245,7 +242,17 @@ class ImagineService:
             raise NotFound()
         legs = self.routing.plan(spec)  # the books charge the route that serves (Booking)
         price = self.quotas.price(legs[0].spec, size)
-        await self.groups.member_cap(job.group, actor, chat, price.credits, self.quotas)
+        n = opts.n or 1
+        await self.groups.member_cap(job.group, actor, chat, price.credits * n, self.quotas)
+        text = self.styles.text(prompt, opts, job.group.style)
+        if n > 1:
+            timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
+            made = await self.batches.run(Plan(
+                actor=actor, chat=chat, prompt=prompt, text=text, kind=request.kind, spec=spec,
+                size=size, aspect=aspect, opts=opts, refs=tuple(refs), history=history,
+                parent_id=parent.id if parent else None, legs=legs, price=price,
+                safety=job.level, timeout=timeout), n, event, progress)
+            return await self.results.batch(actor, chat, made, spec, record.settings.locale)
         booking = await Booking.open(self.quotas, actor, chat, size, price, event)
         pending = booking.pending
 
@@ -262,8 +269,7 @@ class ImagineService:
             with reading(self.deliveries.budget, pending):
                 turn, result = await self._generate(actor, spec, tuple(refs), history, size,
                                                     aspect, progress, event, keep=keep, opts=opts,
-                                                    prompt=self.styles.text(prompt, opts, job.group.style),
-                                                    legs=legs,
+                                                    prompt=text, legs=legs,
                                                     moving=booking.move, safety=job.level)
         except Refused as err:
             pending.release()
@@ -278,8 +284,8 @@ class ImagineService:
             await asyncio.shield(refund_failed(self.deliveries, pending, type(exc).__name__))
             raise
         try:
-            return await self._result_reply(actor, chat, turn, spec, result,
-                                            record.settings.locale)
+            return await self.results.single(actor, chat, turn, spec, result,
+                                             record.settings.locale)
         except BaseException:
             await asyncio.shield(self.undeliverable(turn.id))
             raise
@@ -312,19 +318,6 @@ class ImagineService:
 
         return await self.scheduler.run(actor.key, work, timeout=timeout, on_progress=progress,
                                         job_id=event.job_id)
-
-    async def _result_reply(self, actor: Actor, chat: ChatRef, turn: Turn, spec: ModelSpec,
-                            result: ProviderResult, saved_locale: str | None) -> Reply:
-        # The job read the user's record already: no second read per result (a hot path).
-        locale = saved_locale or normalize_locale(actor.locale) or self.settings.bot.locale
-        usage = await self.quotas.usage(actor, chat)
-        text = self.presenter.caption(
-            locale, prompt=turn.prompt, model=spec.name, size=turn.size or "", aspect=turn.aspect
-            or "", credits=turn.credits, left=usage.credits_left, exempt=usage.exempt,
-            demo=result.demo, model_text=result.text if self.settings.bot.show_model_text else "",
-            ai_label=self.settings.bot.ai_label)
-        return Reply(text=text, images=result.images, actions=self.actions_for(turn), turn_id=turn.id,
-                     credits_used=turn.credits, locale=locale)
 
     def actions_for(self, turn: Turn) -> tuple[Action, ...]:
         """The buttons under a result (see :meth:`Choices.actions_for`)."""
