@@ -325,6 +325,8 @@ class FakeDiscord:
         self._seq = 0
         self._changed = asyncio.Condition()
         self._rate_limits: list[str] = []
+        #: Set by :meth:`refuse_uploads`: the refusal every upload gets from then on.
+        self.upload_refusal: tuple[int, int, str] | None = None
         self._runner: web.AppRunner | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------
@@ -405,6 +407,11 @@ class FakeDiscord:
     def rate_limit_once(self, path_fragment: str) -> None:
         """The next request whose path contains ``path_fragment`` gets a 429 (with Via)."""
         self._rate_limits.append(path_fragment)
+
+    def refuse_uploads(self, status: int = 403, code: int = 50013,
+                       message: str = "Missing Permissions") -> None:
+        """Refuse every upload from now on (the bot lost Attach Files in every channel)."""
+        self.upload_refusal = (status, code, message)
 
     def take_rate_limit(self, path: str) -> bool:
         """Consume a pending 429 for ``path``."""
@@ -866,6 +873,8 @@ class _Routes:
                          limit: int) -> web.Response | None:
         if len(files) > 10:
             return await self.error(400, 50035, "Invalid Form Body: too many files", request)
+        if files and self.f.upload_refusal is not None:
+            return await self.error(*self.f.upload_refusal, request)
         for f in files:
             if f.size > limit:
                 return await self.error(413, 40005, "Request entity too large", request)
@@ -1107,7 +1116,7 @@ async def running_bot(fake: FakeDiscord, settings: Settings, *,
     """Start a Core and the adapter; yield once the client got READY; stop both afterwards."""
     core = build_core(settings, providers=providers)
     await core.start()
-    adapter = DiscordAdapter(core, token=fake.token, sync_commands=sync_commands)
+    adapter = DiscordAdapter(core.api, token=fake.token, sync_commands=sync_commands)
     stop = asyncio.Event()
     since = fake.mark()
     task = asyncio.create_task(adapter.run(stop), name="adapter")

@@ -14,7 +14,6 @@ import discord
 from discord import app_commands
 from PIL import Image
 
-from adapters.discord.render import deliver_interaction
 from bot.config import Settings
 from bot.domain import Actor, ChatRef, ImageData, ImageRequest
 from bot.providers.base import ProviderRequest, ProviderResult
@@ -188,6 +187,31 @@ async def test_refused_upload_refunds(settings_factory: SettingsFactory) -> None
         assert not [m for m in fake.visible() if m.attachments]
 
 
+async def test_upload_refused_for_good_refunds_exactly_once(
+        settings_factory: SettingsFactory) -> None:
+    """Delivery abandoned by an exception, on both paths: one refund each, the user is told."""
+    async with FakeDiscord() as fake, running_bot(
+            fake, discord_settings(settings_factory, fake)) as bot:
+        pia = fake.user("pia")
+        first = await result_of(fake, await fake.slash("imagine", prompt="a harbour", user=pia))
+        paid = await bound_turn(bot.core, first)
+        fake.refuse_uploads()  # 403 / 50013: the bot lost Attach Files
+        answer = await private_answer(fake, await fake.slash("imagine", prompt="boats",
+                                                             user=pia))
+        assert "could not be uploaded" in answer.content and "Nothing was charged" in answer.content
+        ask = await fake.user_message("add boats", user=pia, reply_to=first)
+        told = await fake.wait_for("message", lambda e: e.message is not None
+                                   and e.message.reference is ask
+                                   and "could not be uploaded" in e.message.content)
+        assert told.message is not None and not told.message.attachments
+        ledger = await bot.core.store.ledger(f"discord:{pia.id}")
+        assert [e.kind for e in ledger] == ["reserve", "settle", "reserve", "refund", "reserve",
+                                            "refund"]
+        assert await bot.core.store.held_reservations() == []
+        assert await used(bot.core.service, pia) == paid.credits
+        assert [e.data["code"] for e in fake.errors] == [50013, 50013]
+
+
 async def test_result_after_the_token_expired_goes_to_the_channel(
         settings_factory: SettingsFactory) -> None:
     slow = {"demo": {"api": "demo", "demo_delay_seconds": 2.5}}
@@ -245,8 +269,8 @@ async def test_result_without_any_progress_edit_is_still_public(
     # A follow-up to a response that still "thinks" would replace it and stay ephemeral.
     async with FakeDiscord() as fake, running_bot(
             fake, discord_settings(settings_factory, fake)) as bot:
-        client = bot.adapter.client
-        assert client is not None
+        client, runtime = bot.adapter.client, bot.adapter.runtime
+        assert client is not None and runtime is not None
 
         @app_commands.command(name="quick", description="a job that reports no progress")
         async def quick(interaction: discord.Interaction[Any]) -> None:
@@ -255,7 +279,7 @@ async def test_result_without_any_progress_edit_is_still_public(
             request = ImageRequest(actor, ChatRef("discord", str(interaction.channel_id), "group"),
                                    "no progress")
             reply = await jobs(bot.core).imagine(request)
-            await deliver_interaction(client, interaction, reply, False, time.monotonic())
+            await runtime.out.result(interaction, reply, resolved=False, began=time.monotonic())
 
         client.tree.add_command(quick)
         ix = await fake.slash("quick", user=fake.user("kai"))

@@ -10,7 +10,7 @@ import discord
 import pytest
 
 from adapters.discord import DiscordAdapter
-from adapters.discord.client import point_at, restore
+from adapters.discord.app import point_at, restore
 from bot.bootstrap import build_core
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -51,9 +51,9 @@ async def test_refuses_new_work_while_draining(settings_factory: SettingsFactory
         dee = fake.user("dee")
         first = await fake.slash("imagine", prompt="first", user=dee)
         await fake.wait_for("edit", lambda e: e.interaction is first)
-        client = bot.adapter.client
-        assert client is not None
-        drain = asyncio.create_task(client.drain(5))
+        runtime = bot.adapter.runtime
+        assert runtime is not None
+        drain = asyncio.create_task(runtime.drain(5))
         late = await fake.slash("imagine", prompt="late", user=dee)
         refused = await fake.wait_for("message", lambda e: e.interaction is late)
         assert refused.message is not None and refused.message.ephemeral
@@ -67,7 +67,7 @@ async def test_bad_token_is_a_clear_configuration_error(settings_factory: Settin
         core = build_core(discord_settings(settings_factory, fake))
         await core.start()
         try:
-            adapter = DiscordAdapter(core, token="wrong")
+            adapter = DiscordAdapter(core.api, token="wrong")
             with pytest.raises(ConfigError, match="rejected the bot token"):
                 await asyncio.wait_for(adapter.run(asyncio.Event()), 10)
         finally:
@@ -77,7 +77,8 @@ async def test_bad_token_is_a_clear_configuration_error(settings_factory: Settin
 
 async def test_fake_refuses_privileged_intents(settings_factory: SettingsFactory) -> None:
     async with FakeDiscord() as fake:
-        previous = point_at(discord_settings(settings_factory, fake).discord)
+        section = discord_settings(settings_factory, fake).discord
+        previous = point_at(section.api_base_url, section.gateway_url)
         try:
             client = discord.Client(intents=discord.Intents.all())
             with pytest.raises(discord.PrivilegedIntentsRequired):

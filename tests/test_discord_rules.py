@@ -12,8 +12,7 @@ import aiohttp
 import discord
 from discord import app_commands
 
-from adapters.discord.common import CONTENT_LIMIT, clip
-from adapters.discord.render import deliver_interaction
+from adapters.discord.deliver import CONTENT_LIMIT, clip
 from bot.config import Settings
 from bot.domain import Actor, ChatRef, ImageRequest
 from tests.fake_discord import (
@@ -149,8 +148,8 @@ async def test_adapter_clips_any_reply_text_to_the_content_limit(
     """
     async with FakeDiscord() as fake, running_bot(
             fake, discord_settings(settings_factory, fake)) as bot:
-        client = bot.adapter.client
-        assert client is not None
+        client, runtime = bot.adapter.client, bot.adapter.runtime
+        assert client is not None and runtime is not None
 
         @app_commands.command(name="long", description="a result with a very long caption")
         async def long(interaction: discord.Interaction[Any]) -> None:
@@ -160,7 +159,7 @@ async def test_adapter_clips_any_reply_text_to_the_content_limit(
                                    "a long caption")
             reply = await jobs(bot.core).imagine(request)
             reply = dataclasses.replace(reply, text=reply.text + " " + "word " * 500)
-            await deliver_interaction(client, interaction, reply, False, time.monotonic())
+            await runtime.out.result(interaction, reply, resolved=False, began=time.monotonic())
 
         client.tree.add_command(long)
         ix = await fake.slash("long", user=fake.user("kai"))

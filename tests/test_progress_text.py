@@ -51,7 +51,9 @@ async def test_discord_status_after_a_wait_in_the_queue_starts_at_zero() -> None
     started = next(e for e in events if e.stage == "started")
     assert started.elapsed == 9.0  # what the old status line showed as generation time
 
-    reporter = ProgressReporter(edit, Messages(), "en")
+    messages = Messages()
+    reporter = ProgressReporter(edit, lambda event, running: progress_text(
+        messages, "en", event.stage, event.position, running))
     reporter.min_interval = 0.0
     await reporter(Progress("b", "queued", 1, 0.0))
     assert reporter.text() == "⏳ Queued, position 1…"

@@ -146,7 +146,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "return await self._store.get_turn(turn_id) if turn_id else None",
            "return None", CONVERSATIONS),
     # ----- platform limits the fakes now enforce
-    Mutant("discord.no_clip", "adapters/discord/common.py",
+    Mutant("discord.no_clip", "adapters/discord/deliver.py",
            'return text if len(text) <= limit else text[: limit - 1] + "…"', "return text",
            DISCORD),
     Mutant("telegram.no_callback_updates", "adapters/telegram/app.py",

@@ -1,260 +1,234 @@
-"""Application commands: /imagine, the "Edit image" menu, /quota, /settings, /forget, /help, /admin."""
+"""Application commands: /imagine, "Edit image", /quota, /settings, /forget, /help, /config, /admin.
+
+Names and descriptions come from the message catalogs (``ls``); discord.py asks
+:class:`CatalogTranslator` for the Chinese ones when the commands are synced.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
-from discord import app_commands
+from discord import Locale, app_commands
 
-from adapters.discord.common import (
+from adapters.discord.handlers import Handlers
+from adapters.discord.inbound import (
     actor_of,
-    attachment_sources,
-    chat_of,
-    clip,
-    download,
-    error_reply,
     image_sources,
+    interaction_chat,
     is_moderator,
+    manages_server,
     message_ref,
 )
-from adapters.discord.render import run_interaction_job
-from adapters.discord.translate import ls
-from adapters.discord.views import settings_view
-from bot.catalog import SIZE_ORDER, normalize_size
-from bot.domain import Actor, ImageRequest, Options, Reply
-from bot.errors import BotError, EmptyPrompt, NotAllowed
-from bot.prompts import parse_flags
+from adapters.discord.runtime import Runtime
+from adapters.discord.widgets import forget_prompt, settings_panel
+from bot.api import GROUP_KEYS, SIZE_ORDER, Actor, BotApi, NotAllowed, Options
 
-if TYPE_CHECKING:
-    from adapters.discord.client import ImagineClient
-
-Answer = tuple[str, discord.ui.View | None]
-Make = Callable[[Actor, str], Awaitable[Answer]]
 Interaction = discord.Interaction[Any]
+Answer = tuple[str, discord.ui.View | None]
+Command = app_commands.Command[Any, ..., None]
+#: Discord locales we have catalogs for.
+_LOCALES = {Locale.chinese: "zh-Hans", Locale.taiwan_chinese: "zh-Hant"}
 
 
-def _unique(values: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(values))
+def ls(api: BotApi, key: str) -> app_commands.locale_str:
+    """A translatable string: English text from the catalog, ``key`` for the other locales."""
+    return app_commands.locale_str(api.t("en", key), key=key)
 
 
-async def answer(bot: ImagineClient, interaction: Interaction, make: Make, *,
-                 vouch: bool = False) -> None:
-    """Defer privately, compute the text (and menus), then show it in place of "thinking"."""
-    if not await bot.admit(interaction):
-        return
-    await interaction.response.defer(ephemeral=True, thinking=True)
-    actor = actor_of(interaction, vouch=vouch)
-    locale = await bot.core.service.locale_for(actor)
-    try:
-        text, view = await make(actor, locale)
-    except BotError as err:
-        text, view = bot.core.presenter.error(locale, err), None
-    if view is None:
-        await interaction.edit_original_response(content=clip(text))
-    else:
-        await interaction.edit_original_response(content=clip(text), view=view)
+class CatalogTranslator(app_commands.Translator):
+    """Looks up ``locale_str(..., key=...)`` in the zh-Hans / zh-Hant catalogs."""
+
+    def __init__(self, api: BotApi) -> None:
+        self._api = api
+
+    async def translate(self, string: app_commands.locale_str, locale: Locale,
+                        context: app_commands.TranslationContextTypes) -> str | None:
+        """The catalog text, or None to keep the English one."""
+        key = string.extras.get("key")
+        catalog = _LOCALES.get(locale)
+        if not key or catalog is None or not self._api.has_text(catalog, key):
+            return None
+        return self._api.t(catalog, key)
 
 
-async def imagine(bot: ImagineClient, interaction: Interaction, prompt: str,
-                  attachments: Sequence[discord.Attachment], options: Options) -> None:
-    """/imagine: defer, download the references, run the job, deliver."""
-    if not await bot.admit(interaction):
-        return
-    await interaction.response.defer(ephemeral=True, thinking=True)
-    core = bot.core
-    actor = actor_of(interaction)
-    chat = chat_of(interaction.channel_id or 0, interaction.guild_id,
-                   nsfw=bool(getattr(interaction.channel, "nsfw", False)))  # age-restricted
-    max_input = int(core.settings.limits.max_input_mb * 1_000_000)
-
-    async def start(progress: Any) -> Reply:
-        try:
-            text, flags = parse_flags(prompt)
-            if not text:
-                raise EmptyPrompt()
-            refs = await download(bot.session, attachment_sources(attachments), max_input)
-        except BotError as err:
-            return await error_reply(core, actor, err)
-        chosen = Options(model=options.model or flags.model, size=options.size or flags.size,
-                         aspect=options.aspect or flags.aspect)
-        request = ImageRequest(actor=actor, chat=chat, prompt=text, references=refs,
-                               options=chosen)
-        return await core.api.attempt(actor, core.service.imagine(request, progress))
-
-    await run_interaction_job(bot, interaction, await core.service.locale_for(actor), start)
+def _choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:
+    return [app_commands.Choice(name=v, value=v) for v in values[:25]]
 
 
-def _imagine_command(bot: ImagineClient) -> app_commands.Command[Any, ..., None]:
-    m = bot.core.messages
-    catalog = bot.core.service.catalog
-    sizes = _unique([s for spec in catalog.values() for s in spec.sizes])
+def _imagine(rt: Runtime, handlers: Handlers) -> Command:
+    api = rt.api
+    sizes = list(dict.fromkeys(s for spec in api.models.values() for s in spec.sizes))
     sizes.sort(key=lambda s: SIZE_ORDER.index(s) if s in SIZE_ORDER else len(SIZE_ORDER))
-    aspects = _unique([a for spec in catalog.values() for a in spec.aspects])
-
-    def choices(values: Sequence[str]) -> list[app_commands.Choice[str]]:
-        return [app_commands.Choice(name=v, value=v) for v in values[:25]]
-
-    opt = {n: ls(m, f"discord.opt.{n}.name") for n in
+    aspects = list(dict.fromkeys(a for spec in api.models.values() for a in spec.aspects))
+    opt = {n: ls(api, f"discord.opt.{n}.name") for n in
            ("prompt", "image1", "image2", "image3", "image4", "model", "size", "aspect")}
-    desc = {n: ls(m, f"discord.opt.{n}.description") for n in opt}
+    desc = {n: ls(api, f"discord.opt.{n}.description") for n in opt}
 
-    @app_commands.command(name=ls(m, "discord.cmd.imagine.name"),
-                          description=ls(m, "discord.cmd.imagine.description"))
+    @app_commands.command(name=ls(api, "discord.cmd.imagine.name"),
+                          description=ls(api, "discord.cmd.imagine.description"))
     @app_commands.rename(**opt)
     @app_commands.describe(**desc)
-    @app_commands.choices(model=choices(list(catalog)), size=choices(sizes),
-                          aspect=choices(aspects))
-    async def imagine_cmd(interaction: Interaction, prompt: str,
-                          image1: discord.Attachment | None = None,
-                          image2: discord.Attachment | None = None,
-                          image3: discord.Attachment | None = None,
-                          image4: discord.Attachment | None = None,
-                          model: str | None = None, size: str | None = None,
-                          aspect: str | None = None) -> None:
+    @app_commands.choices(model=_choices(list(api.models)), size=_choices(sizes),
+                          aspect=_choices(aspects))
+    async def imagine(interaction: Interaction, prompt: str,
+                      image1: discord.Attachment | None = None,
+                      image2: discord.Attachment | None = None,
+                      image3: discord.Attachment | None = None,
+                      image4: discord.Attachment | None = None,
+                      model: str | None = None, size: str | None = None,
+                      aspect: str | None = None) -> None:
         files = [a for a in (image1, image2, image3, image4) if a is not None]
-        options = Options(model=model, size=normalize_size(size) if size else None, aspect=aspect)
-        await imagine(bot, interaction, prompt, files, options)
+        await handlers.imagine(interaction, prompt, files,
+                               Options(model=model, size=size, aspect=aspect))
 
-    return imagine_cmd
+    return imagine
 
 
-def _simple_commands(bot: ImagineClient) -> list[app_commands.Command[Any, ..., None]]:
-    m = bot.core.messages
-    core = bot.core
+def _edit_menu(rt: Runtime, handlers: Handlers) -> app_commands.ContextMenu:
+    api = rt.api
 
-    def command(key: str) -> Callable[[Any], app_commands.Command[Any, ..., None]]:
-        return app_commands.command(name=ls(m, f"discord.cmd.{key}.name"),
-                                    description=ls(m, f"discord.cmd.{key}.description"))
+    async def edit_image(interaction: Interaction, message: discord.Message) -> None:
+        if not await rt.admit(interaction):
+            return
+        locale = await api.locale_for(actor_of(interaction))
+        ref = message_ref(message.channel.id, message.id)
+        if await api.turn_for(ref) is not None:
+            await handlers.open_edit(interaction, locale, reply_to=ref)
+            return
+        sources = image_sources(message)
+        if not sources:
+            await rt.out.say(interaction, api.t(locale, "error.no_reference"))
+            return
+        await handlers.open_edit(interaction, locale, sources=sources)
+
+    return app_commands.ContextMenu(name=ls(api, "discord.menu.edit"), callback=edit_image)
+
+
+def _account(rt: Runtime) -> list[Command]:
+    api = rt.api
+
+    def command(key: str) -> Callable[[Any], Command]:
+        return app_commands.command(name=ls(api, f"discord.cmd.{key}.name"),
+                                    description=ls(api, f"discord.cmd.{key}.description"))
 
     @command("quota")
     async def quota(interaction: Interaction) -> None:
         async def make(actor: Actor, locale: str) -> Answer:
-            chat = chat_of(interaction.channel_id or 0, interaction.guild_id)
-            return await core.service.quota_text(actor, chat), None
-        await answer(bot, interaction, make)
+            return await api.quota_text(actor, interaction_chat(interaction)), None
+        await rt.answer(interaction, make)
 
     @command("settings")
     async def settings(interaction: Interaction) -> None:
         async def make(actor: Actor, locale: str) -> Answer:
-            current = await core.prefs.get(actor)
-            view = settings_view(current, core.prefs, m, locale)
-            return await bot.flows.settings_text(actor, locale), view
-        await answer(bot, interaction, make)
+            return await settings_panel(api, actor, locale)
+        await rt.answer(interaction, make)
 
     @command("forget")
     async def forget(interaction: Interaction) -> None:
         async def make(actor: Actor, locale: str) -> Answer:
-            return bot.flows.forget_prompt(locale)
-        await answer(bot, interaction, make)
+            return forget_prompt(api, locale)
+        await rt.answer(interaction, make)
 
     @command("help")
-    async def help_cmd(interaction: Interaction) -> None:
+    async def help_(interaction: Interaction) -> None:
         async def make(actor: Actor, locale: str) -> Answer:
-            return m.t(locale, "help.text"), None
-        await answer(bot, interaction, make)
+            return api.t(locale, "help.text"), None
+        await rt.answer(interaction, make)
 
-    return [quota, settings, forget, help_cmd]
+    @command("config")
+    @app_commands.rename(setting=ls(api, "discord.opt.setting.name"),
+                         value=ls(api, "discord.opt.value.name"))
+    @app_commands.describe(setting=ls(api, "discord.opt.setting.description"),
+                           value=ls(api, "discord.opt.value.description"))
+    @app_commands.choices(setting=_choices([*GROUP_KEYS, "reset"]))
+    async def config(interaction: Interaction, setting: str | None = None,
+                     value: str | None = None) -> None:
+        # Anyone may read a server's settings; changes need Manage Server (inbound.py).
+        async def make(actor: Actor, locale: str) -> Answer:
+            args = [setting, *(value or "").split()] if setting else []
+            group = await api.configure_group(actor, interaction_chat(interaction), args,
+                                              group_admin=manages_server(interaction))
+            text = api.group_text(locale, group)
+            return (api.t(locale, "group.saved") + "\n\n" + text if args else text), None
+        await rt.answer(interaction, make)
 
-
-def _edit_menu(bot: ImagineClient) -> app_commands.ContextMenu:
-    service = bot.core.service
-
-    async def edit_image(interaction: Interaction, message: discord.Message) -> None:
-        if not await bot.admit(interaction):
-            return
-        actor = actor_of(interaction)
-        locale = await service.locale_for(actor)
-        ref = message_ref(message.channel.id, message.id)
-        if await service.turn_for(ref) is not None:
-            await bot.flows.open_edit(interaction, locale, reply_to=ref)
-            return
-        sources = image_sources(message)
-        if not sources:
-            text = bot.core.messages.t(locale, "error.no_reference")
-            await interaction.response.send_message(text, ephemeral=True)
-            return
-        await bot.flows.open_edit(interaction, locale, sources=sources)
-
-    return app_commands.ContextMenu(name=ls(bot.core.messages, "discord.menu.edit"),
-                                    callback=edit_image)
+    return [quota, settings, forget, help_, config]
 
 
-def _admin_group(bot: ImagineClient) -> app_commands.Group:
-    m = bot.core.messages
-    core = bot.core
-    group = app_commands.Group(name=ls(m, "discord.cmd.admin.name"),
-                               description=ls(m, "discord.cmd.admin.description"))
-    user_opt = {"user": ls(m, "discord.opt.user.name")}
-    user_desc = {"user": ls(m, "discord.opt.user.description")}
+def _admin(rt: Runtime, tree: app_commands.CommandTree[Any]) -> app_commands.Group:
+    api = rt.api
+    group = app_commands.Group(name=ls(api, "discord.cmd.admin.name"),
+                               description=ls(api, "discord.cmd.admin.description"))
+    user_opt = {"user": ls(api, "discord.opt.user.name")}
+    user_desc = {"user": ls(api, "discord.opt.user.description")}
 
-    def sub(key: str) -> Callable[[Any], app_commands.Command[Any, ..., None]]:
-        return group.command(name=ls(m, f"discord.cmd.admin_{key}.name"),
-                             description=ls(m, f"discord.cmd.admin_{key}.description"))
+    def sub(key: str) -> Callable[[Any], Command]:
+        return group.command(name=ls(api, f"discord.cmd.admin_{key}.name"),
+                             description=ls(api, f"discord.cmd.admin_{key}.description"))
 
-    def run(interaction: Interaction, work: Callable[[Actor, str], Awaitable[str]]) -> Awaitable[None]:
+    def run(interaction: Interaction, work: Callable[[Actor, str], Awaitable[str]]
+            ) -> Awaitable[None]:
         async def make(actor: Actor, locale: str) -> Answer:
             return await work(actor, locale), None
-        return answer(bot, interaction, make, vouch=is_moderator(interaction))
+        vouch = is_moderator(interaction, rt.section.allowed_guilds)
+        return rt.answer(interaction, make, vouch=vouch)
 
     @sub("grant")
-    @app_commands.rename(**user_opt, credits=ls(m, "discord.opt.credits.name"))
-    @app_commands.describe(**user_desc, credits=ls(m, "discord.opt.credits.description"))
+    @app_commands.rename(**user_opt, credits=ls(api, "discord.opt.credits.name"))
+    @app_commands.describe(**user_desc, credits=ls(api, "discord.opt.credits.description"))
     async def grant(interaction: Interaction, user: discord.User,
                     credits: app_commands.Range[int, 1, 1_000_000]) -> None:
-        await run(interaction, lambda a, loc: core.admin.grant(a, f"discord:{user.id}", credits,
-                                                               loc))
+        await run(interaction, lambda a, loc: api.admin.grant(a, f"discord:{user.id}", credits,
+                                                              loc))
 
     @sub("limit")
-    @app_commands.rename(**user_opt, daily=ls(m, "discord.opt.daily.name"),
-                         monthly=ls(m, "discord.opt.monthly.name"))
-    @app_commands.describe(**user_desc, daily=ls(m, "discord.opt.daily.description"),
-                           monthly=ls(m, "discord.opt.monthly.description"))
+    @app_commands.rename(**user_opt, daily=ls(api, "discord.opt.daily.name"),
+                         monthly=ls(api, "discord.opt.monthly.name"))
+    @app_commands.describe(**user_desc, daily=ls(api, "discord.opt.daily.description"),
+                           monthly=ls(api, "discord.opt.monthly.description"))
     async def limit(interaction: Interaction, user: discord.User,
                     daily: app_commands.Range[int, 0, 1_000_000] | None = None,
                     monthly: app_commands.Range[int, 0, 10_000_000] | None = None) -> None:
-        await run(interaction, lambda a, loc: core.admin.set_limits(
+        await run(interaction, lambda a, loc: api.admin.set_limits(
             a, f"discord:{user.id}", daily, monthly, loc))
 
     @sub("ban")
     @app_commands.rename(**user_opt)
     @app_commands.describe(**user_desc)
     async def ban(interaction: Interaction, user: discord.User) -> None:
-        await run(interaction, lambda a, loc: core.admin.ban(a, f"discord:{user.id}", True, loc))
+        await run(interaction, lambda a, loc: api.admin.ban(a, f"discord:{user.id}", True, loc))
 
     @sub("unban")
     @app_commands.rename(**user_opt)
     @app_commands.describe(**user_desc)
     async def unban(interaction: Interaction, user: discord.User) -> None:
-        await run(interaction, lambda a, loc: core.admin.ban(a, f"discord:{user.id}", False, loc))
+        await run(interaction, lambda a, loc: api.admin.ban(a, f"discord:{user.id}", False, loc))
 
     @sub("stats")
     async def stats(interaction: Interaction) -> None:
-        await run(interaction, lambda a, loc: core.admin.stats(a, loc))
+        await run(interaction, lambda a, loc: api.admin.stats(a, loc))
 
     @sub("sync")
     async def sync(interaction: Interaction) -> None:
         async def work(actor: Actor, locale: str) -> str:
             # Syncing is global: only operators from the config, not guild moderators.
-            if not core.settings.is_admin(actor.key):
+            if not api.settings.is_admin(actor.key):
                 raise NotAllowed()
-            synced = await bot.tree.sync()
-            return m.t(locale, "discord.admin_synced", count=len(synced))
+            synced = await tree.sync()
+            return api.t(locale, "discord.admin_synced", count=len(synced))
         await run(interaction, work)
 
     return group
 
 
-def register(bot: ImagineClient) -> None:
-    """Add every command to the tree (syncing them with Discord is separate and explicit)."""
-    section = bot.core.settings.discord
-    contexts = app_commands.AppCommandContext(guild=True, dm_channel=section.allow_dms,
+def register(rt: Runtime, tree: app_commands.CommandTree[Any], handlers: Handlers) -> None:
+    """Add every command to ``tree`` (syncing them with Discord is separate and explicit)."""
+    contexts = app_commands.AppCommandContext(guild=True, dm_channel=rt.section.allow_dms,
                                               private_channel=False)
-    from adapters.discord.groupconfig import config_command  # it builds on answer() here
-
-    entries: list[Any] = [_imagine_command(bot), *_simple_commands(bot), _edit_menu(bot),
-                          _admin_group(bot), config_command(bot)]
+    entries: list[Any] = [_imagine(rt, handlers), *_account(rt), _edit_menu(rt, handlers),
+                          _admin(rt, tree)]
     for entry in entries:
         entry.allowed_contexts = contexts
-        bot.tree.add_command(entry)
+        tree.add_command(entry)

@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.domain import Progress
-from bot.messages import Messages
-from bot.present import progress_text
+from bot.api import Progress
 
 log = logging.getLogger(__name__)
 Edit = Callable[[str], Awaitable[None]]
+#: The status line for an event and the seconds since it arrived (``BotApi.progress_text``).
+StatusText = Callable[[Progress, float], str | None]
 
 
 class ProgressReporter:
@@ -26,10 +26,9 @@ class ProgressReporter:
     #: How often the elapsed time is refreshed while the model works.
     tick = 5.0
 
-    def __init__(self, edit: Edit, messages: Messages, locale: str) -> None:
+    def __init__(self, edit: Edit, status_text: StatusText) -> None:
         self._edit = edit
-        self._messages = messages
-        self._locale = locale
+        self._status_text = status_text
         self._event: Progress | None = None
         self._event_at = 0.0
         self._last_edit = -1e9
@@ -53,8 +52,7 @@ class ProgressReporter:
         if event is None:
             return None
         # From the "started" event on, not event.elapsed (which counts the time queued too).
-        return progress_text(self._messages, self._locale, event.stage, event.position,
-                             time.monotonic() - self._event_at)
+        return self._status_text(event, time.monotonic() - self._event_at)
 
     async def _loop(self) -> None:
         while not self._closed and not self._broken:
@@ -98,3 +96,24 @@ class ProgressReporter:
             for task in pending:
                 task.cancel()
         return self.edited
+
+
+class StatusReply:
+    """A status reply to the user's message, created on the first progress edit."""
+
+    def __init__(self, send: Callable[[str], Awaitable[discord.Message]]) -> None:
+        self._send = send
+        self._message: discord.Message | None = None
+
+    async def edit(self, text: str) -> None:
+        """Create or edit the status message."""
+        if self._message is None:
+            self._message = await self._send(text)
+        else:
+            await self._message.edit(content=text)
+
+    async def remove(self) -> None:
+        """Delete the status message once the result (or error) is out."""
+        if self._message is not None:
+            with contextlib.suppress(discord.HTTPException):
+                await self._message.delete()

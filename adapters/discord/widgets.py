@@ -1,26 +1,51 @@
-"""Persistent components: custom_ids carry all their state, so they work after a restart."""
+"""Buttons, menus and the edit modal; custom_ids carry all their state, so they work after a restart.
+
+A pressed component becomes a :class:`Press` raised as the client event ``press``
+(``on_press``), which the handlers dispatch by ``Press.kind``. The components are discord.py
+``DynamicItem`` s: rebuilt from the custom_id alone, so discord.py keeps nothing per message.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, get_args
+from dataclasses import dataclass
+from typing import Any
 
 import discord
 
-from adapters.discord.common import bot_of
-from bot.account import Preferences
-from bot.domain import Action, ActionKind, Reply, UserSettings
-from bot.messages import LOCALES, Messages
+from bot.api import Action, Actor, BotApi, Reply, UserSettings
 
-_KINDS = "|".join(get_args(ActionKind))
-#: Matches exactly what Action.encode() produces: ``ib:<kind>:<turn>[:<size>]``.
-ACTION_TEMPLATE = rf"ib:(?:{_KINDS}):[0-9A-Za-z_-]+(?::[0-9A-Za-z]+)?"
+#: Action.encode()'s shape, ``ib:<kind>:<turn>[:<size>]``; Action.decode() has the final word.
+ACTION_TEMPLATE = r"ib:[a-z]+:[0-9A-Za-z_-]+(?::[0-9A-Za-z]+)?"
 SETTINGS = ("model", "size", "aspect", "locale", "search")
 DEFAULT_VALUE = "__default__"
 _STYLES = {"upscale": discord.ButtonStyle.primary, "delete": discord.ButtonStyle.danger}
 _LABEL_KEYS = {"reroll": "button.reroll", "upscale": "button.upscale",
                "variations": "button.variations", "edit": "button.edit", "delete": "button.delete"}
+_SETTING_KEYS = {"model": "settings.model", "size": "settings.size", "aspect": "settings.aspect",
+                 "locale": "settings.language", "search": "settings.search"}
+
+
+@dataclass(frozen=True, slots=True)
+class Press:
+    """What a pressed component asks for.
+
+    ``kind`` is an action's kind (``reroll``, ``upscale``, ``variations``, ``edit``, ``delete``)
+    with ``action`` set, ``setting`` with ``name`` and ``value`` (None: back to the default), or
+    ``forget``.
+    """
+
+    kind: str
+    action: Action | None = None
+    name: str = ""
+    value: str | None = None
+
+
+def _raise(interaction: discord.Interaction[Any], press: Press) -> None:
+    # Client.dispatch runs the client's ``on_press`` in a task of its own, as for any gateway
+    # event; the components know nothing of what handles them.
+    interaction.client.dispatch("press", interaction, press)
 
 
 class ActionButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
@@ -45,9 +70,8 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
         return cls(action, getattr(item, "label", None))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Hand the press to the flows."""
-        bot = bot_of(interaction)
-        await bot.guarded(interaction, bot.flows.on_action(interaction, self.action))
+        """Raise the press."""
+        _raise(interaction, Press(self.action.kind, action=self.action))
 
 
 class SettingSelect(discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]],
@@ -68,12 +92,11 @@ class SettingSelect(discord.ui.DynamicItem[discord.ui.Select[discord.ui.View]],
         return cls(match["name"], list(getattr(item, "options", [])))
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Save the chosen value."""
+        """Raise the choice."""
         values = self.item.values
         value = values[0] if values else DEFAULT_VALUE
-        bot = bot_of(interaction)
-        await bot.guarded(interaction, bot.flows.on_setting(
-            interaction, self.name, None if value == DEFAULT_VALUE else value))
+        _raise(interaction, Press("setting", name=self.name,
+                                  value=None if value == DEFAULT_VALUE else value))
 
 
 class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
@@ -91,69 +114,68 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
         return cls(getattr(item, "label", None) or "OK")
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        """Delete the presser's history."""
-        bot = bot_of(interaction)
-        await bot.guarded(interaction, bot.flows.on_forget(interaction))
+        """Raise the confirmation."""
+        _raise(interaction, Press("forget"))
 
 
+#: Registered with the client once, so presses on messages from before a restart still work.
 DYNAMIC_ITEMS = (ActionButton, SettingSelect, ForgetButton)
 
 
-def result_view(reply: Reply, messages: Messages) -> discord.ui.View:
+def result_view(api: BotApi, reply: Reply) -> discord.ui.View:
     """The buttons under a result, labelled in the requester's language."""
     view = discord.ui.View(timeout=None)
     for action in reply.actions:
-        label = messages.t(reply.locale, _LABEL_KEYS[action.kind], size=action.size or "",
-                           cost=action.cost if action.cost is not None else "")
+        label = api.t(reply.locale, _LABEL_KEYS[action.kind], size=action.size or "",
+                      cost=action.cost if action.cost is not None else "")
         view.add_item(ActionButton(action, label))
     return view
 
 
-def forget_view(messages: Messages, locale: str) -> discord.ui.View:
-    """The confirmation button for /forget."""
+def forget_prompt(api: BotApi, locale: str) -> tuple[str, discord.ui.View]:
+    """The /forget question and its confirmation button."""
     view = discord.ui.View(timeout=None)
-    view.add_item(ForgetButton(messages.t(locale, "forget.confirm_button")))
-    return view
+    view.add_item(ForgetButton(api.t(locale, "forget.confirm_button")))
+    return api.t(locale, "forget.confirm"), view
 
 
-def settings_view(current: UserSettings, prefs: Preferences, messages: Messages,
-                  locale: str) -> discord.ui.View:
-    """Five menus: model, size, aspect (of the chosen model), language and search."""
+async def settings_panel(api: BotApi, actor: Actor, locale: str) -> tuple[str, discord.ui.View]:
+    """The /settings headline and five menus: model, size, aspect, language and search."""
+    shown = await api.shown_settings(actor)
+    language = api.t(locale, f"discord.language.{shown.locale}") if shown.locale else "—"
+    text = api.t(locale, "settings.title", model=shown.model, size=shown.size,
+                 aspect=shown.aspect, locale=language, search=shown.search)
+    return text, _settings_view(api, await api.prefs.get(actor), locale)
+
+
+def _settings_view(api: BotApi, current: UserSettings, locale: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    default_label = messages.t(locale, "discord.settings_default")
-    labels = {"model": "settings.model", "size": "settings.size", "aspect": "settings.aspect",
-              "locale": "settings.language", "search": "settings.search"}
+    default_label = api.t(locale, "discord.settings_default")
     for name in SETTINGS:
         chosen = getattr(current, name)
-        values = prefs.choices(name, current.model)[:24]
+        values = api.prefs.choices(name, current.model)[:24]  # 25 options with the default
         options = [discord.SelectOption(label=default_label, value=DEFAULT_VALUE,
                                         default=chosen is None)]
         for value in values:
-            label = messages.t(locale, f"discord.language.{value}") if name == "locale" else value
+            label = api.t(locale, f"discord.language.{value}") if name == "locale" else value
             options.append(discord.SelectOption(label=label, value=value, default=value == chosen))
-        placeholder = messages.t(locale, labels[name])
-        view.add_item(SettingSelect(name, options, placeholder))
+        view.add_item(SettingSelect(name, options, api.t(locale, _SETTING_KEYS[name])))
     return view
 
 
 class EditModal(discord.ui.Modal):
     """Asks for the edit instruction, then hands it to ``submit``."""
 
-    def __init__(self, messages: Messages, locale: str,
+    def __init__(self, api: BotApi, locale: str,
                  submit: Callable[[discord.Interaction[Any], str], Awaitable[None]]) -> None:
-        super().__init__(title=messages.t(locale, "discord.edit_title")[:45], timeout=900)
+        super().__init__(title=api.t(locale, "discord.edit_title")[:45], timeout=900)
         self._submit = submit
         self.instruction: discord.ui.TextInput[EditModal] = discord.ui.TextInput(
             custom_id="instruction", style=discord.TextStyle.paragraph, max_length=1000,
-            placeholder=messages.t(locale, "discord.edit_placeholder")[:100])
-        self.add_item(discord.ui.Label(text=messages.t(locale, "discord.edit_label")[:45],
+            placeholder=api.t(locale, "discord.edit_placeholder")[:100])
+        self.add_item(discord.ui.Label(text=api.t(locale, "discord.edit_label")[:45],
                                        component=self.instruction))
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
         """Run the edit."""
         await self._submit(interaction, self.instruction.value)
-
-
-def language_names(messages: Messages, locale: str) -> dict[str, str]:
-    """Language names for the settings text."""
-    return {loc: messages.t(locale, f"discord.language.{loc}") for loc in LOCALES}

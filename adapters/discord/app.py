@@ -1,0 +1,169 @@
+"""The Discord adapter: builds the discord.py client, wires the runtime and handlers, runs, stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+
+from adapters.discord import commands
+from adapters.discord.commands import CatalogTranslator
+from adapters.discord.deliver import Outbox
+from adapters.discord.handlers import Handlers
+from adapters.discord.inbound import log
+from adapters.discord.runtime import Runtime
+from adapters.discord.widgets import DYNAMIC_ITEMS, Press
+from bot.api import BotApi, ConfigError
+
+API_BASE = "https://discord.com/api/v10"
+
+
+def point_at(api_base_url: str | None, gateway_url: str | None) -> tuple[str, yarl.URL]:
+    """Aim discord.py at ``api_base_url`` / ``gateway_url``; returns the previous values."""
+    # discord.py has no per-client option for either, so this sets the two class attributes it
+    # reads: Route.BASE (every REST call, interaction webhooks included) and
+    # DiscordWebSocket.DEFAULT_GATEWAY (a plain Client connects there directly, and falls back to
+    # it after an invalidated session). Both are process-wide: one Discord connection per process.
+    previous = (discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY)
+    discord.http.Route.BASE = (api_base_url or API_BASE).rstrip("/")
+    if gateway_url:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    return previous
+
+
+def restore(previous: tuple[str, yarl.URL]) -> None:
+    """Undo :func:`point_at`."""
+    discord.http.Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = previous
+
+
+class Tree(app_commands.CommandTree["Client"]):
+    """A command tree whose unexpected errors become a short error id, never a traceback."""
+
+    def __init__(self, client: Client, runtime: Runtime) -> None:
+        super().__init__(client)
+        self._runtime = runtime
+
+    async def on_error(self, interaction: discord.Interaction[Client],
+                       error: app_commands.AppCommandError, /) -> None:
+        """Hand the failure to the runtime's guard."""
+        await self._runtime.fail(interaction, error)
+
+
+class Client(discord.Client):
+    """One gateway connection: its events go to the handlers, nothing else lives here."""
+
+    def __init__(self, api: BotApi, *, sync_commands: bool = False) -> None:
+        # The bot never joins voice: discord.py's start-up warnings about its optional voice
+        # libraries (PyNaCl, davey) would only send operators after something they don't need.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        # Intents.default() leaves out message_content: mentions and DMs carry content anyway.
+        super().__init__(intents=discord.Intents.default(),
+                         allowed_mentions=discord.AllowedMentions.none())
+        self.sync_commands = sync_commands
+        self.connected = False
+        # This adapter's parts, wired once: everything below is handed the runtime explicitly.
+        self.runtime = Runtime(api, self, Outbox(api, self))
+        self.handlers = Handlers(self.runtime)
+        self.tree = Tree(self, self.runtime)
+
+    async def setup_hook(self) -> None:
+        """Persistent components and commands; sync them with Discord only when asked to."""
+        await self.runtime.open()
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        await self.tree.set_translator(CatalogTranslator(self.runtime.api))
+        commands.register(self.runtime, self.tree, self.handlers)
+        if self.sync_commands:
+            synced = await self.tree.sync()
+            log.info("synced %d application commands", len(synced))
+
+    async def close(self) -> None:
+        """Disconnect and release the download session."""
+        await super().close()
+        await self.runtime.close()
+
+    async def on_connect(self) -> None:
+        """Gateway session is up."""
+        self.connected = True
+
+    async def on_ready(self) -> None:
+        """Logged in and the guild list is loaded: the operator's "it works" line."""
+        user = self.user
+        log.info("discord: connected as %s (id %s), in %d servers; ready", user,
+                 user.id if user else "?", len(self.guilds))
+
+    async def on_resumed(self) -> None:
+        """Gateway session resumed."""
+        self.connected = True
+
+    async def on_disconnect(self) -> None:
+        """Gateway dropped; discord.py reconnects by itself."""
+        self.connected = False
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Replies to results that mention the bot become edits."""
+        await self.handlers.on_message(message)
+
+    async def on_press(self, interaction: discord.Interaction[Any], press: Press) -> None:
+        """A persistent button or menu was used (raised by widgets.py)."""
+        await self.handlers.press(interaction, press)
+
+
+class DiscordAdapter:
+    """Runs one discord.py client against the core until ``stop`` is set."""
+
+    name = "discord"
+
+    def __init__(self, api: BotApi, *, token: str, sync_commands: bool = False) -> None:
+        self.api = api
+        self._token = token
+        self._sync = sync_commands
+        self.client: Client | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while the gateway session is up."""
+        return self.client is not None and self.client.connected
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """The running adapter's runtime (None before :meth:`run`)."""
+        return self.client.runtime if self.client is not None else None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Log in, connect, serve until ``stop``; then let deliveries in flight finish and close."""
+        section = self.api.settings.discord
+        previous = point_at(section.api_base_url, section.gateway_url)
+        client = self.client = Client(self.api, sync_commands=self._sync)
+        try:
+            async with client:
+                runner = asyncio.create_task(client.start(self._token), name="discord-client")
+                waiter = asyncio.create_task(stop.wait(), name="discord-stop")
+                done, _ = await asyncio.wait({runner, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if runner in done:
+                    waiter.cancel()
+                    _raise_clearly(runner)
+                    return
+                await client.runtime.drain(self.api.settings.limits.shutdown_grace_seconds)
+                await client.close()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+        finally:
+            client.connected = False
+            restore(previous)
+
+
+def _raise_clearly(runner: asyncio.Task[None]) -> None:
+    """Turn the client's start-up failures into one clear configuration error."""
+    exc = runner.exception()
+    if isinstance(exc, discord.LoginFailure):
+        raise ConfigError("Discord rejected the bot token") from exc
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        raise ConfigError("Discord refused the gateway intents") from exc
+    if exc is not None:
+        raise exc

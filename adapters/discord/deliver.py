@@ -1,0 +1,236 @@
+"""Discord's verbs for results and texts: files, a short text, persistent buttons, fallbacks.
+
+A result goes through ``api.delivery(reply, capabilities(limit))``: the core fits the images
+to the upload limit, settles on ``out.sent`` and refunds when the block is left any other way.
+An upload Discord refuses becomes :class:`UploadFailed`, which the runtime's guard shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+import discord
+
+from adapters.discord.inbound import message_ref
+from adapters.discord.widgets import result_view
+from bot.api import BotApi, BotError, Budget, Capabilities, Delivery, Reply
+
+log = logging.getLogger("adapters.discord")
+#: Bots upload 10 MiB per file unless the guild is boosted.
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+#: https://discord.com/developers/docs/resources/message#create-message-jsonform-params
+CONTENT_LIMIT = 2000
+#: What Discord stores as attachments without recompressing (anything else is re-encoded).
+_FORMATS = ("image/png", "image/jpeg", "image/webp", "image/gif")
+#: Codes that mean the interaction token can no longer be used (Invalid Webhook Token, Unknown
+#: Webhook); after 15 minutes Discord answers 401 with 50027.
+_TOKEN_GONE = (50027, 10015)
+#: Leave time for the upload itself before the token's 15 minutes run out.
+_TOKEN_MARGIN = timedelta(seconds=60)
+#: The interaction token's life; results that come later go to the channel instead.
+TOKEN_LIFE = 15 * 60.0
+_NO_PING = discord.AllowedMentions.none()
+
+
+def capabilities(limit: int) -> Capabilities:
+    """What a message accepts: 10 attachments, each under ``limit`` bytes (per file since 2025-04)."""
+    return Capabilities(caption_limit=CONTENT_LIMIT, files_per_message=10,
+                        photo_budget=Budget(max_bytes=limit, formats=_FORMATS))
+
+
+#: Outside a guild (DMs) the default limit applies.
+CAPABILITIES = capabilities(DEFAULT_UPLOAD_LIMIT)
+
+
+class UploadFailed(BotError):
+    """Discord refused the result's upload (the result was refunded)."""
+
+    key = "discord.upload_failed"
+
+
+def clip(text: str, limit: int = CONTENT_LIMIT) -> str:
+    """``text`` cut to Discord's content limit."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def token_gone(exc: discord.HTTPException) -> bool:
+    """True when ``exc`` says the interaction token expired or is unknown."""
+    return exc.status == 401 or exc.code in _TOKEN_GONE
+
+
+def requester_only(user_id: int) -> discord.AllowedMentions:
+    """Ping the requester and nobody else, whatever the echoed prompt says."""
+    return discord.AllowedMentions(everyone=False, users=[discord.Object(user_id)], roles=False,
+                                   replied_user=False)
+
+
+async def reply_to(trigger: discord.Message, content: str, **kwargs: Any) -> discord.Message:
+    """Reply to a user's message, or post plainly if they deleted it meanwhile.
+
+    Discord refuses a reply to a message that is gone unless ``fail_if_not_exists`` is false
+    (https://discord.com/developers/docs/resources/message#message-reference-structure), which
+    lost finished, paid-for results when the asker deleted their message during the job.
+    """
+    reference = trigger.to_reference(fail_if_not_exists=False)
+    return await trigger.channel.send(clip(content), reference=reference, **kwargs)
+
+
+def _files(out: Delivery) -> list[discord.File]:
+    """Fresh File objects (a File is consumed by one upload)."""
+    return [discord.File(io.BytesIO(item.photo.data),
+                         filename=f"imagine-{out.turn_id}-{i + 1}.{item.photo.extension}")
+            for i, item in enumerate(out.items)]
+
+
+class Outbox:
+    """Everything the adapter shows: results, answers to interactions, replies to messages."""
+
+    def __init__(self, api: BotApi, client: discord.Client, token_life: float = TOKEN_LIFE) -> None:
+        self.api = api
+        self.client = client
+        self.token_life = token_life
+
+    # ----- texts -----------------------------------------------------------------------------
+
+    async def say(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """Answer privately, however far the interaction got (empty ``text``: say nothing)."""
+        response = interaction.response
+        if not response.is_done():
+            if text:
+                await response.send_message(clip(text), ephemeral=True)
+                return
+            await response.defer(ephemeral=True)  # acknowledged, so it does not show "failed"
+        if response.type is discord.InteractionResponseType.deferred_message_update:
+            # A menu's update: the message is the menu itself, so the answer goes beside it.
+            if text:
+                await interaction.followup.send(clip(text), ephemeral=True)
+            return
+        await self.show(interaction, text)
+
+    async def show(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """Replace the deferred (private) response with ``text``; remove it when ``text`` is empty."""
+        try:
+            if text:
+                await interaction.edit_original_response(content=clip(text), view=None)
+            else:
+                await interaction.delete_original_response()
+        except discord.HTTPException as exc:
+            if not (text and token_gone(exc) and interaction.channel_id):
+                log.info("could not show a response (%s)", exc.status)
+                return
+            # The token expired while the job waited: say it in the channel, to the requester only.
+            channel = self.client.get_partial_messageable(interaction.channel_id)
+            with contextlib.suppress(discord.HTTPException):
+                await channel.send(clip(f"<@{interaction.user.id}> {text}"),
+                                   allowed_mentions=requester_only(interaction.user.id))
+
+    async def reply_text(self, trigger: discord.Message, text: str) -> None:
+        """A plain reply to a user's message that pings nobody (empty ``text``: nothing)."""
+        if text:
+            await reply_to(trigger, text, allowed_mentions=_NO_PING)
+
+    async def status(self, trigger: discord.Message, text: str) -> discord.Message:
+        """A status line under a user's message (progress of the job it asked for)."""
+        return await reply_to(trigger, text, mention_author=False, allowed_mentions=_NO_PING)
+
+    # ----- results ---------------------------------------------------------------------------
+
+    async def result(self, interaction: discord.Interaction[Any], reply: Reply, *,
+                     resolved: bool, began: float) -> None:
+        """A result as a public follow-up (or in the channel once the token is too old)."""
+        if not reply.images or reply.turn_id is None:
+            await self.show(interaction, reply.text)
+            return
+        limit = interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT
+        try:
+            async with self.api.delivery(reply, capabilities(limit)) as out:
+                if not await self._to_interaction(interaction, out, resolved, began):
+                    await self._to_channel(interaction, out)
+        except discord.HTTPException as exc:
+            log.warning("result %s undeliverable on discord: %s %s", reply.turn_id, exc.status,
+                        exc.code)
+            raise UploadFailed() from exc
+
+    async def reply_result(self, trigger: discord.Message, reply: Reply) -> None:
+        """A result of a message-triggered job, as a reply to the user's message."""
+        if not reply.images or reply.turn_id is None:
+            await self.reply_text(trigger, reply.text)
+            return
+        guild = trigger.guild
+        limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        try:
+            async with self.api.delivery(reply, capabilities(limit)) as out:
+                started = time.monotonic()
+                sent = await reply_to(
+                    trigger, reply.text, files=_files(out), view=result_view(self.api, reply),
+                    allowed_mentions=discord.AllowedMentions(everyone=False, users=False,
+                                                             roles=False, replied_user=True))
+                await out.sent([message_ref(sent.channel.id, sent.id)],
+                               {"upload": time.monotonic() - started})
+        except discord.HTTPException as exc:
+            log.warning("result %s undeliverable: %s %s", reply.turn_id, exc.status, exc.code)
+            raise UploadFailed() from exc
+
+    def _fresh(self, interaction: discord.Interaction[Any]) -> bool:
+        """True while the interaction token should still work for an upload."""
+        age = discord.utils.utcnow() - interaction.created_at
+        return age < timedelta(seconds=self.token_life) - _TOKEN_MARGIN
+
+    async def _to_interaction(self, interaction: discord.Interaction[Any], out: Delivery,
+                              resolved: bool, began: float) -> bool:
+        """Deliver as the interaction's follow-up; False when its token is too old for that."""
+        if not self._fresh(interaction):
+            return False
+        reply, user_id = out.reply, interaction.user.id
+        started = time.monotonic()
+        try:
+            if not resolved:
+                await self._resolve(interaction, self.api.t(
+                    reply.locale, "discord.done", elapsed=int(time.monotonic() - began)))
+            sent = await interaction.followup.send(
+                clip(f"<@{user_id}> {reply.text}"), files=_files(out),
+                view=result_view(self.api, reply), allowed_mentions=requester_only(user_id),
+                wait=True)
+        except discord.HTTPException as exc:
+            if not token_gone(exc):
+                raise
+            log.info("interaction token expired before delivery of %s; using the channel",
+                     out.turn_id)
+            return False
+        await out.sent([message_ref(sent.channel.id, sent.id)],
+                       {"upload": time.monotonic() - started})
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+        return True
+
+    @staticmethod
+    async def _resolve(interaction: discord.Interaction[Any], text: str) -> None:
+        """End the deferred response's "thinking" state (only a dead token is worth raising)."""
+        # A follow-up sent while the deferred response still "thinks" would replace it (and be
+        # ephemeral too); editing it first makes the follow-up a public message of its own.
+        try:
+            await interaction.edit_original_response(content=text)
+        except discord.HTTPException as exc:
+            if token_gone(exc):
+                raise
+            log.info("could not end the thinking state (%s); sending the result anyway",
+                     exc.status)
+
+    async def _to_channel(self, interaction: discord.Interaction[Any], out: Delivery) -> None:
+        if interaction.channel_id is None:
+            log.warning("result %s undeliverable on discord: no channel", out.turn_id)
+            raise UploadFailed("the token expired and the interaction names no channel")
+        user_id = interaction.user.id
+        channel = self.client.get_partial_messageable(interaction.channel_id,
+                                                      guild_id=interaction.guild_id)
+        started = time.monotonic()
+        sent = await channel.send(clip(f"<@{user_id}> {out.reply.text}"), files=_files(out),
+                                  view=result_view(self.api, out.reply),
+                                  allowed_mentions=requester_only(user_id))
+        await out.sent([message_ref(sent.channel.id, sent.id)],
+                       {"upload": time.monotonic() - started})
