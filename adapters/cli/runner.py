@@ -55,7 +55,7 @@ def build_adapters(core: Core, *, sync_commands: bool) -> list[Adapter]:
     if settings.discord.enabled:
         from adapters.discord import DiscordAdapter
 
-        adapters.append(DiscordAdapter(core, token=Settings.secret(settings.discord.token_env),
+        adapters.append(DiscordAdapter(core.api, token=Settings.secret(settings.discord.token_env),
                                        sync_commands=sync_commands))
     if web_wanted(settings):
         from adapters.web import WebConsole
