@@ -39,14 +39,18 @@ SHUT_DOWN = frozenset({"gemini-3-pro-image-preview", "gemini-3.1-flash-image-pre
                        "gemini-3.1-flash-image", "gemini-2.5-flash-image"})
 
 
-def png(width: int = 8, height: int = 8, color: str = "red") -> bytes:
-    """A small real PNG."""
+#: A PIL colour: a name or an RGB triple.
+Color = str | tuple[int, int, int]
+
+
+def png(width: int = 8, height: int = 8, color: Color = "red") -> bytes:
+    """A small real PNG (the tests' one PNG maker; tests.fake_telegram.png is a user's photo)."""
     buf = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buf, "PNG")
     return buf.getvalue()
 
 
-def jpeg(width: int = 8, height: int = 8, color: str = "blue") -> bytes:
+def jpeg(width: int = 8, height: int = 8, color: Color = "blue") -> bytes:
     """A small real JPEG."""
     buf = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buf, "JPEG")

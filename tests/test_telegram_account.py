@@ -119,6 +119,9 @@ async def test_admin_grant_stats_and_ban(settings_factory: Factory) -> None:
         assert "Bonus credits: 50" in (await fake.wait_for("sendMessage")).text
         fake.user_sends("/imagine a trophy")
         await fake.wait_for("sendPhoto")
+        # The credits settle once Telegram has answered the upload: /stats counts them after.
+        assert await bot.ledger(ALICE, ["grant", "reserve", "settle"]) == [
+            "grant", "reserve", "settle"]
         fake.user_sends("/stats", user=ADMIN)
         stats = await fake.wait_for("sendMessage")
         assert stats.text.startswith("Today: 1 images, 4 credits")

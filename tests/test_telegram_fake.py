@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import warnings
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from PIL import Image
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, RetryAfter, TelegramError
 
@@ -18,6 +16,7 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.messages import LOCALES, Messages
 from tests.fake_telegram import ALICE, FakeTelegram, png
+from tests.fake_upstream import jpeg
 
 
 @pytest.fixture
@@ -35,18 +34,12 @@ async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
         yield b
 
 
-def _jpeg(width: int, height: int) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), (1, 2, 3)).save(buf, "JPEG")
-    return buf.getvalue()
-
-
 async def test_limits_are_enforced(bot: Bot) -> None:
     chat = ALICE.id
     cases: list[tuple[Callable[[], object], str]] = [
         (lambda: bot.send_photo(chat, png(), caption="x" * 1025), "caption is too long"),
-        (lambda: bot.send_photo(chat, _jpeg(9000, 1001)), "PHOTO_INVALID_DIMENSIONS"),
-        (lambda: bot.send_photo(chat, _jpeg(2100, 100)), "PHOTO_INVALID_DIMENSIONS"),
+        (lambda: bot.send_photo(chat, jpeg(9000, 1001)), "PHOTO_INVALID_DIMENSIONS"),
+        (lambda: bot.send_photo(chat, jpeg(2100, 100)), "PHOTO_INVALID_DIMENSIONS"),
         (lambda: bot.send_photo(chat, b"\xff\xd8\xff" + b"\0" * (10 * 1024 * 1024)),
          "PHOTO_SAVE_FILE_INVALID"),
         (lambda: bot.send_message(chat, "a <b>bold", parse_mode="HTML"), "can't parse entities"),

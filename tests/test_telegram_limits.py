@@ -7,6 +7,7 @@ import functools
 import io
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from PIL import Image
@@ -15,7 +16,7 @@ from bot.config import Settings
 from bot.domain import ImageData
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.demo import DemoProvider
-from tests.fake_telegram import ALICE, running_bot
+from tests.fake_telegram import ALICE, FAST, running_bot
 from tests.fake_upstream import (
     FakeUpstream,
     Reply,
@@ -124,6 +125,23 @@ async def test_undeliverable_result_is_refunded(settings_factory: Factory) -> No
         document = await fake.wait_for("sendDocument")  # a refused photo goes as a file
         assert document.buttons and document.text.startswith("a parcel sent as a file")
         assert (await bot.turn(document.message)).prompt == "a parcel sent as a file"
+
+
+async def test_an_upload_failing_for_good_is_refunded_once(settings_factory: Factory) -> None:
+    # Telegram's front end answers 500 to every upload: the retries run out, the exception ends
+    # the delivery, and the core refunds it once (the adapter never touches the money).
+    timing = replace(FAST, send_retry_delays=(0.05, 0.05))
+    async with running_bot(settings_factory, timing=timing) as bot:
+        fake = bot.fake
+        fake.fail_next("sendPhoto", times=3, code=500, description="Internal Server Error")
+        fake.user_sends("/imagine a parcel lost for good")
+        answer = await fake.wait_for("sendMessage")
+        assert answer.text == "I couldn't deliver the image to this chat. Nothing was charged."
+        assert len(fake.calls_of("sendPhoto", ok=False)) == 3  # tried once, retried twice
+        assert await bot.ledger(ALICE, ["reserve", "refund"]) == ["reserve", "refund"]
+        assert await bot.c.store.held_reservations() == []
+        assert (await bot.c.service.usage(ALICE.actor)).credits_left == 100
+        await fake.expect_none("sendPhoto")
 
 
 async def test_quota_runs_out_mid_conversation(settings_factory: Factory) -> None:
