@@ -5,14 +5,12 @@ tests here run on SQLite and on PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
-import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from PIL import Image
 
 from adapters.cli.health import HealthServer
 from bot.bootstrap import Core, build_core
@@ -35,6 +33,7 @@ from tests.fake_upstream import (  # noqa: F401 - the fixture
     data_url,
     fake_upstream_fixture,
 )
+from tests.helpers import png
 from tests.outcomes import jobs
 from tests.store_engines import AnyStore, execute, fetch, read_only
 from tests.test_cli import run_cli
@@ -48,12 +47,6 @@ ADMINS = {"admins": ["telegram:9001"]}
 T = TypeVar("T")
 
 
-def png(size: tuple[int, int] = (40, 30), color: str = "teal") -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", size, color).save(out, "PNG")
-    return out.getvalue()
-
-
 class LabelProvider:
     """Answers with a real PNG under whatever MIME label (and provider state) it is given."""
 
@@ -64,7 +57,7 @@ class LabelProvider:
         self.state = state
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
-        image = ImageData(png(), self.label, 40, 30)
+        image = ImageData(png(), self.label, 64, 48)
         return ProviderResult(images=(image,), text="ok", finish_reason="STOP",
                               provider_state=self.state)
 
