@@ -155,10 +155,11 @@ def _first_error(errors: list[BaseException]) -> BaseException:
     return InternalError()
 
 
-def batch_actions(turns: tuple[Turn, ...], upscale: Callable[[Turn], Action | None]
-                  ) -> tuple[Action, ...]:
+def batch_actions(turns: tuple[Turn, ...], upscale: Callable[[Turn], Action | None],
+                  vary: str | None = None) -> tuple[Action, ...]:
     """U1..Un (the next size up, when the model has one), V1..Vn, and one Reroll for all."""
     ups = [replace(a, index=i + 1) for i, t in enumerate(turns) if (a := upscale(t)) is not None]
-    varies = [Action("variations", t.id, cost=t.credits, index=i + 1) for i, t in enumerate(turns)]
+    varies = [Action("variations", t.id, cost=t.credits, index=i + 1, vary=vary)
+              for i, t in enumerate(turns)]
     reroll = Action("reroll", turns[0].id, cost=sum(t.credits for t in turns), batch=len(turns))
     return (*ups, *varies, reroll)

@@ -163,12 +163,16 @@ class Action:
     index: int | None = None
     #: A batch reroll makes this many again (encoded as ``x4``).
     batch: int | None = None
+    #: How far a variation strays: ``subtle`` or ``strong`` (encoded; absent means subtle).
+    vary: str | None = None
 
     def encode(self) -> str:
         """Serialize for Telegram callback_data / Discord custom_id (e.g. ``ib:upscale:T:4K``)."""
         parts = ["ib", self.kind, self.turn_id]
         if self.size:
             parts.append(self.size)
+        elif self.vary and self.kind == "variations":
+            parts.append(self.vary)
         elif self.batch:
             parts.append(f"x{self.batch}")
         return ":".join(parts)
@@ -188,6 +192,9 @@ class Action:
             if kind != "reroll" or not count.isdigit() or not 1 < int(count) <= 4:
                 return None
             return Action(kind="reroll", turn_id=parts[2], batch=int(count))
+        if kind == "variations":
+            vary = extra if extra in ("subtle", "strong") else None
+            return None if extra and vary is None else Action("variations", parts[2], vary=vary)
         return Action(kind=kind, turn_id=parts[2], size=extra)  # type: ignore[arg-type]
 
 

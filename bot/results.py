@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.batch import Made, batch_actions
 from bot.catalog import ModelSpec
 from bot.choices import Choices
@@ -30,22 +32,29 @@ class Results:
                        spec: ModelSpec, result: ProviderResult, credits: int) -> str:
         bot = self._settings.bot
         usage = await self._quotas.usage(actor, chat)
-        return self._presenter.caption(
+        text = self._presenter.caption(
             locale, prompt=turn.prompt, model=spec.name, size=turn.size or "",
             aspect=turn.aspect or "", credits=credits, left=usage.credits_left,
             exempt=usage.exempt, demo=result.demo,
             model_text=result.text if bot.show_model_text else "", ai_label=bot.ai_label)
+        if turn.kind == "variation":  # the user's words, marked: never the internal instruction
+            head, _, rest = text.partition("\n")
+            text = f"{head}\n{self._presenter.t(locale, 'result.variation_tag')}\n{rest}"
+        return text
 
     async def single(self, actor: Actor, chat: ChatRef, turn: Turn, spec: ModelSpec,
-                     result: ProviderResult, saved_locale: str | None) -> Reply:
+                     result: ProviderResult, saved_locale: str | None,
+                     vary: str | None = None) -> Reply:
         """One result: its images, caption and buttons."""
         locale = self._locale(actor, saved_locale)
         text = await self._caption(actor, chat, locale, turn, spec, result, turn.credits)
-        return Reply(text=text, images=result.images, actions=self._choices.actions_for(turn),
+        actions = tuple(replace(a, vary=vary) if a.kind == "variations" else a
+                        for a in self._choices.actions_for(turn))
+        return Reply(text=text, images=result.images, actions=actions,
                      turn_id=turn.id, credits_used=turn.credits, locale=locale)
 
     async def batch(self, actor: Actor, chat: ChatRef, made: Made, spec: ModelSpec,
-                    saved_locale: str | None) -> Reply:
+                    saved_locale: str | None, vary: str | None = None) -> Reply:
         """A batch: the first image of each candidate, U/V per candidate, one Reroll."""
         locale = self._locale(actor, saved_locale)
         first = made.turns[0]
@@ -56,7 +65,7 @@ class Results:
         if made.failed:
             line += " " + self._presenter.t(locale, "result.batch_failed", failed=made.failed)
         text = text.replace("\n", f"\n{line}\n", 1) if "\n" in text else f"{text}\n{line}"
-        actions = batch_actions(made.turns, self._upscale)
+        actions = batch_actions(made.turns, self._upscale, vary)
         images = tuple(r.images[0] for r in made.results)
         return Reply(text=text, images=images, actions=actions, turn_id=first.id,
                      credits_used=credits, locale=locale,

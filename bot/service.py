@@ -163,9 +163,13 @@ class ImagineService:
                 n=action.batch if action.kind == "reroll" else None)
             base = ImageRequest(actor=actor, chat=chat, prompt=turn.prompt, references=inputs)
             parent: Turn | None = turn
-            if action.kind == "variations":
-                prompt = self.presenter.t("en", "result.variation_prompt")
-                req = replace(base, prompt=prompt, references=(), kind="variation")
+            if action.kind == "variations":  # the chosen image as a reference, a new root
+                chosen = await self.conversations.outputs(turn)
+                if not chosen:
+                    raise NotFound()
+                parent = None
+                req = replace(base, references=chosen[:1], kind="variation",
+                              options=Options(vary=action.vary or "subtle"))
             else:
                 parent = await self.conversations.get(turn.parent_id) if turn.parent_id else None
                 kind: RequestKind = "upscale" if action.kind == "upscale" else "reroll"
@@ -244,7 +248,9 @@ class ImagineService:
         price = self.quotas.price(legs[0].spec, size)
         n = opts.n or 1
         await self.groups.member_cap(job.group, actor, chat, price.credits * n, self.quotas)
-        text = self.styles.text(prompt, opts, job.group.style)
+        strength = "result.variation_strong" if opts.vary == "strong" else "result.variation_subtle"
+        text = (self.presenter.t("en", strength, prompt=prompt)
+                if request.kind == "variation" else self.styles.text(prompt, opts, job.group.style))
         if n > 1:
             timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
             made = await self.batches.run(Plan(
@@ -252,7 +258,8 @@ class ImagineService:
                 size=size, aspect=aspect, opts=opts, refs=tuple(refs), history=history,
                 parent_id=parent.id if parent else None, legs=legs, price=price,
                 safety=job.level, timeout=timeout), n, event, progress)
-            return await self.results.batch(actor, chat, made, spec, record.settings.locale)
+            return await self.results.batch(actor, chat, made, spec, record.settings.locale,
+                                            opts.vary)
         booking = await Booking.open(self.quotas, actor, chat, size, price, event)
         pending = booking.pending
 
@@ -285,7 +292,7 @@ class ImagineService:
             raise
         try:
             return await self.results.single(actor, chat, turn, spec, result,
-                                             record.settings.locale)
+                                             record.settings.locale, opts.vary)
         except BaseException:
             await asyncio.shield(self.undeliverable(turn.id))
             raise

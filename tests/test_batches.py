@@ -93,3 +93,22 @@ async def test_rerolling_a_batch_makes_the_batch_again(settings_factory: Factory
             await out.sent([MessageRef("web", "c", "m1")])
         again = await jobs(core).act(ALICE, CHAT, reply.actions[-1])
         assert again.ok and len(again.images) == 2 and len(provider.requests) == 4
+
+
+async def test_v_buttons_send_the_chosen_candidate_with_a_hidden_instruction(
+        settings_factory: Factory) -> None:
+    provider = FakeProvider()
+    async with running(settings_factory(), providers={"demo": provider}) as core:
+        reply = await jobs(core).imagine(ask("two owls", n=2, vary="strong"))
+        async with core.api.delivery(reply, WEB) as out:
+            await out.sent([MessageRef("web", "c", "m1")])
+        v2 = next(a for a in reply.actions if a.kind == "variations" and a.index == 2)
+        assert Action.decode(v2.encode()) == Action("variations", reply.candidates[1],
+                                                    vary="strong")
+        varied = await jobs(core).act(ALICE, CHAT, Action.decode(v2.encode()))  # type: ignore[arg-type]
+        assert varied.ok and varied.text.startswith("two owls\n🎲 Variation\n")
+        sent = provider.requests[-1]
+        assert sent.prompt.startswith("Make a bold variation") and "two owls" in sent.prompt
+        [ref] = sent.references  # the chosen candidate, cleaned like any reference
+        assert (ref.width, ref.height) == (reply.images[1].width, reply.images[1].height)
+        assert sent.history == ()

@@ -201,8 +201,11 @@ async def test_reroll_upscale_and_variations(settings_factory: Factory) -> None:
         variation = await service.act(ALICE, CHAT, Action("variations", turn_id))
         assert variation.ok
         varied = await core.conversations.get(variation.turn_id or "")
-        assert varied is not None and varied.parent_id == turn_id and varied.kind == "variation"
-        assert varied.prompt == EN["result.variation_prompt"]
+        # Issue 16.2: the chosen image goes as a reference; the user's words stay the prompt.
+        assert varied is not None and varied.parent_id is None and varied.kind == "variation"
+        assert varied.prompt == "a castle" and "\n🎲 Variation\n" in variation.text
+        original = await core.conversations.get(turn_id)
+        assert original is not None and len(varied.input_hashes) == 1  # the castle, as a reference
 
         bad = await service.act(ALICE, CHAT, Action("upscale", turn_id, size="8K"))
         assert bad.error == "error.invalid_option"
