@@ -46,6 +46,7 @@ from bot.config import Settings
 from bot.domain import MessageRef, Turn
 from bot.providers.base import ImageProvider
 from tests import discord_rules
+from tests.helpers import png as png  # the harness's test image, for its importers
 
 MIB = 1024 * 1024
 DISCORD_EPOCH_MS = 1420070400000
@@ -1083,13 +1084,6 @@ class _Routes:
 
 
 # ----- harness: a real discord.py client (through DiscordAdapter) against the fake ------------
-
-
-def png(width: int = 64, height: int = 64, color: tuple[int, int, int] = (200, 80, 40)) -> bytes:
-    """A small PNG."""
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "PNG")
-    return out.getvalue()
 
 
 def discord_settings(settings_factory: Callable[..., Settings], fake: FakeDiscord,
