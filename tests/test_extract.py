@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import io
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from PIL import Image
 
 from bot.errors import NoImage, Refused, UpstreamError
+from bot.providers import extract as extract_module
 from bot.providers.extract import UrlFetcher, extract, verify_image
 from bot.providers.retry import TransientError, read_json
 from tests.fake_upstream import (
@@ -175,6 +176,20 @@ async def test_truncated_base64_is_an_upstream_error() -> None:
         await extract(images_body({"b64_json": "iVBORw0KGgo*&^%"}))
 
 
+@pytest.mark.parametrize("encode", [
+    lambda d: base64.b64encode(d).decode(),
+    lambda d: base64.urlsafe_b64encode(d).decode().rstrip("="),
+    lambda d: base64.encodebytes(d).decode(),  # MIME: a line break every 76 characters
+], ids=["standard", "urlsafe-unpadded", "line-broken"])
+@pytest.mark.parametrize("size", [(8, 8), (400, 400)], ids=["inline", "threaded"])
+async def test_base64_variants_decode_to_the_same_image(
+        encode: Callable[[bytes], str], size: tuple[int, int]) -> None:
+    buf = io.BytesIO()
+    Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3)).save(buf, "PNG")
+    result = await extract(images_body({"b64_json": encode(buf.getvalue())}))
+    assert result.images[0].data == buf.getvalue()
+
+
 async def test_truncated_jpeg_is_an_upstream_error() -> None:
     with pytest.raises(UpstreamError, match="does not decode"):
         await extract(images_body({"b64_json": b64(jpeg(64, 64)[:-200])}))
@@ -191,13 +206,13 @@ async def test_large_payloads_decode_in_a_thread(monkeypatch: pytest.MonkeyPatch
     big = buf.getvalue()
     assert len(big) > 256 * 1024
     calls: list[str] = []
-    real = asyncio.to_thread
+    real = extract_module.run_sync
 
     async def spy(func: Any, /, *args: Any, **kwargs: Any) -> Any:
         calls.append(getattr(func, "__name__", "?"))
         return await real(func, *args, **kwargs)
 
-    monkeypatch.setattr(asyncio, "to_thread", spy)
+    monkeypatch.setattr(extract_module, "run_sync", spy)
     result = await extract(chat_body(f"![x]({data_url(big)})"))
     assert result.images[0].data == big and result.images[0].width == 400
     assert {"_b64", "_inspect"} <= set(calls)

@@ -28,7 +28,6 @@ SDK's); and the loopback tests can drive exactly what production sends.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -39,6 +38,7 @@ from typing import Any, Literal
 import httpx
 
 from bot.domain import ImageData
+from bot.offload import run_sync
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.providers.extract import (
     INLINE_LIMIT,
@@ -187,7 +187,7 @@ async def build_body(request: ProviderRequest) -> bytes:
     weight = sum(i.size_bytes for t in request.history for i in (*t.inputs, *t.outputs))
     weight += sum(i.size_bytes for i in request.references)
     if weight > INLINE_LIMIT:
-        return await asyncio.to_thread(lambda: json.dumps(body).encode())
+        return await run_sync(lambda: json.dumps(body).encode())
     return json.dumps(body).encode()
 
 
