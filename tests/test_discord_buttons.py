@@ -74,7 +74,9 @@ async def test_variations_and_delete(settings_factory: SettingsFactory) -> None:
         press = await fake.press(button(result, "ib:variations:"), user=uma)
         variation = await result_of(fake, press)
         child = await bound_turn(bot.core, variation)
-        assert child.kind == "variation" and child.parent_id == turn.id
+        # The chosen image goes as a reference of a new conversation (b7d621e, issue 16.2).
+        assert child.kind == "variation" and child.parent_id is None
+        assert len(child.input_hashes) == 1 and child.prompt == turn.prompt
 
         press = await fake.press(button(result, "ib:delete:"), user=uma)
         answer = await private_answer(fake, press)
@@ -97,3 +99,23 @@ async def test_moderator_may_delete_in_their_guild(settings_factory: SettingsFac
         press = await fake.press(button(other, "ib:reroll:"), user=mod)
         refused = await response_of(fake, press)
         assert "Only the requester" in refused.content
+
+
+async def test_a_batch_of_four_has_its_buttons_in_rows_of_five(
+        settings_factory: SettingsFactory) -> None:
+    """U1-U4, V1-V4 and one Reroll (nine buttons) fit Discord's five per row; U2 is image 2."""
+    async with FakeDiscord() as fake, running_bot(
+            fake, discord_settings(settings_factory, fake)) as bot:
+        wyn = fake.user("wyn")
+        result = await result_of(fake, await fake.slash("imagine", prompt="a cat --n 4",
+                                                        user=wyn))
+        assert len(result.attachments) == 4
+        rows = [[c["label"].split()[0] for c in row["components"]] for row in result.components]
+        assert rows == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄"]]
+        first = await bound_turn(bot.core, result)
+        upscale = next(cid for label, cid in result.buttons() if label.startswith("U2 "))
+        assert first.id not in upscale
+        bigger = await bound_turn(bot.core, await result_of(fake, await fake.press(upscale,
+                                                                                   user=wyn)))
+        assert (bigger.kind, bigger.size) == ("upscale", "2K")
+        assert not fake.errors

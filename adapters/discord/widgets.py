@@ -52,11 +52,10 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
                    template=ACTION_TEMPLATE):
     """Reroll, 2K/4K, Variations, Edit or Delete on a result."""
 
-    def __init__(self, action: Action, label: str | None = None) -> None:
+    def __init__(self, action: Action, label: str | None = None, row: int | None = None) -> None:
         button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
             label=label or action.kind, custom_id=action.encode(),
-            style=_STYLES.get(action.kind, discord.ButtonStyle.secondary),
-            row=1 if action.kind in ("edit", "delete") else 0)
+            style=_STYLES.get(action.kind, discord.ButtonStyle.secondary), row=row)
         super().__init__(button)
         self.action = action
 
@@ -122,13 +121,30 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
 DYNAMIC_ITEMS = (ActionButton, SettingSelect, ForgetButton)
 
 
+def _row(action: Action, batch: bool) -> int:
+    """A result's buttons in rows of at most five (Discord's limit for an action row).
+
+    One result: Reroll, sizes and Variations, then Edit and Delete. A batch of up to four:
+    U1..U4, then V1..V4, then the rest
+    (https://discord.com/developers/docs/components/reference#action-row).
+    """
+    if not batch:
+        return 1 if action.kind in ("edit", "delete") else 0
+    if action.index is not None:
+        return 0 if action.kind == "upscale" else 1
+    return 2
+
+
 def result_view(api: BotApi, reply: Reply) -> discord.ui.View:
     """The buttons under a result, labelled in the requester's language."""
     view = discord.ui.View(timeout=None)
+    batch = any(action.index is not None for action in reply.actions)
     for action in reply.actions:
         label = api.t(reply.locale, _LABEL_KEYS[action.kind], size=action.size or "",
                       cost=action.cost if action.cost is not None else "")
-        view.add_item(ActionButton(action, label))
+        if action.index is not None:  # which candidate: U2 upscales the second image
+            label = f"{'U' if action.kind == 'upscale' else 'V'}{action.index} {label}"
+        view.add_item(ActionButton(action, label, _row(action, batch)))
     return view
 
 
