@@ -9,7 +9,8 @@ import aiohttp
 from yarl import URL
 
 from bot.domain import MessageRef
-from tests.test_web_harness import Factory, Visitor, png, running_console, turn_of, visitor
+from tests.helpers import png
+from tests.test_web_harness import Factory, Visitor, running_console, turn_of, visitor
 
 
 async def test_page_cookie_headers_and_demo_notice(settings_factory: Factory) -> None:
@@ -157,7 +158,8 @@ async def test_buttons_reroll_upscale_variations_and_delete(settings_factory: Fa
         made = {k: await run.core.conversations.get(turn_of(r)) for k, r in results.items()}
         assert made["reroll"] is not None and made["reroll"].kind == "reroll"
         assert made["upscale"] is not None and made["upscale"].size == "4K"
-        assert made["variations"] is not None and made["variations"].parent_id == turn
+        varied = made["variations"]  # a new image from the chosen one, not its continuation
+        assert varied is not None and varied.parent_id is None and varied.kind == "variation"
         status, body = await v.act(f"ib:delete:{turn}")
         assert status == 200 and body == {"deleted": turn, "text": "Deleted."}
         assert await run.core.conversations.get(turn) is None

@@ -20,7 +20,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.domain import Actor
 from bot.quotas import Quotas
-from tests.test_web_harness import TOKEN, Factory, Running, png, running_console
+from tests.helpers import png
+from tests.test_web_harness import TOKEN, Factory, Running, running_console
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

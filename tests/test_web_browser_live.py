@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playwright.async_api import expect
 
+from tests.helpers import png
 from tests.test_web_browser import (
     DESKTOP,
     PHONE,
@@ -19,7 +20,7 @@ from tests.test_web_browser import (
     pytestmark,
     shot,
 )
-from tests.test_web_harness import TOKEN, Factory, png, running_console
+from tests.test_web_harness import TOKEN, Factory, running_console
 from tests.test_web_live import serve
 
 __all__ = ["pytestmark"]

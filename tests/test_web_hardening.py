@@ -221,13 +221,13 @@ async def test_thousands_of_small_fields_are_refused(settings_factory: Factory) 
 
 
 def test_default_body_cap_fits_every_reference(settings_factory: Factory) -> None:
-    from adapters.web.context import upload_cap
+    from adapters.web.inbound import upload_cap
     from bot.bootstrap import build_core
 
     core = build_core(settings_factory(limits={"max_input_mb": 10}))
-    assert upload_cap(core) == 10_000_000 * 14 + 1_000_000  # 14 references at most
+    assert upload_cap(core.api) == 10_000_000 * 14 + 1_000_000  # 14 references at most
     core = build_core(settings_factory(web={"max_body_mb": 3.5}))
-    assert upload_cap(core) == 3_500_000
+    assert upload_cap(core.api) == 3_500_000
 
 
 # ----- 4. Visitor pools ---------------------------------------------------------------------

@@ -4,7 +4,6 @@ unit tests of its security helpers: the console token, signed visitor ids, the l
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import re
@@ -17,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from PIL import Image
 from yarl import URL
 
 from adapters.web import WebConsole
@@ -48,13 +46,9 @@ class Running:
 
 
 @asynccontextmanager
-async def running_console(settings_factory: Factory, *,
-                          fakes: dict[str, ImageProvider] | None = None,
-                          **sections: Any) -> AsyncIterator[Running]:
-    """Core + WebConsole on a free loopback port; drained and closed like ``imagine-bot run``."""
-    core = build_core(settings_factory(**sections), providers=fakes)
-    await core.start()
-    console = WebConsole(core, listen="127.0.0.1:0", token=TOKEN, secret=b"k" * 32)
+async def listening(core: Core, port: int = 0) -> AsyncIterator[tuple[WebConsole, asyncio.Event]]:
+    """A console over ``core`` on a loopback ``port``, up; leaving sets its stop and waits."""
+    console = WebConsole(core.api, listen=f"127.0.0.1:{port}", token=TOKEN, secret=b"k" * 32)
     stop = asyncio.Event()
     task = asyncio.create_task(console.run(stop))
     try:
@@ -63,20 +57,28 @@ async def running_console(settings_factory: Factory, *,
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)
-        yield Running(core, console)
+        yield console, stop
     finally:
-        await core.scheduler.drain(0)
-        await core.service.wait_idle(5)
         stop.set()
         await task
+
+
+@asynccontextmanager
+async def running_console(settings_factory: Factory, *,
+                          fakes: dict[str, ImageProvider] | None = None,
+                          **sections: Any) -> AsyncIterator[Running]:
+    """Core + WebConsole on a free loopback port; drained and closed like ``imagine-bot run``."""
+    core = build_core(settings_factory(**sections), providers=fakes)
+    await core.start()
+    try:
+        async with listening(core) as (console, _):
+            try:
+                yield Running(core, console)
+            finally:
+                await core.scheduler.drain(0)
+                await core.service.wait_idle(5)
+    finally:
         await core.stop(grace=0)
-
-
-def png(width: int = 64, height: int = 48, color: str = "teal") -> bytes:
-    """A small PNG."""
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(out, "PNG")
-    return out.getvalue()
 
 
 class Visitor:

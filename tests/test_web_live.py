@@ -16,10 +16,11 @@ import jinja2
 import jinja2.meta
 from aiohttp import web
 
-from adapters.web import WebConsole, render
+from adapters.web import WebConsole, pages
 from bot.bootstrap import build_core
 from bot.config import Settings
-from tests.test_web_harness import TOKEN, Factory, Visitor, png, running_console, visitor
+from tests.helpers import png
+from tests.test_web_harness import Factory, Visitor, listening, running_console, visitor
 
 SLOW = {"providers": {"demo": {"api": "demo", "demo_delay_seconds": 1.0}}}
 
@@ -120,19 +121,10 @@ async def serve(settings: Settings, port: int = 0) -> AsyncIterator[tuple[WebCon
     """A core and console on ``port``; leaving stops the console the way ``run`` does."""
     core = build_core(settings)
     await core.start()
-    console = WebConsole(core, listen=f"127.0.0.1:{port}", token=TOKEN, secret=b"k" * 32)
-    stop = asyncio.Event()
-    task = asyncio.create_task(console.run(stop))
     try:
-        async with asyncio.timeout(10):
-            while not console.connected:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.01)
-        yield console, stop
+        async with listening(core, port) as running:
+            yield running
     finally:
-        stop.set()
-        await task
         await core.stop(grace=5)
 
 
@@ -182,13 +174,13 @@ async def test_refusals_are_answered_before_the_job_so_nothing_is_lost(
 
 
 async def test_every_template_escapes_what_it_is_given() -> None:
-    bundle = await asyncio.to_thread(render.load_bundle)
+    bundle = await asyncio.to_thread(pages.load_bundle)
     app = web.Application()
-    env = render.setup(app, bundle)
+    env = pages.setup(app, bundle)
     hostile = "<script>alert(1)</script>"
-    pages = {n: bundle.templates[n] for n in ("base.html", "playground.html", "operator.html",
-                                               "login.html", "error.html")}
-    for name, source in pages.items():
+    sources = {n: bundle.templates[n] for n in ("base.html", "playground.html", "operator.html",
+                                                 "login.html", "error.html")}
+    for name, source in sources.items():
         names = jinja2.meta.find_undeclared_variables(env.parse(source)) | {
             "lang", "title", "script", "body_class"}
         values: dict[str, Any] = dict.fromkeys(names, hostile)

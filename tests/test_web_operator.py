@@ -7,11 +7,11 @@ import re
 from datetime import UTC, datetime
 
 from adapters.web import charts
-from adapters.web.reads import job_rows, last_days, overview
 from bot.domain import Actor
 from bot.errors import Refused, UpstreamBusy, UpstreamError
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.demo import DemoProvider
+from bot.reports import job_rows, last_days, overview
 from bot.storage.base import LedgerEntry
 from tests.test_web_harness import TOKEN, Factory, Running, Visitor, running_console, visitor
 

@@ -61,7 +61,7 @@ def build_adapters(core: Core, *, sync_commands: bool) -> list[Adapter]:
         from adapters.web import WebConsole
         from adapters.web.security import console_token
 
-        adapters.append(WebConsole(core, listen=settings.web.listen,
+        adapters.append(WebConsole(core.api, listen=settings.web.listen,
                                    token=console_token(settings)))
     return adapters
 

@@ -1,4 +1,7 @@
-"""The web console adapter: an aiohttp app serving the playground and the operator view."""
+"""The web console adapter: an aiohttp app serving the playground and the operator view.
+
+Its composition root: :func:`build_app` wires the runtime, the middlewares and every route.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +12,19 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from adapters.web import middleware as mw
-from adapters.web import render
-from adapters.web.context import MAX_BODY, Console
-from adapters.web.live import Live, OperatorLive
+from adapters.web import pages
+from adapters.web.handlers import Handlers
+from adapters.web.inbound import MAX_BODY
 from adapters.web.media import Media
 from adapters.web.network import is_loopback
 from adapters.web.operator import OperatorView
+from adapters.web.pages import Bundle, load_bundle
 from adapters.web.playground import Playground
 from adapters.web.policy import PolicyView
-from adapters.web.render import Bundle, load_bundle
+from adapters.web.progress import Live, OperatorLive
+from adapters.web.runtime import Runtime
 from adapters.web.security import console_secret
-from bot.bootstrap import Core
-from bot.errors import ConfigError
+from bot.api import BotApi, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +45,9 @@ class WebConsole:
 
     name = "web"
 
-    def __init__(self, core: Core, *, listen: str = "127.0.0.1:8080", token: str,
+    def __init__(self, api: BotApi, *, listen: str = "127.0.0.1:8080", token: str,
                  secret: bytes | None = None) -> None:
-        self._core = core
+        self._api = api
         self._host, self._port = parse_listen(listen)
         self._token = token
         self._secret = secret
@@ -66,11 +70,10 @@ class WebConsole:
         """Listen, serve until ``stop`` is set, let running jobs finish, close."""
         secret = self._secret
         if secret is None:
-            secret = await asyncio.to_thread(console_secret, self._core.settings.bot.data_dir)
+            secret = await asyncio.to_thread(console_secret, self._api.settings.bot.data_dir)
         bundle = await asyncio.to_thread(load_bundle)
-        console = Console(self._core, token=self._token, secret=secret,
-                          listen_host=self._host)
-        runner = web.AppRunner(build_app(console, bundle), access_log=None,
+        rt = Runtime(self._api, token=self._token, secret=secret, listen_host=self._host)
+        runner = web.AppRunner(build_app(rt, bundle), access_log=None,
                                handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
         try:
@@ -89,30 +92,27 @@ class WebConsole:
                 # Wrong tokens are slowed, never allowed to lock the operator out: the token's
                 # length is what stands against guessing.
                 log.warning("the operator token in %s is short (%d characters); use %d or more",
-                            self._core.settings.web.token_env, len(self._token), MIN_TOKEN)
+                            self._api.settings.web.token_env, len(self._token), MIN_TOKEN)
             log.info("web console on %s; operator view at %s/operator (token: run "
                      "`imagine-bot console-token`, or set %s)", self.url, self.url,
-                     self._core.settings.web.token_env)
+                     self._api.settings.web.token_env)
             await stop.wait()
         finally:
             self._running = False
-            console.closing.set()
-            await console.jobs.close(self._core.settings.limits.shutdown_grace_seconds + 5.0)
+            rt.closing.set()
+            await rt.close(self._api.settings.limits.shutdown_grace_seconds + 5.0)
             await runner.cleanup()
 
 
-def build_app(console: Console, bundle: Bundle) -> web.Application:
+def build_app(rt: Runtime, bundle: Bundle) -> web.Application:
     """The aiohttp application with its middlewares and routes."""
     app = web.Application(client_max_size=MAX_BODY, middlewares=[
-        mw.guard(console, bundle), mw.gate(console, bundle), mw.visitor(console),
-        mw.csrf(console, bundle)])
-    render.setup(app, bundle)
-    playground = Playground(console, bundle)
-    app.add_routes([*playground.routes(), *Live(console, playground).routes(),
-                    *OperatorLive(console, bundle.env).routes(),
-                    *Media(console).routes(),
-                    *OperatorView(console, bundle).routes(),
-                    *PolicyView(console, bundle).routes(),  # routes, failovers, groups (issue 17)
+        mw.guard(rt), mw.gate(rt), mw.visitor(rt), mw.csrf(rt), mw.answer(rt)])
+    pages.setup(app, bundle)
+    app.add_routes([*Playground(rt, bundle).routes(), *Handlers(rt, bundle).routes(),
+                    *Live(rt, bundle.env).routes(), *OperatorLive(rt, bundle.env).routes(),
+                    *Media(rt).routes(), *OperatorView(rt, bundle).routes(),
+                    *PolicyView(rt, bundle).routes(),  # routes, failovers, groups (issue 17)
                     web.get("/static/{name}", _static(bundle))])
     return app
 

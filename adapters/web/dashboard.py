@@ -15,10 +15,8 @@ import jinja2
 from markupsafe import Markup
 
 from adapters.web import charts
-from adapters.web.jobs import WebJob
-from adapters.web.reads import GalleryItem, Overview, Rates, Total
-from bot.jobs import SchedulerStats
-from bot.present import excerpt
+from adapters.web.runtime import WebJob
+from bot.api import GalleryItem, Overview, Rates, SchedulerStats, Standing, Total, excerpt
 
 Tr = Callable[..., str]
 #: Refund notes with a sentence of their own in the catalogs (web.op.why.*).
@@ -114,14 +112,15 @@ def totals_table(env: jinja2.Environment, t: Tr, title: str, rows: list[Total]) 
 
 
 def users_table(env: jinja2.Environment, t: Tr, rows: list[Total],
-                flags: dict[str, tuple[bool, int]], csrf: str, zone: tzinfo) -> str:
+                standing: dict[str, Standing], csrf: str, zone: tzinfo) -> str:
     """Top users with their bonus, ban state and quick actions."""
     heads = [t(k) for k in ("web.op.user", "web.op.images", "web.op.credits", "web.op.usd",
                             "web.op.bonus", "web.op.last_seen", "web.op.actions")]
     users = []
     for r in rows:
-        banned, bonus = flags.get(r.name, (False, 0))
-        users.append({"name": r.name, "banned": banned, "bonus": bonus, "images": r.images,
+        user = standing.get(r.name, Standing())
+        users.append({"name": r.name, "banned": user.banned, "bonus": user.bonus,
+                      "images": r.images,
                       "credits": credits(r.credits), "usd": usd(r.usd),
                       "when": r.last.astimezone(zone).strftime("%m-%d %H:%M") if r.last else ""})
     words = {k: t(f"web.op.{k}") for k in ("blocked", "grant_short", "ban", "unban")}

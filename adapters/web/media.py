@@ -6,10 +6,9 @@ from collections import OrderedDict
 
 from aiohttp import web
 
-from adapters.web.context import Console
-from bot import images
-from bot.domain import ImageData
-from bot.errors import BotError
+from adapters.web import inbound
+from adapters.web.runtime import Runtime
+from bot.api import BotError, ImageData
 
 PREVIEW_SIDE = 1024
 PREVIEW_CACHE = 64
@@ -18,8 +17,8 @@ PREVIEW_CACHE = 64
 class Media:
     """Serves /img/{turn}/{index} and its preview."""
 
-    def __init__(self, console: Console) -> None:
-        self.c = console
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
         self._previews: OrderedDict[tuple[str, int], ImageData] = OrderedDict()
 
     def routes(self) -> list[web.RouteDef]:
@@ -30,11 +29,10 @@ class Media:
     async def _image(self, request: web.Request) -> tuple[tuple[str, int], ImageData]:
         """The requested output image, for its owner or an operator (else 404)."""
         turn_id, index = request.match_info["turn"], int(request.match_info["index"])
-        service = self.c.core.service
+        # The operator sees every result (the gallery); anyone else only their own.
+        who = inbound.OPERATOR if self.rt.operator(request) else inbound.actor(request)
         try:
-            if not self.c.operator(request):
-                await self.c.core.api.owned(self.c.actor(request), turn_id)
-            found = await service.result_images(turn_id)
+            found = await self.rt.api.result_images(who, turn_id)
         except BotError:
             raise web.HTTPNotFound() from None
         if index >= len(found):
@@ -51,7 +49,7 @@ class Media:
         key, img = await self._image(request)
         cached = self._previews.get(key)
         if cached is None:
-            cached = await images.thumbnail(img, PREVIEW_SIDE)
+            cached = await self.rt.api.thumbnail(img, PREVIEW_SIDE)
             self._previews[key] = cached
             while len(self._previews) > PREVIEW_CACHE:
                 self._previews.popitem(last=False)

@@ -14,11 +14,10 @@ from functools import partial
 
 from aiohttp import web
 
-from adapters.web.context import OPERATOR, Console
-from adapters.web.render import Bundle, page
-from bot.domain import ChatRef
-from bot.errors import BotError
-from bot.groups import KEYS, GroupSettings, describe
+from adapters.web import inbound
+from adapters.web.pages import Bundle, page
+from adapters.web.runtime import Runtime
+from bot.api import GROUP_KEYS, BotError, ChatRef, GroupSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +33,9 @@ def chat_for(key: str) -> ChatRef | None:
 class PolicyView:
     """Handlers under /operator/policy."""
 
-    def __init__(self, console: Console, bundle: Bundle) -> None:
-        self.c = console
-        self.core = console.core
+    def __init__(self, rt: Runtime, bundle: Bundle) -> None:
+        self.rt = rt
+        self.api = rt.api
 
     def routes(self) -> list[web.RouteDef]:
         """The policy page, its JSON, and the group settings form."""
@@ -45,49 +44,50 @@ class PolicyView:
                 web.post("/operator/policy", self.change)]
 
     async def _groups(self) -> list[tuple[str, str, GroupSettings]]:
-        return [(key, by or "", GroupSettings.loads(raw))
-                for key, raw, by in await self.core.store.all_group_settings()]
+        return [(key, by or "", group) for key, group, by in await self.api.group_policies()]
 
     async def as_json(self, request: web.Request) -> web.Response:
         """Route health, failovers and group settings as JSON."""
-        if not self.c.operator(request):
+        if not self.rt.operator(request):
             raise web.HTTPForbidden()
         groups = [{"group": key, "by": by, "settings": asdict(group)}
                   for key, by, group in await self._groups()]
-        return web.json_response({**self.core.service.routing.view(), "groups": groups})
+        routing = {k: v for k, v in self.api.routing_view().items() if k != "recent"}
+        return web.json_response({**routing, "groups": groups})
 
     async def index(self, request: web.Request, flash: str = "", kind: str = "") -> web.Response:
         """The page (the login form lives at /operator)."""
-        if not self.c.operator(request):
+        if not self.rt.operator(request):
             raise web.HTTPSeeOther("/operator")
-        locale = self.c.page_locale(request)
-        t = partial(self.c.t, locale)
-        routing = self.core.service.routing
+        locale = self.rt.page_locale(request)
+        t = partial(self.rt.t, locale)
+        routing = self.api.routing_view()
         now = time.time()
-        failovers = [{"ago": int(now - r.at), "model": r.model, "source": r.source,
-                      "target": r.target, "reason": r.reason} for r in routing.recent]
-        groups = [{"group": key, "by": by, "text": describe(self.c.t, locale, group)}
+        failovers = [{"ago": int(now - r["at"]), "model": r["model"], "source": r["from"],
+                      "target": r["to"], "reason": r["reason"]} for r in routing["failovers"]]
+        groups = [{"group": key, "by": by, "text": self.api.group_text(locale, group)}
                   for key, by, group in await self._groups()]
         return page(request, "policy", lang=locale, title=t("web.policy.title"), body_class="op",
-                    t=t, routes=routing.view()["routes"], failovers=failovers, groups=groups,
-                    keys=(*KEYS, "reset"), csrf=self.c.csrf(request), flash=flash,
+                    t=t, routes=routing["routes"], failovers=failovers, groups=groups,
+                    keys=(*GROUP_KEYS, "reset"), csrf=self.rt.csrf(request), flash=flash,
                     flash_kind=kind)
 
     async def change(self, request: web.Request) -> web.Response:
         """Change one setting of one group."""
-        if not self.c.operator(request):
+        if not self.rt.operator(request):
             raise web.HTTPForbidden()
-        locale = self.c.page_locale(request)
+        locale = self.rt.page_locale(request)
         form = await request.post()
         key, setting, value = (str(form.get(n) or "").strip() for n in ("group", "setting", "value"))
         chat = chat_for(key)
         if chat is None:
-            return await self.index(request, self.c.t(locale, "web.policy.bad_group"), "bad")
+            return await self.index(request, self.rt.t(locale, "web.policy.bad_group"), "bad")
         try:
-            await self.core.service.groups.configure(OPERATOR, chat, [setting, *value.split()],
-                                                     group_admin=True)
+            await self.api.configure_group(inbound.OPERATOR, chat, [setting, *value.split()],
+                                           group_admin=True)
         except BotError as err:
-            return await self.index(request, self.core.presenter.error(locale, err), "bad")
+            told = await self.rt.told(inbound.operator(request), err)
+            return await self.index(request, told.text, "bad")
         log.info("web: operator set %s of %s", setting, key)
-        return await self.index(request, self.c.t(locale, "group.saved"), "ok")
+        return await self.index(request, self.rt.t(locale, "group.saved"), "ok")
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.config import Settings
+from bot.api import Settings
 
 TOKEN_FILE = "console-token"
 SECRET_FILE = "console-secret"
