@@ -1,6 +1,7 @@
 """The web console adapter: an aiohttp app serving the playground and the operator view.
 
 Its composition root: :func:`build_app` wires the runtime, the middlewares and every route.
+The path of a job through the core and the adapters is mapped in docs/architecture.md.
 """
 
 from __future__ import annotations
