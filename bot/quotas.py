@@ -112,8 +112,9 @@ class Quotas:
         take_free, take_bonus = cost, 0
         async with self._store.quota_tx() as tx:
             # Every window this job touches, locked before it is read (PostgreSQL: row locks in
-            # one order, so many processes queue; SQLite's write lock already holds them).
-            await tx.lock(actor.key, chat.key if chat else None, day, month)
+            # one order, so many processes queue; SQLite's write lock already holds them). The
+            # day's global spend row, which every job needs, is taken last and held the shortest.
+            await tx.lock(actor.key, chat.key if chat else None, day, month, spend=False)
             if not self.is_exempt(actor):
                 daily, monthly = await self._allowance(tx, actor.key)
                 day_left = daily - await tx.used_credits(actor.key, day=day)
@@ -133,6 +134,7 @@ class Quotas:
                     if used + cost > self._cfg.chat_daily_credits:
                         raise QuotaExceeded("chat_daily", max(0, self._cfg.chat_daily_credits - used),
                                             cost, day_reset)
+            await tx.lock(None, None, day, month)
             if self._cfg.global_daily_usd > 0:
                 spent = await tx.usd_spent(day)
                 if spent + price.usd > self._cfg.global_daily_usd + 1e-9:

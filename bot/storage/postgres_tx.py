@@ -27,8 +27,10 @@ _LOCK = (
     "INSERT INTO counters (scope, key, period)"
     " SELECT s, k, p FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(s, k, p, n)"
     " ORDER BY n"
-    # A no-op update: it locks an existing row (waiting for its holder) as the insert locks a new one.
+    # A no-op update: it locks an existing row (waiting for its holder) as the insert locks a new one,
+    # and returns the latest committed values, so the reads after it need no round trip.
     " ON CONFLICT (scope, key, period) DO UPDATE SET units = counters.units"
+    " RETURNING scope, key, period, units, usd"
 )
 
 
@@ -48,6 +50,8 @@ class PgQuotaTx:
                  redact: Callable[[str], str] = lambda text: text) -> None:
         self._conn = conn
         self._redact = redact  # ledger notes may quote an upstream's error
+        # Rows this transaction locked, as they are: nobody else can change them until it ends.
+        self._locked: dict[tuple[str, str, str], tuple[int, float]] = {}
 
     async def lock(self, actor_key: str | None, chat_key: str | None, day: str, month: str, *,
                    spend: bool = True) -> None:
@@ -62,9 +66,13 @@ class PgQuotaTx:
             rows.append(("usd_day", "", day))
         if rows:
             scopes, keys, periods = (list(col) for col in zip(*rows, strict=True))
-            await self._conn.execute(_LOCK, scopes, keys, periods)
+            for r in await self._conn.fetch(_LOCK, scopes, keys, periods):
+                self._locked[(r["scope"], r["key"], r["period"])] = (r["units"], r["usd"])
 
     async def _counter(self, scope: str, key: str, period: str, column: str = "units") -> float:
+        held = self._locked.get((scope, key, period))
+        if held is not None:
+            return float(held[0] if column == "units" else held[1])
         value = await self._conn.fetchval(
             f"SELECT {column} FROM counters WHERE scope = $1 AND key = $2 AND period = $3",
             scope, key, period)
@@ -130,6 +138,7 @@ class PgQuotaTx:
     async def append(self, entry: LedgerEntry) -> None:
         """Append one ledger row (the ledger_counts trigger moves the counters)."""
         e = entry
+        self._locked.clear()  # the trigger changes them: read them again if asked
         await self._conn.execute(
             "INSERT INTO ledger (ts, kind, reservation_id, actor_key, chat_key, day, month,"
             " credits, bonus, usd, model, size, note)"
