@@ -144,6 +144,19 @@ async def test_an_upload_failing_for_good_is_refunded_once(settings_factory: Fac
         await fake.expect_none("sendPhoto")
 
 
+async def test_a_shown_result_is_not_called_undeliverable(settings_factory: Factory) -> None:
+    # The photo arrived but settling it failed (the store went away): the user has the image,
+    # so nothing tells them it could not be delivered.
+    async with running_bot(settings_factory) as bot:
+        async def store_gone(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("store unavailable")
+
+        bot.c.service.deliveries.bind = store_gone  # type: ignore[method-assign]
+        bot.fake.user_sends("/imagine a parcel that arrived")
+        await bot.fake.wait_for("sendPhoto")
+        await bot.fake.expect_none("sendMessage")
+
+
 async def test_quota_runs_out_mid_conversation(settings_factory: Factory) -> None:
     async with running_bot(settings_factory, quota={"user_daily_credits": 8}) as bot:
         fake = bot.fake

@@ -111,17 +111,20 @@ class Sender:
             if reply.text:
                 await self.text(target, reply.text)
             return
+        shown = False
         try:
             async with self.api.delivery(reply, CAPABILITIES) as out:
                 sent = await self._images(out, target)
                 if not sent:
                     raise Undelivered()
+                shown = True
                 await out.sent([ref_of(m) for m in sent])
         except Exception as exc:
             if not isinstance(exc, Undelivered):
                 log.exception("sending result %s to chat %s failed", reply.turn_id,
                               target.chat_id)
-            await self.text(target, self.api.t(reply.locale, "telegram.undeliverable"))
+            if not shown:  # shown but not settled: the user has the image; the log says why
+                await self.text(target, self.api.t(reply.locale, "telegram.undeliverable"))
 
     async def _images(self, out: Delivery, target: Target) -> list[Message]:
         reply = out.reply

@@ -55,7 +55,7 @@ class ImagineHandlers:
         self.rt = rt
         self.albums = AlbumCollector(rt.config.album_debounce_seconds, self._batch,
                                      rt.tasks.spawn)
-        #: What each result button does (Action.kind -> handler).
+        #: What each result button does (Action.kind -> handler; the core judges any other kind).
         self.buttons: dict[str, ButtonHandler] = {
             "reroll": self._act, "upscale": self._act, "variations": self._act,
             "edit": self._edit_hint, "delete": self._delete}
@@ -150,7 +150,7 @@ class ImagineHandlers:
         if not self.rt.allowed(pressed.target.chat_id, pressed.actor):
             raise NotAllowed()
         await self.rt.api.owned(pressed.actor, pressed.action.turn_id)
-        await self.buttons[pressed.action.kind](pressed)
+        await self.buttons.get(pressed.action.kind, self._act)(pressed)
 
     async def _act(self, pressed: Pressed) -> None:
         """Reroll, upscale, variations: a new job from the result."""
