@@ -39,8 +39,15 @@ class Instance:
 
     async def start(self) -> int:
         """Take a lease, refund what dead instances held, then keep the lease; the refund count."""
-        await self._store.register_instance(self.id, self.lease_seconds)
-        refunded = await self._quotas.refund_stale()
+        refunded = 0
+        try:
+            await self._store.register_instance(self.id, self.lease_seconds)
+        except StoreUnavailable as exc:
+            # A database that refuses writes: run degraded (readiness says so, every job is
+            # refused before it reserves) and take the lease when the heartbeat can.
+            log.warning("instance %s: cannot take a lease yet (%s)", self.id, exc)
+        else:
+            refunded = await self._quotas.refund_stale()
         self._task = asyncio.create_task(self._beat(), name=f"instance-{self.id}")
         return refunded
 

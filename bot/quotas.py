@@ -201,7 +201,8 @@ class Quotas:
         """
         count = 0
         for res in await self._store.orphaned_reservations():
-            count += await self.refund(res.id, "stale at start-up")
+            if res.owner is None or res.owner != self._owner:  # never this process's own jobs
+                count += await self.refund(res.id, "stale at start-up")
         return count
 
     async def usage(self, actor: Actor, chat: ChatRef | None = None, *, running: int = 0) -> Usage:

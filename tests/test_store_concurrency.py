@@ -26,7 +26,7 @@ from bot.instance import Instance
 from bot.quotas import Price, Quotas
 from bot.storage.sqlite import SqliteStore
 from tests.conftest import StoreFactory
-from tests.store_engines import AnyStore, execute, fetch
+from tests.store_engines import AnyStore, execute, fetch, read_only
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = [ChatRef("telegram", "-100", "group"), ChatRef("discord", "g1", "group")]
@@ -165,6 +165,25 @@ async def test_reservations_without_a_known_owner_are_orphans(
                                                                           Price(1, 0.01))
     assert legacy.owner is None and stranger.owner == "never-registered"
     assert {r.id for r in await b.orphaned_reservations()} == {legacy.id, stranger.id}
+
+
+async def test_a_process_never_refunds_its_own_jobs(two: tuple[AnyStore, AnyStore]) -> None:
+    """Even when its own lease is missing (it could not take one yet), a sweep skips its jobs."""
+    a, b = two
+    section = QuotaSection(user_daily_credits=10)
+    mine = Quotas(a, section, owner="self")
+    res = await mine.reserve(USERS[6], None, Price(1, 0.01))
+    assert await mine.refund_stale() == 0
+    assert await Quotas(b, section, owner="other").refund_stale() == 1
+    assert await mine.settle(res.id) is False  # refunded by the other: the job ran for free
+
+
+async def test_an_instance_starts_degraded_on_a_read_only_database(store: AnyStore) -> None:
+    quotas = Quotas(store, QuotaSection(), owner="ro")
+    instance = Instance(store, quotas, instance_id="ro", lease_seconds=30)
+    async with read_only(store):
+        assert await instance.start() == 0  # no lease yet, no crash: readiness tells
+        await instance.stop()
 
 
 async def test_a_lapsed_lease_is_taken_again_and_says_so(two: tuple[AnyStore, AnyStore]) -> None:
