@@ -93,8 +93,7 @@ class Delivery:
         """The messages showing the whole result were sent: bind them and settle every turn."""
         if not messages:
             return
-        turns, self.open_turns = self.open_turns, []
-        for n, turn_id in enumerate(turns):
+        for n, turn_id in enumerate(list(self.open_turns)):
             # One message shows a batch: it is bound to the first candidate (a reply edits it).
             await self._close(turn_id, messages if n == 0 else (), timings)
 
@@ -104,13 +103,14 @@ class Delivery:
         candidates = self.reply.candidates or (self.turn_id,)
         for turn_id, shown in zip(candidates, messages, strict=False):
             if shown and turn_id in self.open_turns:
-                self.open_turns.remove(turn_id)
                 await self._close(turn_id, shown, timings)
 
     async def _close(self, turn_id: str, messages: Sequence[MessageRef],
                      timings: Mapping[str, float] | None) -> None:
+        """Settle one turn; it stays open (refunded when the block ends) if that raises."""
         assert self._settle is not None
         await self._settle(turn_id, messages, {**self.timings, **(timings or {})})
+        self.open_turns.remove(turn_id)
 
 
 async def fit_all(reply: Reply, caps: Capabilities) -> tuple[Fitted, ...]:

@@ -11,10 +11,6 @@ from bot.domain import MessageRef
 from tests.test_web_harness import Factory, running_console, visitor
 
 
-# bot/delivery.py: Delivery.sent takes the turns off ``open_turns`` before settling them, so an
-# exception from the settle (here: binding the message) leaves the block with nothing to refund
-# and the reservation held. Strict: this fails loudly once the core refunds, to drop the mark.
-@pytest.mark.xfail(strict=True, reason="core bug: a failing settle inside sent() is not refunded")
 async def test_a_result_that_cannot_be_recorded_is_refunded_exactly_once(
         settings_factory: Factory, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
