@@ -46,7 +46,10 @@ from bot.config import Settings
 from bot.domain import MessageRef, Turn
 from bot.providers.base import ImageProvider
 from tests import discord_rules
-from tests.helpers import png as png  # the harness's test image, for its importers
+from tests.helpers import photo
+
+#: A user's photo (the tests import it from here).
+png = photo
 
 MIB = 1024 * 1024
 DISCORD_EPOCH_MS = 1420070400000

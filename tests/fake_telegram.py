@@ -24,8 +24,10 @@ from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.domain import Actor, MessageRef, Turn
 from bot.providers.base import ImageProvider
-from tests.fake_upstream import Color
-from tests.fake_upstream import png as upstream_png
+from tests.helpers import photo
+
+#: A user's photo (the tests import it from here).
+png = photo
 
 TOKEN = "123456:TEST-fake-token"
 BOT_USER = {"id": 123456, "is_bot": True, "first_name": "Imagine", "username": "ImagineTestBot",
@@ -862,6 +864,3 @@ async def running_bot(settings_factory: Callable[..., Settings], *,
         await fake.stop()
 
 
-def png(width: int = 64, height: int = 48, color: Color = (200, 60, 60)) -> bytes:
-    """A small solid PNG, as a user's photo (a phone photo's size, made by fake_upstream.png)."""
-    return upstream_png(width, height, color)

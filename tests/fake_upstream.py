@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import io
 import json
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Mapping
@@ -25,9 +24,10 @@ from typing import Any
 
 import pytest
 from aiohttp import BodyPartReader, web
-from PIL import Image
 
 from bot.domain import ImageData
+from tests.helpers import jpeg as jpeg  # the tests' one image maker, for the tests that import it here
+from tests.helpers import png
 
 ROUTES = ("chat", "gemini", "images.generate", "images.edit", "models", "gemini.models",
           "files")
@@ -37,24 +37,6 @@ TODAY = ("gemini-nano-banana-2.1", "gemini-3-pro-image", "gemini-3.1-flash-lite-
 #: Ids Google has shut down: the native route answers them 404 as Google does.
 SHUT_DOWN = frozenset({"gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview",
                        "gemini-3.1-flash-image", "gemini-2.5-flash-image"})
-
-
-#: A PIL colour: a name or an RGB triple.
-Color = str | tuple[int, int, int]
-
-
-def png(width: int = 8, height: int = 8, color: Color = "red") -> bytes:
-    """A small real PNG (the tests' one PNG maker; tests.fake_telegram.png is a user's photo)."""
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def jpeg(width: int = 8, height: int = 8, color: Color = "blue") -> bytes:
-    """A small real JPEG."""
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), color).save(buf, "JPEG")
-    return buf.getvalue()
 
 
 def b64(data: bytes) -> str:

@@ -32,18 +32,22 @@ def _encoded(fmt: str, width: int, height: int, color: Color, mode: str) -> byte
     return out.getvalue()
 
 
-def png(width: int = 64, height: int = 48, color: Color = (200, 60, 60), *,
-        mode: str = "RGB") -> bytes:
-    """A solid-colour PNG (the same arguments give the same bytes)."""
+def png(width: int = 8, height: int = 8, color: Color = "red", *, mode: str = "RGB") -> bytes:
+    """A small solid-colour PNG (the same arguments give the same bytes)."""
     return _encoded("PNG", width, height, color, mode)
 
 
-def jpeg(width: int = 64, height: int = 48, color: Color = (60, 60, 200)) -> bytes:
-    """A solid-colour JPEG."""
+def jpeg(width: int = 8, height: int = 8, color: Color = "blue") -> bytes:
+    """A small solid-colour JPEG."""
     return _encoded("JPEG", width, height, color, "RGB")
 
 
-def png_data(width: int = 64, height: int = 48, color: Color = (200, 60, 60), *,
+def photo(width: int = 64, height: int = 48, color: Color = (200, 60, 60)) -> bytes:
+    """A user's photo: a PNG in a phone photo's proportions."""
+    return png(width, height, color)
+
+
+def png_data(width: int = 8, height: int = 8, color: Color = "red", *,
              mode: str = "RGB") -> ImageData:
     """:func:`png` as the core holds it: MIME type and size known."""
     return ImageData(data=png(width, height, color, mode=mode), mime="image/png", width=width,

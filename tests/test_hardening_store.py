@@ -57,7 +57,7 @@ class LabelProvider:
         self.state = state
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
-        image = ImageData(png(), self.label, 64, 48)
+        image = ImageData(png(), self.label, 8, 8)
         return ProviderResult(images=(image,), text="ok", finish_reason="STOP",
                               provider_state=self.state)
 
