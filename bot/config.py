@@ -28,6 +28,7 @@ from pydantic import (
 from bot.catalog import ASPECTS, BUILTIN, ModelSpec, normalize_size
 from bot.config_sections import (
     ApiKind,
+    BlobsSection,
     BotSection,
     DiscordSection,
     FailoverSection,
@@ -49,7 +50,7 @@ from bot.errors import ConfigError
 from bot.lineup_config import RetiredUse, rewrite_retired, zero_config_provider
 from bot.providers.routes import ROUTES
 
-__all__ = ["ApiKind", "BotSection", "DiscordSection", "FailoverSection", "HttpSection",
+__all__ = ["ApiKind", "BlobsSection", "BotSection", "DiscordSection", "FailoverSection", "HttpSection",
            "LimitsSection", "Locale", "LogSection", "ModelSection", "ProviderSection",
            "QuotaSection", "SafetySection", "Settings", "StoreSection", "TelegramSection", "WebSection",
            "load_settings"]
@@ -73,6 +74,7 @@ class Settings(_Section):
     failover: FailoverSection = FailoverSection()
     safety: SafetySection = SafetySection()
     store: StoreSection = StoreSection()
+    blobs: BlobsSection = BlobsSection()
 
     _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
     _auto_route: str | None = PrivateAttr(default=None)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from bot.catalog import DEFAULT_MODEL, THINKING_LEVELS, normalize_size
 from bot.providers.routes import ROUTES
@@ -340,6 +340,31 @@ class StoreSection(_Section):
             raise ValueError("expected postgresql://user@host:port/database (or leave it unset "
                              "for SQLite)")
         return value.strip()
+
+
+class BlobsSection(_Section):
+    """``[blobs]``: image bytes in ``data_dir/blobs`` unless ``url`` names an S3 bucket (keys
+    only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY); the index stays in ``[store]``."""
+
+    url: str | None = None  # s3://bucket/prefix on AWS S3, MinIO, R2, ...
+    endpoint_url: str | None = None  # a non-AWS service, e.g. http://minio:9000
+    region: str = Field(default="us-east-1", min_length=1, max_length=40)
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # per attempt
+    max_attempts: int = Field(default=3, ge=1, le=10)
+    max_object_mb: float = Field(default=128.0, ge=1)  # a bigger image is refused, never loaded
+
+    @field_validator("url", "endpoint_url")
+    @classmethod
+    def _urls(cls, value: str | None, info: ValidationInfo) -> str | None:
+        value = (value or "").strip() or None
+        # Bucket names: 3-63 of a-z 0-9 . -; an endpoint never carries credentials.
+        form, hint = ((r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?", "s3://bucket/prefix")
+                      if info.field_name == "url" else
+                      (r"https?://[^\s/?#@]+(/[^\s?#]*)?", "http(s)://host[:port]"))
+        if value is not None and not re.fullmatch(form, value):
+            raise ValueError(f"expected {hint} (or leave it unset)")
+        return value
 
 
 class StyleSection(_Section):
