@@ -10,6 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from adapters.cli.main import main
+from tests.helpers import jpeg, png
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -36,7 +37,7 @@ def test_generate_demo_writes_a_png_on_a_fresh_machine(tmp_path: Path) -> None:
 
 
 def test_generate_with_size_aspect_and_reference(tmp_path: Path) -> None:
-    Image.new("RGB", (300, 200), "green").save(tmp_path / "ref.jpg")
+    (tmp_path / "ref.jpg").write_bytes(jpeg(300, 200, "green"))
     proc = run_cli("generate", "a cat", "--api", "demo", "--model", "nano-banana-pro", "--size", "2k",
                    "--aspect", "16:9", "--ref", "ref.jpg", "--out", "out/cat.png", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -67,7 +68,7 @@ def test_bad_input_exits_5(tmp_path: Path) -> None:
         assert_clean_failure(proc)
     too_many = [arg for i in range(15) for arg in ("--ref", f"r{i}.png")]
     for i in range(15):
-        Image.new("RGB", (10, 10)).save(tmp_path / f"r{i}.png")
+        (tmp_path / f"r{i}.png").write_bytes(png(10, 10, "black"))
     proc = run_cli("generate", "x", "--api", "demo", "--model", "nano-banana", *too_many, cwd=tmp_path)
     assert proc.returncode == 5  # the retired name means nano-banana-2.1, which takes 14
     assert "at most 14" in proc.stderr
