@@ -17,13 +17,15 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.config import QuotaSection
 from bot.domain import Actor, ChatRef
-from bot.errors import QuotaExceeded
+from bot.errors import QuotaExceeded, StoreUnavailable
 from bot.instance import Instance
 from bot.quotas import Price, Quotas
+from bot.storage.postgres import PostgresStore
 from bot.storage.sqlite import SqliteStore
 from tests.conftest import StoreFactory
 from tests.store_engines import AnyStore, execute, fetch, read_only
@@ -219,7 +221,8 @@ CHILD = textwrap.dedent("""
     from bot.domain import Actor
     from bot.quotas import Price, Quotas
     from bot.storage.postgres import PostgresStore
-    from bot.storage.sqlite import SqliteStore
+    from bot.storage.postgres import PostgresStore
+from bot.storage.sqlite import SqliteStore
 
     async def main() -> None:
         if sys.argv[1] == "sqlite":
@@ -264,4 +267,29 @@ async def test_a_killed_process_with_a_running_lease(store_factory: StoreFactory
             assert await sweeper.refund_stale() == 1
         assert await store.held_reservations() == []
     finally:
+        await store.close()
+
+
+async def test_a_frozen_holder_of_the_spend_row_does_not_stall_everyone(
+        pg_database: str, pg_schema: str) -> None:
+    """A process stopped inside its transaction: others fail fast (then succeed), not hang."""
+    store = PostgresStore(pg_database, schema=pg_schema, stall_timeout=0.5)
+    await store.open()
+    frozen = await asyncpg.connect(pg_database, server_settings={"search_path": pg_schema})
+    try:
+        quotas = Quotas(store, QuotaSection(global_daily_usd=5.0), owner="live")
+        day = quotas.today()
+        await quotas.reserve(USERS[7], None, Price(1, 0.01))  # the spend row exists
+        tx = frozen.transaction()
+        await tx.start()
+        await frozen.execute("SELECT * FROM counters WHERE scope = 'usd_day' AND period = $1"
+                             " FOR UPDATE", day)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(StoreUnavailable):
+            await quotas.reserve(USERS[8], None, Price(1, 0.01))
+        assert asyncio.get_running_loop().time() - started < 5
+        await tx.rollback()
+        await quotas.reserve(USERS[8], None, Price(1, 0.01))  # free again
+    finally:
+        await frozen.close()
         await store.close()

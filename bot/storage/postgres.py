@@ -38,7 +38,7 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
     asyncpg.InsufficientResourcesError, asyncpg.OperatorInterventionError,
     asyncpg.ReadOnlySQLTransactionError, asyncpg.TransactionRollbackError,
-    asyncpg.CannotConnectNowError,
+    asyncpg.CannotConnectNowError, asyncpg.LockNotAvailableError,
 )
 _GONE: tuple[type[BaseException], ...] = (RuntimeError, asyncpg.PostgresError, *_UNAVAILABLE)
 
@@ -54,12 +54,14 @@ class PostgresStore(PgRecords):
     """The Store on an asyncpg pool; ``schema`` (tests) puts every table in that schema."""
 
     def __init__(self, url: str, *, pool_size: int = 10, schema: str | None = None,
-                 redact: Redact | None = None, timeout: float = 10.0) -> None:
+                 redact: Redact | None = None, timeout: float = 10.0,
+                 stall_timeout: float = 10.0) -> None:
         self._url = url
         self.where = redact_url(url)  # what logs and errors may show
         self._pool_size = pool_size
         self._schema = schema
         self._timeout = timeout
+        self._stall_ms = str(int(stall_timeout * 1000))
         self._redact: Redact = redact or (lambda text: text)
         self._pool: asyncpg.Pool | None = None
 
@@ -81,7 +83,11 @@ class PostgresStore(PgRecords):
 
     async def open(self) -> None:
         """Connect a pool and apply pending migrations (one process at a time)."""
-        settings = {"application_name": "imagine-bot"}
+        # A process frozen inside a transaction (SIGSTOP, a stalled host) must not hold the
+        # day's spend row for everyone: the server ends its transaction, and a reserve waits
+        # for a lock at most this long before failing as "cannot save right now".
+        settings = {"application_name": "imagine-bot", "lock_timeout": self._stall_ms,
+                    "idle_in_transaction_session_timeout": self._stall_ms}
         if self._schema is not None:
             settings["search_path"] = self._schema
         with self._errors():
