@@ -193,7 +193,7 @@ def check_credits(core: Core, db: Path, tally: Tally, earlier: int) -> None:
                                                              round(settled[2], 6))
     snap = core.scheduler.snapshot()
     assert (snap.queued, snap.running, snap.by_owner) == (0, 0, {})
-    assert not core.service._pending and not core.service._busy
+    assert not core.service.deliveries.local and not core.service._busy
 
 
 async def test_500_chaotic_jobs_from_50_users(settings_factory: Factory,
