@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from bot.catalog import RETIRED_IDS, ModelSpec, bare_id
-from bot.config import Settings
+from bot.api import ModelSpec, Settings
+from bot.catalog import RETIRED_IDS, bare_id
 from bot.errors import (
     BotError,
     JobTimeout,

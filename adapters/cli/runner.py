@@ -14,9 +14,8 @@ from collections.abc import Callable
 
 from adapters.base import Adapter
 from adapters.cli.lineup_report import live_routes
+from bot.api import ConfigError, Settings
 from bot.bootstrap import Core, build_core
-from bot.config import Settings
-from bot.errors import ConfigError
 from bot.warmup import warm_up
 
 log = logging.getLogger(__name__)
