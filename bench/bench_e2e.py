@@ -22,6 +22,8 @@ and per scenario the bot process's peak RSS and CPU seconds per job (from /proc)
 ``time.monotonic`` on both sides: the Bot API fake stamps a call when it has answered it.
 
 Run: ``.venv/bin/python bench/bench_e2e.py [--quick]``. Prints figures; asserts nothing.
+``--spy FILE`` runs the bot under py-spy (every thread, GIL holders only; ``pip install
+py-spy`` into .venv) and ``bench/spy_top.py FILE`` lists where the GIL went.
 Targets on a 2-core machine: added latency median <= 50 ms at 1K and <= 700 ms at 4K, first
 feedback p99 <= 150 ms at 500 users.
 """
@@ -228,7 +230,7 @@ async def main(args: argparse.Namespace) -> None:
     ids = iter(range(10_000, 10_000_000))
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         bot = Bot(Path(tmp), telegram, discord, upstream, users=max(args.users),
-                  profile=args.profile)
+                  profile=args.profile, spy=args.spy)
         await bot.start()
         async with asyncio.timeout(30):
             while not discord._sockets:  # noqa: ASYNC110
@@ -275,6 +277,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bursts-only", action="store_true", help="only the burst scenarios")
     parser.add_argument("--profile", type=Path,
                         help="run the bot under pyinstrument and write its text report here")
+    parser.add_argument("--spy", type=Path,
+                        help="run the bot under py-spy (GIL holders only) and write raw stacks here")
     parser.add_argument("--users", default="1,50,100,500",
                         type=lambda s: [int(u) for u in s.split(",")])
     return parser.parse_args()

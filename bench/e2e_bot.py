@@ -56,9 +56,11 @@ class Bot:
     """``python -m bot run`` on a temp data dir, pointed at the fakes."""
 
     def __init__(self, workdir: Path, telegram: FakeTelegram, discord: FakeDiscord,
-                 upstream: FakeUpstream, *, users: int, profile: Path | None = None) -> None:
+                 upstream: FakeUpstream, *, users: int, profile: Path | None = None,
+                 spy: Path | None = None) -> None:
         self.port = free_port()
         self.profile = profile
+        self.spy = spy
         self.log = workdir / "bot.log"
         config = f"""
 [bot]
@@ -105,9 +107,14 @@ level = "INFO"
         # pyinstrument (pip install it into .venv; not a dependency) samples the event loop.
         profiler = ["-m", "pyinstrument", "-r", "text", "-o", str(self.profile.resolve())] if (
             self.profile) else []
+        # py-spy (pip install it into .venv; not a dependency) samples every thread, with the
+        # GIL holder marked: collapsed stacks, one line per stack, for flame graphs or grep.
+        spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw",
+               "--threads", "--gil", "--nonblocking", "-r", "1000", "-o", str(self.spy.resolve()), "--",
+               ] if self.spy else []
         with self.log.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, *profiler, "-m", "bot", "run", "--config", str(self.config),
+                *spy, sys.executable, *profiler, "-m", "bot", "run", "--config", str(self.config),
                 cwd=ROOT, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as http:
@@ -125,12 +132,15 @@ level = "INFO"
     def pid(self) -> int:
         """The bot's process id."""
         assert self.proc is not None
+        if self.spy:  # py-spy's child is the bot
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            return int(children.split()[0])
         return self.proc.pid
 
     async def stop(self) -> None:
         """SIGTERM, and wait."""
         if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
+            os.kill(self.pid, signal.SIGTERM)  # the bot itself, not a profiler wrapping it
             try:
                 await asyncio.wait_for(self.proc.wait(), 30)
             except TimeoutError:

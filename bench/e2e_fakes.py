@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import io
 import json
 import random
@@ -21,6 +22,8 @@ from tests.fake_upstream import FakeUpstream, Reply
 
 TG_TOKEN = "7000000001:bench-token"
 DC_TOKEN = "bench-discord-token"
+#: The fake upstream writes answers in pieces this large, waiting while the bot has not read.
+CHUNK = 256 * 1024
 
 
 # ----- images and the upstream ------------------------------------------------------------------
@@ -70,7 +73,19 @@ class BenchUpstream(FakeUpstream):
         self.calls += 1
         size = json.loads(raw).get("generationConfig", {}).get("imageConfig", {}).get(
             "imageSize", "1K")
-        return await self._answer(request, Reply(body=self.bodies[size], delay=self.delay))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), self.delay)
+        # Streamed with back-pressure: a whole web.Response is copied into the transport's
+        # buffer when the bot reads slowly (500 unread 4K answers held 11 GB in this process).
+        body = self.bodies[size]
+        resp = web.StreamResponse(headers={"Content-Type": "application/json",
+                                           "Content-Length": str(len(body))})
+        await resp.prepare(request)
+        view = memoryview(body)
+        for at in range(0, len(body), CHUNK):
+            await resp.write(view[at:at + CHUNK])
+        await resp.write_eof()
+        return resp
 
 
 # ----- the platforms, stripped of their memory ----------------------------------------------------
