@@ -221,8 +221,7 @@ CHILD = textwrap.dedent("""
     from bot.domain import Actor
     from bot.quotas import Price, Quotas
     from bot.storage.postgres import PostgresStore
-    from bot.storage.postgres import PostgresStore
-from bot.storage.sqlite import SqliteStore
+    from bot.storage.sqlite import SqliteStore
 
     async def main() -> None:
         if sys.argv[1] == "sqlite":
