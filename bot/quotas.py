@@ -194,11 +194,9 @@ class Quotas:
                                         ts=self._clock()))
 
     async def refund_stale(self) -> int:
-        """Refund what dead instances held (their lease lapsed, or their process is gone).
-
-        A live instance's reservations are never touched; two processes sweeping at once
-        refund each orphan exactly once (the conditional close decides).
-        """
+        """Refund what dead instances held (their lease lapsed, or their process is gone)."""
+        # A live instance's reservations are never touched; of two processes sweeping at once,
+        # each orphan is refunded by exactly one (the conditional close decides).
         count = 0
         for res in await self._store.orphaned_reservations():
             if res.owner is None or res.owner != self._owner:  # never this process's own jobs

@@ -78,11 +78,9 @@ class QuotaTx(Protocol):
 
     async def lock(self, actor_key: str | None, chat_key: str | None, day: str, month: str, *,
                    spend: bool = True) -> None:
-        """Hold the counter rows a ledger row of these windows touches until the transaction ends.
-
-        Always in one fixed order, so transactions of many processes queue instead of
-        deadlocking (SQLite: ``BEGIN IMMEDIATE`` already holds the whole database).
-        """
+        """Hold the counter rows of these windows until the transaction ends (one fixed order)."""
+        # One order for every transaction (user day, user month, bonus, chat day, global day),
+        # so many processes queue instead of deadlocking; SQLite's BEGIN IMMEDIATE holds all.
         ...
 
     async def used_credits(self, actor_key: str, *, day: str | None = None,
@@ -120,11 +118,8 @@ class QuotaTx(Protocol):
 
     async def close_reservation(self, reservation_id: str,
                                 state: ReservationState) -> Reservation | None:
-        """Mark a held reservation settled or refunded; it as it was, or None if not held.
-
-        One conditional update decides: of two processes closing the same reservation at once,
-        exactly one gets it back.
-        """
+        """Mark a held reservation settled or refunded; it as it was, or None if not held."""
+        # One conditional update decides: of two processes closing it at once, exactly one wins.
         ...
 
     async def append(self, entry: LedgerEntry) -> None:
