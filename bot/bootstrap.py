@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from bot import images
 from bot.account import AdminOps, Preferences
 from bot.api import BotApi
+from bot.blobs import Blobs, BlobStore, LocalBlobs
+from bot.blobs.base import MIB
 from bot.catalog import Lineup
 from bot.config import Settings
-from bot.conversations import BlobStore, Conversations
+from bot.conversations import Conversations
+from bot.errors import StoreUnavailable
 from bot.instance import Instance, new_instance_id
 from bot.jobs import JobScheduler
 from bot.messages import Messages
@@ -53,7 +56,14 @@ class Core:
         refunded = await self.instance.start()
         if refunded:
             log.warning("refunded %d reservation(s) left by an earlier crash", refunded)
-        await self.conversations.blobs.prune()
+        blobs = self.conversations.blobs
+        try:  # as with a disk that turns read-only: users are told, the process keeps running
+            await blobs.objects.probe()
+        except StoreUnavailable as exc:
+            log.error("image store %s unusable (%s): images cannot be saved or read until it "
+                      "is back", blobs.objects.describe(), exc.detail)
+            return
+        await blobs.prune()
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain jobs (finish running ones up to ``grace``, refund the rest), then close."""
@@ -64,6 +74,7 @@ class Core:
         for provider in self.providers.values():
             await provider.aclose()
         await self.instance.stop()
+        await self.conversations.blobs.objects.aclose()
         await self.store.close()
 
 
@@ -86,11 +97,25 @@ def build_store(settings: Settings, redact: Redactor) -> Store:
     return SqliteStore(settings.bot.data_dir / "imagine.sqlite3", redact=redact)
 
 
+def build_blobs(settings: Settings) -> Blobs:
+    """An S3 bucket when ``[blobs] url`` is set (keys from the AWS env vars), else data_dir/blobs."""
+    section = settings.blobs
+    max_bytes = int(section.max_object_mb * MIB)
+    if not section.url:
+        return LocalBlobs(settings.bot.data_dir / "blobs", max_bytes=max_bytes)
+    from bot.blobs.s3 import S3Blobs, S3Credentials
+
+    return S3Blobs(section.url, credentials=S3Credentials.from_env(), max_bytes=max_bytes,
+                   endpoint_url=section.endpoint_url, region=section.region,
+                   addressing_style=section.addressing_style, timeout=section.timeout_seconds,
+                   max_attempts=section.max_attempts)
+
+
 def build_core(settings: Settings, *, store: Store | None = None,
                providers: dict[str, ImageProvider] | None = None,
-               clock: Clock = utc_now, scheduler: JobScheduler | None = None) -> Core:
+               clock: Clock = utc_now, scheduler: JobScheduler | None = None,
+               blobs: Blobs | None = None) -> Core:
     """Wire the core; tests pass fakes for any part."""
-    data_dir = settings.bot.data_dir
     # Chat text and the store alike; the store URL's password too, should an error quote it.
     redact = Redactor([*secret_values(secret_names(settings)), *url_secrets(settings.store.url)])
     store = store or build_store(settings, redact)
@@ -102,9 +127,10 @@ def build_core(settings: Settings, *, store: Store | None = None,
     instance_id = new_instance_id()
     quotas = Quotas(store, settings.quota, admins=frozenset(settings.bot.admins), clock=clock,
                     owner=instance_id)
-    blobs = BlobStore(data_dir / "blobs", store, retention_days=settings.bot.retention_days,
-                      cap_bytes=settings.bot.blob_cap_mb * 1024 * 1024, clock=clock)
-    conversations = Conversations(store, blobs, history_turns=settings.bot.history_turns,
+    image_store = BlobStore(blobs or build_blobs(settings), store,
+                            retention_days=settings.bot.retention_days,
+                            cap_bytes=settings.bot.blob_cap_mb * MIB, clock=clock)
+    conversations = Conversations(store, image_store, history_turns=settings.bot.history_turns,
                                   clock=clock)
     messages = Messages()
     presenter = Presenter(messages, clock, redact)

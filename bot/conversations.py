@@ -1,115 +1,20 @@
-"""Conversation turns (a tree), message bindings, edit history, and the on-disk image blob store."""
+"""Conversation turns (a tree), message bindings and edit history; images via the BlobStore."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 
+from bot.blobs.store import BlobStore
 from bot.domain import Actor, ChatRef, ImageData, MessageRef, RequestKind, Turn
-from bot.errors import StoreUnavailable
 from bot.providers.base import HistoryTurn
 from bot.quotas import Clock, utc_now
-from bot.storage.base import BlobInfo, Store
+from bot.storage.base import Store
 
-_HASH_IN_THREAD = 256 * 1024
-
-
-class BlobStore:
-    """Content-addressed image files under ``root`` (``ab/abcdef…``), indexed in the Store."""
-
-    def __init__(self, root: Path, store: Store, *, retention_days: int = 30,
-                 cap_bytes: int = 2 << 30, clock: Clock = utc_now) -> None:
-        self.root = root
-        self._store = store
-        self._retention = timedelta(days=retention_days)
-        self._cap = cap_bytes
-        self._clock = clock
-
-    def _path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest
-
-    async def put(self, image: ImageData) -> str:
-        """Store ``image`` once; return its SHA-256 hex digest."""
-        data = image.data
-        if len(data) > _HASH_IN_THREAD:
-            digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
-        else:
-            digest = hashlib.sha256(data).hexdigest()
-        path = self._path(digest)
-        if not path.exists():
-            try:
-                await asyncio.to_thread(_atomic_write, path, data)
-            except OSError as exc:  # read-only volume, disk full: the user is told, not "oops"
-                raise StoreUnavailable(f"image store write failed: {exc}") from exc
-        # image.mime was sniffed from these bytes by ImageData, never taken from a label.
-        await self._store.put_blob(BlobInfo(digest, image.mime, len(data), image.width,
-                                            image.height), used_at=self._clock())
-        return digest
-
-    async def get(self, digest: str) -> ImageData | None:
-        """The image stored under ``digest``; None when it expired or was forgotten."""
-        info = await self._store.get_blob(digest)
-        if info is None:
-            return None
-        try:
-            data = await asyncio.to_thread(self._path(digest).read_bytes)
-        except FileNotFoundError:
-            return None
-        # ImageData sniffs the type from the bytes again, so a label stored by an older
-        # version (or tampered with) is never what gets served.
-        return ImageData(data=data, mime=info.mime, width=info.width, height=info.height)
-
-    async def get_many(self, digests: Sequence[str]) -> tuple[ImageData, ...] | None:
-        """All images for ``digests``, or None when any is gone."""
-        found = [await self.get(d) for d in digests]
-        if any(item is None for item in found):
-            return None
-        return tuple(item for item in found if item is not None)
-
-    async def drop(self, digests: Sequence[str]) -> int:
-        """Delete the files and index rows of ``digests``; returns how many existed."""
-        removed = 0
-        for digest in digests:
-            try:
-                await asyncio.to_thread(self._path(digest).unlink)
-                removed += 1
-            except FileNotFoundError:
-                pass
-        await self._store.delete_blobs(list(digests))
-        return removed
-
-    async def drop_unreferenced(self, digests: Sequence[str]) -> int:
-        """Delete those of ``digests`` that no turn references any more."""
-        orphans = [d for d in set(digests) if await self._store.blob_refs(d) == 0]
-        return await self.drop(orphans)
-
-    async def prune(self) -> int:
-        """Apply retention (unused for ``retention_days``) and the size cap (least recent first)."""
-        expired = await self._store.prunable_blobs(self._clock() - self._retention)
-        removed = await self.drop(expired)
-        blobs = await self._store.blobs_by_age()
-        total = sum(b.size for b in blobs)
-        over: list[str] = []
-        for blob in blobs:
-            if total <= self._cap:
-                break
-            over.append(blob.hash)
-            total -= blob.size
-        return removed + await self.drop(over)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
+__all__ = ["BlobStore", "Conversations", "UserLocks"]
 
 class UserLocks:
     """One asyncio lock per user, dropped again once nobody holds or waits for it."""

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.conversations import BlobStore, Conversations
+from bot.blobs import BlobStore, LocalBlobs
+from bot.conversations import Conversations
 from bot.domain import Actor, ChatRef, ImageData, MessageRef, Turn
 from bot.storage.sqlite import SqliteStore
 from tests.helpers import FakeClock
@@ -45,7 +46,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 @pytest.fixture
 def blobs(tmp_path: Path, store: SqliteStore, clock: FakeClock) -> BlobStore:
-    return BlobStore(tmp_path / "blobs", store, retention_days=30, cap_bytes=1 << 20,
+    return BlobStore(LocalBlobs(tmp_path / "blobs"), store, retention_days=30, cap_bytes=1 << 20,
                      clock=clock)
 
 
@@ -153,7 +154,7 @@ async def test_history_skips_turns_whose_images_expired(convo: Conversations,
 
 async def test_missing_file_counts_as_expired(convo: Conversations, blobs: BlobStore) -> None:
     turn = await record(convo, "fox")
-    path = blobs.root / turn.output_hashes[0][:2] / turn.output_hashes[0]
+    path = blobs.objects.root / turn.output_hashes[0][:2] / turn.output_hashes[0]
     path.unlink()
     assert await blobs.get(turn.output_hashes[0]) is None
     assert await convo.history(turn.id) == ()
@@ -173,8 +174,8 @@ async def test_delete_one_turn(convo: Conversations, blobs: BlobStore) -> None:
     assert await convo.turn_for(message) is None
     orphan = await convo.get(child.id)
     assert orphan is not None and orphan.parent_id is None  # children live on as roots
-    assert root.output_hashes[0] not in files(blobs.root)
-    assert child.output_hashes[0] in files(blobs.root)
+    assert root.output_hashes[0] not in files(blobs.objects.root)
+    assert child.output_hashes[0] in files(blobs.objects.root)
 
 
 async def test_forget_removes_rows_and_files(convo: Conversations, blobs: BlobStore,
@@ -187,14 +188,14 @@ async def test_forget_removes_rows_and_files(convo: Conversations, blobs: BlobSt
     await convo.bind(a2.id, [MessageRef("telegram", "-100", "2")])
     await convo.bind(b1.id, [MessageRef("telegram", "-100", "3")])
     alice_only = {digest(img("alice-ref")), *a1.output_hashes, *a2.output_hashes}
-    assert alice_only <= files(blobs.root)
+    assert alice_only <= files(blobs.objects.root)
 
     assert await convo.forget(ALICE.key) == 2
     assert await store.turns_of(ALICE.key) == []
     assert await convo.get(a1.id) is None and await convo.get(a2.id) is None
     assert await convo.turn_for(MessageRef("telegram", "-100", "1")) is None
     assert await convo.turn_for(MessageRef("telegram", "-100", "2")) is None
-    on_disk = files(blobs.root)
+    on_disk = files(blobs.objects.root)
     assert not alice_only & on_disk
     for gone in alice_only:
         assert await store.get_blob(gone) is None
@@ -204,7 +205,7 @@ async def test_forget_removes_rows_and_files(convo: Conversations, blobs: BlobSt
     assert [h.prompt for h in await convo.history(b1.id)] == ["b1"]
     assert await convo.forget(ALICE.key) == 0
     assert await convo.forget(BOB.key) == 1
-    assert files(blobs.root) == set()
+    assert files(blobs.objects.root) == set()
     rows = await store.db.execute_fetchall("SELECT COUNT(*) FROM blobs")
     assert next(iter(rows))[0] == 0
 
@@ -219,12 +220,12 @@ async def test_retention_prunes_unused_blobs(convo: Conversations, blobs: BlobSt
     new = await record(convo, "new", parent=old)
     clock.advance(days=11)  # old is 31 days unused, new 11
     assert await blobs.prune() == 1
-    assert old.output_hashes[0] not in files(blobs.root)
-    assert new.output_hashes[0] in files(blobs.root)
+    assert old.output_hashes[0] not in files(blobs.objects.root)
+    assert new.output_hashes[0] in files(blobs.objects.root)
     assert [h.prompt for h in await convo.history(new.id)] == ["new"]
     clock.advance(days=30)
     assert await blobs.prune() == 1
-    assert files(blobs.root) == set()
+    assert files(blobs.objects.root) == set()
 
 
 async def test_storing_again_refreshes_a_blob(convo: Conversations, blobs: BlobStore,
@@ -235,20 +236,20 @@ async def test_storing_again_refreshes_a_blob(convo: Conversations, blobs: BlobS
     await record(convo, "second use", inputs=(photo,))
     clock.advance(days=25)  # 50 days since the first use, 25 since the last
     await blobs.prune()
-    assert digest(photo) in files(blobs.root)
+    assert digest(photo) in files(blobs.objects.root)
 
 
 async def test_size_cap_drops_least_recently_used_first(tmp_path: Path, store: SqliteStore,
                                                         clock: FakeClock) -> None:
-    capped = BlobStore(tmp_path / "capped", store, retention_days=365, cap_bytes=250,
+    capped = BlobStore(LocalBlobs(tmp_path / "capped"), store, retention_days=365, cap_bytes=250,
                        clock=clock)
     order = []
     for label in ("a", "b", "c", "d", "e"):
         clock.advance(minutes=1)
         order.append(await capped.put(img(label, size=100)))
-    assert len(files(capped.root)) == 5
+    assert len(files(capped.objects.root)) == 5
     assert await capped.prune() == 3  # 500 bytes -> 200 <= 250
-    assert files(capped.root) == set(order[-2:])
+    assert files(capped.objects.root) == set(order[-2:])
     assert await capped.prune() == 0
 
 
@@ -258,17 +259,17 @@ async def test_content_addressing_dedups(convo: Conversations, blobs: BlobStore,
     first = await blobs.put(photo)
     second = await blobs.put(ImageData(data=bytes(photo.data), mime="image/png"))
     assert first == second == hashlib.sha256(photo.data).hexdigest()
-    assert files(blobs.root) == {first}
-    path = blobs.root / first[:2] / first
+    assert files(blobs.objects.root) == {first}
+    path = blobs.objects.root / first[:2] / first
     assert path.read_bytes() == photo.data
-    assert not [p for p in blobs.root.rglob("*.tmp")]  # atomic writes leave nothing behind
+    assert not [p for p in blobs.objects.root.rglob("*.tmp")]  # atomic writes leave nothing behind
     t1 = await record(convo, "one", inputs=(photo,))
     t2 = await record(convo, "two", inputs=(photo,), outputs=(photo,))
     assert t1.input_hashes == t2.input_hashes == t2.output_hashes == (first,)
     assert await store.blob_refs(first) == 2
     await convo.delete(t1.id)
-    assert first in files(blobs.root)  # still used by the second turn
+    assert first in files(blobs.objects.root)  # still used by the second turn
     await convo.delete(t2.id)
-    assert first not in files(blobs.root)
+    assert first not in files(blobs.objects.root)
     rows = await store.db.execute_fetchall("SELECT COUNT(*) FROM blobs WHERE hash = ?", (first,))
     assert next(iter(rows))[0] == 0

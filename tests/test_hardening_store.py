@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from adapters.cli.health import HealthServer
+from bot.blobs import BlobStore, LocalBlobs
 from bot.bootstrap import Core, build_core
 from bot.config import QuotaSection, Settings
-from bot.conversations import BlobStore
 from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef, UserSettings
 from bot.errors import BadGrant, BadUser, StoreUnavailable
 from bot.messages import load_catalog
@@ -88,7 +88,7 @@ async def test_upstream_label_is_not_trusted() -> None:
 
 async def test_blob_store_keeps_and_serves_the_sniffed_type(tmp_path: Path,
                                                            store: AnyStore) -> None:
-    blobs = BlobStore(tmp_path / "blobs", store)
+    blobs = BlobStore(LocalBlobs(tmp_path / "blobs"), store)
     digest = await blobs.put(ImageData(png(), "image/svg+xml"))
     info = await store.get_blob(digest)
     assert info is not None and info.mime == "image/png"
@@ -347,6 +347,6 @@ async def test_users_are_told_the_bot_cannot_save(settings_factory: Factory,
 
 async def test_blob_write_failure_is_a_store_error(tmp_path: Path, store: AnyStore) -> None:
     (tmp_path / "blobs").write_text("not a directory")  # the blob root cannot be created
-    blobs = BlobStore(tmp_path / "blobs", store)
+    blobs = BlobStore(LocalBlobs(tmp_path / "blobs"), store)
     with pytest.raises(StoreUnavailable):
         await blobs.put(ImageData(png(), ""))

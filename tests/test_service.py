@@ -481,7 +481,7 @@ async def test_delete_returns_the_bound_messages(core: Core) -> None:
     assert set(removed) == {photo, document}
     assert await core.service.turn_for(photo) is None
     assert await core.conversations.get(reply.turn_id or "") is None
-    blobs = core.conversations.blobs.root
+    blobs = core.conversations.blobs.objects.root  # type: ignore[attr-defined]
     assert not [p for p in blobs.rglob("*") if p.is_file()]
 
 
@@ -494,7 +494,8 @@ async def test_forget(core: Core) -> None:
     assert await core.store.turns_of(ALICE.key) == []
     assert await core.service.turn_for(message) is None
     assert await core.service.forget(ALICE) == 0
-    remaining = {p.name for p in core.conversations.blobs.root.rglob("*") if p.is_file()}
+    root = core.conversations.blobs.objects.root  # type: ignore[attr-defined]
+    remaining = {p.name for p in root.rglob("*") if p.is_file()}
     bob_turn = await core.conversations.get(bob.turn_id or "")
     assert bob_turn is not None and remaining == set(bob_turn.output_hashes)
     # The books are not part of "forget": the ledger is an audit trail.
