@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
 import io
@@ -21,6 +20,7 @@ from bot import provenance
 from bot.domain import Budget, ImageData
 from bot.errors import InputTooLarge, UnsupportedImage
 from bot.image_header import header_size
+from bot.offload import run_sync
 from bot.sniff import image_mime
 
 __all__ = ["Budget", "fit", "prepare_reference", "probe", "thumbnail"]
@@ -46,11 +46,15 @@ _pool: ThreadPoolExecutor | None = None
 
 
 async def _run(fn: Callable[..., _T], *args: object) -> _T:
-    """Run CPU-bound Pillow work on a pool sized to the cores (bounds CPU and memory)."""
+    """Run CPU-bound Pillow work on a pool sized to the cores (bounds CPU and memory).
+
+    A cancel waits for the work to end (bot/offload.py): a delivery that gives up must not
+    release its lease while a thread still holds the decoded image.
+    """
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="images")
-    return await asyncio.get_running_loop().run_in_executor(_pool, functools.partial(fn, *args))
+    return await run_sync(fn, *args, executor=_pool)
 
 
 def _sniff(data: bytes) -> tuple[str | None, str]:
