@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Protocol
 
 import httpx
 
-__all__ = ["ANSWER_WEIGHT", "DEFAULT_MAX_HOLD", "DeliveryBudget", "Holder", "Lease", "answer_hook",
-           "reading"]
+__all__ = ["ANSWER_WEIGHT", "DEFAULT_MAX_HOLD", "EXPECTED_ANSWER", "DeliveryBudget", "Holder", "Lease",
+           "answer_hook", "expecting", "reading"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,19 @@ class Lease:
         if self._budget is not None and 0 <= size <= self.size and size < self.charge:
             surplus, self.size, self.charge = self.charge - size, size, size
             self._budget._give_back(surplus)
+
+    def cover(self, size: int, weight: int) -> None:
+        """Hold at least ``size`` bytes counted ``weight`` times, at once (never waits).
+
+        An answer whose length was not declared is leased on a guess; if it turns out longer,
+        the bytes are already in memory: they are counted now, and later acquirers wait longer.
+        """
+        if self._budget is not None and size > self.size:
+            self.size = size
+            charge = self._budget._clamp(size * weight)
+            if charge > self.charge:
+                self._budget._held += charge - self.charge
+                self.charge = charge
 
     def release(self) -> None:
         """Give the bytes back and let waiting jobs in; later calls do nothing."""
@@ -159,6 +172,12 @@ class Holder(Protocol):
     lease: Lease | None
 
 
+#: What an answer is guessed to weigh when it declares no length (gzip, chunked), by image
+#: size: the base64 JSON of a typical PNG (a 4K PNG is about 20-25 MB, a third more as base64).
+#: A longer answer is counted as it streams (:meth:`Lease.cover`).
+EXPECTED_ANSWER = {"512": 1 << 20, "1K": 2 << 20, "2K": 8 << 20, "4K": 36 << 20}
+_EXPECTED: ContextVar[int] = ContextVar("imagine_expected", default=8 << 20)
+
 #: The budget and lease holder of the job whose upstream call runs in this context.
 _READING: ContextVar[tuple[DeliveryBudget, Holder] | None] = ContextVar("imagine_reading",
                                                                         default=None)
@@ -174,19 +193,53 @@ def reading(budget: DeliveryBudget, holder: Holder) -> Iterator[None]:
         _READING.reset(token)
 
 
+@contextmanager
+def expecting(size: str | None) -> Iterator[None]:
+    """Answers read in this context without a declared length are guessed at ``size``'s weight."""
+    token = _EXPECTED.set(EXPECTED_ANSWER.get(size or "", _EXPECTED.get()))
+    try:
+        yield
+    finally:
+        _EXPECTED.reset(token)
+
+
+class _Counted(httpx.AsyncByteStream):
+    """A body that grows its lease when it passes what was leased (an undeclared length)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, lease: Lease) -> None:
+        self._inner = inner
+        self._lease = lease
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        total = 0
+        async for chunk in self._inner:
+            total += len(chunk)
+            if total > self._lease.size:
+                self._lease.cover(total, ANSWER_WEIGHT)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 async def answer_hook(response: httpx.Response) -> None:
     """httpx response hook: lease an answer's bytes (weighted) before its body is read.
 
     Event hooks run before a non-streamed body is read
     (https://www.python-httpx.org/advanced/event-hooks/), so under overload answers wait in
-    the socket, not in memory. Outside a job (see :func:`reading`) it does nothing.
+    the socket, not in memory. An answer without a declared length (compressed: the cap hook
+    decodes it and drops the header; or chunked) is leased on a guess (:func:`expecting`)
+    and counted as it streams. Outside a job (see :func:`reading`) it does nothing.
     """
     current = _READING.get()
-    declared = response.headers.get("content-length", "")
-    if current is None or not declared.isdigit():
+    if current is None or not isinstance(response.stream, httpx.AsyncByteStream):
         return
     budget, holder = current
     if holder.lease is not None:  # a retried call: the earlier answer is no longer held
         holder.lease.release()
         holder.lease = None
-    holder.lease = await budget.acquire(int(declared), weight=ANSWER_WEIGHT)
+    declared = response.headers.get("content-length", "")
+    size = int(declared) if declared.isdigit() else _EXPECTED.get()
+    holder.lease = await budget.acquire(size, weight=ANSWER_WEIGHT)
+    if not declared.isdigit():
+        response.stream = _Counted(response.stream, holder.lease)

@@ -18,7 +18,15 @@ from aiohttp import web
 from PIL import Image
 
 from bot.bootstrap import Core, build_core
-from bot.budget import ANSWER_WEIGHT, DeliveryBudget, Lease, answer_hook, reading
+from bot.budget import (
+    ANSWER_WEIGHT,
+    EXPECTED_ANSWER,
+    DeliveryBudget,
+    Lease,
+    answer_hook,
+    expecting,
+    reading,
+)
 from bot.config import Settings
 from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef, Reply
 from bot.providers.base import ProviderRequest, ProviderResult
@@ -230,6 +238,62 @@ async def test_answers_wait_for_the_budget_before_their_body_is_read() -> None:
         assert statuses == [200] * 6 and peak == 1 and budget.held == 0
         # Outside a job the hook leases nothing.
         assert (await client.get(url)).status_code == 200 and budget.held == 0
+
+
+async def test_an_answer_without_a_declared_length_is_leased_on_a_guess_then_counted(
+        ) -> None:
+    body = b"y" * (3 * MB)
+    budget = DeliveryBudget(100 * MB)
+    app = web.Application()
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()  # no Content-Length, as a relay streaming its answer
+        await resp.prepare(request)
+        for at in range(0, len(body), 256 * 1024):
+            await resp.write(body[at:at + 256 * 1024])
+        return resp
+
+    app.router.add_get("/", chunked)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    try:
+        async with httpx.AsyncClient(event_hooks={"response": [answer_hook]}) as client:
+            claim, seen = Claim(), []
+
+            async def watch(response: httpx.Response) -> None:
+                assert claim.lease is not None
+                seen.append(claim.lease.charge)  # what was leased before any byte was read
+
+            client.event_hooks["response"].append(watch)
+            with reading(budget, claim), expecting("1K"):
+                response = await client.get(url)
+            assert response.content == body
+            assert seen == [EXPECTED_ANSWER["1K"] * ANSWER_WEIGHT]
+            assert claim.lease is not None and claim.lease.size == len(body)  # grew with it
+            assert budget.held == claim.lease.charge == len(body) * ANSWER_WEIGHT
+            claim.lease.release()
+            assert budget.held == 0
+    finally:
+        await runner.cleanup()
+
+
+async def test_covering_more_never_waits_and_counts_until_released() -> None:
+    budget = DeliveryBudget(10 * MB)
+    first = await budget.acquire(4 * MB)
+    first.cover(9 * MB, 1)  # the bytes are in memory already: counted now, no wait
+    assert budget.held == 9 * MB
+    waiting = asyncio.create_task(budget.acquire(2 * MB))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    first.cover(3 * MB, 1)  # never shrinks it
+    assert first.size == 9 * MB
+    first.release()
+    second = await asyncio.wait_for(waiting, 1)
+    assert budget.held == 2 * MB
+    second.release()
 
 
 # ----- jobs ------------------------------------------------------------------------------------

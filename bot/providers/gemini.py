@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 import httpx
 
+from bot.budget import expecting
 from bot.domain import ImageData
 from bot.offload import run_sync
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
@@ -101,9 +102,10 @@ class GeminiProvider:
         async def attempt() -> ProviderResult:
             return await self._attempt(url, body, request.timeout)
 
-        return await self._policy.run(attempt, job_seconds=request.timeout,
-                                      what=f"{self.name} {request.model_id}",
-                                      model=request.model_id)
+        with expecting(request.size):  # an answer's weight when it declares no length
+            return await self._policy.run(attempt, job_seconds=request.timeout,
+                                          what=f"{self.name} {request.model_id}",
+                                          model=request.model_id)
 
     async def _attempt(self, url: str, body: bytes, seconds: float) -> ProviderResult:
         try:

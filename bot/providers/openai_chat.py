@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import openai
 
+from bot.budget import expecting
 from bot.domain import ImageData
 from bot.errors import UpstreamError
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
@@ -64,9 +65,10 @@ class OpenAIChatProvider:
         async def attempt() -> ProviderResult:
             return await self._attempt(request, messages, extra, self._fetcher)
 
-        result = await self._policy.run(attempt, job_seconds=request.timeout,
-                                        what=f"{self.name} {request.model_id}",
-                                        model=request.model_id)
+        with expecting(request.size):  # an answer's weight when it declares no length
+            result = await self._policy.run(attempt, job_seconds=request.timeout,
+                                            what=f"{self.name} {request.model_id}",
+                                            model=request.model_id)
         state = json.dumps({"text": result.text}) if result.text else None
         return replace(result, provider_state=state)
 

@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import openai
 
+from bot.budget import expecting
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.extract import UrlFetcher, extract
 from bot.providers.http import cap_bytes, sdk_client
@@ -89,9 +90,10 @@ class OpenAIImagesProvider:
         async def attempt() -> ProviderResult:
             return await self._attempt(params, files, request.timeout)
 
-        return await self._policy.run(attempt, job_seconds=request.timeout,
-                                      what=f"{self.name} {request.model_id}",
-                                      model=request.model_id)
+        with expecting(request.size):  # an answer's weight when it declares no length
+            return await self._policy.run(attempt, job_seconds=request.timeout,
+                                          what=f"{self.name} {request.model_id}",
+                                          model=request.model_id)
 
     async def _attempt(self, params: dict[str, Any], files: list[tuple[str, bytes, str]],
                        seconds: float) -> ProviderResult:
