@@ -17,8 +17,9 @@ from pathlib import Path
 
 from adapters.cli.errors import describe
 from adapters.cli.lineup_report import availability, catalog_rows, live_routes, operator_reason, table
-from bot.api import MAX_GRANT, Actor, BadGrant, BotError, Settings, user_key
-from bot.bootstrap import Core, build_core, build_providers
+from bot.api import MAX_GRANT, Actor, BadGrant, BotError, ConfigError, Settings, user_key
+from bot.bootstrap import Core, build_blobs, build_core, build_providers
+from bot.errors import StoreUnavailable
 from bot.generate import API_KEY_ENV, GenerateArgs, generate
 from bot.providers.routes import ROUTES
 from bot.redact import Redactor, secret_names, secret_values
@@ -90,14 +91,35 @@ async def check(settings: Settings, *, online: bool) -> int:
               "(export GEMINI_API_KEY or OPENROUTER_API_KEY, or add [providers.*])")
     for use in settings.retired_uses:
         print(f"retired: {use}")
+    blobs_ok = await _blob_store(settings, problems)
     for line in problems:
         print(f"missing: {line}")
     if problems:
         return EXIT_USAGE
     if online and not await _probe_all(settings, mark_models=True):
         return EXIT_UPSTREAM
+    if not blobs_ok:
+        return EXIT_UPSTREAM
     print("config ok")
     return EXIT_OK
+
+
+async def _blob_store(settings: Settings, problems: list[str]) -> bool:
+    """Print where images live ([blobs]) and whether that answers; missing keys are problems."""
+    try:
+        blobs = build_blobs(settings)
+    except ConfigError as err:
+        problems.append(err.detail)
+        return False
+    try:
+        await blobs.probe()
+        print(f"blobs: {blobs.describe()}: reachable")
+        return True
+    except StoreUnavailable as err:
+        print(f"blobs: {blobs.describe()}: UNREACHABLE ({_redacted(settings, err.detail)})")
+        return False
+    finally:
+        await blobs.aclose()
 
 
 async def _probe_all(settings: Settings, *, mark_models: bool) -> dict[str, list[str] | None]:

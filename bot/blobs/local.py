@@ -56,7 +56,7 @@ class LocalBlobs:
             raise StoreUnavailable(f"image store delete failed: {exc}") from exc
 
     async def probe(self) -> None:
-        """The directory exists (made if need be) and is writable."""
+        """The directory (or, before the first image, its nearest parent) is writable."""
         try:
             await asyncio.to_thread(_writable, self.root)
         except OSError as exc:
@@ -95,6 +95,9 @@ def _unlink_all(paths: Sequence[Path]) -> None:
 
 
 def _writable(root: Path) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise PermissionError(f"{root} is not writable")
+    # Nothing is made here (``check`` only looks); the first write makes the directories.
+    where = root
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir() or not os.access(where, os.W_OK | os.X_OK):
+        raise PermissionError(f"{where} is not a writable directory")
