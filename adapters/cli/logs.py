@@ -66,5 +66,6 @@ def setup_logging(section: LogSection, secret_env_names: Iterable[str] = ()) -> 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(section.level)
-    for noisy in ("httpx", "httpx2", "httpcore", "openai", "telegram.ext", "discord.gateway"):
+    for noisy in ("httpx", "httpx2", "httpcore", "openai", "telegram.ext", "discord.gateway",
+                  "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
