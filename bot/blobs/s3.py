@@ -1,26 +1,29 @@
 """Image bytes as objects in an S3 bucket (AWS S3, MinIO, R2, ...), so every process sees them.
 
-The client is boto3 in a bounded thread pool, not aiobotocore. Measured with
-``bench/bench_blobs.py`` (moto's server in its own process on loopback, 8 calls at a time, each a
-put then a get; 2 cores), the worst event-loop stall seen by a 1 ms ticker:
+The client is boto3 in a bounded thread pool, not aiobotocore. ``bench/bench_blobs.py`` (moto's
+server in a child process on loopback, 8 put+get pairs at a time, after a warm-up; 2 cores shared
+with other work, load average ~6) measured the event loop's own CPU per pair, which no other chat
+can use meanwhile, and how late a 1 ms ticker woke (p99 / worst, OS scheduling included):
 
-    ==============  =====  ==========  ===============  ==================
-    client          link   object      put+get / s      worst loop stall
-    ==============  =====  ==========  ===============  ==================
-    aiobotocore     http   1 MiB x64   41               96 ms
-    boto3, threads  http   1 MiB x64   53               47 ms
-    aiobotocore     http   20 MiB x16  2.1              893 ms
-    boto3, threads  http   20 MiB x16  2.1              138 ms
-    aiobotocore     https  20 MiB x16  0.9              1085 ms
-    boto3, threads  https  20 MiB x16  1.4              169 ms
-    ==============  =====  ==========  ===============  ==================
+    ==============  =====  ==========  ==========  ===========  ===============
+    client          link   objects     pairs / s   loop CPU     ticker late
+    ==============  =====  ==========  ==========  ===========  ===============
+    boto3, threads  http   1 MiB x64   59          1.0 ms       12 / 24 ms
+    aiobotocore     http   1 MiB x64   31          7.3 ms       76 / 260 ms
+    boto3, threads  http   20 MiB x16  3.4         12.9 ms      57 / 178 ms
+    aiobotocore     http   20 MiB x16  3.9         88 ms        100 / 608 ms
+    boto3, threads  https  1 MiB x64   41          1.4 ms       9 / 30 ms
+    aiobotocore     https  1 MiB x64   38          12.1 ms      22 / 35 ms
+    boto3, threads  https  20 MiB x16  3.7         19.2 ms      30 / 210 ms
+    aiobotocore     https  20 MiB x16  2.3         117 ms       120 / 315 ms
+    ==============  =====  ==========  ==========  ===========  ===============
 
-aiobotocore signs (a SHA-256 of the whole body over http), checksums and parses on the event
-loop, so a few 4K results stall every chat for most of a second; boto3 does all of it in a worker
-thread (hashlib and sockets release the GIL) at the same or better throughput. A low-level
-boto3 client is thread-safe once made
-(https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html, "Multithreading or
-multiprocessing with clients"); it is made once, in the pool, and shared.
+(the local directory, for scale: 1 MiB 319 pairs/s at 0.4 ms, 20 MiB 12/s at 8 ms). aiobotocore
+signs (a SHA-256 of the whole body over http), parses and copies on the event loop: 6-9 times the
+loop CPU per image, ~0.1 s for every 4K result stored and read, at about the same rate. boto3
+does it in a worker thread (hashlib and sockets release the GIL). A low-level boto3 client is
+thread-safe once made (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html,
+"Multithreading or multiprocessing with clients"): it is made once, in the pool, and shared.
 
 Checksums are ``when_required``: botocore >= 1.36 sends CRC headers by default that several
 S3-compatible services refuse (https://github.com/boto/boto3/issues/4392). Integrity is checked
@@ -144,6 +147,7 @@ class S3Blobs:
 
     async def probe(self) -> None:
         """HEAD the bucket: the endpoint answers, the keys are good and the bucket exists."""
+        # Needs s3:ListBucket (https://docs.aws.amazon.com/AmazonS3/latest/API/API_HeadBucket.html).
         await self._run("probe", lambda s3: s3.head_bucket(Bucket=self.bucket))
 
     async def aclose(self) -> None:
