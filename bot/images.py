@@ -323,6 +323,9 @@ def _fit_sync(image: ImageData, mime: str, label: str, budget: Budget) -> ImageD
         im = _swap(im, canvas)
     im = _orient(im, orientation)
     marks = provenance.segments(image.data, mime)  # the original's provenance, or the AI marker
+    if len(marks) > budget.max_bytes // 4:  # a tiny budget: the marker alone, or nothing
+        marks = provenance.segments(b"", "")
+        marks = marks if len(marks) <= budget.max_bytes // 4 else b""
     data, im = _encode(im, "JPEG", budget.max_bytes - len(marks))
     return _result(provenance.stamp(data, marks), im, "JPEG", image.name)
 

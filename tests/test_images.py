@@ -20,7 +20,7 @@ from typing import Literal
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageCms, ImageOps, PngImagePlugin
 
-from bot import images
+from bot import images, provenance
 from bot.domain import ImageData
 from bot.errors import InputTooLarge, UnsupportedImage
 from bot.images import Budget, fit, prepare_reference, probe, thumbnail
@@ -212,10 +212,19 @@ def _containers(data: bytes) -> set[bytes]:
     return found
 
 
-def _clean(out: ImageData) -> None:
-    """No metadata leaves: no EXIF, GPS, XMP, ICC, comments or text chunks."""
+def _clean(out: ImageData, *, marked: bool = False) -> None:
+    """No metadata leaves: no EXIF, GPS, XMP, ICC, comments or text chunks.
+
+    ``marked``: a fitted result, which carries exactly one XMP segment, the AI-media marker
+    (issue 19.4), and nothing of the user's or the camera's.
+    """
     allowed = ({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"} if out.mime == "image/png" else
                {b"ffe0", b"ffdb", b"ffc0", b"ffc4"})  # JFIF, tables, frame header
+    if marked:
+        allowed |= {b"ffe1"}
+        xmp = [p for m, p in provenance._jpeg_segments(out.data) if m == 0xE1]
+        assert len(xmp) == 1 and xmp[0].startswith(b"http://ns.adobe.com/xap/1.0/\x00"), xmp
+        assert provenance.AI_SOURCE_TYPE.encode() in xmp[0]
     assert _containers(out.data) <= allowed, _containers(out.data)
     for marker in (b"SecretCam", b"Secret Person", b"Model-X42"):
         assert marker not in out.data, marker
@@ -472,7 +481,7 @@ async def test_fit_big_png_to_discord() -> None:
     assert out.mime == "image/jpeg" and out.size_bytes <= 10 * 1024 * 1024
     assert out.name == "result.jpg"
     _aspect_kept(out, 5504, 3072)
-    _clean(out)
+    _clean(out, marked=True)
 
 
 async def test_fit_big_png_to_telegram_photo() -> None:
@@ -524,7 +533,7 @@ async def test_fit_applies_exif_orientation_when_reencoding() -> None:
     """A rotated JPEG that must be re-encoded comes out upright (metadata is dropped)."""
     out = await fit(ImageData(exif_gps_jpeg(), "image/jpeg"), Budget(10**6, formats=("image/png",)))
     assert out.height > out.width
-    _clean(out)
+    _clean(out, marked=True)
 
 
 async def test_fit_refuses_non_images() -> None:
