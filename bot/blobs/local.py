@@ -83,7 +83,9 @@ def _read_capped(path: Path, digest: str, limit: int) -> bytes | None:
         size = os.fstat(fh.fileno()).st_size
         if size > limit:
             raise BlobTooLarge(digest, size, limit)
-        data = fh.read(limit + 1)  # the file may have grown since fstat
+        # read(n) allocates n bytes up front: ask for what fstat saw (plus one, in case the
+        # file grew meanwhile; then its hash no longer matches), never the 128 MiB limit.
+        data = fh.read(size + 1)
     if len(data) > limit:
         raise BlobTooLarge(digest, len(data), limit)
     return data if matches(digest, data) else None
