@@ -39,7 +39,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -171,7 +171,9 @@ class S3Blobs:
             size = answer.get("ContentLength", 0)
             if size > self.max_bytes:  # refused before a byte of it is read
                 raise BlobTooLarge(digest, size, self.max_bytes)
-            data = body.read(self.max_bytes + 1)
+            # read(n) allocates n bytes up front (http.client): ask for the declared length,
+            # or read in 1 MiB pieces up to the cap when none was declared.
+            data = body.read(size + 1) if size else _read_pieces(body, self.max_bytes + 1)
         finally:
             body.close()
         if len(data) > self.max_bytes:
@@ -220,3 +222,16 @@ class S3Blobs:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "?"))
+
+
+def _read_pieces(body: Any, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``body``, read a piece at a time."""
+    parts: list[bytes] = []
+    got = 0
+    while got < limit:
+        piece = body.read(min(1 << 20, limit - got))
+        if not piece:
+            break
+        parts.append(piece)
+        got += len(piece)
+    return b"".join(parts)
