@@ -169,7 +169,6 @@ def test_modules_are_small() -> None:
     assert not long, long
 
 
-@pytest.mark.xfail(reason="adapters are being moved to bot.api", strict=False)
 def test_adapters_use_only_the_port() -> None:
     """An adapter imports from bot only bot.api; the command line also its process-level parts."""
     wrong = []
