@@ -188,3 +188,22 @@ def test_the_cycle_finder_finds_cycles() -> None:
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert cycles(edges) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_adapter_can_move_money_itself() -> None:
+    """Settling and refunding happen only inside the core's delivery protocol (issue 13)."""
+    from bot.api import BotApi
+
+    money = ("settle", "refund", "bind", "undeliverable", "reserve", "abandon", "grant_raw")
+    offered = [name for name in dir(BotApi) if not name.startswith("_")
+               and any(word in name for word in money)]
+    assert offered == [], offered
+    reaching = []
+    for path in sorted(Path("adapters").rglob("*.py")):
+        if path.parts[1] == "cli":  # the composition root opens and probes the store itself
+            continue
+        text = path.read_text("utf-8")
+        for needle in ("._service", ".quotas", ".deliveries", ".store.", "Deliveries"):
+            if needle in text:
+                reaching.append(f"{path}: {needle}")
+    assert reaching == [], reaching
