@@ -128,13 +128,6 @@ class BotApi:
             await store.set_user_flags(actor.key, ban_notified=True)
         return Reply(text=self.error_text(locale, err), error=err.key, locale=locale)
 
-    async def attempt(self, actor: Actor, work: Awaitable[Reply]) -> Reply:
-        """``await work``, or the error Reply for the BotError it raised (one adapter guard)."""
-        try:
-            return await work
-        except BotError as err:
-            return await self.error_reply(actor, err)
-
     def progress_text(self, locale: str, event: Progress, running: float) -> str | None:
         """A job's status line: its queue place, or how long the model has worked."""
         return progress_text(self._messages, locale, event.stage, event.position, running)
