@@ -219,7 +219,11 @@ class _Counted(httpx.AsyncByteStream):
             yield chunk
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        inner, self._inner = self._inner, _CLOSED  # no cycle back to the Response (http.py)
+        await inner.aclose()
+
+
+_CLOSED = httpx.ByteStream(b"")
 
 
 async def answer_hook(response: httpx.Response) -> None:

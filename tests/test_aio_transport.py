@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import weakref
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,6 +13,7 @@ import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
+from bot.budget import DeliveryBudget, Lease, reading
 from bot.providers.aio_transport import AiohttpTransport
 from bot.providers.http import capped_client
 
@@ -136,3 +139,29 @@ async def test_a_body_left_unread_closes_its_connection(server: Server,
         assert resp.status_code == 200  # closed without reading: not reusable
     resp2 = await client.post(f"{server.url}/big", content=b"ping" * 1000)
     assert resp2.content == BODY and len(server.peers) == 2
+
+
+@pytest.mark.parametrize("leased", [False, True], ids=["capped", "capped-and-leased"])
+async def test_an_answer_is_freed_with_its_last_reference_not_by_the_cyclic_gc(
+        server: Server, leased: bool) -> None:
+    client = capped_client(64 * 1024 * 1024, lease=leased)
+    budget, claim = DeliveryBudget(100 * 1024 * 1024), Holding()
+    gc.disable()  # what a busy bot looks like: full collections are rare
+    try:
+        with reading(budget, claim):
+            resp = await client.post(f"{server.url}/big", content=b"ping" * 1000)
+        assert resp.content == BODY
+        gone = weakref.ref(resp)
+        del resp
+        assert gone() is None  # a cycle (httpx's stream -> Response) would keep 2 MiB here
+    finally:
+        gc.enable()
+        await client.aclose()
+        if claim.lease is not None:
+            claim.lease.release()
+
+
+class Holding:
+    """A lease holder, as a job's pending delivery is one."""
+
+    lease: Lease | None = None

@@ -106,7 +106,16 @@ class _CappedStream(httpx.AsyncByteStream):
                 yield tail
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        # httpx 0.28's own wrapper points back at its Response (Response.stream ->
+        # BoundAsyncStream -> Response: https://github.com/encode/httpx/pull/3733, open), so
+        # every answer was a reference cycle and its body (1.6 MB at 1K, 27 MB at 4K) lived
+        # until the cyclic GC ran: the 4K x 50 bench held 58 bodies (1.6 GB) at its peak.
+        # Letting go of the inner stream once closed breaks the cycle.
+        inner, self._inner = self._inner, _CLOSED
+        await inner.aclose()
+
+
+_CLOSED = httpx.ByteStream(b"")
 
 
 def cap_hook(max_bytes: int) -> Callable[[httpx.Response], Awaitable[None]]:
