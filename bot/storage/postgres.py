@@ -85,7 +85,8 @@ class PostgresStore(PgRecords):
         """Connect a pool and apply pending migrations (one process at a time)."""
         # A process frozen inside a transaction (SIGSTOP, a stalled host) must not hold the
         # day's spend row for everyone: the server ends its transaction, and a reserve waits
-        # for a lock at most this long before failing as "cannot save right now".
+        # for a lock at most this long before failing as "cannot save right now" (both in ms:
+        # https://www.postgresql.org/docs/current/runtime-config-client.html).
         settings = {"application_name": "imagine-bot", "lock_timeout": self._stall_ms,
                     "idle_in_transaction_session_timeout": self._stall_ms}
         if self._schema is not None:
