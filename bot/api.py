@@ -50,6 +50,7 @@ from bot.errors import (
     NotFound,
     NotOwner,
     QuotaExceeded,
+    StoreUnavailable,
     TooManyReferences,
     TooManyWaiting,
     UnsupportedImage,
@@ -65,12 +66,14 @@ from bot.providers.routes import ROUTES
 from bot.quotas import MAX_GRANT, Quotas, user_key
 from bot.reports import GalleryItem, OperatorReport, Overview, Rates, Reports, Standing, Total
 from bot.service import ImagineService
-from bot.storage.base import LedgerEntry, UserRecord
+from bot.shop import Charge, Pack, Receipt, RefundFailed, Shop
+from bot.storage.base import LedgerEntry, Payment, UserRecord
 
 __all__ = ["Action", "Actor", "BotApi", "BotError", "Budget", "Capabilities", "ChatRef",
            "Delivery", "Fitted", "GroupSettings", "ImageData", "ImageRequest",
            "LedgerEntry", "MessageRef", "ModelSpec", "Options", "Progress", "ProgressCallback",
-           "Reply", "SchedulerStats", "Settings", "Turn", "Usage", "UserRecord", "UserSettings"]
+           "Reply", "SchedulerStats", "Settings", "StoreUnavailable", "Turn", "Usage",
+           "UserRecord", "UserSettings"]
 # The errors adapters raise themselves (before a request reaches the core), and flag parsing.
 __all__ += ["ConfigError", "EmptyPrompt", "InputTooLarge", "InternalError", "InvalidOption",
             "NotAllowed", "NotFound", "NotOwner", "UnsupportedImage", "parse_flags"]
@@ -84,6 +87,8 @@ __all__ += ["MAX_GRANT", "BadGrant", "user_key"]
 
 # A platform's own settings section, for the adapter's runtime to hold typed.
 __all__ += ["TelegramSection"]
+# Selling packs ([shop]): what platforms report (Charge), what they show (Pack, Receipt, Payment).
+__all__ += ["Charge", "Pack", "Payment", "Receipt", "RefundFailed", "Shop"]
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 
@@ -93,7 +98,7 @@ class BotApi:
 
     def __init__(self, *, settings: Settings, service: ImagineService, prefs: Preferences,
                  admin: AdminOps, messages: Messages, presenter: Presenter,
-                 quotas: Quotas) -> None:
+                 quotas: Quotas, shop: Shop) -> None:
         self.settings = settings
         self.prefs = prefs
         self.admin = admin
@@ -101,6 +106,8 @@ class BotApi:
         self._messages = messages
         self._presenter = presenter
         self._quotas = quotas
+        #: Credit packs for sale: payments are recorded, credited once, refunded (bot/shop.py).
+        self.shop = shop
         #: The operator's figures (ledger folds, gallery, top users' standing).
         self.reports = Reports(store=service.store, quotas=quotas, catalog=service.catalog)
 

@@ -24,6 +24,7 @@ from bot.providers.factory import build_provider
 from bot.quotas import Clock, Quotas, utc_now
 from bot.redact import Redactor, secret_names, secret_values
 from bot.service import ImagineService
+from bot.shop import Shop
 from bot.storage.base import Store
 from bot.storage.sqlite import SqliteStore
 from bot.storage.urls import url_secrets
@@ -49,6 +50,7 @@ class Core:
     metrics: Metrics
     instance: Instance
     api: BotApi
+    shop: Shop
 
     async def start(self) -> None:
         """Open the store, take a lease, refund what dead instances held, apply blob retention."""
@@ -56,6 +58,7 @@ class Core:
         refunded = await self.instance.start()
         if refunded:
             log.warning("refunded %d reservation(s) left by an earlier crash", refunded)
+        await self.shop.catch_up()  # payments recorded but never credited (the store failed)
         blobs = self.conversations.blobs
         try:  # as with a disk that turns read-only: users are told, the process keeps running
             await blobs.objects.probe()
@@ -126,7 +129,8 @@ def build_core(settings: Settings, *, store: Store | None = None,
         per_user_queued=limits.per_user_queued, queue_size=limits.queue_size)
     instance_id = new_instance_id()
     quotas = Quotas(store, settings.quota, admins=frozenset(settings.bot.admins), clock=clock,
-                    owner=instance_id)
+                    owner=instance_id, paid_expire_days=settings.shop.credits_expire_days)
+    shop = Shop(settings.shop, store, quotas, admins=frozenset(settings.bot.admins))
     image_store = BlobStore(blobs or build_blobs(settings), store,
                             retention_days=settings.bot.retention_days,
                             cap_bytes=settings.bot.blob_cap_mb * MIB, clock=clock)
@@ -145,10 +149,10 @@ def build_core(settings: Settings, *, store: Store | None = None,
     prefs = Preferences(settings, store, lineup)
     admin = AdminOps(settings, store, quotas, scheduler, presenter)
     api = BotApi(settings=settings, service=service, prefs=prefs, admin=admin, messages=messages,
-                 presenter=presenter, quotas=quotas)
+                 presenter=presenter, quotas=quotas, shop=shop)
     instance = Instance(store, quotas, instance_id=instance_id,
                         lease_seconds=settings.store.lease_seconds)
     return Core(settings=settings, store=store, quotas=quotas, conversations=conversations,
                 scheduler=scheduler, providers=providers, messages=messages, presenter=presenter,
                 service=service, prefs=prefs, admin=admin, metrics=metrics, api=api,
-                instance=instance)
+                instance=instance, shop=shop)

@@ -49,11 +49,12 @@ from bot.config_sections import (
 from bot.errors import ConfigError
 from bot.lineup_config import RetiredUse, rewrite_retired, zero_config_provider
 from bot.providers.routes import ROUTES
+from bot.shop_config import ShopSection
 
 __all__ = ["ApiKind", "BlobsSection", "BotSection", "DiscordSection", "FailoverSection", "HttpSection",
            "LimitsSection", "Locale", "LogSection", "ModelSection", "ProviderSection",
-           "QuotaSection", "SafetySection", "Settings", "StoreSection", "TelegramSection", "WebSection",
-           "load_settings"]
+           "QuotaSection", "SafetySection", "Settings", "ShopSection", "StoreSection", "TelegramSection",
+           "WebSection", "load_settings"]
 log = logging.getLogger(__name__)
 
 
@@ -75,6 +76,7 @@ class Settings(_Section):
     safety: SafetySection = SafetySection()
     store: StoreSection = StoreSection()
     blobs: BlobsSection = BlobsSection()
+    shop: ShopSection = ShopSection()
 
     _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
     _auto_route: str | None = PrivateAttr(default=None)
@@ -217,7 +219,7 @@ def _allowed_keys(loc: list[str]) -> list[str]:
                 return []
             node = field.annotation
         else:
-            args = get_args(node)
+            args = [a for a in get_args(node) if a is not Ellipsis]  # tuple[X, ...] holds X
             node = args[-1] if args else None
     if isinstance(node, type) and issubclass(node, BaseModel):
         return list(node.model_fields)

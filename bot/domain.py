@@ -263,6 +263,8 @@ class Usage:
     bonus: int
     exempt: bool = False
     running: int = 0
+    #: Purchased credits left ([shop]), spent after the bonus credits.
+    paid: int = 0
 
     def window(self, name: str) -> WindowUsage | None:
         """The window called ``name`` if it applies."""
@@ -270,10 +272,10 @@ class Usage:
 
     @property
     def credits_left(self) -> int:
-        """Credits the actor can spend now: the tightest credit window plus bonus credits."""
+        """Credits the actor can spend now: the tightest window plus bonus and purchased credits."""
         credit_windows = [w.left for w in self.windows if w.name != "global_daily_usd"]
         free = int(min(credit_windows)) if credit_windows else 0
-        return free + self.bonus
+        return free + self.bonus + self.paid
 
 
 @dataclass(frozen=True, slots=True)

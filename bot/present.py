@@ -97,6 +97,8 @@ class Presenter:
                                 limit=limit, resets=self.until(locale, w.resets_at)))
         if usage.bonus:
             lines.append(self.t(locale, "quota.bonus", bonus=usage.bonus))
+        if usage.paid:
+            lines.append(self.t(locale, "quota.paid", paid=usage.paid))
         if usage.reserved:
             lines.append(self.t(locale, "quota.reserved", reserved=usage.reserved))
         if usage.running:

@@ -4,8 +4,9 @@ Windows (all checked in one ``BEGIN IMMEDIATE`` transaction):
 - ``user_daily`` / ``user_monthly``: allowance credits; 0 means no free allowance (grants only).
 - ``chat_daily``: an optional pool for a group chat (0 = off).
 - ``global_daily_usd``: the operator's bill cap in USD (0 = off); it applies to admins too.
-Bonus credits granted by admins are spent only once the allowance is used up. Calendar days and
-months are those of ``[quota] timezone``; a refund goes back to the window the job was charged in.
+Bonus credits granted by admins are spent only once the allowance is used up, purchased credits
+(``[shop]``) only after those. Calendar days and months are those of ``[quota] timezone``; a
+refund goes back to the window the job was charged in.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bot.catalog import ModelSpec
 from bot.config import QuotaSection
 from bot.domain import Actor, ChatRef, Usage, WindowUsage
 from bot.errors import BadGrant, BadUser, QuotaExceeded
-from bot.storage.base import LedgerEntry, QuotaTx, Reservation, Store
+from bot.storage.base import LedgerEntry, LedgerKind, Payment, QuotaTx, Reservation, Store
 
 Clock = Callable[[], datetime]
 #: The most credits one grant may give (or take back), on every grant path.
@@ -54,8 +55,9 @@ class Quotas:
     """Prices jobs and moves credits; every movement is a ledger row."""
 
     def __init__(self, store: Store, settings: QuotaSection, *, admins: frozenset[str] = frozenset(),
-                 clock: Clock = utc_now, owner: str | None = None) -> None:
+                 clock: Clock = utc_now, owner: str | None = None, paid_expire_days: int = 0) -> None:
         self._store = store
+        self._paid_expire = timedelta(days=paid_expire_days) if paid_expire_days else None
         self._owner = owner  # the instance (process) whose reservations these are
         self._cfg = settings
         self._admins = admins
@@ -109,7 +111,7 @@ class Quotas:
         """Hold ``price`` for a job, or raise QuotaExceeded naming the tightest window."""
         day, month, day_reset, month_reset = self._periods()
         cost = price.credits
-        take_free, take_bonus = cost, 0
+        take_free, take_bonus, take_paid = cost, 0, 0
         async with self._store.quota_tx() as tx:
             # Every window this job touches, locked before it is read (PostgreSQL: row locks in
             # one order, so many processes queue; SQLite's write lock already holds them). The
@@ -121,14 +123,17 @@ class Quotas:
                 month_left = monthly - await tx.used_credits(actor.key, month=month)
                 free_left = max(0, min(day_left, month_left))
                 bonus = await tx.bonus(actor.key)
+                paid = await self._paid_left(tx, actor.key, day, month)
                 take_free = min(cost, free_left)
-                take_bonus = cost - take_free
-                if take_bonus > bonus:
+                take_bonus = min(cost - take_free, bonus)
+                take_paid = cost - take_free - take_bonus
+                if take_paid > paid:
                     # Name the window that still blocks after the other resets.
-                    monthly_blocks = month_left < day_left or max(0, month_left) + bonus < cost
+                    extra = bonus + paid
+                    monthly_blocks = month_left < day_left or max(0, month_left) + extra < cost
                     window, reset = (("user_monthly", month_reset) if monthly_blocks
                                      else ("user_daily", day_reset))
-                    raise QuotaExceeded(window, free_left + bonus, cost, reset)
+                    raise QuotaExceeded(window, free_left + extra, cost, reset)
                 if self._pooled(chat) and chat is not None:
                     used = await tx.chat_used(chat.key, day)
                     if used + cost > self._cfg.chat_daily_credits:
@@ -145,14 +150,14 @@ class Quotas:
                 id=secrets.token_hex(8), actor_key=actor.key,
                 chat_key=chat.key if chat else None, credits=take_free, bonus=take_bonus,
                 usd=price.usd, day=day, month=month, state="held", created_at=self._clock(),
-                owner=self._owner,
+                owner=self._owner, paid=take_paid,
             )
             await tx.add_reservation(reservation)
             await tx.append(LedgerEntry(
                 kind="reserve", actor_key=actor.key, chat_key=reservation.chat_key, day=day,
                 month=month, credits=take_free, bonus=-take_bonus, usd=price.usd,
                 reservation_id=reservation.id, model=model or None, size=size or None,
-                ts=self._clock()))
+                ts=self._clock(), paid=-take_paid))
         return reservation
 
     async def settle(self, reservation_id: str) -> bool:
@@ -175,7 +180,12 @@ class Quotas:
                 chat_key=res.chat_key, day=res.day, month=res.month,
                 credits=-res.credits if refund else 0, bonus=res.bonus if refund else 0,
                 usd=-res.usd if refund else 0.0, reservation_id=reservation_id,
-                note=note or None, ts=self._clock()))
+                note=note or None, ts=self._clock(), paid=res.paid if refund else 0))
+            if refund and res.clawback:
+                # The job held credits of a pack refunded meanwhile: they go with the pack.
+                await self._take_paid(tx, res.actor_key, min(res.clawback, res.paid),
+                                      "purchase_refund", f"job {reservation_id} refunded after "
+                                      "its pack", reservation_id)
         return True
 
     async def grant(self, actor_key: str, credits: int, *, by: str = "") -> None:
@@ -221,8 +231,72 @@ class Quotas:
                                            round(await tx.usd_spent(day), 6), day_reset))
             reserved = await tx.reserved(actor.key)
             bonus = await tx.bonus(actor.key)
+            paid = await self._paid_left(tx, actor.key, day, month)
         return Usage(actor_key=actor.key, windows=tuple(windows), reserved=reserved, bonus=bonus,
-                     exempt=self.is_exempt(actor), running=running)
+                     exempt=self.is_exempt(actor), running=running, paid=paid)
+
+    # ----- purchased credits ([shop]): bought, spent after bonus credits, refunded, expired ---
+
+    async def _take_paid(self, tx: QuotaTx, actor_key: str, credits: int, kind: LedgerKind,
+                         note: str, reservation_id: str | None = None) -> None:
+        day, month, _, _ = self._periods()
+        if credits > 0:
+            await tx.append(LedgerEntry(kind=kind, actor_key=actor_key, day=day, month=month,
+                                        paid=-credits, note=note, reservation_id=reservation_id,
+                                        ts=self._clock()))
+
+    async def _paid_left(self, tx: QuotaTx, actor_key: str, day: str, month: str) -> int:
+        """Purchased credits left, after lapsing what is older than ``credits_expire_days``."""
+        paid = await tx.paid(actor_key)
+        if self._paid_expire is None or paid <= 0:
+            return paid
+        # Oldest credits are spent first, so what the packs of the last N days cannot account
+        # for is what is left of older ones.
+        fresh = await tx.purchased_since(actor_key, self._clock() - self._paid_expire)
+        if paid > fresh:
+            await self._take_paid(tx, actor_key, paid - fresh, "expire",
+                                  f"older than {self._paid_expire.days} days")
+            return fresh
+        return paid
+
+    async def credit_purchase(self, payment: Payment) -> bool:
+        """Credit a recorded payment's pack once; False when it was credited (or refunded)."""
+        day, month, _, _ = self._periods()
+        async with self._store.quota_tx() as tx:
+            await tx.lock(payment.actor_key, None, day, month, spend=False)
+            current = await tx.payment(payment.platform, payment.charge_id)
+            if current is None or current.state != "received":
+                return False
+            await self._paid_left(tx, payment.actor_key, day, month)  # lapse old ones first
+            await tx.close_payment(current, "credited", at=self._clock())
+            await tx.append(LedgerEntry(
+                kind="purchase", actor_key=current.actor_key, day=day, month=month,
+                paid=current.credits, note=f"{current.platform} {current.pack}",
+                ts=self._clock()))
+        return True
+
+    async def refund_purchase(self, platform: str, charge_id: str) -> Payment | None:
+        """Take back what is left of a refunded pack (spent credits stay spent); None if done."""
+        day, month, _, _ = self._periods()
+        found = await self._store.get_payment(platform, charge_id)
+        if found is None or found.state == "refunded":
+            return None
+        async with self._store.quota_tx() as tx:
+            held = await tx.held_paid(found.actor_key)  # jobs' rows before the counters
+            await tx.lock(found.actor_key, None, day, month, spend=False)
+            current = await tx.payment(platform, charge_id)
+            if current is None or current.state == "refunded":
+                return None
+            removed = 0
+            if current.state == "credited":
+                removed = min(current.credits, await self._paid_left(tx, current.actor_key, day,
+                                                                       month))
+                # What jobs in flight hold of it goes too, should they be refunded.
+                await tx.mark_clawback(current.actor_key, min(held, current.credits - removed))
+                await self._take_paid(tx, current.actor_key, removed, "purchase_refund",
+                                      f"{platform} {current.pack} refunded")
+            await tx.close_payment(current, "refunded", removed=removed, refund_day=day)
+        return await self._store.get_payment(platform, charge_id)
 
     def now_local(self) -> datetime:
         """The injected clock's time in the quota zone."""

@@ -64,7 +64,7 @@ def job_rows(entries: list[LedgerEntry]) -> list[JobRow]:
             continue
         if e.kind == "reserve":
             rows[rid] = JobRow(id=rid, actor=e.actor_key, day=e.day, model=e.model or "?",
-                               size=e.size or "", credits=e.credits - e.bonus, usd=e.usd,
+                               size=e.size or "", credits=e.credits - e.bonus - e.paid, usd=e.usd,
                                ts=e.ts or _EPOCH)
         elif e.kind in ("settle", "refund") and rid in rows:
             old = rows[rid]

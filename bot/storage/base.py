@@ -9,8 +9,11 @@ from typing import Literal, Protocol
 
 from bot.domain import MessageRef, Turn, UserSettings
 
-LedgerKind = Literal["reserve", "settle", "refund", "grant"]
+LedgerKind = Literal["reserve", "settle", "refund", "grant", "purchase", "purchase_refund",
+                     "expire"]
 ReservationState = Literal["held", "settled", "refunded"]
+#: received (recorded, not yet credited) -> credited -> refunded; or received -> refunded.
+PaymentState = Literal["received", "credited", "refunded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,8 @@ class LedgerEntry:
     size: str | None = None
     note: str | None = None
     ts: datetime | None = None
+    #: Purchased credits: +bought, -spent, +refunded with a job, -taken back or expired.
+    paid: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,34 @@ class Reservation:
     created_at: datetime
     #: The instance (process) that holds it; None for rows written before instances existed.
     owner: str | None = None
+    #: Purchased credits it holds (spent after ``credits`` and ``bonus``).
+    paid: int = 0
+    #: Of ``paid``, what a refunded purchase takes back should this job be refunded too.
+    clawback: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """Money received for a pack, keyed by the platform's charge (or entitlement) id."""
+
+    platform: str
+    charge_id: str
+    actor_key: str
+    pack: str
+    credits: int
+    stars: int = 0
+    #: Revenue in USD (Stars at the configured rate, or the Discord SKU's configured price).
+    usd: float = 0.0
+    state: PaymentState = "received"
+    #: The quota day it arrived; the quota day it was refunded.
+    day: str = ""
+    refund_day: str | None = None
+    #: Purchased credits a refund took back (what was left of them; spent ones stay spent).
+    removed: int = 0
+    #: Discord: the entitlement was consumed through the API.
+    consumed: bool = False
+    note: str | None = None
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +157,34 @@ class QuotaTx(Protocol):
 
     async def append(self, entry: LedgerEntry) -> None:
         """Append one ledger row."""
+        ...
+
+    async def paid(self, actor_key: str) -> int:
+        """Purchased credits the actor has left."""
+        ...
+
+    async def held_paid(self, actor_key: str) -> int:
+        """Lock the actor's held jobs (before ``lock``); the purchased credits they hold unmarked."""
+        # Jobs closing take their reservation's row first and the counters after (the ledger
+        # trigger): taking them in that order too is what keeps a refund from deadlocking one.
+        ...
+
+    async def mark_clawback(self, actor_key: str, credits: int) -> int:
+        """Mark up to ``credits`` purchased credits held by jobs for taking back; how many."""
+        ...
+
+    async def payment(self, platform: str, charge_id: str) -> Payment | None:
+        """A payment, locked until the transaction ends."""
+        ...
+
+    async def close_payment(self, payment: Payment, state: PaymentState, *,
+                            removed: int = 0, refund_day: str | None = None,
+                            at: datetime | None = None) -> bool:
+        """Move a payment on from the state it has (credited ``at``); False if it had moved."""
+        ...
+
+    async def purchased_since(self, actor_key: str, since: datetime) -> int:
+        """Credits of the actor's packs credited at or after ``since`` and not refunded."""
         ...
 
 
@@ -277,4 +338,21 @@ class Store(Protocol):
 
     async def stats(self, day: str) -> dict[str, float]:
         """Operator figures for a day: jobs, credits, USD, users."""
+        ...
+
+    async def record_payment(self, payment: Payment) -> Payment:
+        """Insert a payment unless its charge id is known; the stored row either way."""
+        ...
+
+    async def get_payment(self, platform: str, charge_id: str) -> Payment | None:
+        """A payment by its platform's charge id."""
+        ...
+
+    async def payments(self, *, actor_key: str | None = None, since_day: str | None = None,
+                       state: PaymentState | None = None) -> list[Payment]:
+        """Payments (of one actor, received or refunded from a day on, in a state), oldest first."""
+        ...
+
+    async def mark_consumed(self, platform: str, charge_id: str) -> None:
+        """Note that the platform's entitlement for a payment was consumed."""
         ...

@@ -25,6 +25,7 @@ import asyncpg
 
 from bot.errors import StoreUnavailable
 from bot.storage.base import LedgerEntry, Reservation
+from bot.storage.postgres_payments import PgPayments
 from bot.storage.postgres_records import PgRecords
 from bot.storage.postgres_schema import migrate, schema_version
 from bot.storage.postgres_tx import PgQuotaTx, reservation_from
@@ -47,10 +48,10 @@ def _entry(r: asyncpg.Record) -> LedgerEntry:
     return LedgerEntry(kind=r["kind"], actor_key=r["actor_key"], day=r["day"], month=r["month"],
                        credits=r["credits"], bonus=r["bonus"], usd=r["usd"],
                        reservation_id=r["reservation_id"], chat_key=r["chat_key"], model=r["model"],
-                       size=r["size"], note=r["note"], ts=r["ts"])
+                       size=r["size"], note=r["note"], ts=r["ts"], paid=r["paid"])
 
 
-class PostgresStore(PgRecords):
+class PostgresStore(PgRecords, PgPayments):
     """The Store on an asyncpg pool; ``schema`` (tests) puts every table in that schema."""
 
     def __init__(self, url: str, *, pool_size: int = 10, schema: str | None = None,

@@ -108,8 +108,9 @@ class PgRecords:
     async def member_used(self, actor_key: str, group_key: str, day: str) -> int:
         """Credits a member held or spent in a group (any of its chats) on a day."""
         rows = await self._fetch(
-            "SELECT SUM(credits) - SUM(bonus) AS used FROM ledger WHERE actor_key = $1"
-            " AND day = $2 AND kind != 'grant' AND (chat_key = $3 OR chat_key IN"
+            "SELECT SUM(credits) - SUM(bonus) - SUM(paid) AS used FROM ledger WHERE actor_key = $1"
+            " AND day = $2 AND kind IN ('reserve', 'settle', 'refund') AND (chat_key = $3 OR"
+            " chat_key IN"
             " (SELECT key FROM chats WHERE group_key = $3))", actor_key, day, group_key)
         return int(rows[0]["used"] or 0) if rows else 0
 
@@ -207,7 +208,7 @@ class PgRecords:
     async def stats(self, day: str) -> dict[str, float]:
         """Jobs settled, credits, USD and distinct users on a day."""
         rows = await self._fetch(
-            "SELECT COUNT(*) AS jobs, COALESCE(SUM(credits + bonus), 0) AS credits,"
+            "SELECT COUNT(*) AS jobs, COALESCE(SUM(credits + bonus + paid), 0) AS credits,"
             " COALESCE(SUM(usd), 0) AS usd, COUNT(DISTINCT actor_key) AS users"
             " FROM reservations WHERE day = $1 AND state = 'settled'", day)
         r = rows[0]

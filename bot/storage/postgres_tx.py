@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import asyncpg
 
 from bot.storage.base import LedgerEntry, Reservation, ReservationState
+from bot.storage.postgres_payments import PgPaymentTx
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -40,10 +41,11 @@ def reservation_from(row: asyncpg.Record) -> Reservation:
         id=row["id"], actor_key=row["actor_key"], chat_key=row["chat_key"],
         credits=row["credits"], bonus=row["bonus"], usd=row["usd"], day=row["day"],
         month=row["month"], state=row["state"], created_at=row["created_at"], owner=row["owner"],
+        paid=row["paid"], clawback=row["clawback"],
     )
 
 
-class PgQuotaTx:
+class PgQuotaTx(PgPaymentTx):
     """The QuotaTx port on an asyncpg connection inside a transaction."""
 
     def __init__(self, conn: Conn,
@@ -59,7 +61,7 @@ class PgQuotaTx:
         rows: list[tuple[str, str, str]] = []
         if actor_key is not None:
             rows += [("user_day", actor_key, day), ("user_month", actor_key, month),
-                     ("bonus", actor_key, "")]
+                     ("bonus", actor_key, ""), ("paid", actor_key, "")]
         if chat_key is not None:
             rows.append(("chat_day", chat_key, day))
         if spend:
@@ -100,7 +102,8 @@ class PgQuotaTx:
     async def reserved(self, actor_key: str) -> int:
         """Credits currently held for the actor."""
         value = await self._conn.fetchval(
-            "SELECT SUM(credits + bonus) FROM reservations WHERE actor_key = $1 AND state = 'held'",
+            "SELECT SUM(credits + bonus + paid) FROM reservations"
+            " WHERE actor_key = $1 AND state = 'held'",
             actor_key)
         return int(value or 0)
 
@@ -120,9 +123,10 @@ class PgQuotaTx:
         r = reservation
         await self._conn.execute(
             "INSERT INTO reservations (id, actor_key, chat_key, credits, bonus, usd, day, month,"
-            " state, created_at, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            " state, created_at, owner, paid)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             r.id, r.actor_key, r.chat_key, r.credits, r.bonus, r.usd, r.day, r.month, r.state,
-            r.created_at, r.owner)
+            r.created_at, r.owner, r.paid)
 
     async def close_reservation(self, reservation_id: str,
                                 state: ReservationState) -> Reservation | None:
@@ -141,8 +145,8 @@ class PgQuotaTx:
         self._locked.clear()  # the trigger changes them: read them again if asked
         await self._conn.execute(
             "INSERT INTO ledger (ts, kind, reservation_id, actor_key, chat_key, day, month,"
-            " credits, bonus, usd, model, size, note)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            " credits, bonus, usd, model, size, note, paid)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             e.ts or datetime.now(UTC), e.kind, e.reservation_id, e.actor_key, e.chat_key, e.day,
             e.month, e.credits, e.bonus, e.usd, e.model, e.size,
-            self._redact(e.note) if e.note is not None else None)
+            self._redact(e.note) if e.note is not None else None, e.paid)

@@ -18,6 +18,7 @@ from bot.domain import MessageRef, Turn, UserSettings
 from bot.errors import StoreUnavailable
 from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationState, UserRecord
 from bot.storage.sqlite_leases import ProcessLocks, SqliteLeases
+from bot.storage.sqlite_payments import SqlitePayments
 from bot.storage.sqlite_schema import _statements, migrate, migrations
 from bot.storage.sqlite_tx import SqliteQuotaTx
 
@@ -29,7 +30,6 @@ _PROBE_KEY = "~readyz"
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
 
 
 
@@ -57,10 +57,11 @@ def _entry(r: aiosqlite.Row) -> LedgerEntry:
     return LedgerEntry(kind=r["kind"], actor_key=r["actor_key"], day=r["day"], month=r["month"],
                        credits=r["credits"], bonus=r["bonus"], usd=r["usd"],
                        reservation_id=r["reservation_id"], chat_key=r["chat_key"], model=r["model"],
-                       size=r["size"], note=r["note"], ts=datetime.fromisoformat(r["ts"]))
+                       size=r["size"], note=r["note"], ts=datetime.fromisoformat(r["ts"]),
+                       paid=r["paid"])
 
 
-class SqliteStore(SqliteLeases):
+class SqliteStore(SqliteLeases, SqlitePayments):
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000,
@@ -257,8 +258,9 @@ class SqliteStore(SqliteLeases):
     async def member_used(self, actor_key: str, group_key: str, day: str) -> int:
         """Credits a member held or spent in a group (any of its chats) on a day."""
         rows = await self._rows(
-            "SELECT SUM(credits) - SUM(bonus) AS used FROM ledger "
-            "WHERE actor_key = ? AND day = ? AND kind != 'grant' AND (chat_key = ? OR chat_key IN "
+            "SELECT SUM(credits) - SUM(bonus) - SUM(paid) AS used FROM ledger "
+            "WHERE actor_key = ? AND day = ? AND kind IN ('reserve', 'settle', 'refund')"
+            " AND (chat_key = ? OR chat_key IN "
             "(SELECT key FROM chats WHERE group_key = ?))", (actor_key, day, group_key, group_key))
         return int(rows[0]["used"] or 0) if rows else 0
 
@@ -375,7 +377,7 @@ class SqliteStore(SqliteLeases):
     async def stats(self, day: str) -> dict[str, float]:
         """Jobs settled, credits, USD and distinct users on a day."""
         rows = await self._rows(
-            "SELECT COUNT(*) AS jobs, COALESCE(SUM(credits + bonus), 0) AS credits,"
+            "SELECT COUNT(*) AS jobs, COALESCE(SUM(credits + bonus + paid), 0) AS credits,"
             " COALESCE(SUM(usd), 0) AS usd, COUNT(DISTINCT actor_key) AS users"
             " FROM reservations WHERE day = ? AND state = 'settled'", (day,),
         )

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import aiosqlite
 
 from bot.storage.base import LedgerEntry, Reservation, ReservationState
+from bot.storage.sqlite_payments import SqlitePaymentTx
 
 
-class SqliteQuotaTx:
+class SqliteQuotaTx(SqlitePaymentTx):
     """The QuotaTx port on an aiosqlite connection already inside a write transaction."""
 
     def __init__(self, db: aiosqlite.Connection,
@@ -54,7 +55,8 @@ class SqliteQuotaTx:
     async def reserved(self, actor_key: str) -> int:
         """Credits currently held for the actor."""
         return int(await self._scalar(
-            "SELECT SUM(credits + bonus) FROM reservations WHERE actor_key = ? AND state = 'held'",
+            "SELECT SUM(credits + bonus + paid) FROM reservations"
+            " WHERE actor_key = ? AND state = 'held'",
             actor_key))
 
     async def limits(self, actor_key: str) -> tuple[int | None, int | None]:
@@ -71,6 +73,7 @@ class SqliteQuotaTx:
             credits=row["credits"], bonus=row["bonus"], usd=row["usd"], day=row["day"],
             month=row["month"], state=row["state"],
             created_at=datetime.fromisoformat(row["created_at"]), owner=row["owner"],
+            paid=row["paid"], clawback=row["clawback"],
         )
 
     async def reservation(self, reservation_id: str) -> Reservation | None:
@@ -84,9 +87,9 @@ class SqliteQuotaTx:
         r = reservation
         await self._db.execute(
             "INSERT INTO reservations (id, actor_key, chat_key, credits, bonus, usd, day, month,"
-            " state, created_at, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " state, created_at, owner, paid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (r.id, r.actor_key, r.chat_key, r.credits, r.bonus, r.usd, r.day, r.month, r.state,
-             r.created_at.isoformat(), r.owner),
+             r.created_at.isoformat(), r.owner, r.paid),
         )
 
     async def close_reservation(self, reservation_id: str,
@@ -106,8 +109,9 @@ class SqliteQuotaTx:
         e = entry
         await self._db.execute(
             "INSERT INTO ledger (ts, kind, reservation_id, actor_key, chat_key, day, month,"
-            " credits, bonus, usd, model, size, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " credits, bonus, usd, model, size, note, paid)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ((e.ts or datetime.now(UTC)).isoformat(), e.kind, e.reservation_id, e.actor_key,
              e.chat_key, e.day, e.month, e.credits, e.bonus, e.usd, e.model, e.size,
-             self._redact(e.note) if e.note is not None else None),
+             self._redact(e.note) if e.note is not None else None, e.paid),
         )
