@@ -5,6 +5,7 @@ tests here run on SQLite and on PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -350,3 +351,21 @@ async def test_blob_write_failure_is_a_store_error(tmp_path: Path, store: AnySto
     blobs = BlobStore(LocalBlobs(tmp_path / "blobs"), store)
     with pytest.raises(StoreUnavailable):
         await blobs.put(ImageData(png(), ""))
+
+
+async def test_readyz_also_fails_when_the_image_store_is_gone(settings_factory: Factory) -> None:
+    from adapters.cli.runner import writable
+
+    core = await started(settings_factory())
+    try:
+        assert await writable(core)
+        objects = core.conversations.blobs.objects
+        assert isinstance(objects, LocalBlobs)
+        if objects.root.exists():
+            shutil.rmtree(objects.root)
+        objects.root.write_bytes(b"")  # the mount point is gone: a file where the directory was
+        assert not await writable(core)
+        objects.root.unlink()
+        assert await writable(core)
+    finally:
+        await core.stop(grace=0)

@@ -44,7 +44,8 @@ class HealthServer:
             return web.Response(text="not ready\n", status=503)
         if not await self._can_write():
             # A read-only database answers reads, so only a write probe shows every job failing.
-            return web.Response(text="not ready: the database cannot be written\n", status=503)
+            return web.Response(
+                text="not ready: the database or the image store cannot be written\n", status=503)
         return web.Response(text="ready\n")
 
     async def _can_write(self) -> bool:

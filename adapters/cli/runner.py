@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from adapters.base import Adapter
 from adapters.cli.lineup_report import live_routes
-from bot.api import ConfigError, Settings
+from bot.api import ConfigError, Settings, StoreUnavailable
 from bot.bootstrap import Core, build_core
 from bot.warmup import warm_up
 
@@ -88,7 +88,7 @@ async def run(settings: Settings, *, sync_commands: bool = False,
 
         health = HealthServer(settings.http.listen,
                               lambda: core.api.accepting and all(a.connected for a in adapters),
-                              core.metrics.render, writable=core.store.writable)
+                              core.metrics.render, writable=lambda: writable(core))
         await health.start()
     failed: list[str] = []
     try:
@@ -138,3 +138,14 @@ async def _guard(adapter: Adapter, close: asyncio.Event, stop: asyncio.Event, fa
         log.error("%s adapter stopped (%s); stopping", adapter.name, reason,
                   exc_info=not isinstance(exc, ConfigError))
         stop.set()
+
+
+async def writable(core: Core) -> bool:
+    """/readyz: the database takes a write and the image store answers (both cheap probes)."""
+    if not await core.store.writable():
+        return False
+    try:
+        await core.conversations.blobs.objects.probe()
+    except StoreUnavailable:
+        return False
+    return True
