@@ -10,6 +10,7 @@ import itertools
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from bot.config import Settings
 from bot.domain import Actor, MessageRef, Turn
 from bot.providers.base import ImageProvider
 from tests.helpers import photo
+from tests.telegram_flood import DRAFT_TEXT_MAX, Bucket, Drafts, Flooded, FloodRules
 
 #: A user's photo (the tests import it from here).
 png = photo
@@ -44,9 +46,10 @@ TEXT_MAX = 4096
 CALLBACK_MAX = 64
 _JSON = {"reply_markup", "reply_parameters", "media", "entities", "caption_entities", "commands",
          "scope", "allowed_updates", "link_preview_options"}
-_INT = {"chat_id", "message_id", "offset", "limit", "timeout", "message_thread_id", "user_id"}
+_INT = {"chat_id", "message_id", "offset", "limit", "timeout", "message_thread_id", "user_id",
+        "draft_id"}
 _BOOL = {"show_alert", "disable_notification", "drop_pending_updates", "protect_content",
-         "disable_content_type_detection", "has_spoiler"}
+         "disable_content_type_detection", "has_spoiler", "allow_paid_broadcast"}
 _TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
          "code", "pre", "blockquote", "tg-emoji"}
 # https://core.telegram.org/bots/api#getupdates, allowed_updates: "Specify an empty list to
@@ -213,6 +216,9 @@ class FakeTelegram:
         #: Updates Telegram never created because the bot did not subscribe to their type.
         self.dropped: list[dict[str, Any]] = []
         self.callback_deadline = CALLBACK_ANSWER_DEADLINE
+        #: Telegram's sending limits (None: unlimited, for tests about something else).
+        self.flood: FloodRules | None = FloodRules()
+        self.drafts = Drafts()
         self._updates: list[dict[str, Any]] = []
         self._confirmed = 0
         self._ids = itertools.count(1)
@@ -297,7 +303,10 @@ class FakeTelegram:
             pending = self._failures.get(method)
             if pending:
                 raise pending.pop(0)
+            buckets = self._flood_check(method, params)
             result = await handler(params, files)
+            if self.flood is not None:
+                self.flood.spend(buckets, params)
         except ApiError as err:
             self._record(Call(method, params, files, False, error=err.description))
             body: dict[str, Any] = {"ok": False, "error_code": err.code,
@@ -321,6 +330,20 @@ class FakeTelegram:
         self.calls.append(call)
         self._changed.set()
 
+    def _flood_check(self, method: str, params: dict[str, Any]) -> list[Bucket]:
+        if self.flood is None:
+            return []
+        chat = self.chats.get(params.get("chat_id", 0)) or {}
+        try:
+            return self.flood.check(method, params, chat.get("type", "private") != "private")
+        except Flooded as err:
+            raise ApiError(429, str(err), err.retry_after) from None
+
+    def counts(self, chat: dict[str, Any] | None = None, *, ok: bool = True) -> Counter[str]:
+        """Calls by method (``chat``'s only when given), answered ok or not."""
+        return Counter(c.method for c in self.calls if c.ok == ok and (
+            chat is None or c.chat_id == chat["id"]))
+
     # ----- state helpers -----------------------------------------------------------------------
 
     def _chat(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -336,6 +359,9 @@ class FakeTelegram:
         message = {"message_id": self._message_id(chat["id"]), "date": int(time.time()),
                    "chat": chat, "from": sender,
                    **{k: v for k, v in fields.items() if v is not None}}
+        if sender is BOT_USER:  # the client drops the chat's draft when the bot's message lands
+            for key in [k for k in self.drafts.shown if k[0] == chat["id"]]:
+                self.drafts.message_arrived(*key)
         self.messages[(chat["id"], message["message_id"])] = message
         return message
 
@@ -534,6 +560,19 @@ class FakeTelegram:
         self._chat(p)
         if p.get("action") not in _ACTIONS:
             raise ApiError(400, "Bad Request: wrong parameter action in request")
+        return True
+
+    async def _m_sendMessageDraft(self, p: dict[str, Any], f: dict[str, bytes]) -> Any:
+        # https://core.telegram.org/bots/api#sendmessagedraft: "Unique identifier for the
+        # target private chat"; draft_id "must be non-zero"; text "0-4096 characters after
+        # entities parsing. Pass an empty text to show a "Thinking..." placeholder."
+        chat = self._chat(p)
+        if chat["type"] != "private":
+            raise ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        if not isinstance(p.get("draft_id"), int) or p["draft_id"] == 0:
+            raise ApiError(400, "Bad Request: DRAFT_ID_INVALID")
+        text = self._visible(p, "text", DRAFT_TEXT_MAX, "TEXT_TOO_LONG") or ""
+        self.drafts.show(chat["id"], p.get("message_thread_id"), p["draft_id"], text)
         return True
 
     def _own_message(self, p: dict[str, Any]) -> dict[str, Any]:
