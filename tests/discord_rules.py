@@ -8,6 +8,7 @@ for an empty message (https://discord.com/developers/docs/topics/opcodes-and-sta
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 Refusal = tuple[int, int, str]
@@ -66,12 +67,14 @@ def _embed_problem(i: int, embed: dict[str, Any]) -> Refusal | None:
     return None
 
 
-def _components_problem(rows: list[dict[str, Any]]) -> Refusal | None:
+def _components_problem(rows: list[dict[str, Any]], *, rows_max: int = ROWS_MAX
+                        ) -> Refusal | None:
     """The first component limit ``rows`` break, if any."""
-    if len(rows) > ROWS_MAX:
+    if len(rows) > rows_max:
         return _form("components", f"Must be {ROWS_MAX} or fewer in length.")
     for r, row in enumerate(rows):
         if row.get("type") != 1:
+            # Text displays, galleries, containers... need the IS_COMPONENTS_V2 flag.
             return _form(f"components.{r}", "top-level components must be action rows")
         children = row.get("components") or []
         if not 1 <= len(children) <= BUTTONS_PER_ROW:
@@ -89,8 +92,15 @@ def _components_problem(rows: list[dict[str, Any]]) -> Refusal | None:
     return None
 
 
-def body_problem(payload: dict[str, Any]) -> Refusal | None:
-    """The first limit a create or edit body breaks (content, embeds, components), if any."""
+def body_problem(payload: dict[str, Any], *, v2: bool = False,
+                 files: frozenset[str] = frozenset()) -> Refusal | None:
+    """The first limit a create or edit body breaks (content, embeds, components), if any.
+
+    ``v2``: the message is (or becomes) a components-v2 message; ``files``: the filenames its
+    ``attachment://`` references may name (uploaded now or kept).
+    """
+    if v2 or int(payload.get("flags") or 0) & IS_COMPONENTS_V2:
+        return v2_problem(payload, files)
     content = payload.get("content")
     if content is not None and len(str(content)) > CONTENT_MAX:
         return _form("content", f"Must be {CONTENT_MAX} or fewer in length.")
@@ -141,3 +151,152 @@ def reference_problem(known: bool, reference: dict[str, Any]) -> Refusal | None:
     if known or reference.get("fail_if_not_exists") is False:
         return None
     return _form("message_reference", "Unknown message")
+
+
+# ----- components v2 -------------------------------------------------------------------------
+# https://discord.com/developers/docs/components/reference: the message flag ``1 << 15``
+# (IS_COMPONENTS_V2) "can't be removed from that message" once sent; with it "the content and
+# embeds fields will no longer work", "attachments won't show by default - they must be exposed
+# through components", poll and stickers are disabled, and "messages allow up to 40 total
+# components". Create Message: "when the flag IS_COMPONENTS_V2 is set, the message can only
+# contain components. Providing content, embeds, sticker_ids, poll, or shared_client_theme will
+# fail with a 400 BAD REQUEST response"
+# (https://discord.com/developers/docs/resources/message#create-message-jsonform-params).
+IS_COMPONENTS_V2 = 1 << 15
+V2_COMPONENTS_MAX = 40
+# discord.py's LayoutView: "a maximum of 4000 display characters across all its items" (the
+# limit Discord applies to a v2 message's text displays together).
+V2_TEXT_MAX = 4000
+GALLERY_ITEMS_MAX = 10
+ALT_TEXT_MAX = 1024
+# Component types (#component-object-component-types) and where each may go: top level of a
+# message, inside a Container (#container-container-child-components), inside an Action Row
+# (#action-row-action-row-child-components); Text Display is a Section's only child kind.
+ACTION_ROW, BUTTON, TEXT_DISPLAY, THUMBNAIL, MEDIA_GALLERY, FILE, SECTION, CONTAINER = (
+    1, 2, 10, 11, 12, 13, 9, 17)
+_TOP_LEVEL = {ACTION_ROW, SECTION, TEXT_DISPLAY, MEDIA_GALLERY, FILE, 14, CONTAINER}
+_IN_CONTAINER = _TOP_LEVEL - {CONTAINER}
+_IN_ROW = {BUTTON, 3, 5, 6, 7, 8}
+_FORBIDDEN_WITH_V2 = ("content", "embeds", "sticker_ids", "poll", "shared_client_theme")
+
+
+def flag_removed(before: int, payload: dict[str, Any]) -> Refusal | None:
+    """An edit that would take IS_COMPONENTS_V2 off a message (Discord: it cannot be removed)."""
+    if before & IS_COMPONENTS_V2 and "flags" in payload and not (
+            int(payload.get("flags") or 0) & IS_COMPONENTS_V2):
+        return _form("flags", "IS_COMPONENTS_V2 cannot be removed from a message")
+    return None
+
+
+def v2_problem(payload: dict[str, Any], files: frozenset[str]) -> Refusal | None:
+    """The first rule a components-v2 body breaks, if any (see the comment above)."""
+    for key in _FORBIDDEN_WITH_V2:
+        if payload.get(key):
+            return _form(key, "Cannot be used with the IS_COMPONENTS_V2 flag")
+    components = payload.get("components")
+    if components is None:
+        return None  # an edit that leaves the components as they are
+    tally = _Tally()
+    for i, comp in enumerate(components):
+        problem = _v2_component(comp, f"components.{i}", _TOP_LEVEL, files, tally)
+        if problem is not None:
+            return problem
+    if tally.count > V2_COMPONENTS_MAX:
+        return _form("components", f"Must be {V2_COMPONENTS_MAX} or fewer in total.")
+    if tally.text > V2_TEXT_MAX:
+        return _form("components", f"Text displays must be {V2_TEXT_MAX} or fewer in length.")
+    return None
+
+
+@dataclass
+class _Tally:
+    """What a v2 body adds up to: components (nested ones too), text, custom_ids."""
+
+    count: int = 0
+    text: int = 0
+    ids: set[str] = field(default_factory=set)
+
+
+def _v2_component(comp: dict[str, Any], where: str, allowed: set[int], files: frozenset[str],
+                  tally: _Tally) -> Refusal | None:
+    kind = comp.get("type")
+    tally.count += 1
+    if kind not in allowed:
+        return _form(f"{where}.type", f"component type {kind} is not allowed here")
+    if kind == TEXT_DISPLAY:
+        if not comp.get("content"):
+            return _form(f"{where}.content", "This field is required")
+        tally.text += len(str(comp["content"]))
+    elif kind == MEDIA_GALLERY:
+        return _gallery(comp, where, files)
+    elif kind == FILE:
+        return _media((comp.get("file") or {}).get("url"), f"{where}.file", files,
+                      attachment_only=True)
+    elif kind == ACTION_ROW:
+        return _v2_row(comp, where, tally)
+    elif kind == CONTAINER:
+        for j, child in enumerate(comp.get("components") or []):
+            if (problem := _v2_component(child, f"{where}.components.{j}", _IN_CONTAINER, files,
+                                         tally)) is not None:
+                return problem
+    elif kind == SECTION:
+        children = comp.get("components") or []
+        if not 1 <= len(children) <= 3:
+            return _form(f"{where}.components", "Must be between 1 and 3 in length.")
+        for j, child in enumerate(children):
+            if (problem := _v2_component(child, f"{where}.components.{j}", {TEXT_DISPLAY},
+                                         files, tally)) is not None:
+                return problem
+        tally.count += 1  # the accessory
+    return None
+
+
+def _v2_row(row: dict[str, Any], where: str, tally: _Tally) -> Refusal | None:
+    children = row.get("components") or []
+    if not 1 <= len(children) <= BUTTONS_PER_ROW:
+        return _form(f"{where}.components", "Must be between 1 and 5 in length.")
+    tally.count += len(children)
+    if any(c.get("type") not in _IN_ROW for c in children):
+        return _form(f"{where}.components", "an action row holds only buttons or one select")
+    for c in children:
+        # #anatomy-of-a-component-custom-id: "Multiple components on the same message must not
+        # share the same custom_id."
+        custom_id = c.get("custom_id")
+        if custom_id and custom_id in tally.ids:
+            return _form(f"{where}.components", f"duplicate custom_id {custom_id!r}")
+        if custom_id:
+            tally.ids.add(custom_id)
+    return _components_problem([row], rows_max=V2_COMPONENTS_MAX)
+
+
+def _gallery(comp: dict[str, Any], where: str, files: frozenset[str]) -> Refusal | None:
+    items = comp.get("items") or []
+    if not 1 <= len(items) <= GALLERY_ITEMS_MAX:
+        return _form(f"{where}.items", f"Must be between 1 and {GALLERY_ITEMS_MAX} in length.")
+    for k, item in enumerate(items):
+        if len(item.get("description") or "") > ALT_TEXT_MAX:
+            return _form(f"{where}.items.{k}.description",
+                         f"Must be {ALT_TEXT_MAX} or fewer in length.")
+        problem = _media((item.get("media") or {}).get("url"), f"{where}.items.{k}.media", files)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _media(url: object, where: str, files: frozenset[str], *,
+           attachment_only: bool = False) -> Refusal | None:
+    """An unfurled media item's url: ``attachment://<filename>`` of a file the message has.
+
+    https://discord.com/developers/docs/components/reference#unfurled-media-item: "supports
+    arbitrary urls and attachment://<filename> references"; a File component "only supports
+    attachment references".
+    """
+    if not isinstance(url, str) or not url:
+        return _form(f"{where}.url", "This field is required")
+    if url.startswith("attachment://"):
+        if url.removeprefix("attachment://") not in files:
+            return _form(f"{where}.url", "attachment reference names no uploaded file")
+        return None
+    if attachment_only or not url.startswith(("https://", "http://")):
+        return _form(f"{where}.url", "Not a well formed URL.")
+    return None

@@ -16,10 +16,13 @@
 # interaction token's life (401 / 50027 Invalid Webhook Token; shortened for tests), the per-file
 # upload limit (413 / 40005) on every path that uploads, one acknowledgement per interaction
 # (40060), the message body limits, empty messages, replies to unknown messages and response
-# types that do not fit the interaction (tests/discord_rules.py, each with its docs page), and the
-# message-content intent (other people's messages arrive without content unless they mention the
-# bot or are DMs). Helpers read like a chat: ``slash``, ``context_menu``, ``submit_modal``,
-# ``press``, ``select``, ``user_message`` and ``wait_for``.
+# types that do not fit the interaction (tests/discord_rules.py, each with its docs page),
+# components v2 (the flag, no content or embeds with it, component types and limits,
+# ``attachment://`` media naming an uploaded file, a flag that is never removed) and the
+# message-content intent (other people's messages arrive without content unless they are DMs,
+# @mention the bot, or ping-reply to a regular bot message; privileged intents the portal has
+# not switched on close the gateway with 4014). Helpers read like a chat: ``slash``,
+# ``context_menu``, ``submit_modal``, ``press``, ``select``, ``user_message`` and ``wait_for``.
 
 from __future__ import annotations
 
@@ -56,6 +59,9 @@ DISCORD_EPOCH_MS = 1420070400000
 MESSAGE_CONTENT_INTENT = 1 << 15
 PRIVILEGED_INTENTS = (1 << 1) | (1 << 8) | MESSAGE_CONTENT_INTENT
 EPHEMERAL = 64
+IS_COMPONENTS_V2 = discord_rules.IS_COMPONENTS_V2
+#: Flags a bot may set on a message it sends (#message-object-message-flags).
+SETTABLE_FLAGS = EPHEMERAL | IS_COMPONENTS_V2 | (1 << 2) | (1 << 12)
 MANAGE_GUILD = 1 << 5
 MANAGE_MESSAGES = 1 << 13
 MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 31)
@@ -201,6 +207,31 @@ class FakeMessage:
         """Only the interaction's user sees it."""
         return bool(self.flags & EPHEMERAL)
 
+    @property
+    def v2(self) -> bool:
+        """A components-v2 message (its text is in text displays, its files in galleries)."""
+        return bool(self.flags & IS_COMPONENTS_V2)
+
+    @property
+    def text(self) -> str:
+        """What users read: the content, or a v2 message's text displays, one per line."""
+        parts = [self.content] if self.content else []
+        parts += [c["content"] for c in self._walk() if c.get("type") == 10]
+        return "\n".join(parts)
+
+    def gallery(self) -> list[FakeFile]:
+        """The attachments a v2 message shows in its media galleries, in order."""
+        by_url = {f"attachment://{f.filename}": f for f in self.attachments}
+        by_id = {str(f.id): f for f in self.attachments}
+        shown = []
+        for comp in self._walk():
+            for item in comp.get("items", []) if comp.get("type") == 12 else []:
+                media = item["media"]
+                found = by_id.get(str(media.get("attachment_id"))) or by_url.get(media["url"])
+                if found is not None:
+                    shown.append(found)
+        return shown
+
     def buttons(self) -> list[tuple[str, str]]:
         """(label, custom_id) of every button."""
         return [(c.get("label", ""), c.get("custom_id", "")) for c in self._walk()
@@ -216,8 +247,9 @@ class FakeMessage:
             comp = stack.pop(0)
             yield comp
             stack.extend(comp.get("components", []))
-            if "component" in comp:
-                stack.append(comp["component"])
+            for key in ("component", "accessory"):
+                if key in comp:
+                    stack.append(comp[key])
 
     def pings(self) -> set[str]:
         """Who gets notified: ``everyone``, ``user:ID``, ``role:ID`` (Discord's rules)."""
@@ -227,22 +259,39 @@ class FakeMessage:
         parse = set(am.get("parse", [])) if am is not None else {"users", "roles", "everyone"}
         users = {str(u) for u in (am or {}).get("users", [])}
         found: set[str] = set()
-        if ("@everyone" in self.content or "@here" in self.content) and "everyone" in parse:
+        # Text displays ping like content does (components/reference#text-display).
+        text = self.text
+        if ("@everyone" in text or "@here" in text) and "everyone" in parse:
             found.add("everyone")
-        for uid in re.findall(r"<@!?(\d+)>", self.content):
+        for uid in re.findall(r"<@!?(\d+)>", text):
             if "users" in parse or uid in users:
                 found.add(f"user:{uid}")
-        for rid in re.findall(r"<@&(\d+)>", self.content):
+        for rid in re.findall(r"<@&(\d+)>", text):
             if "roles" in parse or rid in {str(r) for r in (am or {}).get("roles", [])}:
                 found.add(f"role:{rid}")
         if self.reference is not None and (am is None or am.get("replied_user")):
             found.add(f"user:{self.reference.author.id}")
         return found
 
+    def content_visible(self, fake: FakeDiscord) -> bool:
+        """Whether the bot sees this message's content without the message-content intent.
+
+        https://discord.com/developers/docs/gateway/you-might-not-need-a-privileged-intent:
+        the bot's own messages, DMs, "messages that @mention your app" and "replies to your
+        app's messages ... to a regular bot message (not an interaction response) and the user
+        has 'ping on reply' enabled. It does not apply to replies to slash command responses."
+        """
+        if self.author.bot or self.guild_id is None:
+            return True
+        if re.search(rf"<@!?{fake.bot.id}>", self.content):
+            return True
+        target = self.reference
+        return (target is not None and target.author == fake.bot
+                and target.interaction_id is None and fake.bot in self.mentions)
+
     def payload(self, fake: FakeDiscord, *, viewer_has_content: bool = True) -> dict[str, Any]:
         """Message object; content hidden when the viewer lacks the message-content intent."""
-        show = viewer_has_content or self.author.bot or self.guild_id is None or any(
-            u.id == fake.bot.id for u in self.mentions)
+        show = viewer_has_content or self.content_visible(fake)
         data: dict[str, Any] = {
             "id": str(self.id), "channel_id": str(self.channel_id), "author": self.author.payload(),
             "content": self.content if show else "", "timestamp": iso_now(),
@@ -304,7 +353,7 @@ class FakeDiscord:
 
     def __init__(self, *, token: str = "test-token", ack_timeout: float = 3.0,
                  token_life: float = 15 * 60, upload_limit: int = 10 * MIB,
-                 advertised_limit: int | None = None) -> None:
+                 advertised_limit: int | None = None, portal_intents: int = 0) -> None:
         self.token = token
         self.ack_timeout = ack_timeout
         self.token_life = token_life
@@ -324,6 +373,8 @@ class FakeDiscord:
         self.commands: list[dict[str, Any]] = []
         self.events: list[Event] = []
         self.intents = 0
+        #: Privileged intents switched on for the app in the Developer Portal (none by default).
+        self.portal_intents = portal_intents
         self.base = ""
         self._sockets: set[web.WebSocketResponse] = set()
         self._seq = 0
@@ -431,7 +482,7 @@ class FakeDiscord:
                      interaction: FakeInteraction | None = None, **data: Any) -> Event:
         """Append an event (with a snapshot of the message's content) and wake waiters."""
         if message is not None:
-            data.setdefault("content", message.content)
+            data.setdefault("content", message.text)
         event = Event(len(self.events) + 1, kind, message, interaction, data)
         self.events.append(event)
         async with self._changed:
@@ -638,9 +689,13 @@ class FakeDiscord:
     async def user_message(self, content: str, *, user: FakeUser,
                            channel: FakeChannel | None = None,
                            reply_to: FakeMessage | None = None, mention_bot: bool = True,
-                           attachments: Iterable[bytes | FakeFile] = (),
+                           ping: bool = True, attachments: Iterable[bytes | FakeFile] = (),
                            embed_images: Iterable[bytes] = ()) -> FakeMessage:
-        """``user`` posts (replies ping by default; ``embed_images`` become link previews)."""
+        """``user`` posts; ``embed_images`` become link previews.
+
+        ``mention_bot`` writes ``@Imagine`` into the message (outside DMs); ``ping`` is the
+        client's "ping on reply", which mentions the replied-to message's author.
+        """
         channel = channel or (self.channels[reply_to.channel_id] if reply_to else self.channel)
         files = [a if isinstance(a, FakeFile) else FakeFile(f"photo{i}.png", a)
                  for i, a in enumerate(attachments, start=1)]
@@ -650,7 +705,11 @@ class FakeDiscord:
             embeds.append({"type": "image", "url": hosted["url"], "thumbnail": {
                 "url": hosted["url"], "proxy_url": hosted["proxy_url"],
                 "width": hosted.get("width", 0), "height": hosted.get("height", 0)}})
+        if mention_bot and channel.guild_id is not None and f"<@{self.bot.id}>" not in content:
+            content = f"<@{self.bot.id}> {content}"
         mentions = [self.bot] if mention_bot else []
+        if reply_to is not None and ping and reply_to.author not in mentions:
+            mentions.append(reply_to.author)
         msg = FakeMessage(snowflake(), channel.id, channel.guild_id, user, content,
                           attachments=files, embeds=embeds, mentions=mentions,
                           reference=reply_to)
@@ -781,7 +840,7 @@ class _Routes:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
         f.intents = int(data.get("intents", 0))
-        if f.intents & PRIVILEGED_INTENTS:
+        if f.intents & PRIVILEGED_INTENTS & ~f.portal_intents:
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return
         me = {**f.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0}
@@ -885,20 +944,44 @@ class _Routes:
         return None
 
     async def _refused(self, request: web.Request, payload: dict[str, Any],
-                       files: list[FakeFile], limit: int, *, create: bool = False
-                       ) -> web.Response | None:
-        """Upload limit, body limits and (for a new message) emptiness, as Discord checks them."""
+                       files: list[FakeFile], limit: int, *, create: bool = False,
+                       target: FakeMessage | None = None) -> web.Response | None:
+        """Upload limit, body limits and (for a new message) emptiness, as Discord checks them.
+
+        ``target``: the message an edit changes (its v2 flag stays; its kept files count).
+        """
         if (rejected := await self._too_large(request, files, limit)) is not None:
             return rejected
-        problem = discord_rules.body_problem(payload)
+        before = target.flags if target is not None else 0
+        problem = discord_rules.flag_removed(before, payload)
+        names = {f.filename for f in files}
+        if target is not None:
+            names |= {f.filename for f in self._kept(target, payload)}
+        v2 = bool((before | int(payload.get("flags") or 0)) & IS_COMPONENTS_V2)
+        if problem is None and v2 and target is not None and target.content and (
+                payload.get("content", target.content)):
+            problem = discord_rules.v2_problem({"content": target.content}, frozenset())
+        problem = problem or discord_rules.body_problem(payload, v2=v2, files=frozenset(names))
         if problem is None and create:
             problem = discord_rules.empty_problem(
                 str(payload.get("content") or ""), payload.get("embeds") or [], len(files),
                 payload.get("components") or [], payload)
         return None if problem is None else await self.error(*problem, request)
 
+    @staticmethod
+    def _kept(msg: FakeMessage, payload: dict[str, Any]) -> list[FakeFile]:
+        """The files an edit keeps: those its ``attachments`` list names, else all of them."""
+        if "attachments" not in payload:
+            return list(msg.attachments)
+        keep = {str(a.get("id")) for a in payload.get("attachments") or []}
+        return [a for a in msg.attachments if str(a.id) in keep]
+
     def _apply(self, msg: FakeMessage, payload: dict[str, Any], files: list[FakeFile]) -> None:
-        """Apply a create/edit body to ``msg``."""
+        """Apply a create/edit body to ``msg`` (a v2 flag, once set, stays)."""
+        if "flags" in payload:
+            settable = SETTABLE_FLAGS & ~EPHEMERAL  # ephemerality is fixed at creation
+            msg.flags = (msg.flags & (EPHEMERAL | IS_COMPONENTS_V2)) | (
+                int(payload.get("flags") or 0) & settable)
         if "content" in payload:
             msg.content = payload["content"] or ""
         if "components" in payload:
@@ -908,8 +991,28 @@ class _Routes:
         if "allowed_mentions" in payload:
             msg.allowed_mentions = payload["allowed_mentions"]
         if "attachments" in payload or files:
-            keep = {str(a.get("id")) for a in payload.get("attachments") or []}
-            msg.attachments = [a for a in msg.attachments if str(a.id) in keep] + files
+            msg.attachments = self._kept(msg, payload) + files
+        if msg.v2:
+            msg.components = self._resolved(msg)
+
+    def _resolved(self, msg: FakeMessage) -> list[dict[str, Any]]:
+        """Components with ``attachment://`` media resolved to the CDN, as Discord answers."""
+        files = {f"attachment://{f.filename}": f for f in msg.attachments}
+
+        def resolve(comp: Any) -> Any:
+            if isinstance(comp, list):
+                return [resolve(c) for c in comp]
+            if not isinstance(comp, dict):
+                return comp
+            out = {k: resolve(v) for k, v in comp.items()}
+            found = files.get(str(comp.get("url", "")))
+            if found is not None:
+                hosted = self.f.attachment_payload(msg.channel_id, found)
+                out.update(url=hosted["url"], proxy_url=hosted["proxy_url"],
+                           attachment_id=str(found.id), content_type=found.content_type)
+            return out
+
+        return [resolve(c) for c in msg.components]
 
     # ----- interactions ----------------------------------------------------------------------
 
@@ -929,14 +1032,16 @@ class _Routes:
         if (problem := discord_rules.response_problem(ix.type, kind)) is not None:
             return await self.error(*problem, request)
         if (rejected := await self._refused(request, data if kind in (4, 7) else {}, files,
-                                            ix.size_limit, create=kind == 4)) is not None:
+                                            ix.size_limit, create=kind == 4,
+                                            target=ix.message if kind == 7 else None)
+                ) is not None:
             return rejected
         ix.acked = kind
         await f.record("ack", interaction=ix, type=kind, flags=data.get("flags", 0))
         msg: FakeMessage | None = None
         if kind in (4, 5):
             msg = FakeMessage(snowflake(), ix.channel.id, ix.channel.guild_id, f.bot,
-                              flags=int(data.get("flags") or 0) & EPHEMERAL,
+                              flags=int(data.get("flags") or 0) & SETTABLE_FLAGS,
                               interaction_id=ix.id, via="response", loading=kind == 5)
             self._apply(msg, data, files)
             f.messages[msg.id] = msg
@@ -992,8 +1097,8 @@ class _Routes:
             await f.record("edit", message=original, interaction=ix)
             return _json(original.payload(f))
         msg = FakeMessage(snowflake(), ix.channel.id, ix.channel.guild_id, f.bot,
-                          flags=int(payload.get("flags") or 0) & EPHEMERAL, interaction_id=ix.id,
-                          via="followup")
+                          flags=int(payload.get("flags") or 0) & SETTABLE_FLAGS,
+                          interaction_id=ix.id, via="followup")
         self._apply(msg, payload, files)
         f.messages[msg.id] = msg
         await f.record("message", message=msg, interaction=ix)
@@ -1015,8 +1120,8 @@ class _Routes:
             return web.Response(status=204)
         if request.method == "PATCH":
             payload, files = await self._body(request)
-            if (rejected := await self._refused(request, payload, files,
-                                                ix.size_limit)) is not None:
+            if (rejected := await self._refused(request, payload, files, ix.size_limit,
+                                                target=msg)) is not None:
                 return rejected
             self._apply(msg, payload, files)
             msg.loading = False
@@ -1067,7 +1172,8 @@ class _Routes:
             await f.record("delete", message=msg)
             return web.Response(status=204)
         payload, files = await self._body(request)
-        if (rejected := await self._refused(request, payload, files, f.upload_limit)) is not None:
+        if (rejected := await self._refused(request, payload, files, f.upload_limit,
+                                            target=msg)) is not None:
             return rejected
         self._apply(msg, payload, files)
         msg.edits += 1
@@ -1161,7 +1267,7 @@ async def private_answer(fake: FakeDiscord, ix: FakeInteraction, timeout: float 
     def settled(event: Event) -> bool:
         msg = event.message
         return (event.interaction is ix and msg is not None and msg is ix.original
-                and not msg.loading and not msg.content.startswith(("⏳", "🎨")))
+                and not msg.loading and not msg.text.startswith(("⏳", "🎨")))
 
     event = await fake.wait_for("edit", settled, timeout=timeout)
     assert event.message is not None

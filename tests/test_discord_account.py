@@ -32,12 +32,12 @@ async def test_quota_in_english_and_chinese(settings_factory: SettingsFactory) -
     async with FakeDiscord() as fake, running_bot(fake, discord_settings(settings_factory, fake)):
         wes = fake.user("wes")
         answer = await private_answer(fake, await fake.slash("quota", user=wes))
-        assert answer.ephemeral and answer.content.startswith("Your credits")
-        assert "100 of 100 left" in answer.content
+        assert answer.ephemeral and answer.text.startswith("Your credits")
+        assert "100 of 100 left" in answer.text
         answer = await private_answer(fake, await fake.slash("quota", user=wes, locale="zh-CN"))
-        assert answer.content.startswith("你的额度")
+        assert answer.text.startswith("你的额度")
         answer = await private_answer(fake, await fake.slash("help", user=wes, locale="zh-TW"))
-        assert "/imagine" in answer.content and "Gemini" in answer.content
+        assert "/imagine" in answer.text and "Gemini" in answer.text
         assert not fake.errors
 
 
@@ -46,7 +46,7 @@ async def test_settings_menus_change_the_defaults(settings_factory: SettingsFact
             fake, discord_settings(settings_factory, fake)) as bot:
         xia = fake.user("xia")
         panel = await private_answer(fake, await fake.slash("settings", user=xia))
-        assert panel.content.startswith("Your defaults: model nano-banana-2.1, size 1K")
+        assert panel.text.startswith("Your defaults: model nano-banana-2.1, size 1K")
         assert panel.custom_ids() == ["ib-set:model", "ib-set:size", "ib-set:aspect",
                                       "ib-set:locale", "ib-set:search"]
         pick = await fake.select("ib-set:model", ["nano-banana-pro"], user=xia, message=panel)
@@ -63,7 +63,7 @@ async def test_settings_menus_change_the_defaults(settings_factory: SettingsFact
         turn = await bound_turn(bot.core, result)
         assert (turn.model, turn.size) == ("nano-banana-pro", "4K")
         assert [label for label, _ in result.buttons()][:2] == ["🔄 重新生成", "🎲 变体"]
-        assert "消耗" in result.content
+        assert "消耗" in result.text
         assert not fake.errors
 
 
@@ -74,7 +74,7 @@ async def test_forget_deletes_history_after_confirmation(settings_factory: Setti
         result = await result_of(fake, await fake.slash("imagine", prompt="a moth", user=yan))
         turn = await bound_turn(bot.core, result)
         question = await private_answer(fake, await fake.slash("forget", user=yan))
-        assert question.content.startswith("Delete all your stored images")
+        assert question.text.startswith("Delete all your stored images")
         press = await fake.press("ib-forget", user=yan, message=question)
         assert (await settled_edit(fake, press, question)).startswith("Deleted 1 of your")
         assert question.buttons() == []
@@ -90,22 +90,22 @@ async def test_admin_commands(settings_factory: SettingsFactory) -> None:
         async with running_bot(fake, settings) as bot:
             answer = await private_answer(fake, await fake.slash(
                 "admin", subcommand="grant", user=boss, options={"user": zed, "credits": 50}))
-            assert answer.content == f"Granted 50 credits to discord:{zed.id}; their bonus is now 50."
+            assert answer.text == f"Granted 50 credits to discord:{zed.id}; their bonus is now 50."
             usage = await bot.core.service.usage(Actor("discord", str(zed.id)))
             assert usage.bonus == 50
             answer = await private_answer(fake, await fake.slash("admin", subcommand="stats",
                                                                  user=boss))
-            assert answer.content.startswith("Today:")
+            assert answer.text.startswith("Today:")
             # Neither an ordinary user nor (in an open bot) a Manage Server member may do this.
             for who in (zed, mod):
                 answer = await private_answer(fake, await fake.slash(
                     "admin", subcommand="grant", user=who, options={"user": who, "credits": 5}))
-                assert answer.content == "You can't do that here."
+                assert answer.text == "You can't do that here."
             answer = await private_answer(fake, await fake.slash(
                 "admin", subcommand="ban", user=boss, options={"user": zed}))
-            assert answer.content == f"discord:{zed.id} is now blocked."
+            assert answer.text == f"discord:{zed.id} is now blocked."
             blocked = await private_answer(fake, await fake.slash("imagine", prompt="x", user=zed))
-            assert blocked.content == "You have been blocked from using this bot."
+            assert blocked.text == "You have been blocked from using this bot."
         assert not fake.errors
 
 
@@ -119,10 +119,10 @@ async def test_manage_server_members_of_allowed_guilds_are_admins(
         async with running_bot(fake, settings):
             answer = await private_answer(fake, await fake.slash(
                 "admin", subcommand="limit", user=mod, options={"user": amy, "daily": 7}))
-            assert answer.content == f"discord:{amy.id}'s limits: 7 per day, 1500 per month."
+            assert answer.text == f"discord:{amy.id}'s limits: 7 per day, 1500 per month."
             answer = await private_answer(fake, await fake.slash("admin", subcommand="sync",
                                                                  user=mod))
-            assert answer.content == "You can't do that here."
+            assert answer.text == "You can't do that here."
         assert not fake.errors
 
 
@@ -140,7 +140,7 @@ async def test_allowed_guilds_dms_and_threads(settings_factory: SettingsFactory)
             ix = await fake.slash("imagine", prompt="in a DM", user=bea, channel=fake.dm(bea))
             refused = await fake.wait_for("message", lambda e: e.interaction is ix)
             assert refused.message is not None and refused.message.ephemeral
-            assert refused.message.content == "You can't do that here."
+            assert refused.message.text == "You can't do that here."
         stranger = fake.add_guild("Stranger")
         settings = discord_settings(settings_factory, fake, discord={
             "allowed_guilds": [fake.guild.id], "allow_dms": True})
@@ -149,7 +149,7 @@ async def test_allowed_guilds_dms_and_threads(settings_factory: SettingsFactory)
             assert (await result_of(fake, ix)).channel_id == fake.dm(bea).id
             ix = await fake.slash("quota", user=bea, channel=stranger.channels[0])
             refused = await fake.wait_for("message", lambda e: e.interaction is ix)
-            assert refused.message is not None and "can't do that" in refused.message.content
+            assert refused.message is not None and "can't do that" in refused.message.text
         assert not fake.errors
 
 
@@ -181,7 +181,7 @@ async def test_commands_sync_only_when_asked(settings_factory: SettingsFactory) 
             mark = fake.mark()
             answer = await private_answer(fake, await fake.slash("admin", subcommand="sync",
                                                                  user=boss))
-            assert answer.content.startswith("Synced 8 commands")
+            assert answer.text.startswith("Synced 8 commands")
             await fake.wait_for("sync", since=mark)
         assert not fake.errors
 
@@ -195,5 +195,5 @@ async def test_unexpected_failures_show_an_error_id_not_a_traceback(
 
         monkeypatch.setattr(bot.core.prefs, "get", broken)
         answer = await private_answer(fake, await fake.slash("settings", user=fake.user("ali")))
-        assert answer.content.startswith("Something went wrong (error ")
-        assert "secret" not in answer.content and "Traceback" not in answer.content
+        assert answer.text.startswith("Something went wrong (error ")
+        assert "secret" not in answer.text and "Traceback" not in answer.text

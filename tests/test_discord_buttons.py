@@ -35,7 +35,7 @@ async def test_someone_elses_button_is_refused_privately(settings_factory: Setti
             press = await fake.press(button(result, prefix), user=sam)
             answer = await response_of(fake, press)
             assert answer.ephemeral
-            assert answer.content == "Only the requester (or an admin) can do that."
+            assert answer.text == "Only the requester (or an admin) can do that."
         assert not any(e.kind in ("modal", "delete") for e in fake.events[mark:])
         assert not result.deleted
         assert not fake.errors
@@ -80,7 +80,7 @@ async def test_variations_and_delete(settings_factory: SettingsFactory) -> None:
 
         press = await fake.press(button(result, "ib:delete:"), user=uma)
         answer = await private_answer(fake, press)
-        assert answer.content == "Deleted."
+        assert answer.text == "Deleted."
         assert result.deleted and not variation.deleted
         assert await bot.core.conversations.get(turn.id) is None
         assert not fake.errors
@@ -93,12 +93,12 @@ async def test_moderator_may_delete_in_their_guild(settings_factory: SettingsFac
         result = await result_of(fake, await fake.slash("imagine", prompt="graffiti", user=vic))
         press = await fake.press(button(result, "ib:delete:"), user=mod)
         answer = await private_answer(fake, press)
-        assert answer.content == "Deleted." and result.deleted
+        assert answer.text == "Deleted." and result.deleted
         # Moderation is not ownership: a moderator still cannot reroll someone's image.
         other = await result_of(fake, await fake.slash("imagine", prompt="mural", user=vic))
         press = await fake.press(button(other, "ib:reroll:"), user=mod)
         refused = await response_of(fake, press)
-        assert "Only the requester" in refused.content
+        assert "Only the requester" in refused.text
 
 
 async def test_a_batch_of_four_has_its_buttons_in_rows_of_five(
@@ -110,7 +110,11 @@ async def test_a_batch_of_four_has_its_buttons_in_rows_of_five(
         result = await result_of(fake, await fake.slash("imagine", prompt="a cat --n 4",
                                                         user=wyn))
         assert len(result.attachments) == 4
-        rows = [[c["label"].split()[0] for c in row["components"]] for row in result.components]
+        # One components-v2 message: the prompt, one gallery of the four, then the buttons.
+        assert result.v2 and [c["type"] for c in result.components] == [10, 12, 1, 1, 1]
+        assert result.gallery() == result.attachments and "a cat" in result.text
+        rows = [[c["label"].split()[0] for c in row["components"]]
+                for row in result.components if row["type"] == 1]
         assert rows == [["U1", "U2", "U3", "U4"], ["V1", "V2", "V3", "V4"], ["🔄"]]
         first = await bound_turn(bot.core, result)
         upscale = next(cid for label, cid in result.buttons() if label.startswith("U2 "))

@@ -39,17 +39,17 @@ async def test_config_on_a_server(settings_factory: SettingsFactory) -> None:
             ix = await fake.slash("config", user=member, channel=general, setting="models",
                                   value="nano-banana-2.1")
             answer = await private_answer(fake, ix)
-            assert answer.ephemeral and answer.content == EN["error.not_allowed"]
+            assert answer.ephemeral and answer.text == EN["error.not_allowed"]
 
             # Manage Server can: only nano-banana-2.1, only in #general.
             ix = await fake.slash("config", user=mod, channel=general, setting="models",
                                   value="nano-banana-2.1")
             answer = await private_answer(fake, ix)
-            assert answer.content.startswith(EN["group.saved"])
-            assert "models: nano-banana-2.1" in answer.content
+            assert answer.text.startswith(EN["group.saved"])
+            assert "models: nano-banana-2.1" in answer.text
             ix = await fake.slash("config", user=mod, channel=general, setting="channels",
                                   value="here")
-            assert f"channels: {general.id}" in (await private_answer(fake, ix)).content
+            assert f"channels: {general.id}" in (await private_answer(fake, ix)).text
             saved = await bot.core.service.groups.get(
                 ChatRef("discord", str(general.id), "group", group_id=str(studio.id)))
             assert saved.channels == (str(general.id),) and saved.models == ("nano-banana-2.1",)
@@ -57,24 +57,24 @@ async def test_config_on_a_server(settings_factory: SettingsFactory) -> None:
             # In the thread (another place on the server) a member is told where the bot works.
             ix = await fake.slash("imagine", user=member, channel=thread, prompt="a lighthouse")
             answer = await private_answer(fake, ix)
-            assert answer.ephemeral and f"<#{general.id}>" in answer.content
-            assert answer.content.startswith(EN["error.not_here"].split("{")[0])
+            assert answer.ephemeral and f"<#{general.id}>" in answer.text
+            assert answer.text.startswith(EN["error.not_here"].split("{")[0])
 
             # In #general: the expensive model is refused with the reason; the allowed one draws.
             ix = await fake.slash("imagine", user=member, channel=general, prompt="a lighthouse",
                                   model="nano-banana-pro")
             answer = await private_answer(fake, ix)
-            assert answer.content == EN["error.group_option"].format(
+            assert answer.text == EN["error.group_option"].format(
                 option="model", allowed="nano-banana-2.1", value="nano-banana-pro")
             ix = await fake.slash("imagine", user=member, channel=general, prompt="a lighthouse")
             result = await result_of(fake, ix)
-            assert "nano-banana-2.1" in result.content
+            assert "nano-banana-2.1" in result.text
 
             # Anyone may read the settings; the other server is not affected.
             ix = await fake.slash("config", user=member, channel=general)
-            assert (await private_answer(fake, ix)).content.startswith(EN["group.title"])
+            assert (await private_answer(fake, ix)).text.startswith(EN["group.title"])
             ix = await fake.slash("config", user=member)
-            assert "models: all" in (await private_answer(fake, ix)).content
+            assert "models: all" in (await private_answer(fake, ix)).text
             assert not fake.errors
 
 
@@ -86,7 +86,7 @@ async def test_reply_edits_can_be_turned_off(settings_factory: SettingsFactory) 
         fake.guild.moderators.add(mod.id)
         first = await result_of(fake, await fake.slash("imagine", prompt="a garden", user=ola))
         ix = await fake.slash("config", user=mod, setting="reply-edits", value="off")
-        assert "reply-edits: off" in (await private_answer(fake, ix)).content
+        assert "reply-edits: off" in (await private_answer(fake, ix)).text
         ignored = await fake.user_message("add a fountain", user=ola, reply_to=first)
         with pytest.raises(TimeoutError):  # nothing answers the reply
             await fake.wait_for("message", lambda e: e.message is not None

@@ -66,7 +66,7 @@ async def test_context_menu_on_a_result_continues_and_needs_an_image(
         menu2 = await fake.context_menu("Edit image", text_only, user=mia)
         ack = await fake.wait_for("message", lambda e: e.interaction is menu2)
         assert ack.message is not None and ack.message.ephemeral
-        assert "Reply to an image" in ack.message.content
+        assert "Reply to an image" in ack.message.text
         assert not fake.errors
 
 
@@ -127,7 +127,7 @@ async def test_replies_that_do_not_address_the_bot_are_ignored(
         pat = fake.user("pat")
         first = await result_of(fake, await fake.slash("imagine", prompt="a tree", user=pat))
         mark = fake.mark()
-        await fake.user_message("nice!", user=pat, reply_to=first, mention_bot=False)
+        await fake.user_message("nice!", user=pat, reply_to=first, mention_bot=False, ping=False)
         ask = await fake.user_message("make it blue", user=pat, reply_to=first)
         await reply_result(fake, ask)
         replies = [e for e in fake.events[mark:] if e.kind == "message"
@@ -142,7 +142,7 @@ async def test_reply_edit_errors_are_explained(settings_factory: SettingsFactory
         ask = await fake.user_message("edit this", user=quin, reply_to=words)
         event = await fake.wait_for("message", lambda e: e.message is not None
                                     and e.message.reference is ask)
-        assert event.message is not None and "Reply to an image" in event.message.content
+        assert event.message is not None and "Reply to an image" in event.message.text
         assert event.message.pings() == set()
 
 

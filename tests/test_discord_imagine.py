@@ -53,11 +53,13 @@ async def test_imagine_with_two_attachments(settings_factory: SettingsFactory) -
         ack = await fake.wait_for("ack", lambda e: e.interaction is ix)
         assert ack.data == {"type": 5, "flags": 64}  # "thinking", privately
         assert not result.ephemeral and result.via == "followup"
-        assert "a red fox in snow" in result.content and "nano-banana" in result.content
+        assert "a red fox in snow" in result.text and "nano-banana" in result.text
         assert result.pings() == {f"user:{alice.id}"}
         assert [label for label, _ in result.buttons()] == [
             "🔄 Reroll", "⬆ 2K (6)", "⬆ 4K (12)", "🎲 Variations", "✏️ Edit", "🗑 Delete"]
         assert result.attachments[0].dimensions() == (1024, 1024)
+        # Components v2: no content, the text in a text display, the image in a gallery.
+        assert result.v2 and result.content == "" and result.gallery() == result.attachments
         turn = await bound_turn(bot.core, result)
         assert len(turn.input_hashes) == 2
         # The private "thinking" response is removed once the public result is out.
@@ -85,7 +87,7 @@ async def test_options_and_inline_flags(settings_factory: SettingsFactory) -> No
         ix2 = await fake.slash("imagine", prompt="a boat", user=bob, model="nano-banana-2-lite",
                                size="4K")
         answer = await private_answer(fake, ix2)
-        assert answer.ephemeral and "4K" in answer.content and "1K" in answer.content
+        assert answer.ephemeral and "4K" in answer.text and "1K" in answer.text
         assert not fake.errors
 
 
@@ -96,7 +98,7 @@ async def test_everyone_in_prompt_pings_only_the_requester(
         ix = await fake.slash("imagine", prompt="@everyone look <@&123> <@999> @here",
                               user=carol)
         result = await result_of(fake, ix)
-        assert "@everyone" in result.content
+        assert "@everyone" in result.text
         assert result.pings() == {f"user:{carol.id}"}
         assert result.allowed_mentions is not None
         assert result.allowed_mentions["parse"] == []
@@ -122,8 +124,8 @@ async def test_bad_input_is_explained_privately_and_free(settings_factory: Setti
             kwargs: dict[str, Any] = {"prompt": "a cat", **extra}
             ix = await fake.slash("imagine", user=dave, **kwargs)
             answer = await private_answer(fake, ix)
-            assert answer.ephemeral and expected in answer.content, answer.content
-            assert "Traceback" not in answer.content
+            assert answer.ephemeral and expected in answer.text, answer.text
+            assert "Traceback" not in answer.text
         assert await used(bot.core.service, dave) == 0
         assert not [m for m in fake.visible() if not m.ephemeral]
         assert not fake.errors
@@ -181,7 +183,7 @@ async def test_refused_upload_refunds(settings_factory: SettingsFactory) -> None
         frank = fake.user("frank")
         ix = await fake.slash("imagine", prompt="a detailed city", user=frank)
         answer = await private_answer(fake, ix)
-        assert "could not be uploaded" in answer.content
+        assert "could not be uploaded" in answer.text
         assert [e.data["code"] for e in fake.errors] == [40005]
         assert await used(bot.core.service, frank) == 0
         assert not [m for m in fake.visible() if m.attachments]
@@ -198,11 +200,11 @@ async def test_upload_refused_for_good_refunds_exactly_once(
         fake.refuse_uploads()  # 403 / 50013: the bot lost Attach Files
         answer = await private_answer(fake, await fake.slash("imagine", prompt="boats",
                                                              user=pia))
-        assert "could not be uploaded" in answer.content and "Nothing was charged" in answer.content
+        assert "could not be uploaded" in answer.text and "Nothing was charged" in answer.text
         ask = await fake.user_message("add boats", user=pia, reply_to=first)
         told = await fake.wait_for("message", lambda e: e.message is not None
                                    and e.message.reference is ask
-                                   and "could not be uploaded" in e.message.content)
+                                   and "could not be uploaded" in e.message.text)
         assert told.message is not None and not told.message.attachments
         ledger = await bot.core.store.ledger(f"discord:{pia.id}")
         assert [e.kind for e in ledger] == ["reserve", "settle", "reserve", "refund", "reserve",
@@ -223,7 +225,7 @@ async def test_result_after_the_token_expired_goes_to_the_channel(
                                     and e.message.via == "channel", timeout=15)
         result = event.message
         assert result is not None and result.attachments and result.interaction_id is None
-        assert result.content.startswith(f"<@{gina.id}>")
+        assert result.text.startswith(f"<@{gina.id}>")
         assert result.pings() == {f"user:{gina.id}"}
         assert result.buttons()[0][0] == "🔄 Reroll"
         turn = await bound_turn(bot.core, result)

@@ -57,7 +57,7 @@ async def test_refuses_new_work_while_draining(settings_factory: SettingsFactory
         late = await fake.slash("imagine", prompt="late", user=dee)
         refused = await fake.wait_for("message", lambda e: e.interaction is late)
         assert refused.message is not None and refused.message.ephemeral
-        assert refused.message.content.startswith("The bot is restarting")
+        assert refused.message.text.startswith("The bot is restarting")
         await drain
         assert (await result_of(fake, first)).attachments
 

@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 
 from adapters.discord.deliver import CONTENT_LIMIT, clip
+from adapters.discord.widgets import TEXT_LIMIT
 from bot.config import Settings
 from bot.domain import Actor, ChatRef, ImageRequest
 from tests.fake_discord import (
@@ -120,12 +121,12 @@ async def test_fake_refuses_response_types_that_do_not_fit() -> None:
                 fake, f"/interactions/{ix.id}/{ix.token}/callback",
                 {"type": kind, "data": {"content": "edited"}}, auth=False)
             assert (got == 200) is ok, (ix.type, kind, answer)
-        assert message.content == "edited"
+        assert message.text == "edited"
 
 
 async def test_long_prompt_result_fits_discord_content_limit(
         settings_factory: SettingsFactory) -> None:
-    """A prompt near Discord's own limit: the result is posted within 2000 characters."""
+    """A prompt near Discord's own limit: the result's text stays within the v2 text limit."""
     prompt = "a lighthouse on a cliff at dusk, " * 60
     assert len(prompt) > CONTENT_LIMIT - 50
     async with FakeDiscord() as fake, running_bot(
@@ -133,18 +134,19 @@ async def test_long_prompt_result_fits_discord_content_limit(
         alice = fake.user("alice")
         ix = await fake.slash("imagine", prompt=prompt, user=alice)
         result = await result_of(fake, ix)
-        assert len(result.content) <= CONTENT_LIMIT and result.attachments
-        assert result.content.startswith(f"<@{alice.id}> a lighthouse")
+        assert len(result.text) <= TEXT_LIMIT and result.attachments
+        assert result.text.startswith(f"<@{alice.id}> a lighthouse")
         assert (await bound_turn(bot.core, result)).prompt == prompt.strip()
         assert not fake.errors
 
 
 async def test_adapter_clips_any_reply_text_to_the_content_limit(
         settings_factory: SettingsFactory) -> None:
-    """Whatever text the core hands over (here 2,500 characters), the result is still sent.
+    """Whatever text the core hands over (here 5,000 characters), the result is still sent.
 
     The core trims prompts in captions, so the adapter's clipping is the last guard; the fake
-    refuses content over 2000 characters as Discord does, so without it the upload is lost.
+    refuses a v2 message whose text displays pass 4000 characters, so without it the upload is
+    lost.
     """
     async with FakeDiscord() as fake, running_bot(
             fake, discord_settings(settings_factory, fake)) as bot:
@@ -158,13 +160,13 @@ async def test_adapter_clips_any_reply_text_to_the_content_limit(
             request = ImageRequest(actor, ChatRef("discord", str(interaction.channel_id), "group"),
                                    "a long caption")
             reply = await jobs(bot.core).imagine(request)
-            reply = dataclasses.replace(reply, text=reply.text + " " + "word " * 500)
+            reply = dataclasses.replace(reply, text=reply.text + " " + "word " * 1000)
             await runtime.out.result(interaction, reply, resolved=False, began=time.monotonic())
 
         client.tree.add_command(long)
         ix = await fake.slash("long", user=fake.user("kai"))
         result = await result_of(fake, ix)
-        assert len(result.content) == CONTENT_LIMIT and result.content.endswith("…")
+        assert len(result.text) == TEXT_LIMIT and result.text.endswith("…")
         turn = await bound_turn(bot.core, result)
         assert turn.prompt == "a long caption"
         assert not fake.errors

@@ -156,7 +156,7 @@ async def test_discord_gateway_drop_and_rest_faults(settings_factory: Factory) -
         started = time.monotonic()
         ix = await fake.slash("imagine", prompt="through a flaky edge", user=alice)
         result = await result_of(fake, ix, timeout=30)
-        assert result.attachments and "through a flaky edge" in result.content
+        assert result.attachments and "through a flaky edge" in result.text
         assert [status for _, status in fake.failed] == [502, 500]
         fake.rate_limit_once("/webhooks/")
         ix = await fake.slash("imagine", prompt="through a rate limit", user=alice)

@@ -132,13 +132,13 @@ async def run_bot_round(tmp_path: Path, *, names: dict[str, str], log: dict[str,
         for ix in interactions:
             await discord.wait_for("edit", lambda e, ix=ix: e.interaction is ix and e.message
                                    is not None and not e.message.loading
-                                   and not e.message.content.startswith(("⏳", "🎨")),
+                                   and not e.message.text.startswith(("⏳", "🎨")),
                                    timeout=30)
         bot.kill(signal.SIGTERM)
         assert await bot.exit_code() == 0
         seen += [json.dumps(c.params, ensure_ascii=False) for c in telegram.calls]
         seen += [json.dumps(e.data, ensure_ascii=False, default=str) for e in discord.events]
-        seen += [m.content for m in discord.messages.values()]
+        seen += [m.text for m in discord.messages.values()]
         print(f"\n{log['format']} logs, {api}: telegram answers {[a[:70] for a in answers]}")
         return bot.output(), seen
     finally:

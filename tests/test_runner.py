@@ -64,7 +64,7 @@ async def test_one_process_serves_both_platforms_and_stops_cleanly(settings_fact
             assert photo.text.startswith("a lighthouse")
             ix = await dc.slash("imagine", prompt="a windmill", user=dc.user("dora"))
             result = await result_of(dc, ix, timeout=15)
-            assert "a windmill" in result.content
+            assert "a windmill" in result.text
             assert await runner.finish() == 0
     finally:
         await tg.stop()
@@ -114,7 +114,7 @@ async def test_a_platform_that_fails_to_start_is_reported(
             else:
                 await dc.wait_ready(0, timeout=15)
                 ix = await dc.slash("imagine", prompt="still here", user=dc.user("dora"))
-                assert "still here" in (await result_of(dc, ix, timeout=15)).content
+                assert "still here" in (await result_of(dc, ix, timeout=15)).text
                 assert await runner.finish() == 2
             logged = caplog.text
             assert "telegram adapter stopped" in logged and "TELEGRAM_BOT_TOKEN" in logged

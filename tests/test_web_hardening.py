@@ -297,7 +297,7 @@ async def test_a_discord_modal_for_someone_elses_turn_is_refused(
         press.user = sam
         submit = await fake.submit_modal(press, {"instruction": "make it mine"})
         answer = await private_answer(fake, submit)
-        assert answer.content == "Only the requester (or an admin) can do that."
+        assert answer.text == "Only the requester (or an admin) can do that."
         assert len(await bot.core.store.recent_turns(10)) == 1
         assert not fake.errors
 

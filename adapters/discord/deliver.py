@@ -1,8 +1,11 @@
-"""Discord's verbs for results and texts: files, a short text, persistent buttons, fallbacks.
+"""Discord's verbs for results and texts: a v2 layout of files, text and persistent buttons.
 
 A result goes through ``api.delivery(reply, capabilities(limit))``: the core fits the images
 to the upload limit, settles on ``out.sent`` and refunds when the block is left any other way.
 An upload Discord refuses becomes :class:`UploadFailed`, which the runtime's guard shows.
+A result message is components v2 (widgets.result_layout): the text, one gallery of the
+uploaded files, the buttons; texts that replace a deferred response are v2 too (text_layout),
+because that response may already show progress, and v2 cannot be taken off a message.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import discord
 
 from adapters.discord.inbound import message_ref
-from adapters.discord.widgets import result_view
+from adapters.discord.widgets import result_layout, text_layout
 from bot.api import BotApi, BotError, Budget, Capabilities, Delivery, Reply
 
 log = logging.getLogger("adapters.discord")
@@ -69,14 +72,18 @@ def requester_only(user_id: int) -> discord.AllowedMentions:
                                    replied_user=False)
 
 
-async def reply_to(trigger: discord.Message, content: str, **kwargs: Any) -> discord.Message:
+async def reply_to(trigger: discord.Message, content: str | None = None,
+                   **kwargs: Any) -> discord.Message:
     """Reply to a user's message, or post plainly if they deleted it meanwhile.
 
     Discord refuses a reply to a message that is gone unless ``fail_if_not_exists`` is false
     (https://discord.com/developers/docs/resources/message#message-reference-structure), which
     lost finished, paid-for results when the asker deleted their message during the job.
+    ``content`` None: a v2 message (``view=`` a LayoutView), which may carry no content.
     """
     reference = trigger.to_reference(fail_if_not_exists=False)
+    if content is None:
+        return await trigger.channel.send(reference=reference, **kwargs)
     return await trigger.channel.send(clip(content), reference=reference, **kwargs)
 
 
@@ -116,7 +123,7 @@ class Outbox:
         """Replace the deferred (private) response with ``text``; remove it when ``text`` is empty."""
         try:
             if text:
-                await interaction.edit_original_response(content=clip(text), view=None)
+                await interaction.edit_original_response(view=text_layout(text))
             else:
                 await interaction.delete_original_response()
         except discord.HTTPException as exc:
@@ -135,8 +142,9 @@ class Outbox:
             await reply_to(trigger, text, allowed_mentions=_NO_PING)
 
     async def status(self, trigger: discord.Message, text: str) -> discord.Message:
-        """A status line under a user's message (progress of the job it asked for)."""
-        return await reply_to(trigger, text, mention_author=False, allowed_mentions=_NO_PING)
+        """A status line under a user's message (progress of the job it asked for), v2."""
+        return await reply_to(trigger, view=text_layout(text), mention_author=False,
+                              allowed_mentions=_NO_PING)
 
     # ----- results ---------------------------------------------------------------------------
 
@@ -166,8 +174,9 @@ class Outbox:
         try:
             async with self.api.delivery(reply, capabilities(limit)) as out:
                 started = time.monotonic()
+                files = _files(out)
                 sent = await reply_to(
-                    trigger, reply.text, files=_files(out), view=result_view(self.api, reply),
+                    trigger, files=files, view=result_layout(self.api, reply, reply.text, files),
                     allowed_mentions=discord.AllowedMentions(everyone=False, users=False,
                                                              roles=False, replied_user=True))
                 await out.sent([message_ref(sent.channel.id, sent.id)],
@@ -192,10 +201,11 @@ class Outbox:
             if not resolved:
                 await self._resolve(interaction, self.api.t(
                     reply.locale, "discord.done", elapsed=int(time.monotonic() - began)))
+            files = _files(out)
             sent = await interaction.followup.send(
-                clip(f"<@{user_id}> {reply.text}"), files=_files(out),
-                view=result_view(self.api, reply), allowed_mentions=requester_only(user_id),
-                wait=True)
+                files=files, view=result_layout(self.api, reply, f"<@{user_id}> {reply.text}",
+                                                files),
+                allowed_mentions=requester_only(user_id), wait=True)
         except discord.HTTPException as exc:
             if not token_gone(exc):
                 raise
@@ -214,7 +224,7 @@ class Outbox:
         # A follow-up sent while the deferred response still "thinks" would replace it (and be
         # ephemeral too); editing it first makes the follow-up a public message of its own.
         try:
-            await interaction.edit_original_response(content=text)
+            await interaction.edit_original_response(view=text_layout(text))
         except discord.HTTPException as exc:
             if token_gone(exc):
                 raise
@@ -229,8 +239,10 @@ class Outbox:
         channel = self.client.get_partial_messageable(interaction.channel_id,
                                                       guild_id=interaction.guild_id)
         started = time.monotonic()
-        sent = await channel.send(clip(f"<@{user_id}> {out.reply.text}"), files=_files(out),
-                                  view=result_view(self.api, out.reply),
-                                  allowed_mentions=requester_only(user_id))
+        files = _files(out)
+        sent = await channel.send(
+            files=files, view=result_layout(self.api, out.reply, f"<@{user_id}> {out.reply.text}",
+                                            files),
+            allowed_mentions=requester_only(user_id))
         await out.sent([message_ref(sent.channel.id, sent.id)],
                        {"upload": time.monotonic() - started})

@@ -30,7 +30,7 @@ from adapters.discord.inbound import (
 )
 from adapters.discord.progress import ProgressReporter, StatusReply
 from adapters.discord.runtime import Runtime
-from adapters.discord.widgets import EditModal, Press, settings_panel
+from adapters.discord.widgets import EditModal, Press, settings_panel, text_layout
 from bot.api import (
     Action,
     Actor,
@@ -129,7 +129,7 @@ class Handlers:
         """Run a job for a deferred interaction: progress edits, then the result or the error."""
 
         async def edit(text: str) -> None:
-            await interaction.edit_original_response(content=text)
+            await interaction.edit_original_response(view=text_layout(text))
 
         locale = await self.api.locale_for(actor)
         reporter = ProgressReporter(edit, partial(self.api.progress_text, locale))

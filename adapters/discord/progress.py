@@ -1,4 +1,8 @@
-"""A job's progress shown by editing one status message, at most one edit every few seconds."""
+"""A job's progress shown by editing one status message, at most one edit every few seconds.
+
+Status messages are components v2 from their first text (widgets.text_layout): the flag cannot
+be removed from a message, so every text a progress message ever shows is a v2 text display.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
+from adapters.discord.widgets import text_layout
 from bot.api import Progress
 
 log = logging.getLogger(__name__)
@@ -99,7 +104,7 @@ class ProgressReporter:
 
 
 class StatusReply:
-    """A status reply to the user's message, created on the first progress edit."""
+    """A status reply to the user's message, created on the first progress edit (v2 throughout)."""
 
     def __init__(self, send: Callable[[str], Awaitable[discord.Message]]) -> None:
         self._send = send
@@ -110,7 +115,7 @@ class StatusReply:
         if self._message is None:
             self._message = await self._send(text)
         else:
-            await self._message.edit(content=text)
+            await self._message.edit(view=text_layout(text))
 
     async def remove(self) -> None:
         """Delete the status message once the result (or error) is out."""

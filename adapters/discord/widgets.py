@@ -1,14 +1,21 @@
-"""Buttons, menus and the edit modal; custom_ids carry all their state, so they work after a restart.
+"""Layouts, buttons, menus and the edit modal; custom_ids carry all state, so they survive a restart.
 
 A pressed component becomes a :class:`Press` raised as the client event ``press``
 (``on_press``), which the handlers dispatch by ``Press.kind``. The components are discord.py
-``DynamicItem`` s: rebuilt from the custom_id alone, so discord.py keeps nothing per message.
+``DynamicItem`` s: rebuilt from the custom_id alone, so discord.py keeps nothing per message
+(for a components-v2 message too: discord.py rebuilds a ``LayoutView`` from the message).
+
+Results and progress are components-v2 messages (discord.py 2.6+ ``ui.LayoutView``; the
+message flag ``1 << 15``, https://discord.com/developers/docs/components/reference): the text
+in a Text Display, the images in one Media Gallery of ``attachment://`` files, the buttons in
+action rows under it. Once a message has the flag it "can't be removed from that message", so a
+message that shows progress is v2 from its first edit and every later text on it is too.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +30,10 @@ DEFAULT_VALUE = "__default__"
 _STYLES = {"upscale": discord.ButtonStyle.primary, "delete": discord.ButtonStyle.danger}
 _LABEL_KEYS = {"reroll": "button.reroll", "upscale": "button.upscale",
                "variations": "button.variations", "edit": "button.edit", "delete": "button.delete"}
+#: discord.py's LayoutView: "a maximum of 4000 display characters across all its items".
+TEXT_LIMIT = 4000
+#: A media gallery item's alt text ("max 1024 characters", components/reference#media-gallery).
+ALT_LIMIT = 1024
 _SETTING_KEYS = {"model": "settings.model", "size": "settings.size", "aspect": "settings.aspect",
                  "locale": "settings.language", "search": "settings.search"}
 
@@ -48,14 +59,13 @@ def _raise(interaction: discord.Interaction[Any], press: Press) -> None:
     interaction.client.dispatch("press", interaction, press)
 
 
-class ActionButton(discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
-                   template=ACTION_TEMPLATE):
+class ActionButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=ACTION_TEMPLATE):
     """Reroll, 2K/4K, Variations, Edit or Delete on a result."""
 
-    def __init__(self, action: Action, label: str | None = None, row: int | None = None) -> None:
-        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(
+    def __init__(self, action: Action, label: str | None = None) -> None:
+        button: discord.ui.Button[Any] = discord.ui.Button(
             label=label or action.kind, custom_id=action.encode(),
-            style=_STYLES.get(action.kind, discord.ButtonStyle.secondary), row=row)
+            style=_STYLES.get(action.kind, discord.ButtonStyle.secondary))
         super().__init__(button)
         self.action = action
 
@@ -135,17 +145,45 @@ def _row(action: Action, batch: bool) -> int:
     return 2
 
 
-def result_view(api: BotApi, reply: Reply) -> discord.ui.View:
-    """The buttons under a result, labelled in the requester's language."""
-    view = discord.ui.View(timeout=None)
+def text_layout(text: str) -> discord.ui.LayoutView:
+    """A components-v2 message that only says ``text`` (progress, "done", an error)."""
+    view = discord.ui.LayoutView(timeout=None)
+    view.add_item(discord.ui.TextDisplay(clip_text(text)))
+    return view
+
+
+def result_layout(api: BotApi, reply: Reply, text: str,
+                  files: Sequence[discord.File]) -> discord.ui.LayoutView:
+    """A result: ``text``, then every image in one gallery, then the buttons in rows.
+
+    A batch's U1-U4 and V1-V4 act on the gallery's images in order; one Reroll makes the batch
+    again (Reply.candidates, Action.index / Action.batch).
+    """
+    view = discord.ui.LayoutView(timeout=None)
+    view.add_item(discord.ui.TextDisplay(clip_text(text)))
+    if files:
+        alt = clip_text(reply.text.splitlines()[0] if reply.text else "", ALT_LIMIT) or None
+        gallery: discord.ui.MediaGallery[discord.ui.LayoutView] = discord.ui.MediaGallery()
+        for file in files:
+            gallery.add_item(media=file, description=alt)
+        view.add_item(gallery)
+    rows: dict[int, discord.ui.ActionRow[discord.ui.LayoutView]] = {}
     batch = any(action.index is not None for action in reply.actions)
     for action in reply.actions:
         label = api.t(reply.locale, _LABEL_KEYS[action.kind], size=action.size or "",
                       cost=action.cost if action.cost is not None else "")
         if action.index is not None:  # which candidate: U2 upscales the second image
             label = f"{'U' if action.kind == 'upscale' else 'V'}{action.index} {label}"
-        view.add_item(ActionButton(action, label, _row(action, batch)))
+        row = rows.setdefault(_row(action, batch), discord.ui.ActionRow())
+        row.add_item(ActionButton(action, label))
+    for _, row in sorted(rows.items()):
+        view.add_item(row)
     return view
+
+
+def clip_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters (the last one an ellipsis when cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def forget_prompt(api: BotApi, locale: str) -> tuple[str, discord.ui.View]:
