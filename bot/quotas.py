@@ -209,8 +209,14 @@ class Quotas:
         # each orphan is refunded by exactly one (the conditional close decides).
         count = 0
         for res in await self._store.orphaned_reservations():
-            if res.owner is None or res.owner != self._owner:  # never this process's own jobs
-                count += await self.refund(res.id, "stale at start-up")
+            if res.owner is not None and res.owner == self._owner:  # never this process's own
+                continue
+            if res.turn_id and await self._store.bindings_of(res.turn_id):
+                # Its result reached the user (the delivery recorded its messages) before the
+                # process died between binding and settling: that is a sale, not a refund.
+                await self.settle(res.id)
+                continue
+            count += await self.refund(res.id, "stale at start-up")
         return count
 
     async def usage(self, actor: Actor, chat: ChatRef | None = None, *, running: int = 0) -> Usage:

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from bot.config import QuotaSection
-from bot.domain import Actor, ChatRef
+from bot.domain import Actor, ChatRef, MessageRef, Turn
 from bot.errors import QuotaExceeded, StoreUnavailable
 from bot.instance import Instance
 from bot.quotas import Price, Quotas
@@ -141,6 +141,31 @@ async def test_a_dead_instance_is_refunded_exactly_once_by_two_sweepers(
     assert await a.held_reservations() == []
     usage = await sweepers[0].usage(USERS[0])
     assert usage.reserved == 0 and usage.window("user_daily").used == 0  # type: ignore[union-attr]
+
+
+async def test_a_dead_instances_delivered_result_is_settled_not_refunded(
+        two: tuple[AnyStore, AnyStore]) -> None:
+    """Issue 14.2: an orphan whose delivery was recorded is a sale; the rest are refunded."""
+    a, b = two
+    section = QuotaSection(user_daily_credits=100, global_daily_usd=0)
+    await a.register_instance("dead", 60)
+    dead = Quotas(a, section, owner="dead")
+    both = [await dead.reserve(USERS[5], None, Price(4, 0.04)) for _ in range(2)]
+    for n, held in enumerate(both):
+        turn = Turn(id=f"turn{n}", actor_key=USERS[5].key, chat_key="telegram:5", prompt="p",
+                    model="m", size="1K", aspect="1:1", parent_id=None, input_hashes=(),
+                    output_hashes=(), provider_state=None, created_at=datetime.now(UTC),
+                    kind="imagine", credits=4)
+        await a.add_turn(turn)
+        await a.link_reservation(held.id, turn.id)
+    await a.bind("turn0", [MessageRef("telegram", "5", "77")])  # delivered, then the crash
+    await expire(a, "dead")
+    assert await Quotas(b, section, owner="sweeper").refund_stale() == 1
+    kinds = [(e.kind, e.reservation_id) for e in await b.ledger(USERS[5].key)]
+    ids = {e.reservation_id for e in await b.ledger(USERS[5].key)}
+    assert sorted(k for k, _ in kinds) == ["refund", "reserve", "reserve", "settle"]
+    assert len(ids) == 2 and await b.held_reservations() == []
+    assert (await Quotas(b, section).usage(USERS[5])).window("user_daily").used == 4  # type: ignore[union-attr]
 
 
 async def test_a_live_instance_keeps_its_reservations(two: tuple[AnyStore, AnyStore]) -> None:

@@ -57,6 +57,8 @@ class Reservation:
     paid: int = 0
     #: Of ``paid``, what a refunded purchase takes back should this job be refunded too.
     clawback: int = 0
+    #: The turn it pays for, once the result was stored (delivery settles it by this).
+    turn_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ def reservation_from(row: asyncpg.Record) -> Reservation:
         id=row["id"], actor_key=row["actor_key"], chat_key=row["chat_key"],
         credits=row["credits"], bonus=row["bonus"], usd=row["usd"], day=row["day"],
         month=row["month"], state=row["state"], created_at=row["created_at"], owner=row["owner"],
-        paid=row["paid"], clawback=row["clawback"],
+        paid=row["paid"], clawback=row["clawback"], turn_id=row["turn_id"],
     )
 
 

@@ -73,7 +73,7 @@ class SqliteQuotaTx(SqlitePaymentTx):
             credits=row["credits"], bonus=row["bonus"], usd=row["usd"], day=row["day"],
             month=row["month"], state=row["state"],
             created_at=datetime.fromisoformat(row["created_at"]), owner=row["owner"],
-            paid=row["paid"], clawback=row["clawback"],
+            paid=row["paid"], clawback=row["clawback"], turn_id=row["turn_id"],
         )
 
     async def reservation(self, reservation_id: str) -> Reservation | None:
