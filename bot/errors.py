@@ -11,7 +11,7 @@ class BotError(Exception):
     """Base of every error a user may be told about; ``key`` picks the catalog message."""
 
     key = "error.internal"
-    #: Exit code of ``imagine-bot generate`` for this category (DESIGN.md, CLI contract).
+    #: Exit code of ``imagine-bot generate`` for this category (README: "`generate` exit codes").
     exit_code = 4
 
     def __init__(self, detail: str = "", **params: Any) -> None:

@@ -1,6 +1,6 @@
 """Retry policy and HTTP failure classification shared by every wire API.
 
-What is retried (DESIGN.md, Providers): 408, 425, 429, 500, 502, 503, 504, 520-524 and 529,
+What is retried (docs/architecture.md, Providers): 408, 425, 429, 500, 502, 503, 504, 520-524 and 529,
 timeouts and dropped connections, with exponential backoff and equal jitter. A server hint wins
 over the backoff: the ``Retry-After`` / ``retry-after-ms`` header (RFC 9110 section 10.2.3, as the
 OpenAI SDK reads it) or Gemini's ``google.rpc.RetryInfo.retryDelay`` in the error ``details``
