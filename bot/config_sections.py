@@ -252,6 +252,8 @@ class DiscordSection(_Section):
     gateway_url: str | None = None
     allowed_guilds: tuple[int, ...] = ()
     allow_dms: bool = True
+    #: Ask for the privileged Message Content intent (the Developer Portal must allow it too).
+    message_content_intent: bool = False
 
     @field_validator("token_env")
     @classmethod

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from bot.config import Settings
 from tests.fake_discord import (
+    MESSAGE_CONTENT_INTENT,
     FakeDiscord,
     FakeMessage,
     bound_turn,
@@ -136,7 +137,11 @@ async def test_replies_that_do_not_address_the_bot_are_ignored(
 
 
 async def test_reply_edit_errors_are_explained(settings_factory: SettingsFactory) -> None:
-    async with FakeDiscord() as fake, running_bot(fake, discord_settings(settings_factory, fake)):
+    # With the message-content intent the bot sees that the message has no image; without it
+    # (tests/test_discord_intents.py) it points at the "Edit image" menu instead.
+    async with FakeDiscord(portal_intents=MESSAGE_CONTENT_INTENT) as fake, running_bot(
+            fake, discord_settings(settings_factory, fake,
+                                   discord={"message_content_intent": True})):
         quin = fake.user("quin")
         words = await fake.user_message("no image here", user=quin, mention_bot=False)
         ask = await fake.user_message("edit this", user=quin, reply_to=words)

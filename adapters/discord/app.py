@@ -62,9 +62,12 @@ class Client(discord.Client):
         # libraries (PyNaCl, davey) would only send operators after something they don't need.
         discord.VoiceClient.warn_nacl = False
         discord.VoiceClient.warn_dave = False
-        # Intents.default() leaves out message_content: mentions and DMs carry content anyway.
-        super().__init__(intents=discord.Intents.default(),
-                         allowed_mentions=discord.AllowedMentions.none())
+        # Intents.default() leaves out the privileged message_content: DMs, @mentions and
+        # ping-replies to regular bot messages carry content anyway (inbound.py); an operator
+        # may ask for it ([discord] message_content_intent) once the Developer Portal allows it.
+        intents = discord.Intents.default()
+        intents.message_content = api.settings.discord.message_content_intent
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
         self.sync_commands = sync_commands
         self.connected = False
         # This adapter's parts, wired once: everything below is handed the runtime explicitly.
@@ -164,6 +167,8 @@ def _raise_clearly(runner: asyncio.Task[None]) -> None:
     if isinstance(exc, discord.LoginFailure):
         raise ConfigError("Discord rejected the bot token") from exc
     if isinstance(exc, discord.PrivilegedIntentsRequired):
-        raise ConfigError("Discord refused the gateway intents") from exc
+        raise ConfigError("Discord refused the gateway intents: switch on Message Content in "
+                          "the Developer Portal, or set [discord] message_content_intent = "
+                          "false") from exc
     if exc is not None:
         raise exc

@@ -27,6 +27,7 @@ from adapters.discord.inbound import (
     message_chat,
     referenced,
     replied_to,
+    withheld,
 )
 from adapters.discord.progress import ProgressReporter, StatusReply
 from adapters.discord.runtime import Runtime
@@ -34,6 +35,7 @@ from adapters.discord.widgets import EditModal, Press, settings_panel, text_layo
 from bot.api import (
     Action,
     Actor,
+    BotError,
     ChatRef,
     EmptyPrompt,
     ImageRequest,
@@ -49,6 +51,18 @@ Interaction = discord.Interaction[Any]
 #: A job starter: given the progress callback, run the core call and return its result.
 JobStart = Callable[[ProgressCallback], Awaitable[Reply]]
 PressHandler = Callable[[Interaction, Press], Awaitable[None]]
+
+
+class MentionToEdit(BotError):
+    """A reply pinged the bot, but Discord withheld its words (no message-content intent)."""
+
+    key = "discord.mention_to_edit"
+
+
+class UseEditMenu(BotError):
+    """A reply asks to edit a picture the bot may not see (no message-content intent)."""
+
+    key = "discord.use_edit_menu"
 
 
 class Handlers:
@@ -243,14 +257,22 @@ class Handlers:
 
     async def _reply_job(self, message: discord.Message, actor: Actor, chat: ChatRef,
                          progress: ProgressCallback) -> Reply:
+        me, sees_all = self.rt.client.user, self.rt.section.message_content_intent
+        if not sees_all and withheld(message):
+            # A ping-only reply to a slash command's result: Discord sends no words without
+            # the privileged intent (inbound.py), so say how to ask instead of guessing.
+            raise MentionToEdit(bot=me.display_name if me else "bot")
         target = replied_to(message)
-        prompt, options = parse_flags(instruction(self.rt.client.user, message.content))
+        prompt, options = parse_flags(instruction(me, message.content))
         refs = await download(self.rt.session, attachment_sources(message.attachments),
                               self.rt.max_input)
         bound = await self.api.turn_for(target) is not None
         if not bound:  # someone's picture: it is the reference, the attachments come after
             original = await referenced(message)
             sources = image_sources(original) if original is not None else []
+            if not sources and not refs and not sees_all and original is not None and (
+                    original.author != me):
+                raise UseEditMenu()  # its attachments were withheld; the menu gets them
             refs = await download(self.rt.session, sources, self.rt.max_input) + refs
         request = ImageRequest(actor=actor, chat=chat, prompt=prompt, references=refs,
                                options=options, kind="edit")

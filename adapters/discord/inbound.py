@@ -1,7 +1,13 @@
 """Discord objects -> the core's values: who asks, where, about which message, with which images."""
 
-# No message-content intent is needed for replies: Discord delivers the content and attachments
-# of messages that mention the bot (a reply with the default ping does) and of DMs.
+# Without the privileged message-content intent ([discord] message_content_intent = false),
+# Discord still delivers the content and attachments of DMs, of messages that @mention the bot,
+# and of ping-replies to a regular bot message - but "it does not apply to replies to slash
+# command responses", and other people's messages arrive empty
+# (https://discord.com/developers/docs/gateway/you-might-not-need-a-privileged-intent). So a
+# ping-only reply to an /imagine result is seen as addressed but empty (``withheld``), and a
+# picture in someone else's message is invisible; the Edit button and the "Edit image" menu
+# (which receives the whole message) work either way.
 
 from __future__ import annotations
 
@@ -117,6 +123,12 @@ def addressed(me: discord.ClientUser | None, message: discord.Message) -> bool:
     if message.reference.message_id is None:
         return False
     return message.guild is None or any(user.id == me.id for user in message.mentions)
+
+
+def withheld(message: discord.Message) -> bool:
+    """A guild message that came without its content (nothing to read, nothing attached)."""
+    return (message.guild is not None and not message.content and not message.attachments
+            and not message.embeds)
 
 
 def instruction(me: discord.ClientUser | None, content: str) -> str:
