@@ -6,18 +6,27 @@ cancel went through at once, the job's lease on the delivery budget (bot/budget.
 given back while the memory is still in use, and under overload the budget would stop bounding
 RSS. :func:`run_sync` therefore lets the cancel through only once the thread is done (a few
 milliseconds to a second: these are single parse, decode and encode calls).
+
+:func:`parsing` orders that work: an answer's JSON, base64 and image checks hold the GIL, so a
+burst of answers parsed all at once finish together, late; parsed a few at a time in arrival
+order, the first ones are done early and the last no later. :func:`waiting` lends the slot
+out while a parse waits on the network (an image URL's download, an SDK call).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Generic, TypeVar, cast
 
-__all__ = ["run_sync"]
+__all__ = ["PARSERS", "parsing", "run_sync", "waiting"]
 
 T = TypeVar("T")
 
@@ -63,3 +72,60 @@ async def run_sync(fn: Callable[..., T], /, *args: object,
                 except asyncio.CancelledError:
                     continue
         raise
+
+
+#: Answers whose CPU work (JSON, base64, image checks) runs at once. More only interleave: in
+#: a burst every answer then finishes late, where in arrival order the first finish early.
+PARSERS = os.cpu_count() or 2
+
+
+class _Slot:
+    """One parse slot taken by a task (and the tasks it starts)."""
+
+    __slots__ = ("gate", "held")
+
+    def __init__(self, gate: asyncio.Semaphore) -> None:
+        self.gate = gate
+        self.held = False
+
+
+_SLOT: ContextVar[_Slot | None] = ContextVar("imagine_parse_slot", default=None)
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary())
+
+
+@asynccontextmanager
+async def parsing() -> AsyncIterator[None]:
+    """Parse one answer holding a slot, in arrival order; nested: the outer slot is kept."""
+    if _SLOT.get() is not None:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop) or _GATES.setdefault(loop, asyncio.Semaphore(PARSERS))
+    slot = _Slot(gate)
+    token = _SLOT.set(slot)
+    try:
+        await gate.acquire()
+        slot.held = True
+        yield
+    finally:
+        _SLOT.reset(token)
+        if slot.held:
+            slot.held = False
+            gate.release()
+
+
+@asynccontextmanager
+async def waiting() -> AsyncIterator[None]:
+    """Network waits inside :func:`parsing` (an image URL's download): the slot is lent out."""
+    slot = _SLOT.get()
+    if slot is None or not slot.held:
+        yield
+        return
+    slot.held = False
+    slot.gate.release()
+    try:
+        yield
+    finally:
+        await slot.gate.acquire()
+        slot.held = True

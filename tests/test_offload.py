@@ -10,7 +10,7 @@ from contextvars import ContextVar
 
 import pytest
 
-from bot.offload import run_sync
+from bot.offload import PARSERS, parsing, run_sync, waiting
 
 
 async def test_returns_the_result_and_raises_the_error() -> None:
@@ -68,3 +68,52 @@ async def test_context_variables_reach_the_thread() -> None:
     var: ContextVar[str] = ContextVar("var", default="unset")
     var.set("job 7")
     assert await run_sync(var.get) == "job 7"
+
+
+async def test_answers_are_parsed_a_few_at_a_time_in_arrival_order() -> None:
+    inside, most, order = 0, 0, list[int]()
+
+    async def answer(n: int) -> None:
+        nonlocal inside, most
+        async with parsing():
+            inside += 1
+            most = max(most, inside)
+            order.append(n)
+            async with parsing():  # nested (extract inside a provider's slot): no second slot
+                await asyncio.sleep(0.01)
+            inside -= 1
+
+    tasks = []
+    for n in range(4 * PARSERS):
+        tasks.append(asyncio.create_task(answer(n)))
+        await asyncio.sleep(0)  # they arrive in this order
+    await asyncio.gather(*tasks)
+    assert most == PARSERS and order == sorted(order)
+
+
+async def test_a_download_lends_the_slot_out_and_takes_it_back() -> None:
+    events: list[str] = []
+    downloading = asyncio.Event()
+
+    async def with_url() -> None:
+        async with parsing():
+            async with waiting():
+                downloading.set()
+                await asyncio.sleep(0.05)
+            events.append("url parsed")
+
+    async def inline() -> None:
+        await downloading.wait()
+        async with parsing():
+            events.append("inline parsed")
+
+    hogs = [asyncio.create_task(hold()) for _ in range(PARSERS - 1)]
+    await asyncio.gather(with_url(), inline())
+    await asyncio.gather(*hogs)
+    assert events == ["inline parsed", "url parsed"]  # it did not wait for the download
+
+
+async def hold() -> None:
+    """Keep a parse slot for a moment (the others are taken)."""
+    async with parsing():
+        await asyncio.sleep(0.1)

@@ -44,7 +44,7 @@ from PIL import Image
 
 from bot.domain import ImageData
 from bot.errors import NoImage, Refused, UpstreamError
-from bot.offload import run_sync
+from bot.offload import run_sync, waiting
 from bot.providers.base import ProviderResult
 from bot.providers.http import UNPOOLED as UNPOOLED  # re-exported for the providers
 from bot.providers.http import ResponseTooLarge, cap_bytes, capped_client, mib
@@ -310,7 +310,8 @@ async def _load(item: _Found, fetch: Fetcher | None) -> ImageData:
     if source.startswith(("http://", "https://")):
         if fetch is None:
             raise UpstreamError("the answer is an image URL but no downloader is configured")
-        data, mime = await fetch(source)
+        async with waiting():  # no parse slot held while downloading
+            data, mime = await fetch(source)
     elif source.startswith("data:"):
         header, _, payload = source.partition(",")
         mime = header[5:].split(";")[0].lower() or mime

@@ -39,7 +39,7 @@ import httpx
 
 from bot.budget import expecting
 from bot.domain import ImageData
-from bot.offload import run_sync
+from bot.offload import parsing, run_sync
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.providers.extract import (
     INLINE_LIMIT,
@@ -117,9 +117,10 @@ class GeminiProvider:
             raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
         except httpx.TransportError as exc:
             raise TransientError(f"connection failed ({type(exc).__name__})") from None
-        data = await read_json(resp.status_code, resp.content, resp.headers,
-                               key_env=self._key_env, secret=self._key)
-        result = await extract(data, fetch=self._fetcher)
+        async with parsing():  # a few answers at a time, in arrival order (bot/offload.py)
+            data = await read_json(resp.status_code, resp.content, resp.headers,
+                                   key_env=self._key_env, secret=self._key)
+            result = await extract(data, fetch=self._fetcher)
         return replace(result, provider_state=compact_state(data))
 
     async def probe(self) -> str:

@@ -30,6 +30,7 @@ import openai
 from bot.budget import expecting
 from bot.domain import ImageData
 from bot.errors import UpstreamError
+from bot.offload import parsing, waiting
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.providers.extract import Fetcher, UrlFetcher, encode_base64, extract
 from bot.providers.http import cap_bytes, sdk_client
@@ -74,12 +75,13 @@ class OpenAIChatProvider:
 
     async def _attempt(self, request: ProviderRequest, messages: list[dict[str, Any]],
                        extra: dict[str, Any], fetch: Fetcher) -> ProviderResult:
-        body = await sdk_call(
-            lambda: self._client.chat.completions.with_raw_response.create(
-                model=request.model_id, messages=cast(Any, messages), extra_body=extra,
-                timeout=request.timeout),
-            seconds=request.timeout, key_env=self._key_env, secret=self._key)
-        return await extract(body, fetch=fetch)
+        async with parsing():  # lent out while the call waits (sdk_call)
+            body = await sdk_call(
+                lambda: self._client.chat.completions.with_raw_response.create(
+                    model=request.model_id, messages=cast(Any, messages), extra_body=extra,
+                    timeout=request.timeout),
+                seconds=request.timeout, key_env=self._key_env, secret=self._key)
+            return await extract(body, fetch=fetch)
 
     async def probe(self) -> str:
         """One cheap call (list models) to check the endpoint and, where checked, the key."""
@@ -99,7 +101,8 @@ async def sdk_call(call: Callable[[], Awaitable[Any]], *, seconds: float, key_en
                    secret: str | None) -> dict[str, Any]:
     """Run one ``with_raw_response`` SDK call; return its JSON or raise the failure category."""
     try:
-        raw = await call()
+        async with waiting():  # a parse slot is not held while the upstream works
+            raw = await call()
     except openai.APITimeoutError:
         raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
     except openai.APIConnectionError as exc:

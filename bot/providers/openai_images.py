@@ -29,6 +29,7 @@ from typing import Any, cast
 import openai
 
 from bot.budget import expecting
+from bot.offload import parsing
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.extract import UrlFetcher, extract
 from bot.providers.http import cap_bytes, sdk_client
@@ -105,8 +106,10 @@ class OpenAIImagesProvider:
                                    **params)
             return images.generate(**params)
 
-        body = await sdk_call(call, seconds=seconds, key_env=self._key_env, secret=self._key)
-        return await extract(body, fetch=self._fetcher)
+        async with parsing():  # lent out while the call waits (sdk_call)
+            body = await sdk_call(call, seconds=seconds, key_env=self._key_env,
+                                  secret=self._key)
+            return await extract(body, fetch=self._fetcher)
 
     async def probe(self) -> str:
         """One cheap call (list models) to check the endpoint and the key."""
