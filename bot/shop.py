@@ -299,6 +299,10 @@ class Shop:
             log.warning("shop: credited %d payment(s) left uncredited before", count)
         return count
 
+    async def find(self, platform: str, charge_id: str) -> Payment | None:
+        """A payment by its platform's charge id."""
+        return await self._store.get_payment(platform, charge_id)
+
     async def payments(self, actor_key: str | None = None,
                        since_day: str | None = None) -> list[Payment]:
         """Payments (one user's, or from a day on), oldest first."""

@@ -22,6 +22,7 @@ from telegram.ext import (
 from adapters.telegram.commands import CommandHandlers
 from adapters.telegram.deliver import Sender
 from adapters.telegram.handlers import ImagineHandlers
+from adapters.telegram.payments import Payments
 from adapters.telegram.progress import Timing
 from adapters.telegram.ratelimit import RateLimiter
 from adapters.telegram.runtime import Runtime
@@ -30,9 +31,12 @@ from bot.api import BotApi, ConfigError
 
 log = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = ["message", "callback_query"]
+#: pre_checkout_query: a shop's payments wait for the bot's answer (adapters/telegram/payments.py).
+ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
 COMMANDS = ("imagine", "quota", "settings", "help", "forget")
 ADMIN_COMMANDS = (*COMMANDS, "grant", "stats")
+#: In the menus only while something is for sale ([shop]); /paysupport is Telegram's rule.
+SHOP_COMMANDS, SHOP_ADMIN_COMMANDS = ("buy", "paysupport"), ("refund",)
 #: Chinese menus go to clients whose language_code is "zh" (Telegram has no script subtag).
 MENU_LOCALES = {"": "en", "zh": "zh-Hans"}
 #: A Telegram 429 is waited out (retry_after) this many times before the call fails.
@@ -80,6 +84,8 @@ class TelegramAdapter:
         rt = Runtime(self._api, app.bot, self._api.settings.telegram, send, self._timing)
         imagine = ImagineHandlers(rt)
         app.add_handlers(CommandHandlers(rt).handlers())
+        self._payments = Payments(rt)
+        app.add_handlers(self._payments.handlers())
         app.add_handler(CallbackQueryHandler(imagine.on_button, pattern=r"^ib:"))
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL,
                                        imagine.on_message))
@@ -96,6 +102,7 @@ class TelegramAdapter:
         webhook: WebhookServer | None = None
         try:
             await app.start()
+            self._payments.start()
             await self._register_commands(app.bot)
             if cfg.webhook_url:
                 webhook = WebhookServer(app, cfg.webhook_url, cfg.webhook_listen,
@@ -142,18 +149,22 @@ class TelegramAdapter:
         t = self._api.t
         admins = [int(key.split(":", 1)[1]) for key in self._api.settings.bot.admins
                   if key.startswith("telegram:")]
+        selling = bool(self._api.shop.packs("telegram"))
+        everyone = (*COMMANDS, *SHOP_COMMANDS) if selling else COMMANDS
+        operators = (*ADMIN_COMMANDS, *SHOP_COMMANDS, *SHOP_ADMIN_COMMANDS) if selling else (
+            ADMIN_COMMANDS)
         for language, locale in MENU_LOCALES.items():
             def menu(names: tuple[str, ...], locale: str = locale) -> list[BotCommand]:
                 return [BotCommand(n, t(locale, f"telegram.commands.{n}")) for n in names]
             try:
-                await bot.set_my_commands(menu(COMMANDS), language_code=language or None)
+                await bot.set_my_commands(menu(everyone), language_code=language or None)
                 # Group administrators also see /config (issue 17) in their groups' menus.
-                await bot.set_my_commands(menu((*COMMANDS, "config")),
+                await bot.set_my_commands(menu((*everyone, "config")),
                                           scope=BotCommandScopeAllChatAdministrators(),
                                           language_code=language or None)
                 for admin in admins:
                     with contextlib.suppress(TelegramError):  # an admin who never wrote to us
-                        await bot.set_my_commands(menu(ADMIN_COMMANDS),
+                        await bot.set_my_commands(menu(operators),
                                                   scope=BotCommandScopeChat(admin),
                                                   language_code=language or None)
             except TelegramError as err:
