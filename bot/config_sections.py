@@ -234,6 +234,9 @@ class TelegramSection(_Section):
     album_debounce_seconds: float = Field(default=1.0, ge=0)
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0:8443"
+    #: A private chat the bot uploads guest-mode results to (their file ids answer the query);
+    #: unset: guest queries are not subscribed to.
+    cache_chat_id: int | None = None
 
     _webhook_listen = field_validator("webhook_listen")(classmethod(lambda cls, v: _listen(v)))
 
