@@ -21,6 +21,7 @@ from telegram.ext import (
 
 from adapters.telegram.commands import CommandHandlers
 from adapters.telegram.deliver import Sender
+from adapters.telegram.guest import GuestQueries, guest_updates
 from adapters.telegram.handlers import ImagineHandlers
 from adapters.telegram.payments import Payments
 from adapters.telegram.progress import Timing
@@ -86,6 +87,7 @@ class TelegramAdapter:
         app.add_handlers(CommandHandlers(rt).handlers())
         self._payments = Payments(rt)
         app.add_handlers(self._payments.handlers())
+        app.add_handlers(GuestQueries(rt).handlers())  # guest_message (Bot API 10.0)
         app.add_handler(CallbackQueryHandler(imagine.on_button, pattern=r"^ib:"))
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.StatusUpdate.ALL,
                                        imagine.on_message))
@@ -104,13 +106,14 @@ class TelegramAdapter:
             await app.start()
             self._payments.start()
             await self._register_commands(app.bot)
+            updates = [*ALLOWED_UPDATES, *guest_updates(cfg.cache_chat_id, app.bot.bot)]
             if cfg.webhook_url:
                 webhook = WebhookServer(app, cfg.webhook_url, cfg.webhook_listen,
-                                        secret_for(self._token), ALLOWED_UPDATES)
+                                        secret_for(self._token), updates)
                 await webhook.start()
             elif app.updater is not None:
                 await app.updater.start_polling(timeout=int(self._poll_timeout),
-                                                allowed_updates=ALLOWED_UPDATES,
+                                                allowed_updates=updates,
                                                 error_callback=self._on_poll_error)
             self._running = True
             log.info("telegram: connected as @%s", app.bot.username)
