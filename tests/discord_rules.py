@@ -29,6 +29,8 @@ BUTTONS_PER_ROW = 5
 CUSTOM_ID_MAX = 100
 LABEL_MAX = 80
 OPTIONS_MAX = 25
+#: https://discord.com/developers/docs/components/reference#button-button-styles: 6 = premium.
+PREMIUM = 6
 # https://discord.com/developers/docs/interactions/receiving-and-responding
 # #interaction-response-object-interaction-callback-type: DEFERRED_UPDATE_MESSAGE (6) and
 # UPDATE_MESSAGE (7) are "only valid for component-based interactions" (and modal submits
@@ -87,7 +89,14 @@ def _components_problem(rows: list[dict[str, Any]], *, rows_max: int = ROWS_MAX
                 return _form(f"{where}.label", "Must be 80 or fewer in length.")
             if len(comp.get("options") or []) > OPTIONS_MAX:
                 return _form(f"{where}.options", "Must be 25 or fewer in length.")
-            if comp.get("type") == 2 and comp.get("style") != 5 and not comp.get("custom_id"):
+            if comp.get("type") == 2 and comp.get("style") == PREMIUM:
+                # #button: a premium button carries the sku_id of a purchasable SKU and no
+                # custom_id, label, url or emoji (Discord draws the SKU's name and price).
+                if not comp.get("sku_id") or any(comp.get(k) for k in (
+                        "custom_id", "label", "url", "emoji")):
+                    return _form(f"{where}.sku_id", "a premium button has a sku_id and no "
+                                                    "custom_id, label, url or emoji")
+            elif comp.get("type") == 2 and comp.get("style") != 5 and not comp.get("custom_id"):
                 return _form(f"{where}.custom_id", "This field is required")
     return None
 

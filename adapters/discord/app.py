@@ -16,6 +16,7 @@ from adapters.discord.commands import CatalogTranslator
 from adapters.discord.deliver import Outbox
 from adapters.discord.handlers import Handlers
 from adapters.discord.inbound import log
+from adapters.discord.payments import Payments
 from adapters.discord.runtime import Runtime
 from adapters.discord.widgets import DYNAMIC_ITEMS, Press
 from bot.api import BotApi, ConfigError
@@ -74,19 +75,26 @@ class Client(discord.Client):
         self.runtime = Runtime(api, self, Outbox(api, self))
         self.handlers = Handlers(self.runtime)
         self.tree = Tree(self, self.runtime)
+        self.payments = Payments(self.runtime)
+        self._sweep: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         """Persistent components and commands; sync them with Discord only when asked to."""
         await self.runtime.open()
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         await self.tree.set_translator(CatalogTranslator(self.runtime.api))
-        commands.register(self.runtime, self.tree, self.handlers)
+        selling = [self.payments.command()] if self.shop_open else []
+        commands.register(self.runtime, self.tree, self.handlers, selling)
+        # Purchases made while the bot was away wait unconsumed: credited in the background.
+        self._sweep = asyncio.create_task(self.payments.sweep(), name="discord-entitlements")
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d application commands", len(synced))
 
     async def close(self) -> None:
         """Disconnect and release the download session."""
+        if self._sweep is not None:
+            self._sweep.cancel()
         await super().close()
         await self.runtime.close()
 
@@ -111,6 +119,19 @@ class Client(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         """Replies to results that mention the bot become edits."""
         await self.handlers.on_message(message)
+
+    @property
+    def shop_open(self) -> bool:
+        """Whether /buy has anything to offer here."""
+        return bool(self.runtime.api.shop.packs("discord"))
+
+    async def on_entitlement_create(self, entitlement: discord.Entitlement) -> None:
+        """A purchase (adapters/discord/payments.py)."""
+        await self.payments.on_entitlement(entitlement)
+
+    async def on_entitlement_delete(self, entitlement: discord.Entitlement) -> None:
+        """Discord took a purchase back."""
+        await self.payments.on_entitlement_delete(entitlement)
 
     async def on_press(self, interaction: discord.Interaction[Any], press: Press) -> None:
         """A persistent button or menu was used (raised by widgets.py)."""

@@ -223,12 +223,13 @@ def _admin(rt: Runtime, tree: app_commands.CommandTree[Any]) -> app_commands.Gro
     return group
 
 
-def register(rt: Runtime, tree: app_commands.CommandTree[Any], handlers: Handlers) -> None:
+def register(rt: Runtime, tree: app_commands.CommandTree[Any], handlers: Handlers,
+             more: Sequence[Any] = ()) -> None:
     """Add every command to ``tree`` (syncing them with Discord is separate and explicit)."""
     contexts = app_commands.AppCommandContext(guild=True, dm_channel=rt.section.allow_dms,
                                               private_channel=False)
     entries: list[Any] = [_imagine(rt, handlers), *_account(rt), _edit_menu(rt, handlers),
-                          _admin(rt, tree)]
+                          _admin(rt, tree), *more]
     for entry in entries:
         entry.allowed_contexts = contexts
         tree.add_command(entry)
