@@ -11,7 +11,7 @@ from html import escape
 from aiohttp import web
 
 from adapters.web import dashboard as dash
-from adapters.web import inbound
+from adapters.web import inbound, shop_view
 from adapters.web.pages import Bundle, html, page
 from adapters.web.runtime import Runtime
 from adapters.web.security import SESSION_COOKIE, SESSION_SECONDS, same_token
@@ -48,7 +48,8 @@ class OperatorView:
         """The operator's routes."""
         return [web.get("/operator", self.index), web.post("/operator/login", self.login),
                 web.post("/operator/logout", self.logout), web.post("/operator/grant", self.grant),
-                web.post("/operator/ban", self.ban), web.get("/operator/live", self.live)]
+                web.post("/operator/ban", self.ban), web.get("/operator/live", self.live),
+                web.post("/operator/refund", self.refund)]
 
     def _login_page(self, request: web.Request, error: str = "", status: int = 200
                     ) -> web.Response:
@@ -122,7 +123,8 @@ class OperatorView:
             user_hint=t("web.op.user_hint"), credits_label=t("web.op.credits"),
             grant=t("web.op.grant"), ban=t("web.op.ban"), unban=t("web.op.unban"),
             ban_title=t("web.op.ban_title"), gallery_title=t("web.op.recent"),
-            gallery=html(dash.gallery(env, t, report.gallery, zone)))
+            gallery=html(dash.gallery(env, t, report.gallery, zone)),
+            shop=html(await shop_view.section(env, t, api, rt.csrf(request), zone)))
 
     async def live(self, request: web.Request) -> web.Response:
         """The live queue fragment, for the page's refresh."""
@@ -165,6 +167,13 @@ class OperatorView:
                                                                  err)).text)
         log.info("web: operator granted %d credits to %s", amount, target)
         return self._done(request, "ok", text)
+
+    async def refund(self, request: web.Request) -> web.Response:
+        """Refund a payment through its platform; its unused credits are taken back."""
+        if not self.rt.operator(request):
+            raise web.HTTPForbidden()
+        kind, text = await shop_view.refund(self.rt, request, self.rt.page_locale(request))
+        return self._done(request, kind, text)
 
     async def ban(self, request: web.Request) -> web.Response:
         """Block or unblock a user."""

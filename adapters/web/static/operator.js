@@ -29,6 +29,12 @@
     day.addEventListener("focus", () => show(day));
   });
 
+  // A refund gives money back: asked once more (the form says what happens to the credits).
+  document.addEventListener("submit", (e) => {
+    const ask = e.target.dataset ? e.target.dataset.confirm : "";
+    if (ask && !window.confirm(ask)) e.preventDefault();
+  });
+
   document.addEventListener("click", (e) => {
     const fill = e.target.closest("[data-fill]");
     if (!fill) return;
