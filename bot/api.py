@@ -65,6 +65,7 @@ from bot.prompts import parse_flags
 from bot.providers.routes import ROUTES
 from bot.quotas import MAX_GRANT, Quotas, user_key
 from bot.reports import GalleryItem, OperatorReport, Overview, Rates, Reports, Standing, Total
+from bot.revenue import RevenueDay
 from bot.service import ImagineService
 from bot.shop import Charge, Pack, Receipt, RefundFailed, Shop
 from bot.storage.base import LedgerEntry, Payment, UserRecord
@@ -88,7 +89,7 @@ __all__ += ["MAX_GRANT", "BadGrant", "user_key"]
 # A platform's own settings section, for the adapter's runtime to hold typed.
 __all__ += ["TelegramSection"]
 # Selling packs ([shop]): what platforms report (Charge), what they show (Pack, Receipt, Payment).
-__all__ += ["Charge", "Pack", "Payment", "Receipt", "RefundFailed", "Shop"]
+__all__ += ["Charge", "Pack", "Payment", "Receipt", "RefundFailed", "RevenueDay", "Shop"]
 
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 

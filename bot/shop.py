@@ -308,13 +308,17 @@ class Shop:
         """Payments (one user's, or from a day on), oldest first."""
         return await self._store.payments(actor_key=actor_key, since_day=since_day)
 
-    async def revenue(self, days: int | None = 30) -> list[RevenueDay]:
-        """Sales, refunds and spend by day: the last ``days`` days, or (None) every day."""
+    async def revenue(self, days: int | None = 30,
+                      actor_key: str | None = None) -> list[RevenueDay]:
+        """Sales, refunds and spend by day (of one user): the last ``days`` days, or every day."""
         if days is None:
-            return revenue_by_day(await self._store.payments(), await self._store.ledger())
+            return revenue_by_day(await self._store.payments(actor_key=actor_key),
+                                  await self._store.ledger(actor_key))
         span = last_days(self._quotas.today(), days)
-        return revenue_by_day(await self._store.payments(since_day=span[0]),
-                              await self._store.ledger_since(span[0]), span)
+        ledger = await self._store.ledger_since(span[0])
+        return revenue_by_day(
+            await self._store.payments(actor_key=actor_key, since_day=span[0]),
+            [e for e in ledger if actor_key is None or e.actor_key == actor_key], span)
 
     async def mark_consumed(self, platform: Platform, charge_id: str) -> None:
         """The platform's entitlement for a payment was consumed (Discord)."""

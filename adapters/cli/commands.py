@@ -15,6 +15,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from adapters.cli import revenue as money
 from adapters.cli.errors import describe
 from adapters.cli.lineup_report import availability, catalog_rows, live_routes, operator_reason, table
 from bot.api import MAX_GRANT, Actor, BadGrant, BotError, ConfigError, Settings, user_key
@@ -193,37 +194,52 @@ async def _open_core(settings: Settings) -> Core:
     return core
 
 
-async def usage(settings: Settings, user: str | None, *, as_csv: bool) -> int:
-    """``usage``: jobs, credits, USD and grants per day and user, from the ledger."""
+async def usage(settings: Settings, user: str | None, *, as_csv: bool,
+                revenue: bool = False) -> int:
+    """``usage``: jobs, credits, USD and grants per day and user; revenue by day beside spend."""
     core = await _open_core(settings)
     try:
         rows = await core.api.ledger(user)
+        days = await core.api.shop.revenue(None, actor_key=user)
     finally:
         await core.store.close()
+    if revenue:  # --revenue: the shop's table alone (CSV too)
+        return _table(money.HEADER, money.rows(days), as_csv, "(no sales yet)",
+                      money.totals(days))
     totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0])
     for row in rows:
         cell = totals[(row.day, row.actor_key)]
         if row.kind == "grant":
             cell[3] += row.bonus
         elif row.kind in ("reserve", "refund"):
-            # A reserve row holds +allowance and -bonus; its refund row mirrors it.
+            # A reserve row holds +allowance, -bonus and -purchased; its refund row mirrors it.
             cell[0] += 1 if row.kind == "reserve" else -1
-            cell[1] += row.credits - row.bonus
+            cell[1] += row.credits - row.bonus - row.paid
             cell[2] += row.usd
     header = ["day", "user", "jobs", "credits", "usd", "granted"]
     lines: list[list[str]] = [
         [day, actor, str(int(v[0])), str(int(v[1])), f"{v[2]:.4f}", str(int(v[3]))]
         for (day, actor), v in sorted(totals.items())]
+    code = _table(header, lines, as_csv, "(no usage yet)")
+    if not as_csv and any(d.sales or d.refunds for d in days):
+        print("\nrevenue by day (USD-equivalent; Stars at [shop] usd_per_star):")
+        _table(money.HEADER, money.rows(days), False, "", money.totals(days))
+    return code
+
+
+def _table(header: list[str], lines: list[list[str]], as_csv: bool, empty: str,
+           footer: list[str] | None = None) -> int:
     if as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(header)
         writer.writerows(lines)
         return EXIT_OK
-    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-    for line in [header, *lines]:
+    shown = [header, *lines, *([footer] if footer and lines else [])]
+    widths = [max(len(row[i]) for row in shown) for i in range(len(header))]
+    for line in shown:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
-    if not lines:
-        print("(no usage yet)")
+    if not lines and empty:
+        print(empty)
     return EXIT_OK
 
 

@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     usage = sub.add_parser("usage", parents=[common], help="credits and spend from the ledger")
     usage.add_argument("user", nargs="?", help="platform:ID, e.g. telegram:42")
     usage.add_argument("--csv", action="store_true", help="CSV for spreadsheets")
+    usage.add_argument("--revenue", action="store_true",
+                       help="packs sold by day (Stars, USD) next to spend, alone")
     sub.add_parser("console-token", parents=[common],
                    help="print the web console's operator token (made once, kept in data_dir)")
     grant = sub.add_parser("grant", parents=[common], help="give a user bonus credits")
@@ -99,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "invite":
             return commands.invite(settings, args.client_id)
         if args.command == "usage":
-            return asyncio.run(commands.usage(settings, args.user, as_csv=args.csv))
+            return asyncio.run(commands.usage(settings, args.user, as_csv=args.csv,
+                                              revenue=args.revenue))
         if args.command == "grant":
             return asyncio.run(commands.grant(settings, args.user, args.credits))
         if args.command == "console-token":
