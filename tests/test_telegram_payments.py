@@ -5,6 +5,7 @@ payment, an update lost while the bot was down, and the store failing while cred
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -244,3 +245,27 @@ async def test_the_store_failing_while_crediting(settings_factory: Factory) -> N
         await store.open()  # the disk is writable again
         await fake.wait_for("sendMessage", lambda c: "Thank you" in c.text, timeout=15)
         assert await bot.ledger(ALICE) == ["purchase"]
+
+
+async def test_a_stalled_store_refuses_the_pre_checkout_in_time(
+        settings_factory: Factory, monkeypatch: Any) -> None:
+    from adapters.telegram import payments
+
+    monkeypatch.setattr(payments, "ANSWER_BUDGET", 0.5)
+    async with running_shop_bot(settings_factory, **SECTIONS) as bot:
+        fake = stars(bot)
+        invoice = await invoice_for(bot)
+        store = bot.c.store
+        real = store.get_user
+
+        async def stalled(key: str) -> Any:
+            await asyncio.sleep(30)  # a database that stopped answering
+            return await real(key)
+
+        monkeypatch.setattr(store, "get_user", stalled)
+        started = time.monotonic()
+        assert await fake.pay(invoice, ALICE) is None
+        assert time.monotonic() - started < 10  # answered (no) well inside Telegram's limit
+        ok, why = fake.pre_checkout_answers[-1] or (True, None)
+        assert not ok and why and "cannot be taken right now" in why
+        assert fake.book.sales == {}

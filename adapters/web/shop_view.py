@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import tzinfo
+from datetime import date, timedelta, tzinfo
 from typing import Any
 
 import jinja2
@@ -23,8 +23,8 @@ from bot.api import BotApi, BotError, Payment
 
 log = logging.getLogger(__name__)
 Tr = Callable[..., str]
-#: Payments shown, newest first.
-SHOWN = 50
+#: Payments shown, newest first, of the last DAYS days (the revenue table's span).
+SHOWN, DAYS = 50, 30
 
 
 def _price(p: Payment) -> str:
@@ -34,11 +34,12 @@ def _price(p: Payment) -> str:
 async def section(env: jinja2.Environment, t: Tr, api: BotApi, csrf: str, zone: tzinfo) -> str:
     """Revenue by day and the latest payments; empty while nothing is (or was) for sale."""
     shop = api.shop
-    payments = await shop.payments(since_day=None)
+    since = (date.fromisoformat(api.today()) - timedelta(days=DAYS - 1)).isoformat()
+    payments = await shop.payments(since_day=since)
     if not shop.settings.enabled and not payments:
         return ""
     macros: Any = env.get_template("shop.html").module
-    days = [d for d in await shop.revenue(30) if d.sales or d.refunds or d.spend_usd]
+    days = [d for d in await shop.revenue(DAYS) if d.sales or d.refunds or d.spend_usd]
     heads = [t(f"web.op.shop.{k}") for k in ("day", "sales", "stars", "refunds", "revenue",
                                              "spend", "margin")]
     rows = [[d.day, d.sales, d.stars - d.refunded_stars, d.refunds, usd(d.net_usd),
