@@ -27,6 +27,7 @@ from bot.domain import (
     Capabilities,
     ChatRef,
     ImageData,
+    ImageLink,
     ImageRequest,
     MessageRef,
     Options,
@@ -59,6 +60,7 @@ from bot.groups import KEYS as GROUP_KEYS
 from bot.groups import GroupSettings, describe
 from bot.images import thumbnail
 from bot.jobs import SchedulerStats
+from bot.links import image_link
 from bot.messages import Messages, normalize_locale
 from bot.present import Presenter, excerpt, progress_text
 from bot.prompts import parse_flags
@@ -88,6 +90,8 @@ __all__ += ["MAX_GRANT", "BadGrant", "user_key"]
 
 # A platform's own settings section, for the adapter's runtime to hold typed.
 __all__ += ["TelegramSection"]
+# A reference an upstream may fetch by URL (bot/links.py decides which may).
+__all__ += ["ImageLink"]
 # Selling packs ([shop]): what platforms report (Charge), what they show (Pack, Receipt, Payment).
 __all__ += ["Charge", "Pack", "Payment", "Receipt", "RefundFailed", "RevenueDay", "Shop"]
 
@@ -180,6 +184,16 @@ class BotApi:
     async def delete(self, actor: Actor, turn_id: str) -> list[MessageRef]:
         """Delete a turn (its owner or an admin); returns the messages to remove."""
         return await self._service.delete(actor, turn_id)
+
+    def image_link(self, url: str, mime: str, size: int | None,
+                   name: str = "") -> ImageLink | None:
+        """``url`` as a reference the upstream may fetch itself, or None: download it.
+
+        The core decides (bot/links.py): https Discord CDN URLs of a declared image type and
+        size within ``[limits] max_input_mb`` (over it: InputTooLarge, as a download would be).
+        """
+        return image_link(url, mime, size, name,
+                          max_bytes=int(self.settings.limits.max_input_mb * 1_000_000))
 
     async def thumbnail(self, image: ImageData, side: int) -> ImageData:
         """A JPEG preview of ``image`` whose long side is at most ``side`` pixels."""

@@ -90,6 +90,18 @@ class ImageData:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageLink:
+    """A reference image by URL, for a route that fetches it itself (bot/links.py decides)."""
+
+    #: Signed and expiring (a Discord CDN attachment URL): kept out of reprs and logs.
+    url: str = field(repr=False)
+    mime: str
+    #: Bytes, as the platform declared them.
+    size: int
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Budget:
     """What a destination accepts: bytes, pixel limits, aspect ratio and formats."""
 
@@ -149,6 +161,8 @@ class ImageRequest:
     options: Options = Options()
     kind: RequestKind = "imagine"
     parent_turn_id: str | None = None
+    #: References by URL (bot/links.py), after ``references`` in order.
+    links: tuple[ImageLink, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

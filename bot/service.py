@@ -57,6 +57,7 @@ from bot.errors import (
 from bot.failover import Booking, Leg, Routing
 from bot.groups import Groups, leveled
 from bot.jobs import JobScheduler
+from bot.links import NO_LINKS, Linked, fetches_links, prepared
 from bot.messages import normalize_locale
 from bot.metrics import JobEvent, Metrics
 from bot.present import Presenter
@@ -138,7 +139,7 @@ class ImagineService:
                 parent = await self._owned_turn(request.actor, request.parent_turn_id)
             elif reply_to is not None:
                 parent = await self.conversations.turn_for(reply_to)
-            if parent is None and not request.references:
+            if parent is None and not (request.references or request.links):
                 raise NoReference()
             # An edit keeps the model and size of what it edits unless the request says otherwise.
             return await self._job(replace(request, kind="edit"), parent, progress,
@@ -233,18 +234,16 @@ class ImagineService:
         spec, size, aspect = job.spec, job.size, job.aspect
         opts = replace(opts, search=self.choices.search(record.settings, opts, spec))
         event.model, event.size = spec.name, size
-        prior = len(parent.output_hashes) if parent else 0
+        prior = (len(parent.output_hashes) if parent else 0) + len(request.links)
         if len(request.references) + prior > spec.max_references:
             raise TooManyReferences(len(request.references) + prior, spec.max_references, spec.name)
         limits = self.settings.limits
-        refs = await asyncio.gather(*(
-            self._prepare(r.data, max_input_bytes=int(limits.max_input_mb * 1_000_000),
-                          max_output_bytes=int(limits.reference_max_mb * 1_000_000),
-                          name=r.name) for r in request.references))
+        legs = self.routing.plan(spec)  # the books charge the route that serves (Booking)
+        refs, linked = await prepared(request, self._prepare, limits, by_url=(opts.n or 1) == 1
+                                      and fetches_links(self.providers, [x.provider for x in legs]))
         history = await self.conversations.history(parent.id) if parent else ()
         if parent and not history:
             raise NotFound()
-        legs = self.routing.plan(spec)  # the books charge the route that serves (Booking)
         price = self.quotas.price(legs[0].spec, size)
         n = opts.n or 1
         await self.groups.member_cap(job.group, actor, chat, price.credits * n, self.quotas)
@@ -266,7 +265,8 @@ class ImagineService:
         async def store(result: ProviderResult) -> Turn:
             return await self.conversations.record(
                 actor=actor, chat=chat, prompt=prompt, model=spec.name, size=size, aspect=aspect,
-                parent_id=parent.id if parent else None, inputs=refs, outputs=result.images,
+                parent_id=parent.id if parent else None, inputs=[*refs, *await linked.stored()],
+                outputs=result.images,
                 provider_state=result.provider_state, kind=request.kind, credits=booking.price.credits)
 
         # Stored and leased inside the job, so its timeout, cancel and drain cover the wait.
@@ -276,7 +276,7 @@ class ImagineService:
             with reading(self.deliveries.budget, pending):
                 turn, result = await self._generate(actor, spec, tuple(refs), history, size,
                                                     aspect, progress, event, keep=keep, opts=opts,
-                                                    prompt=text, legs=legs,
+                                                    prompt=text, legs=legs, linked=linked,
                                                     moving=booking.move, safety=job.level)
         except Refused as err:
             pending.release()
@@ -288,6 +288,7 @@ class ImagineService:
                 await self.quotas.refund(pending.reservation_id, "refused")
             raise
         except BaseException as exc:
+            linked.cancel()
             await asyncio.shield(refund_failed(self.deliveries, pending, type(exc).__name__))
             raise
         try:
@@ -302,13 +303,14 @@ class ImagineService:
                         progress: ProgressCallback | None, event: JobEvent, *, prompt: str,
                         keep: Callable[[ProviderResult], Awaitable[T]],
                         opts: Options, legs: tuple[Leg, ...],
-                        moving: Callable[[Leg], Awaitable[None]], safety: str) -> T:
+                        moving: Callable[[Leg], Awaitable[None]], safety: str,
+                        linked: Linked = NO_LINKS) -> T:
         limits = self.settings.limits
         timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
         request = ProviderRequest(model_id=spec.id, prompt=prompt, references=refs,
                                   history=history, size=size, aspect=aspect, timeout=timeout,
                                   send_size=spec.send_size, thinking=opts.thinking,
-                                  search=bool(opts.search), safety=safety)
+                                  search=bool(opts.search), safety=safety, links=linked.urls)
         submitted = time.monotonic()
 
         async def answer() -> ProviderResult:

@@ -19,13 +19,13 @@ from adapters.discord.inbound import (
     addressed,
     attachment_sources,
     author_of,
-    download,
     image_sources,
     instruction,
     interaction_chat,
     manages_messages,
     message_chat,
     referenced,
+    references,
     replied_to,
     withheld,
 )
@@ -38,6 +38,8 @@ from bot.api import (
     BotError,
     ChatRef,
     EmptyPrompt,
+    ImageData,
+    ImageLink,
     ImageRequest,
     MessageRef,
     Options,
@@ -100,13 +102,12 @@ class Handlers:
             text, flags = parse_flags(prompt)
             if not text:
                 raise EmptyPrompt()
-            refs = await download(self.rt.session, attachment_sources(attachments),
-                                  self.rt.max_input)
+            refs, links = await self._references(attachment_sources(attachments))
             chosen = dataclasses.replace(flags, model=options.model or flags.model,
                                          size=options.size or flags.size,
                                          aspect=options.aspect or flags.aspect)
             request = ImageRequest(actor=actor, chat=chat, prompt=text, references=refs,
-                                   options=chosen)
+                                   options=chosen, links=links)
             return await self.api.imagine(request, progress)
 
         await self._job(interaction, actor, start)
@@ -132,12 +133,18 @@ class Handlers:
 
         async def start(progress: ProgressCallback) -> Reply:
             prompt, options = parse_flags(words)
-            refs = await download(self.rt.session, sources, self.rt.max_input)
+            refs, links = await self._references(sources)
             request = ImageRequest(actor=actor, chat=chat, prompt=prompt, references=refs,
-                                   options=options, kind="edit", parent_turn_id=turn_id)
+                                   options=options, kind="edit", parent_turn_id=turn_id,
+                                   links=links)
             return await self.api.edit(request, reply_to=reply_to, progress=progress)
 
         await self._job(interaction, actor, start)
+
+    async def _references(self, sources: Sequence[ImageSource]
+                          ) -> tuple[tuple[ImageData, ...], tuple[ImageLink, ...]]:
+        """Users' images: by URL where the core takes them so, else downloaded."""
+        return await references(self.api, self.rt.session, sources, self.rt.max_input)
 
     async def _job(self, interaction: Interaction, actor: Actor, start: JobStart) -> None:
         """Run a job for a deferred interaction: progress edits, then the result or the error."""
@@ -264,17 +271,17 @@ class Handlers:
             raise MentionToEdit(bot=me.display_name if me else "bot")
         target = replied_to(message)
         prompt, options = parse_flags(instruction(me, message.content))
-        refs = await download(self.rt.session, attachment_sources(message.attachments),
-                              self.rt.max_input)
+        sources = attachment_sources(message.attachments)
         bound = await self.api.turn_for(target) is not None
         if not bound:  # someone's picture: it is the reference, the attachments come after
             original = await referenced(message)
-            sources = image_sources(original) if original is not None else []
-            if not sources and not refs and not sees_all and original is not None and (
+            theirs = image_sources(original) if original is not None else []
+            if not theirs and not sources and not sees_all and original is not None and (
                     original.author != me):
                 raise UseEditMenu()  # its attachments were withheld; the menu gets them
-            refs = await download(self.rt.session, sources, self.rt.max_input) + refs
+            sources = [*theirs, *sources]
+        refs, links = await self._references(sources)
         request = ImageRequest(actor=actor, chat=chat, prompt=prompt, references=refs,
-                               options=options, kind="edit")
+                               options=options, kind="edit", links=links)
         return await self.api.edit(request, reply_to=target if bound else None,
                                    progress=progress)

@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import discord
 
-from bot.api import Actor, ChatRef, ImageData, InputTooLarge, MessageRef, NotFound
+from bot.api import Actor, BotApi, ChatRef, ImageData, ImageLink, InputTooLarge, MessageRef, NotFound
 
 log = logging.getLogger("adapters.discord")
 PLATFORM = "discord"
@@ -36,6 +36,8 @@ class ImageSource:
     url: str
     filename: str = ""
     size: int | None = None
+    #: The content type Discord declares (empty when it declares none, e.g. link previews).
+    mime: str = ""
 
 
 # ----- who and where -------------------------------------------------------------------------
@@ -166,7 +168,7 @@ def image_sources(message: discord.Message) -> list[ImageSource]:
     for att in message.attachments:
         kind = (att.content_type or "").split(";")[0]
         if kind.startswith("image/") or att.filename.lower().endswith(_IMAGE_EXTENSIONS):
-            found.append(ImageSource(att.url, att.filename, att.size))
+            found.append(ImageSource(att.url, att.filename, att.size, att.content_type or ""))
     for embed in message.embeds:
         for media in (embed.image, embed.thumbnail):
             url = media.proxy_url or media.url
@@ -178,7 +180,20 @@ def image_sources(message: discord.Message) -> list[ImageSource]:
 
 def attachment_sources(attachments: Sequence[discord.Attachment]) -> list[ImageSource]:
     """Every attachment (bad ones are refused by the core with a clear reason)."""
-    return [ImageSource(a.url, a.filename, a.size) for a in attachments]
+    return [ImageSource(a.url, a.filename, a.size, a.content_type or "") for a in attachments]
+
+
+async def references(api: BotApi, session: aiohttp.ClientSession, sources: Sequence[ImageSource],
+                     max_bytes: int) -> tuple[tuple[ImageData, ...], tuple[ImageLink, ...]]:
+    """The images as links when the core takes every one by URL, else downloaded.
+
+    All or none, so the references keep the order the user gave them in (bot/links.py: the
+    upstream fetches Discord's CDN URLs itself, and nothing is downloaded before the job).
+    """
+    links = [api.image_link(s.url, s.mime, s.size, s.filename) for s in sources]
+    if sources and all(link is not None for link in links):
+        return (), tuple(link for link in links if link is not None)
+    return await download(session, sources, max_bytes), ()
 
 
 async def download(session: aiohttp.ClientSession, sources: Sequence[ImageSource],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.domain import ImageData
+from bot.domain import ImageData, ImageLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,9 @@ class ProviderRequest:
     search: bool = False
     #: Safety level (bot.safety): what a route that takes safety settings is sent.
     safety: str = "default"
+    #: References by URL, after ``references``: only for a provider with ``accepts_links``
+    #: (bot/links.py decides; the others get those images inline in ``references``).
+    links: tuple[ImageLink, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,9 @@ class GeminiProvider:
         # default pool of 100 would make the rest wait unseen, their wait counted as the model's.
         # Answers are capped while they stream ([providers.NAME] max_response_mb).
         self._client = capped_client(cap_bytes(max_response_mb), limits=UNPOOLED)
+        #: Google fetches ``file_data`` URLs itself (bot/links.py); a relay's native route may not.
+        self.accepts_links = (urllib.parse.urlsplit(self._base).hostname or "").endswith(
+            ".googleapis.com")
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         """POST one generateContent (retrying transient failures) and extract its image."""
@@ -171,7 +174,8 @@ async def build_body(request: ProviderRequest) -> bytes:
         contents.append({"role": "user", "parts": await _user_parts(turn.prompt, turn.inputs)})
         contents.append({"role": "model", "parts": await model_parts(turn)})
     contents.append({"role": "user",
-                     "parts": await _user_parts(request.prompt, request.references)})
+                     "parts": [*await _user_parts(request.prompt, request.references),
+                               *link_parts(request)]})
     image_config: dict[str, str] = {}
     if request.aspect:
         image_config["aspectRatio"] = request.aspect
@@ -200,6 +204,15 @@ async def _user_parts(prompt: str, images: tuple[ImageData, ...]) -> list[dict[s
         parts.append({"inline_data": {"mime_type": image.mime,
                                       "data": await encode_base64(image.data)}})
     return parts
+
+
+def link_parts(request: ProviderRequest) -> list[dict[str, Any]]:
+    """References by URL as ``file_data {mime_type, file_uri}`` parts (Google fetches them).
+
+    https://ai.google.dev/gemini-api/docs/file-input-methods: public and signed https URLs.
+    """
+    return [{"file_data": {"mime_type": link.mime, "file_uri": link.url}}
+            for link in request.links]
 
 
 def compact_state(body: dict[str, Any]) -> str | None:
