@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw
 from bot.domain import ImageData
 from bot.providers import demo_fonts as fonts
 from bot.providers.base import ProviderRequest, ProviderResult
+from bot.providers.text import TextRequest, demo_text
 
 _BASE = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
 
@@ -88,6 +89,12 @@ class DemoProvider:
         image = await asyncio.to_thread(render, request)
         return ProviderResult(images=(image,), text="DEMO", finish_reason="STOP", shape="demo",
                               demo=True)
+
+    async def text(self, request: TextRequest) -> str:
+        """Text mode (/describe) offline: prompts from the image's shape."""
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return demo_text(request.image)
 
     async def aclose(self) -> None:
         """Nothing to release."""

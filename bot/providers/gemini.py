@@ -51,6 +51,7 @@ from bot.providers.extract import (
 )
 from bot.providers.http import cap_bytes, capped_client
 from bot.providers.retry import RetryPolicy, TransientError, read_json
+from bot.providers.text import TextRequest, gemini_text, gemini_text_body
 from bot.safety import gemini_safety
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,26 @@ class GeminiProvider:
                                    key_env=self._key_env, secret=self._key)
             result = await extract(data, fetch=self._fetcher)
         return replace(result, provider_state=compact_state(data))
+
+    async def text(self, request: TextRequest) -> str:
+        """Text mode (/describe): generateContent answering TEXT only (bot/providers/text.py)."""
+        body = await gemini_text_body(request)
+        url = f"{self._base}/v1beta/models/{request.model_id.removeprefix('models/')}:generateContent"
+
+        async def attempt() -> str:
+            try:
+                resp = await self._client.post(url, content=body, headers=self._headers,
+                                               timeout=httpx.Timeout(request.timeout, connect=15.0))
+            except httpx.TimeoutException:
+                raise TransientError("no answer in time", timeout=True) from None
+            except httpx.TransportError as exc:
+                raise TransientError(f"connection failed ({type(exc).__name__})") from None
+            return gemini_text(await read_json(resp.status_code, resp.content, resp.headers,
+                                               key_env=self._key_env, secret=self._key))
+
+        return await self._policy.run(attempt, job_seconds=request.timeout,
+                                      what=f"{self.name} {request.model_id}",
+                                      model=request.model_id)
 
     async def probe(self) -> str:
         """One cheap call (``GET /v1beta/models``) to check the endpoint and the key."""

@@ -36,6 +36,7 @@ from bot.providers.extract import Fetcher, UrlFetcher, encode_base64, extract
 from bot.providers.http import cap_bytes, sdk_client
 from bot.providers.retry import RetryPolicy, TransientError, read_json
 from bot.providers.routes import ROUTES, Route
+from bot.providers.text import TextRequest, chat_text, chat_text_messages
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,20 @@ class OpenAIChatProvider:
                     timeout=request.timeout),
                 seconds=request.timeout, key_env=self._key_env, secret=self._key)
             return await extract(body, fetch=fetch)
+
+    async def text(self, request: TextRequest) -> str:
+        """Text mode (/describe): one chat completion, its words (bot/providers/text.py)."""
+        messages = await chat_text_messages(request)
+        model = self.route.model_id(request.model_id)
+
+        async def attempt() -> str:
+            return chat_text(await sdk_call(
+                lambda: self._client.chat.completions.with_raw_response.create(
+                    model=model, messages=cast(Any, messages), timeout=request.timeout),
+                seconds=request.timeout, key_env=self._key_env, secret=self._key))
+
+        return await self._policy.run(attempt, job_seconds=request.timeout,
+                                      what=f"{self.name} {model}", model=model)
 
     async def probe(self) -> str:
         """One cheap call (list models) to check the endpoint and, where checked, the key."""
