@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from bot.catalog import Lineup, ModelSpec, normalize_size
 from bot.config import Settings
@@ -11,10 +12,12 @@ from bot.errors import InvalidOption, NotAllowed
 from bot.jobs import JobScheduler
 from bot.messages import LOCALES
 from bot.present import Presenter
+from bot.prompts import MAX_N
 from bot.quotas import Quotas
 from bot.storage.base import Store
+from bot.styles import Styles
 
-_FIELDS = ("model", "size", "aspect", "locale", "search")
+_FIELDS = ("model", "size", "aspect", "locale", "search", "n", "style")
 
 
 class Preferences:
@@ -25,6 +28,7 @@ class Preferences:
         self._store = store
         self._lineup = lineup or Lineup(settings.catalog())
         self._catalog = self._lineup.models
+        self.styles = Styles.of(settings.styles)
 
     def _spec(self, name: str | None) -> ModelSpec:
         """A saved or default model today (a retired name means its successor)."""
@@ -41,6 +45,10 @@ class Preferences:
             return list(LOCALES)
         if name == "model":
             return list(self._catalog)
+        if name == "n":
+            return [str(i) for i in range(1, MAX_N + 1)]
+        if name == "style":
+            return self.styles.names()
         spec = self._spec(model)
         if name == "search":
             return ["on", "off"] if spec.search else ["off"]
@@ -60,7 +68,8 @@ class Preferences:
             allowed = self.choices(name, current.model)
             if value not in allowed:
                 raise InvalidOption(name, value, allowed)
-        updated = replace(current, **{name: value})
+        fields: dict[str, Any] = {name: int(value) if name == "n" and value else value}
+        updated = replace(current, **fields)
         if name == "model" and value is not None:
             spec = self._spec(value)
             if updated.size and updated.size not in spec.sizes:

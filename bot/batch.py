@@ -90,7 +90,8 @@ class Batches:
                     actor=plan.actor, chat=plan.chat, prompt=plan.prompt, model=plan.spec.name,
                     size=plan.size, aspect=plan.aspect, parent_id=plan.parent_id, inputs=plan.refs,
                     outputs=result.images, provider_state=result.provider_state, kind=plan.kind,
-                    credits=booking.price.credits)
+                    credits=booking.price.credits, style=plan.opts.style,
+                    negative=plan.opts.negative)
 
             started = time.monotonic()
             with reading(self.deliveries.budget, booking.pending):

@@ -58,7 +58,8 @@ class Conversations:
                      size: str | None, aspect: str | None, parent_id: str | None,
                      inputs: Sequence[ImageData], outputs: Sequence[ImageData],
                      provider_state: str | None = None, kind: RequestKind = "imagine",
-                     credits: int = 0) -> Turn:
+                     credits: int = 0, style: str | None = None,
+                     negative: tuple[str, ...] = ()) -> Turn:
         """Store the images and a new turn (a root if its parent was forgotten meanwhile)."""
         async with self.locks.hold(actor.key):
             turn = Turn(
@@ -67,7 +68,7 @@ class Conversations:
                 input_hashes=tuple([await self.blobs.put(i) for i in inputs]),
                 output_hashes=tuple([await self.blobs.put(o) for o in outputs]),
                 provider_state=provider_state, created_at=self._clock(), kind=kind,
-                credits=credits)
+                credits=credits, style=style, negative=negative)
             await self._store.add_turn(turn)
         return turn
 
@@ -141,6 +142,7 @@ class Conversations:
             for turn in turns:
                 digests.extend([*turn.input_hashes, *turn.output_hashes])
                 await self._store.delete_turn(turn.id)
+            await self._store.forget_suggestions(actor_key)
             await self.blobs.drop_unreferenced(digests)
         return len(turns)
 

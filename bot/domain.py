@@ -250,6 +250,41 @@ class Turn:
     created_at: datetime
     kind: RequestKind = "imagine"
     credits: int = 0
+    #: The request's recipe: its style preset and what it left out, kept by a reroll, an upscale
+    #: and a variation (``turns.recipe``).
+    style: str | None = None
+    negative: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One past result in /history: the turn, a line about it and its buttons."""
+
+    turn: Turn
+    line: str
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A page of a user's results, newest first (``page`` counts from 1)."""
+
+    items: tuple[HistoryItem, ...]
+    page: int
+    pages: int
+    text: str
+    locale: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """/describe's answer: 2-4 prompts for an image, each runnable by a button."""
+
+    id: str
+    prompts: tuple[str, ...]
+    text: str
+    credits_used: int = 0
+    locale: str = "en"
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,3 +348,7 @@ class UserSettings:
     locale: str | None = None
     #: "on": ground images in Google Search where the model offers it (``--search`` per job).
     search: str | None = None
+    #: Candidates per request (``--n`` per job).
+    n: int | None = None
+    #: A style preset (``--style`` per job).
+    style: str | None = None

@@ -37,7 +37,6 @@ from bot.domain import (
     Options,
     Progress,
     Reply,
-    RequestKind,
     Turn,
     Usage,
 )
@@ -63,9 +62,10 @@ from bot.metrics import JobEvent, Metrics
 from bot.present import Presenter
 from bot.providers.base import HistoryTurn, ImageProvider, ProviderRequest, ProviderResult
 from bot.quotas import Quotas
+from bot.recipes import model_text, pressed, with_defaults
 from bot.results import Results
 from bot.storage.base import Store
-from bot.styles import Style, Styles
+from bot.styles import Styles
 
 log = logging.getLogger(__name__)
 ProgressCallback = Callable[[Progress], Awaitable[None]]
@@ -93,8 +93,7 @@ class ImagineService:
         self.choices = Choices(settings, self.lineup)
         self.routing = Routing(settings, providers, metrics)  # failover across routes
         self.groups = Groups(settings, store, self.lineup)  # /config: a group narrows the rest
-        self.styles = Styles({name.lower(): Style(name.lower(), section.template, section.label)
-                              for name, section in settings.styles.items()})
+        self.styles = Styles.of(settings.styles)
         self._prepare = prepare_reference
         self.metrics = metrics
         budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
@@ -159,22 +158,12 @@ class ImagineService:
             inputs = await self.conversations.inputs(turn)
             if inputs is None:
                 raise NotFound()  # a reroll without its references would be a different image
-            # An upscale's size is asked for now (refused if the model lacks it); others keep it.
-            asked = Options(size=action.size) if action.kind == "upscale" else Options(
-                n=action.batch if action.kind == "reroll" else None)
-            base = ImageRequest(actor=actor, chat=chat, prompt=turn.prompt, references=inputs)
-            parent: Turn | None = turn
-            if action.kind == "variations":  # the chosen image as a reference, a new root
-                chosen = await self.conversations.outputs(turn)
-                if not chosen:
-                    raise NotFound()
-                parent = None
-                req = replace(base, references=chosen[:1], kind="variation",
-                              options=Options(vary=action.vary or "subtle"))
-            else:
-                parent = await self.conversations.get(turn.parent_id) if turn.parent_id else None
-                kind: RequestKind = "upscale" if action.kind == "upscale" else "reroll"
-                req = replace(base, kind=kind, options=asked)
+            chosen = (await self.conversations.outputs(turn)
+                      if action.kind == "variations" else None)
+            # The recipe (style, exclusions) is kept; an upscale's size is asked for now.
+            req = pressed(actor, chat, turn, action, inputs, chosen)
+            parent = None if req.kind == "variation" else (
+                await self.conversations.get(turn.parent_id) if turn.parent_id else None)
             return await self._job(req, parent, progress, model=turn.model, size=turn.size,
                                    aspect=turn.aspect)
 
@@ -228,7 +217,7 @@ class ImagineService:
         prompt = request.prompt.strip()
         if not prompt:
             raise EmptyPrompt()
-        opts = request.options
+        opts = with_defaults(request.options, record.settings, request.kind)
         job = await self.groups.admitted(self.choices, record.settings, opts, chat, model=model,
                                          kept_size=size, kept_aspect=aspect, parent=parent)
         spec, size, aspect = job.spec, job.size, job.aspect
@@ -247,9 +236,8 @@ class ImagineService:
         price = self.quotas.price(legs[0].spec, size)
         n = opts.n or 1
         await self.groups.member_cap(job.group, actor, chat, price.credits * n, self.quotas)
-        strength = "result.variation_strong" if opts.vary == "strong" else "result.variation_subtle"
-        text = (self.presenter.t("en", strength, prompt=prompt)
-                if request.kind == "variation" else self.styles.text(prompt, opts, job.group.style))
+        text = model_text(self.presenter.t, self.styles, prompt, opts, request.kind,
+                          job.group.style)
         if n > 1:
             timeout = limits.timeout_4k_seconds if size == "4K" else limits.timeout_seconds
             made = await self.batches.run(Plan(
@@ -267,7 +255,8 @@ class ImagineService:
                 actor=actor, chat=chat, prompt=prompt, model=spec.name, size=size, aspect=aspect,
                 parent_id=parent.id if parent else None, inputs=[*refs, *await linked.stored()],
                 outputs=result.images,
-                provider_state=result.provider_state, kind=request.kind, credits=booking.price.credits)
+                provider_state=result.provider_state, kind=request.kind,
+                credits=booking.price.credits, style=opts.style, negative=opts.negative)
 
         # Stored and leased inside the job, so its timeout, cancel and drain cover the wait.
         keep = functools.partial(self.deliveries.keep, pending, store)

@@ -16,9 +16,10 @@ which these instruction-following models obey better than bare "no X" tokens ins
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from bot.config_sections import StyleSection
 from bot.domain import Options
 from bot.errors import InvalidOption
 
@@ -64,6 +65,20 @@ class Styles:
 
     def __init__(self, configured: Mapping[str, Style] | None = None) -> None:
         self.presets: dict[str, Style] = {**BUILTIN_STYLES, **(configured or {})}
+
+    @classmethod
+    def of(cls, sections: Mapping[str, StyleSection]) -> Styles:
+        """The presets with the operator's ``[styles.NAME]`` tables."""
+        return cls({name.lower(): Style(name.lower(), section.template, section.label)
+                    for name, section in sections.items()})
+
+    def label(self, t: Callable[..., str], locale: str, name: str) -> str:
+        """A preset's name as shown: the operator's label, else ``style.NAME``, else NAME."""
+        style = self.presets.get(name)
+        if style is not None and style.label:
+            return style.label
+        shown = t(locale, f"style.{name}")
+        return name if shown == f"style.{name}" else shown
 
     def names(self) -> list[str]:
         """Preset names, in a stable order."""

@@ -302,6 +302,22 @@ class Store(Protocol):
         """Every turn of an actor."""
         ...
 
+    async def turns_page(self, actor_key: str, offset: int, limit: int) -> tuple[list[Turn], int]:
+        """A page of an actor's turns, newest first, and how many they have (/history)."""
+        ...
+
+    async def save_suggestions(self, sid: str, actor_key: str, prompts: list[str]) -> None:
+        """Keep /describe's suggested prompts for their buttons."""
+        ...
+
+    async def suggestions(self, sid: str) -> tuple[str, list[str]] | None:
+        """Whose suggestions ``sid`` are, and the prompts."""
+        ...
+
+    async def forget_suggestions(self, actor_key: str) -> None:
+        """Delete every suggestion kept for an actor (/forget)."""
+        ...
+
     async def bind(self, turn_id: str, messages: list[MessageRef]) -> None:
         """Map platform messages to a turn."""
         ...

@@ -12,6 +12,7 @@ import asyncpg
 
 from bot.domain import MessageRef, Turn, UserSettings
 from bot.storage.base import BlobInfo, UserRecord
+from bot.storage.recipes import prompts_json, prompts_of, recipe_fields, recipe_json
 
 
 def _turn(row: asyncpg.Record) -> Turn:
@@ -21,7 +22,7 @@ def _turn(row: asyncpg.Record) -> Turn:
         input_hashes=tuple(json.loads(row["input_hashes"])),
         output_hashes=tuple(json.loads(row["output_hashes"])),
         provider_state=row["provider_state"], created_at=row["created_at"], kind=row["kind"],
-        credits=row["credits"],
+        credits=row["credits"], **recipe_fields(row["recipe"]),
     )
 
 
@@ -52,18 +53,21 @@ class PgRecords:
         return UserRecord(
             key=key,
             settings=UserSettings(model=r["model"], size=r["size"], aspect=r["aspect"],
-                                  locale=r["locale"], search=r["search"]),
+                                  locale=r["locale"], search=r["search"], n=r["n"],
+                                  style=r["style"]),
             banned=r["banned"], ban_notified=r["ban_notified"], daily_limit=r["daily_limit"],
             monthly_limit=r["monthly_limit"])
 
     async def save_user_settings(self, key: str, settings: UserSettings) -> None:
         """Store a user's defaults."""
         await self._execute(
-            "INSERT INTO users (key, model, size, aspect, locale, search, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, now()) ON CONFLICT (key) DO UPDATE SET"
+            "INSERT INTO users (key, model, size, aspect, locale, search, n, style, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) ON CONFLICT (key) DO UPDATE SET"
             " model = EXCLUDED.model, size = EXCLUDED.size, aspect = EXCLUDED.aspect,"
-            " locale = EXCLUDED.locale, search = EXCLUDED.search",
-            key, settings.model, settings.size, settings.aspect, settings.locale, settings.search)
+            " locale = EXCLUDED.locale, search = EXCLUDED.search, n = EXCLUDED.n,"
+            " style = EXCLUDED.style",
+            key, settings.model, settings.size, settings.aspect, settings.locale, settings.search,
+            settings.n, settings.style)
 
     async def set_user_flags(self, key: str, *, banned: bool | None = None,
                              ban_notified: bool | None = None, daily_limit: int | None = None,
@@ -119,12 +123,13 @@ class PgRecords:
         state = self._redact(turn.provider_state) if turn.provider_state is not None else None
         await self._execute(
             "INSERT INTO turns (id, actor_key, chat_key, parent_id, kind, prompt, model, size,"
-            " aspect, input_hashes, output_hashes, provider_state, credits, created_at)"
+            " aspect, input_hashes, output_hashes, provider_state, credits, created_at, recipe)"
             " VALUES ($1, $2, $3, (SELECT id FROM turns WHERE id = $4), $5, $6, $7, $8, $9, $10,"
-            " $11, $12, $13, $14)",
+            " $11, $12, $13, $14, $15)",
             turn.id, turn.actor_key, turn.chat_key, turn.parent_id, turn.kind, turn.prompt,
             turn.model, turn.size, turn.aspect, json.dumps(list(turn.input_hashes)),
-            json.dumps(list(turn.output_hashes)), state, turn.credits, turn.created_at)
+            json.dumps(list(turn.output_hashes)), state, turn.credits, turn.created_at,
+            recipe_json(turn))
 
     async def get_turn(self, turn_id: str) -> Turn | None:
         """A turn by id."""
@@ -158,6 +163,31 @@ class PgRecords:
             " SELECT $1, $2, $3, id FROM turns WHERE id = $4"
             " ON CONFLICT (platform, chat_id, message_id) DO UPDATE SET turn_id = EXCLUDED.turn_id",
             [(m.platform, m.chat_id, m.message_id, turn_id) for m in messages])
+
+    async def turns_page(self, actor_key: str, offset: int, limit: int) -> tuple[list[Turn], int]:
+        """A page of an actor's turns, newest first, and how many they have."""
+        rows = await self._fetch("SELECT *, COUNT(*) OVER () AS total FROM turns"
+                                 " WHERE actor_key = $1 ORDER BY created_at DESC, id"
+                                 " LIMIT $2 OFFSET $3", actor_key, limit, offset)
+        if rows:
+            return [_turn(r) for r in rows], int(rows[0]["total"])
+        counted = await self._fetch("SELECT COUNT(*) AS n FROM turns WHERE actor_key = $1",
+                                    actor_key)
+        return [], int(counted[0]["n"])
+
+    async def save_suggestions(self, sid: str, actor_key: str, prompts: list[str]) -> None:
+        """Keep /describe's prompts for their buttons."""
+        await self._execute("INSERT INTO suggestions (id, actor_key, prompts) VALUES ($1, $2, $3)",
+                            sid, actor_key, prompts_json(prompts))
+
+    async def suggestions(self, sid: str) -> tuple[str, list[str]] | None:
+        """Whose suggestions ``sid`` are, and the prompts."""
+        rows = await self._fetch("SELECT actor_key, prompts FROM suggestions WHERE id = $1", sid)
+        return (rows[0]["actor_key"], prompts_of(rows[0]["prompts"])) if rows else None
+
+    async def forget_suggestions(self, actor_key: str) -> None:
+        """Delete every suggestion kept for an actor."""
+        await self._execute("DELETE FROM suggestions WHERE actor_key = $1", actor_key)
 
     async def bound_turn(self, message: MessageRef) -> str | None:
         """The turn a platform message shows."""

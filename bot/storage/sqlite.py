@@ -17,6 +17,8 @@ import aiosqlite
 from bot.domain import MessageRef, Turn, UserSettings
 from bot.errors import StoreUnavailable
 from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationState, UserRecord
+from bot.storage.recipes import recipe_fields, recipe_json
+from bot.storage.sqlite_gallery import SqliteGallery
 from bot.storage.sqlite_leases import ProcessLocks, SqliteLeases
 from bot.storage.sqlite_payments import SqlitePayments
 from bot.storage.sqlite_schema import _statements, migrate, migrations
@@ -49,7 +51,7 @@ def _turn(row: aiosqlite.Row) -> Turn:
         input_hashes=tuple(json.loads(row["input_hashes"])),
         output_hashes=tuple(json.loads(row["output_hashes"])),
         provider_state=row["provider_state"], created_at=datetime.fromisoformat(row["created_at"]),
-        kind=row["kind"], credits=row["credits"],
+        kind=row["kind"], credits=row["credits"], **recipe_fields(row["recipe"]),
     )
 
 
@@ -61,8 +63,10 @@ def _entry(r: aiosqlite.Row) -> LedgerEntry:
                        paid=r["paid"])
 
 
-class SqliteStore(SqliteLeases, SqlitePayments):
+class SqliteStore(SqliteLeases, SqlitePayments, SqliteGallery):
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
+
+    _turn_row = staticmethod(_turn)
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000,
                  redact: Redact | None = None) -> None:
@@ -208,7 +212,8 @@ class SqliteStore(SqliteLeases, SqlitePayments):
         return UserRecord(
             key=key,
             settings=UserSettings(model=r["model"], size=r["size"], aspect=r["aspect"],
-                                  locale=r["locale"], search=r["search"]),
+                                  locale=r["locale"], search=r["search"], n=r["n"],
+                                  style=r["style"]),
             banned=bool(r["banned"]), ban_notified=bool(r["ban_notified"]),
             daily_limit=r["daily_limit"], monthly_limit=r["monthly_limit"],
         )
@@ -222,10 +227,10 @@ class SqliteStore(SqliteLeases, SqlitePayments):
         async with self._writing():
             await self._ensure_user(key)
             await self.db.execute(
-                "UPDATE users SET model = ?, size = ?, aspect = ?, locale = ?, search = ? "
-                "WHERE key = ?",
+                "UPDATE users SET model = ?, size = ?, aspect = ?, locale = ?, search = ?, n = ?,"
+                " style = ? WHERE key = ?",
                 (settings.model, settings.size, settings.aspect, settings.locale,
-                 settings.search, key),
+                 settings.search, settings.n, settings.style, key),
             )
 
     async def group_settings(self, key: str) -> str | None:
@@ -286,12 +291,13 @@ class SqliteStore(SqliteLeases, SqlitePayments):
         state = self._redact(turn.provider_state) if turn.provider_state is not None else None
         await self._write(
             "INSERT INTO turns (id, actor_key, chat_key, parent_id, kind, prompt, model, size,"
-            " aspect, input_hashes, output_hashes, provider_state, credits, created_at)"
-            " VALUES (?, ?, ?, (SELECT id FROM turns WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " aspect, input_hashes, output_hashes, provider_state, credits, created_at, recipe)"
+            " VALUES (?, ?, ?, (SELECT id FROM turns WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            " ?)",
             (turn.id, turn.actor_key, turn.chat_key, turn.parent_id, turn.kind, turn.prompt,
              turn.model, turn.size, turn.aspect, json.dumps(list(turn.input_hashes)),
              json.dumps(list(turn.output_hashes)), state, turn.credits,
-             turn.created_at.isoformat()),
+             turn.created_at.isoformat(), recipe_json(turn)),
         )
 
     async def get_turn(self, turn_id: str) -> Turn | None:
