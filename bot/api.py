@@ -20,12 +20,16 @@ from bot.catalog import SIZE_ORDER, ModelSpec
 from bot.config import Settings
 from bot.config_sections import TelegramSection
 from bot.delivery import Delivery, Fitted
+from bot.describe import Describer
 from bot.domain import (
     Action,
     Actor,
     Budget,
     Capabilities,
     ChatRef,
+    Described,
+    HistoryItem,
+    HistoryPage,
     ImageData,
     ImageLink,
     ImageRequest,
@@ -56,6 +60,7 @@ from bot.errors import (
     TooManyWaiting,
     UnsupportedImage,
 )
+from bot.gallery import Gallery
 from bot.groups import KEYS as GROUP_KEYS
 from bot.groups import GroupSettings, describe
 from bot.images import thumbnail
@@ -67,6 +72,7 @@ from bot.prompts import parse_flags
 from bot.providers.routes import ROUTES
 from bot.quotas import MAX_GRANT, Quotas, user_key
 from bot.reports import GalleryItem, OperatorReport, Overview, Rates, Reports, Standing, Total
+from bot.results import button_label
 from bot.revenue import RevenueDay
 from bot.service import ImagineService
 from bot.shop import Charge, Pack, Receipt, RefundFailed, Shop
@@ -92,6 +98,8 @@ __all__ += ["MAX_GRANT", "BadGrant", "user_key"]
 __all__ += ["TelegramSection"]
 # A reference an upstream may fetch by URL (bot/links.py decides which may).
 __all__ += ["ImageLink"]
+# Creating (issue 16): /history pages, /describe answers.
+__all__ += ["Described", "HistoryItem", "HistoryPage"]
 # Selling packs ([shop]): what platforms report (Charge), what they show (Pack, Receipt, Payment).
 __all__ += ["Charge", "Pack", "Payment", "Receipt", "RefundFailed", "RevenueDay", "Shop"]
 
@@ -115,6 +123,10 @@ class BotApi:
         self.shop = shop
         #: The operator's figures (ledger folds, gallery, top users' standing).
         self.reports = Reports(store=service.store, quotas=quotas, catalog=service.catalog)
+        self._describer = Describer(settings=settings, store=service.store, quotas=quotas,
+                                    providers=service.providers, scheduler=service.scheduler,
+                                    presenter=presenter, prepare=service._prepare)
+        self._gallery = Gallery(settings, service.store, service.choices, presenter)
 
     # ----- words -------------------------------------------------------------------------------
 
@@ -139,6 +151,10 @@ class BotApi:
                 return Reply(text="", error=err.key, locale=locale)
             await store.set_user_flags(actor.key, ban_notified=True)
         return Reply(text=self.error_text(locale, err), error=err.key, locale=locale)
+
+    def button_label(self, locale: str, action: Action) -> str:
+        """A result button's label, the same on every platform (U2 · 4K (24), V3, Reroll all)."""
+        return button_label(self._messages.t, locale, action)
 
     def progress_text(self, locale: str, event: Progress, running: float) -> str | None:
         """A job's status line: its queue place, or how long the model has worked."""
@@ -168,6 +184,30 @@ class BotApi:
                   progress: ProgressCallback | None = None) -> Reply:
         """A button: reroll, upscale or variations of a turn the actor may use."""
         return await self._service.act(actor, chat, action, progress)
+
+    async def describe(self, actor: Actor, chat: ChatRef, image: ImageData) -> Described:
+        """/describe: 2-4 prompts for ``image``, charged ``[describe] credits`` (refunded on failure)."""
+        return await self._service._guarded(actor, self._describer.describe(actor, chat, image))
+
+    async def suggestion(self, actor: Actor, sid: str, index: int) -> str:
+        """Prompt ``index`` (from 1) of a /describe answer, for the one who asked (or an admin)."""
+        return await self._describer.suggestion(actor, sid, index, admin=self.is_admin(actor))
+
+    async def history(self, actor: Actor, page: int = 1) -> HistoryPage:
+        """/history: page ``page`` of the actor's results, newest first, with their buttons."""
+        return await self._gallery.page(actor, page, await self.locale_for(actor))
+
+    def help_text(self, locale: str) -> str:
+        """/help: commands, buttons and every inline flag, the style presets named."""
+        return self.t(locale, "help.text", styles=", ".join(self.style_names()))
+
+    def style_names(self) -> list[str]:
+        """Style presets (``--style NAME``), built-in and configured."""
+        return self._service.styles.names()
+
+    def style_label(self, locale: str, name: str) -> str:
+        """A preset's name as people see it."""
+        return self._service.styles.label(self._messages.t, locale, name)
 
     def delivery(self, reply: Reply, caps: Capabilities) -> AbstractAsyncContextManager[Delivery]:
         """``async with api.delivery(reply, caps) as out``: upload ``out.items``, then ``out.sent``."""
@@ -225,7 +265,7 @@ class BotApi:
         return UserSettings(model=saved.model or bot.default_model,
                             size=saved.size or bot.default_size,
                             aspect=saved.aspect or bot.default_aspect, locale=saved.locale,
-                            search=saved.search or "off")
+                            search=saved.search or "off", n=saved.n or 1, style=saved.style)
 
     @property
     def models(self) -> Mapping[str, ModelSpec]:

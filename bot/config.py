@@ -46,6 +46,7 @@ from bot.config_sections import (
     WebSection,
     _Section,
 )
+from bot.describe_config import DescribeSection
 from bot.errors import ConfigError
 from bot.lineup_config import RetiredUse, rewrite_retired, zero_config_provider
 from bot.providers.routes import ROUTES
@@ -77,6 +78,7 @@ class Settings(_Section):
     store: StoreSection = StoreSection()
     blobs: BlobsSection = BlobsSection()
     shop: ShopSection = ShopSection()
+    describe: DescribeSection = DescribeSection()
 
     _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
     _auto_route: str | None = PrivateAttr(default=None)

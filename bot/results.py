@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from bot.batch import Made, batch_actions
@@ -77,3 +78,21 @@ class Results:
             if action.kind == "upscale":
                 return action
         return None
+
+
+def button_label(t: Callable[..., str], locale: str, action: Action) -> str:
+    """A result button's label, the same on every platform (the catalogs' ``button.*``).
+
+    A batch's buttons name their candidate, Midjourney's way (U2 upscales the second image,
+    V3 varies the third) and say their price; one Reroll makes the whole batch again.
+    """
+    cost = action.cost if action.cost is not None else ""
+    if action.index is not None and action.kind == "upscale":
+        return t(locale, "button.upscale_n", n=action.index, size=action.size or "", cost=cost)
+    if action.index is not None and action.kind == "variations":
+        return t(locale, "button.variations_n", n=action.index, cost=cost)
+    if action.kind == "reroll" and action.batch:
+        return t(locale, "button.reroll_batch", count=action.batch, cost=cost)
+    if action.kind == "upscale":
+        return t(locale, "button.upscale", size=action.size or "", cost=cost)
+    return t(locale, f"button.{action.kind}")

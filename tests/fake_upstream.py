@@ -122,6 +122,22 @@ def gemini_body(parts: list[dict[str, Any]] | None, *, finish: str = "STOP",
     return body
 
 
+#: What the fake's text mode answers for /describe by default.
+DESCRIBED = ("1. A red fox curled up asleep in fresh snow, soft morning light, telephoto shot\n"
+             "2. Watercolor of a sleeping fox in a snowy forest, muted blues and warm orange\n"
+             "3. A cozy storybook illustration of a fox napping under falling snowflakes")
+
+
+async def _text_only(request: web.Request) -> bool:
+    """Whether a generateContent call asks for text alone (``responseModalities ["TEXT"]``)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return False
+    config = body.get("generationConfig") if isinstance(body, dict) else None
+    return isinstance(config, dict) and config.get("responseModalities") == ["TEXT"]
+
+
 def images_body(*items: dict[str, Any]) -> dict[str, Any]:
     """An Images API answer."""
     return {"created": 1, "data": list(items)}
@@ -342,6 +358,10 @@ class FakeUpstream:
                 "available models and their supported methods."))
         default = Reply(json=gemini_body([{"inlineData": {"mimeType": "image/png",
                                                           "data": b64(png())}}]))
+        if await _text_only(request):
+            # Text mode (/describe): the answer is text parts only, as for any text model
+            # (https://ai.google.dev/api/generate-content#generationconfig).
+            default = Reply(json=gemini_body([{"text": DESCRIBED}]))
         return await self._scripted("gemini", request, default)
 
     async def _images_generate(self, request: web.Request) -> web.StreamResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from bot.config import Settings
 from bot.domain import Action
@@ -59,6 +60,6 @@ async def test_settings_defaults_for_n_and_style_apply_to_new_images_only(
         single = await jobs(core).imagine(ask("a castle", n=1, style="none"))
         assert single.ok and not single.candidates and provider.requests[-1].prompt == "a castle"
         await delivered(core, single, message_id="501")
-        edit = await jobs(core).edit(ask("make it night", parent_turn_id=single.turn_id))
+        edit = await jobs(core).edit(replace(ask("make it night"), parent_turn_id=single.turn_id))
         assert edit.ok and not edit.candidates
         assert provider.requests[-1].prompt == "make it night"

@@ -134,7 +134,7 @@ def _account(rt: Runtime) -> list[Command]:
     @command("help")
     async def help_(interaction: Interaction) -> None:
         async def make(actor: Actor, locale: str) -> Answer:
-            return api.t(locale, "help.text"), None
+            return api.help_text(locale), None
         await rt.answer(interaction, make)
 
     @command("config")

@@ -73,7 +73,7 @@ class CommandHandlers:
     # ----- everyone ---------------------------------------------------------------------------
 
     def _help(self, locale: str) -> str:
-        return (self.api.t(locale, "help.text") + "\n\n"
+        return (self.api.help_text(locale) + "\n\n"
                 + self.api.t(locale, "telegram.help_groups", bot=self.rt.username))
 
     async def start(self, message: Message, actor: Actor, args: list[str]) -> None:
