@@ -28,8 +28,6 @@ ACTION_TEMPLATE = r"ib:[a-z]+:[0-9A-Za-z_-]+(?::[0-9A-Za-z]+)?"
 SETTINGS = ("model", "size", "aspect", "locale", "search")
 DEFAULT_VALUE = "__default__"
 _STYLES = {"upscale": discord.ButtonStyle.primary, "delete": discord.ButtonStyle.danger}
-_LABEL_KEYS = {"reroll": "button.reroll", "upscale": "button.upscale",
-               "variations": "button.variations", "edit": "button.edit", "delete": "button.delete"}
 #: discord.py's LayoutView: "a maximum of 4000 display characters across all its items".
 TEXT_LIMIT = 4000
 #: A media gallery item's alt text ("max 1024 characters", components/reference#media-gallery).
@@ -170,10 +168,7 @@ def result_layout(api: BotApi, reply: Reply, text: str,
     rows: dict[int, discord.ui.ActionRow[discord.ui.LayoutView]] = {}
     batch = any(action.index is not None for action in reply.actions)
     for action in reply.actions:
-        label = api.t(reply.locale, _LABEL_KEYS[action.kind], size=action.size or "",
-                      cost=action.cost if action.cost is not None else "")
-        if action.index is not None:  # which candidate: U2 upscales the second image
-            label = f"{'U' if action.kind == 'upscale' else 'V'}{action.index} {label}"
+        label = api.button_label(reply.locale, action)  # U2 · 4K (24), V3, Reroll all: shared
         row = rows.setdefault(_row(action, batch), discord.ui.ActionRow())
         row.add_item(ActionButton(action, label))
     for _, row in sorted(rows.items()):
