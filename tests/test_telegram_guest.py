@@ -38,6 +38,14 @@ async def answered(fake: GuestTelegram, query_id: str | None) -> tuple[Call, Gue
     return call, post
 
 
+async def subscription(fake: GuestTelegram) -> list[str]:
+    """The update types the bot asked for (its first getUpdates may still be on its way)."""
+    if fake.webhook is None:
+        await fake.wait_for("getUpdates")
+    assert fake.allowed_updates is not None
+    return fake.allowed_updates
+
+
 async def turn_of(bot: BotHarness, post: GuestPost) -> Turn:
     """The turn a guest answer shows (bound to its inline message)."""
     ref = MessageRef(GUEST_PLATFORM, f"guest:{post.chat['id']}", post.inline_message_id)
@@ -52,7 +60,7 @@ async def test_a_summons_is_answered_with_a_photo_uploaded_to_the_cache_chat(
         settings_factory: Factory) -> None:
     async with running_guest_bot(settings_factory) as bot:
         fake = guest_fake(bot)
-        assert fake.allowed_updates is not None and "guest_message" in fake.allowed_updates
+        assert "guest_message" in await subscription(fake)
         elsewhere = fake.elsewhere()
         query = fake.summon(f"{SUMMON} a lighthouse at dusk --ar 16:9", user=ALICE,
                             chat=elsewhere)
@@ -143,7 +151,7 @@ async def test_webhook_mode_subscribes_to_guest_messages(settings_factory: Facto
             "webhook_url": url, "webhook_listen": f"127.0.0.1:{port}"}) as bot:
         fake = guest_fake(bot)
         assert fake.webhook is not None
-        assert fake.allowed_updates is not None and "guest_message" in fake.allowed_updates
+        assert "guest_message" in await subscription(fake)
         _, post = await answered(fake, fake.summon(f"{SUMMON} a parcel", user=ALICE,
                                                    chat=fake.elsewhere()))
         assert post.result["type"] == "photo"
@@ -154,8 +162,7 @@ async def test_without_a_cache_chat_guest_queries_are_not_subscribed(
     async with running_guest_bot(settings_factory,
                                  telegram={"cache_chat_id": None}) as bot:
         fake = guest_fake(bot)
-        assert fake.allowed_updates is not None
-        assert "guest_message" not in fake.allowed_updates
+        assert "guest_message" not in await subscription(fake)
         assert fake.summon(f"{SUMMON} a cat", user=ALICE, chat=fake.elsewhere()) is not None
         assert [u for u in fake.dropped if "guest_message" in u]
         await fake.expect_none("answerGuestQuery")
