@@ -13,11 +13,11 @@ import asyncio
 import re
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from bot.config import Settings
 from bot.domain import Actor, ChatRef, Described, ImageData
 from bot.errors import Banned, NotAllowed, NotFound, NotOwner, UpstreamConfig, UpstreamError
-from bot.jobs import JobScheduler
 from bot.messages import normalize_locale
 from bot.present import Presenter
 from bot.providers.base import ImageProvider
@@ -37,6 +37,16 @@ INSTRUCTION = (
     "the 4 prompts only, one per line, numbered 1. to 4., in English, with no other text.")
 _NUMBERING = re.compile(r"^\s*(?:[-*•]|\(?\d{1,2}[.)：:]|prompt\s*\d+\s*[:.-])\s*", re.IGNORECASE)
 Prepare = Callable[..., Awaitable[ImageData]]
+T = TypeVar("T")
+
+
+class Queue(Protocol):
+    """The job scheduler as /describe uses it: one job in the user's queue."""
+
+    async def run(self, owner: str, work: Callable[[], Awaitable[T]], *,
+                  timeout: float, job_id: str | None = None) -> T:  # noqa: ASYNC109
+        """Queue ``work`` for ``owner`` and return its outcome."""
+        ...
 
 
 def parse_prompts(text: str) -> list[str]:
@@ -54,7 +64,7 @@ class Describer:
     """Runs /describe on the configured route and keeps its prompts for their buttons."""
 
     def __init__(self, *, settings: Settings, store: Store, quotas: Quotas,
-                 providers: dict[str, ImageProvider], scheduler: JobScheduler,
+                 providers: dict[str, ImageProvider], scheduler: Queue,
                  presenter: Presenter, prepare: Prepare) -> None:
         self._settings = settings
         self._store = store

@@ -274,6 +274,8 @@ class HistoryPage:
     pages: int
     text: str
     locale: str = "en"
+    #: The first item's number on this page (items are numbered across pages).
+    first: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,4 +44,5 @@ class Gallery:
         head = (t(locale, "history.title", page=page, pages=pages, total=total) if total
                 else t(locale, "history.empty"))
         text = "\n".join([head, *(item.line for item in items)])
-        return HistoryPage(items=tuple(items), page=page, pages=pages, text=text, locale=locale)
+        return HistoryPage(items=tuple(items), page=page, pages=pages, text=text, locale=locale,
+                           first=(page - 1) * per_page + 1)

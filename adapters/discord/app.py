@@ -13,6 +13,8 @@ from discord.gateway import DiscordWebSocket
 
 from adapters.discord import commands
 from adapters.discord.commands import CatalogTranslator
+from adapters.discord.creating import ITEMS as CREATING_ITEMS
+from adapters.discord.creating import Creating
 from adapters.discord.deliver import Outbox
 from adapters.discord.handlers import Handlers
 from adapters.discord.inbound import log
@@ -74,6 +76,7 @@ class Client(discord.Client):
         # This adapter's parts, wired once: everything below is handed the runtime explicitly.
         self.runtime = Runtime(api, self, Outbox(api, self))
         self.handlers = Handlers(self.runtime)
+        self.creating = Creating(self.runtime, self.handlers)  # /describe, /history, n, style
         self.tree = Tree(self, self.runtime)
         self.payments = Payments(self.runtime)
         self._sweep: asyncio.Task[None] | None = None
@@ -81,10 +84,12 @@ class Client(discord.Client):
     async def setup_hook(self) -> None:
         """Persistent components and commands; sync them with Discord only when asked to."""
         await self.runtime.open()
-        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.add_dynamic_items(*DYNAMIC_ITEMS, *CREATING_ITEMS)
         await self.tree.set_translator(CatalogTranslator(self.runtime.api))
         selling = [self.payments.command()] if self.shop_open else []
-        commands.register(self.runtime, self.tree, self.handlers, selling)
+        commands.register(self.runtime, self.tree, self.handlers,
+                          [*selling, *self.creating.commands(commands.ls)],
+                          after_settings=self.creating.settings_more)
         # Purchases made while the bot was away wait unconsumed: credited in the background.
         self._sweep = asyncio.create_task(self.payments.sweep(), name="discord-entitlements")
         if self.sync_commands:

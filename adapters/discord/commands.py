@@ -28,6 +28,7 @@ from bot.api import GROUP_KEYS, SIZE_ORDER, Actor, BotApi, NotAllowed, Options
 Interaction = discord.Interaction[Any]
 Answer = tuple[str, discord.ui.View | None]
 Command = app_commands.Command[Any, ..., None]
+AfterSettings = Callable[[Interaction], Awaitable[None]]
 #: Discord locales we have catalogs for.
 _LOCALES = {Locale.chinese: "zh-Hans", Locale.taiwan_chinese: "zh-Hant"}
 
@@ -106,7 +107,7 @@ def _edit_menu(rt: Runtime, handlers: Handlers) -> app_commands.ContextMenu:
     return app_commands.ContextMenu(name=ls(api, "discord.menu.edit"), callback=edit_image)
 
 
-def _account(rt: Runtime) -> list[Command]:
+def _account(rt: Runtime, after_settings: AfterSettings | None = None) -> list[Command]:
     api = rt.api
 
     def command(key: str) -> Callable[[Any], Command]:
@@ -124,6 +125,8 @@ def _account(rt: Runtime) -> list[Command]:
         async def make(actor: Actor, locale: str) -> Answer:
             return await settings_panel(api, actor, locale)
         await rt.answer(interaction, make)
+        if after_settings is not None:  # more menus than one message's five rows hold
+            await after_settings(interaction)
 
     @command("forget")
     async def forget(interaction: Interaction) -> None:
@@ -224,11 +227,12 @@ def _admin(rt: Runtime, tree: app_commands.CommandTree[Any]) -> app_commands.Gro
 
 
 def register(rt: Runtime, tree: app_commands.CommandTree[Any], handlers: Handlers,
-             more: Sequence[Any] = ()) -> None:
+             more: Sequence[Any] = (), after_settings: AfterSettings | None = None) -> None:
     """Add every command to ``tree`` (syncing them with Discord is separate and explicit)."""
     contexts = app_commands.AppCommandContext(guild=True, dm_channel=rt.section.allow_dms,
                                               private_channel=False)
-    entries: list[Any] = [_imagine(rt, handlers), *_account(rt), _edit_menu(rt, handlers),
+    entries: list[Any] = [_imagine(rt, handlers), *_account(rt, after_settings),
+                          _edit_menu(rt, handlers),
                           _admin(rt, tree), *more]
     for entry in entries:
         entry.allowed_contexts = contexts

@@ -16,6 +16,7 @@ from telegram.constants import ChatMemberStatus, ParseMode
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes
 
 from adapters.telegram import widgets as kb
+from adapters.telegram.creating import Creating
 from adapters.telegram.deliver import markup
 from adapters.telegram.inbound import PLATFORM, Target, actor_of, chat_of, target_of, thread_of
 from adapters.telegram.runtime import Press, Runtime
@@ -47,7 +48,20 @@ class CommandHandlers:
             CommandHandler(name, self._wrap(name, work)) for name, work in commands.items()]
         out.append(CallbackQueryHandler(self.on_settings_button, pattern=r"^st:"))
         out.append(CallbackQueryHandler(self.on_forget_button, pattern=r"^fg:"))
+        out.append(CallbackQueryHandler(self.on_creating_button, pattern=r"^ib[dh]:"))
         return out
+
+    async def on_creating_button(self, update: Update,
+                                 context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A /describe prompt's button (``ibd:``) or a /history page's Newer / Older (``ibh:``)."""
+        query = update.callback_query
+        if query is None:
+            return
+        creating = Creating(self.rt)
+        if (query.data or "").startswith("ibd:"):
+            creating.on_describe_button(query)
+        else:
+            creating.on_history_button(query)
 
     def _wrap(self, name: str, work: Work) -> Callback:
         async def callback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -169,8 +183,11 @@ class CommandHandlers:
     async def _settings_text(self, actor: Actor, locale: str) -> str:
         shown = await self.api.shown_settings(actor)
         language = kb.value_label(self.api.t, locale, "locale", shown.locale or locale)
-        return self.api.t(locale, "settings.title", model=shown.model, size=shown.size,
-                          aspect=shown.aspect, locale=language, search=shown.search)
+        style = (kb.value_label(self.api.t, locale, "style", shown.style) if shown.style
+                 else self.api.t(locale, "settings.no_style"))
+        return (self.api.t(locale, "settings.title", model=shown.model, size=shown.size,
+                           aspect=shown.aspect, locale=language, search=shown.search) + "\n"
+                + self.api.t(locale, "settings.creating", n=shown.n, style=style))
 
     def _menu_press(self, update: Update, owner: int | None, work: MenuWork, *,
                     alert: bool = False) -> None:
@@ -210,8 +227,9 @@ class CommandHandlers:
             saved = await api.prefs.get(actor)
             choices = api.prefs.choices(data.name, saved.model)
             text = t(locale, "telegram.settings_pick", name=kb.setting_label(t, locale, data.name))
+            current = getattr(saved, data.name)
             keyboard = kb.settings_choices(t, locale, data.owner, data.name, choices,
-                                           getattr(saved, data.name))
+                                           None if current is None else str(current))
         elif data.op == "set" and data.name in kb.SETTINGS:
             value = None if data.value == kb.DEFAULT else data.value
             await api.prefs.update(actor, data.name, value)  # InvalidOption: the guard's alert

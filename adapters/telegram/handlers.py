@@ -12,6 +12,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram.albums import AlbumCollector
+from adapters.telegram.creating import Creating
 from adapters.telegram.inbound import (
     DOWNLOAD_LIMIT,
     PLATFORM,
@@ -55,6 +56,7 @@ class ImagineHandlers:
         self.rt = rt
         self.albums = AlbumCollector(rt.config.album_debounce_seconds, self._batch,
                                      rt.tasks.spawn)
+        self.creating = Creating(rt)
         #: What each result button does (Action.kind -> handler; the core judges any other kind).
         self.buttons: dict[str, ButtonHandler] = {
             "reroll": self._act, "upscale": self._act, "variations": self._act,
@@ -82,6 +84,15 @@ class ImagineHandlers:
         head = primary(messages)
         text = text_of(head)
         command = parse_command(text, rt.username)
+        if command is not None and command.for_us and command.name in ("describe", "history"):
+            if not rt.allowed(head.chat.id, actor):
+                raise NotAllowed()
+            target, chat = target_of(head), chat_of(head.chat, thread_of(head))
+            if command.name == "history":
+                await self.creating.history(actor, target)
+            else:
+                await self.creating.describe(messages, replied(messages), actor, chat, target)
+            return
         if command is not None and not (command.for_us and command.name == "imagine"):
             return
         if not rt.allowed(head.chat.id, actor):
@@ -129,7 +140,7 @@ class ImagineHandlers:
                 result = await api.edit(request, None, status.on_progress)
             else:
                 result = await api.imagine(request, status.on_progress)
-            await rt.send.result(result, target)  # the chat action covers the upload too
+            await self.creating.deliver(result, target)  # the chat action covers the upload too
 
     # ----- result buttons ----------------------------------------------------------------------
 
@@ -159,7 +170,7 @@ class ImagineHandlers:
         locale = await api.locale_for(pressed.actor)
         async with self.rt.reporter(pressed.target, locale) as status:
             result = await api.act(pressed.actor, pressed.chat, pressed.action, status.on_progress)
-            await self.rt.send.result(result, pressed.target)
+            await self.creating.deliver(result, pressed.target)
 
     async def _edit_hint(self, pressed: Pressed) -> None:
         """Edit: Telegram has no form, so the answer says to reply to the result."""

@@ -17,10 +17,11 @@ CALLBACK_LIMIT = 64
 #: Telegram shows at most 200 characters in a callback answer
 #: (https://core.telegram.org/bots/api#answercallbackquery).
 ANSWER_LIMIT = 200
-SETTINGS = ("model", "size", "aspect", "locale", "search")
+SETTINGS = ("model", "size", "aspect", "locale", "search", "n", "style")
 _LABELS = {"model": "settings.model", "size": "settings.size", "aspect": "settings.aspect",
-           "locale": "settings.language", "search": "settings.search"}
-_PER_ROW = {"model": 1, "size": 4, "aspect": 5, "locale": 3, "search": 2}
+           "locale": "settings.language", "search": "settings.search", "n": "settings.n",
+           "style": "settings.style"}
+_PER_ROW = {"model": 1, "size": 4, "aspect": 5, "locale": 3, "search": 2, "n": 4, "style": 2}
 DEFAULT = "*"
 
 
@@ -54,6 +55,62 @@ def result_keyboard(actions: Sequence[Action], t: Translate,
     return InlineKeyboardMarkup([r for r in rows if r])
 
 
+def batch_keyboard(actions: Sequence[Action],
+                   label: Callable[[Action], str]) -> InlineKeyboardMarkup | None:
+    """A batch's keyboard: U1..Un on one row, V1..Vn on the next, then Reroll (and the rest)."""
+    rows: dict[int, list[InlineKeyboardButton | None]] = {}
+    for action in actions:
+        row = (0 if action.kind == "upscale" else 1) if action.index is not None else 2
+        rows.setdefault(row, []).append(_button(label(action), action.encode()))
+    kept = [[b for b in rows[r] if b is not None] for r in sorted(rows)]
+    return InlineKeyboardMarkup([r for r in kept if r]) if any(kept) else None
+
+
+def describe_keyboard(sid: str, count: int, t: Translate, locale: str) -> InlineKeyboardMarkup:
+    """One button per /describe prompt: ``ibd:<id>:<n>`` runs prompt n as /imagine."""
+    buttons = [_button(t(locale, "button.use_prompt", n=n), f"ibd:{sid}:{n}")
+               for n in range(1, count + 1)]
+    return InlineKeyboardMarkup(_rows(buttons, 4))
+
+
+def parse_describe(raw: str) -> tuple[str, int] | None:
+    """``ibd:<id>:<n>`` -> (id, n)."""
+    parts = raw.split(":")
+    if len(parts) != 3 or parts[0] != "ibd" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
+#: /history shows these of each result's buttons (Edit needs a reply; Delete is on the result).
+HISTORY_KINDS = ("reroll", "upscale", "variations")
+
+
+def history_keyboard(items: Sequence[tuple[int, Sequence[Action]]], page: int, pages: int,
+                     owner: int, label: Callable[[Action], str], t: Translate,
+                     locale: str) -> InlineKeyboardMarkup | None:
+    """Per result a row of its buttons, numbered as the page lists them, then Newer / Older."""
+    rows = [[b for b in (_button(f"{n} · {label(a)}", a.encode()) for a in actions
+                         if a.kind in HISTORY_KINDS) if b is not None] for n, actions in items]
+    nav = []
+    if page > 1:
+        nav.append(InlineKeyboardButton(t(locale, "button.prev"),
+                                        callback_data=f"ibh:{owner}:{page - 1}"))
+    if page < pages:
+        nav.append(InlineKeyboardButton(t(locale, "button.next"),
+                                        callback_data=f"ibh:{owner}:{page + 1}"))
+    kept = [r for r in (*rows, nav) if r]
+    return InlineKeyboardMarkup(kept) if kept else None
+
+
+def parse_history(raw: str) -> tuple[int, int] | None:
+    """``ibh:<owner>:<page>`` -> (owner, page)."""
+    parts = raw.split(":")
+    if (len(parts) != 3 or parts[0] != "ibh" or not parts[1].lstrip("-").isdigit()
+            or not parts[2].isdigit()):
+        return None
+    return int(parts[1]), int(parts[2])
+
+
 def setting_label(t: Translate, locale: str, name: str) -> str:
     """The translated name of a setting."""
     return t(locale, _LABELS[name])
@@ -63,6 +120,9 @@ def value_label(t: Translate, locale: str, name: str, value: str) -> str:
     """How a setting's value is shown (languages by their own name)."""
     if name == "locale":
         return t(locale, f"telegram.language.{value.replace('-', '_')}")
+    if name == "style":  # a preset's catalog name; an operator's own preset by its name
+        shown = t(locale, f"style.{value}")
+        return value if shown == f"style.{value}" else shown
     return value
 
 
