@@ -9,7 +9,7 @@ from bot.catalog import Lineup, ModelSpec, normalize_size
 from bot.config import Settings
 from bot.domain import Actor, UserSettings
 from bot.errors import InvalidOption, NotAllowed
-from bot.jobs import JobScheduler
+from bot.jobs import Scheduler
 from bot.messages import LOCALES
 from bot.present import Presenter
 from bot.prompts import MAX_N
@@ -83,7 +83,7 @@ class Preferences:
 class AdminOps:
     """Operator actions; each checks that the actor is an admin."""
 
-    def __init__(self, settings: Settings, store: Store, quotas: Quotas, scheduler: JobScheduler,
+    def __init__(self, settings: Settings, store: Store, quotas: Quotas, scheduler: Scheduler,
                  presenter: Presenter) -> None:
         self._settings = settings
         self._store = store

@@ -65,6 +65,7 @@ from bot.groups import KEYS as GROUP_KEYS
 from bot.groups import GroupSettings, describe
 from bot.images import thumbnail
 from bot.jobs import SchedulerStats
+from bot.leader import Leadership
 from bot.links import image_link
 from bot.messages import Messages, normalize_locale
 from bot.present import Presenter, excerpt, progress_text
@@ -121,6 +122,8 @@ class BotApi:
         self._quotas = quotas
         #: Credit packs for sale: payments are recorded, credited once, refunded (bot/shop.py).
         self.shop = shop
+        #: Roles one process at a time holds, e.g. registering the Telegram webhook (bot/leader.py).
+        self.leader = Leadership()
         #: The operator's figures (ledger folds, gallery, top users' standing).
         self.reports = Reports(store=service.store, quotas=quotas, catalog=service.catalog)
         self._describer = Describer(settings=settings, store=service.store, quotas=quotas,

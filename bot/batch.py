@@ -23,7 +23,7 @@ from bot.delivery import Deliveries, refund_failed
 from bot.domain import Action, Actor, ChatRef, ImageData, Options, RequestKind, Turn
 from bot.errors import BotError, InternalError, QuotaExceeded
 from bot.failover import Booking, Leg, Routing
-from bot.jobs import JobScheduler, ProgressCallback
+from bot.jobs import ProgressCallback, Scheduler
 from bot.metrics import JobEvent
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.quotas import Price, Quotas
@@ -68,7 +68,7 @@ class Batches:
     """Runs a batch: reserve N, generate N at once as one queued job, keep what succeeded."""
 
     def __init__(self, *, quotas: Quotas, deliveries: Deliveries, conversations: Conversations,
-                 routing: Routing, scheduler: JobScheduler) -> None:
+                 routing: Routing, scheduler: Scheduler) -> None:
         self.quotas = quotas
         self.deliveries = deliveries
         self.conversations = conversations

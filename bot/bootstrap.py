@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from redis.asyncio import Redis
+
 from bot import images
 from bot.account import AdminOps, Preferences
 from bot.api import BotApi
@@ -15,7 +17,8 @@ from bot.config import Settings
 from bot.conversations import Conversations
 from bot.errors import StoreUnavailable
 from bot.instance import Instance, new_instance_id
-from bot.jobs import JobScheduler
+from bot.jobs import JobScheduler, Scheduler
+from bot.leader import Leadership
 from bot.messages import Messages
 from bot.metrics import Metrics
 from bot.present import Presenter
@@ -40,7 +43,7 @@ class Core:
     store: Store
     quotas: Quotas
     conversations: Conversations
-    scheduler: JobScheduler
+    scheduler: Scheduler
     providers: dict[str, ImageProvider]
     messages: Messages
     presenter: Presenter
@@ -51,6 +54,7 @@ class Core:
     instance: Instance
     api: BotApi
     shop: Shop
+    leader: Leadership
 
     async def start(self) -> None:
         """Open the store, take a lease, refund what dead instances held, apply blob retention."""
@@ -58,6 +62,7 @@ class Core:
         refunded = await self.instance.start()
         if refunded:
             log.warning("refunded %d reservation(s) left by an earlier crash", refunded)
+        await self.scheduler.open()
         await self.shop.catch_up()  # payments recorded but never credited (the store failed)
         blobs = self.conversations.blobs
         try:  # as with a disk that turns read-only: users are told, the process keeps running
@@ -76,6 +81,8 @@ class Core:
         await self.service.wait_idle(5.0)
         for provider in self.providers.values():
             await provider.aclose()
+        await self.scheduler.aclose()
+        await self.leader.release()
         await self.instance.stop()
         await self.conversations.blobs.objects.aclose()
         await self.store.close()
@@ -100,6 +107,36 @@ def build_store(settings: Settings, redact: Redactor) -> Store:
     return SqliteStore(settings.bot.data_dir / "imagine.sqlite3", redact=redact)
 
 
+def build_scheduler(settings: Settings, instance_id: str) -> Scheduler:
+    """Admission shared through Redis when ``[redis] url`` is set, else in this process."""
+    limits = settings.limits
+    if not settings.redis.url:
+        return JobScheduler(global_concurrency=limits.global_concurrency,
+                            per_user_concurrency=limits.per_user_concurrency,
+                            per_user_queued=limits.per_user_queued, queue_size=limits.queue_size)
+    from bot.scheduler_redis import RedisScheduler
+
+    return RedisScheduler(redis_client(settings.redis.url), process=instance_id,
+                          prefix=settings.redis.prefix, lease_seconds=settings.store.lease_seconds,
+                          global_concurrency=limits.global_concurrency,
+                          per_user_concurrency=limits.per_user_concurrency,
+                          per_user_queued=limits.per_user_queued, queue_size=limits.queue_size)
+
+
+def build_leadership(settings: Settings) -> Leadership:
+    """Roles decided among processes by Redis locks, or all held here without Redis."""
+    if not settings.redis.url:
+        return Leadership()
+    return Leadership(redis_client(settings.redis.url), prefix=settings.redis.prefix,
+                      ttl=settings.store.lease_seconds)
+
+
+def redis_client(url: str) -> Redis:
+    """An asyncio client answering str (redis-py)."""
+    return Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
+                          health_check_interval=30)
+
+
 def build_blobs(settings: Settings) -> Blobs:
     """An S3 bucket when ``[blobs] url`` is set (keys from the AWS env vars), else data_dir/blobs."""
     section = settings.blobs
@@ -116,18 +153,15 @@ def build_blobs(settings: Settings) -> Blobs:
 
 def build_core(settings: Settings, *, store: Store | None = None,
                providers: dict[str, ImageProvider] | None = None,
-               clock: Clock = utc_now, scheduler: JobScheduler | None = None,
+               clock: Clock = utc_now, scheduler: Scheduler | None = None,
                blobs: Blobs | None = None) -> Core:
     """Wire the core; tests pass fakes for any part."""
     # Chat text and the store alike; the store URL's password too, should an error quote it.
-    redact = Redactor([*secret_values(secret_names(settings)), *url_secrets(settings.store.url)])
+    redact = Redactor([*secret_values(secret_names(settings)), *url_secrets(settings.store.url),
+                       *url_secrets(settings.redis.url)])
     store = store or build_store(settings, redact)
-    limits = settings.limits
-    scheduler = scheduler or JobScheduler(
-        global_concurrency=limits.global_concurrency,
-        per_user_concurrency=limits.per_user_concurrency,
-        per_user_queued=limits.per_user_queued, queue_size=limits.queue_size)
     instance_id = new_instance_id()
+    scheduler = scheduler or build_scheduler(settings, instance_id)
     quotas = Quotas(store, settings.quota, admins=frozenset(settings.bot.admins), clock=clock,
                     owner=instance_id, paid_expire_days=settings.shop.credits_expire_days)
     shop = Shop(settings.shop, store, quotas, admins=frozenset(settings.bot.admins))
@@ -152,7 +186,9 @@ def build_core(settings: Settings, *, store: Store | None = None,
                  presenter=presenter, quotas=quotas, shop=shop)
     instance = Instance(store, quotas, instance_id=instance_id,
                         lease_seconds=settings.store.lease_seconds)
+    leader = build_leadership(settings)
+    api.leader = leader
     return Core(settings=settings, store=store, quotas=quotas, conversations=conversations,
                 scheduler=scheduler, providers=providers, messages=messages, presenter=presenter,
                 service=service, prefs=prefs, admin=admin, metrics=metrics, api=api,
-                instance=instance, shop=shop)
+                instance=instance, shop=shop, leader=leader)

@@ -50,6 +50,7 @@ from bot.describe_config import DescribeSection
 from bot.errors import ConfigError
 from bot.lineup_config import RetiredUse, rewrite_retired, zero_config_provider
 from bot.providers.routes import ROUTES
+from bot.redis_config import RedisSection
 from bot.shop_config import ShopSection
 
 __all__ = ["ApiKind", "BlobsSection", "BotSection", "DiscordSection", "FailoverSection", "HttpSection",
@@ -79,6 +80,7 @@ class Settings(_Section):
     blobs: BlobsSection = BlobsSection()
     shop: ShopSection = ShopSection()
     describe: DescribeSection = DescribeSection()
+    redis: RedisSection = RedisSection()
 
     _retired: tuple[RetiredUse, ...] = PrivateAttr(default=())
     _auto_route: str | None = PrivateAttr(default=None)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from bot.catalog import DEFAULT_MODEL, THINKING_LEVELS, normalize_size
+from bot.ingress_config import DiscordShards, WebhookOwner
 from bot.providers.routes import ROUTES
 
 Locale = Literal["en", "zh-Hans", "zh-Hant"]
@@ -222,7 +223,7 @@ class SafetySection(_Section):
     relaxed: Literal["nowhere", "age-restricted", "anywhere"] = "nowhere"
 
 
-class TelegramSection(_Section):
+class TelegramSection(_Section, WebhookOwner):
     """``[telegram]``: the Telegram adapter."""
 
     enabled: bool = False
@@ -246,7 +247,7 @@ class TelegramSection(_Section):
         return _env_name(value)
 
 
-class DiscordSection(_Section):
+class DiscordSection(_Section, DiscordShards):
     """``[discord]``: the Discord adapter."""
 
     enabled: bool = False

@@ -10,22 +10,22 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
-from bot.domain import Progress, ProgressStage
-from bot.errors import BotError, Cancelled, JobTimeout, QueueFull, TooManyWaiting
+from bot.errors import QueueFull, TooManyWaiting
+from bot.jobs_local import (
+    CALLBACK_TIMEOUT,
+    STOP_TIMEOUT,
+    Job,
+    LocalRuns,
+    ProgressCallback,
+)
 
-__all__ = ["CALLBACK_TIMEOUT", "JobScheduler", "ProgressCallback", "SchedulerStats"]
+__all__ = ["CALLBACK_TIMEOUT", "STOP_TIMEOUT", "JobScheduler", "ProgressCallback", "Scheduler",
+           "SchedulerStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-ProgressCallback = Callable[[Progress], Awaitable[None]]
-_Reason = Literal["timeout", "cancel", "drain", "caller"]
-
-#: Longest one progress callback may take; a slower one is abandoned and logged.
-CALLBACK_TIMEOUT = 10.0
-#: How long drain() waits for cancelled work to actually stop before giving up on it.
-STOP_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,37 +37,48 @@ class SchedulerStats:
     by_owner: dict[str, tuple[int, int]]
 
 
-@dataclass(eq=False, slots=True)
-class _Job:
-    """One submitted job: its work, its state and the events its run() call will deliver."""
+class Scheduler(Protocol):
+    """What the core needs of a scheduler: this in-process one, or bot/scheduler_redis.py's."""
 
-    id: str
-    owner: str
-    work: Callable[[], Awaitable[Any]]
-    timeout: float
-    submitted: float
-    notify: bool
-    context: contextvars.Context
-    position: int | None = None
-    task: asyncio.Task[Any] | None = None
-    timer: asyncio.TimerHandle | None = None
-    reason: _Reason | None = None
-    done: bool = False
-    result: Any = None
-    error: BaseException | None = None
-    events: deque[Progress] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    @property
+    def accepting(self) -> bool:
+        """False once drain() has started."""
+
+    async def open(self) -> None:
+        """Connect whatever the scheduler shares with other processes (nothing here)."""
+
+    async def aclose(self) -> None:
+        """Let go of those connections (after drain())."""
+
+    async def run(self, owner: str, work: Callable[[], Awaitable[T]], *, timeout: float,  # noqa: ASYNC109
+                  on_progress: ProgressCallback | None = None, job_id: str | None = None) -> T:
+        """Queue ``work`` for ``owner``, run it when a slot frees, return or raise its outcome."""
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job (its run() raises Cancelled); False if unknown."""
+
+    def cancel_owner(self, owner: str) -> int:
+        """Cancel every queued and running job of ``owner``; how many were cancelled here."""
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new jobs, cancel queued ones, give running ones ``grace`` s, cancel the rest."""
+
+    def snapshot(self) -> SchedulerStats:
+        """Queued and running counts, overall and per owner."""
+
+    def position(self, job_id: str) -> int | None:
+        """1-based place of a waiting job in the predicted start order; None if not waiting."""
 
 
 @dataclass(eq=False, slots=True)
 class _Owner:
     """One owner's waiting jobs (FIFO) and running jobs."""
 
-    queue: deque[_Job] = field(default_factory=deque)
-    running: set[_Job] = field(default_factory=set)
+    queue: deque[Job] = field(default_factory=deque)
+    running: set[Job] = field(default_factory=set)
 
 
-class JobScheduler:
+class JobScheduler(LocalRuns):
     """Runs jobs under global and per-owner limits, round-robin across owners, FIFO per owner."""
 
     def __init__(self, *, global_concurrency: int, per_user_concurrency: int = 1,
@@ -77,48 +88,28 @@ class JobScheduler:
             raise ValueError("concurrency limits must be at least 1")
         if per_user_queued < 0 or queue_size < 0:
             raise ValueError("queue limits must not be negative")
+        super().__init__(clock)
         self._global = global_concurrency
         self._per_user = per_user_concurrency
         self._per_user_queued = per_user_queued
         self._queue_size = queue_size
-        self._clock = clock
-        self._jobs: dict[str, _Job] = {}
         self._owners: dict[str, _Owner] = {}
         self._ring: dict[str, None] = {}  # owners with waiting jobs, in rotation order
         self._queued = 0
         self._running = 0
-        self._accepting = True
         self._refresh_handle: asyncio.Handle | None = None
 
-    @property
-    def accepting(self) -> bool:
-        """False once drain() has started."""
-        return self._accepting
+    async def open(self) -> None:
+        """Nothing to connect: everything lives in this process."""
+
+    async def aclose(self) -> None:
+        """Nothing to let go of."""
 
     async def run(self, owner: str, work: Callable[[], Awaitable[T]], *, timeout: float,  # noqa: ASYNC109
                   on_progress: ProgressCallback | None = None, job_id: str | None = None) -> T:
         """Queue ``work`` for ``owner``, run it when a slot frees, return or raise its outcome."""
         job = self._submit(owner, work, timeout, on_progress is not None, job_id)
-        try:
-            while True:
-                await job.wake.wait()
-                job.wake.clear()
-                while job.events and on_progress is not None:
-                    await _notify(on_progress, job.events.popleft())
-                if job.done and not job.events:
-                    break
-        except BaseException as exc:  # the caller went away: drop or cancel the job
-            if job.done or job.task is None:
-                self._cancel(job, "caller")
-            else:
-                job.reason = job.reason or "caller"
-                job.task.cancel()
-                if isinstance(exc, asyncio.CancelledError):
-                    await asyncio.wait({job.task})  # no orphan: the work has stopped
-            raise
-        if job.error is not None:
-            raise job.error
-        return cast(T, job.result)
+        return cast(T, await self._wait(job, on_progress))
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued or running job (its run() raises Cancelled); False if unknown."""
@@ -165,7 +156,7 @@ class JobScheduler:
         return job.position
 
     def _submit(self, owner: str, work: Callable[[], Awaitable[Any]], timeout: float,
-                notify: bool, job_id: str | None) -> _Job:
+                notify: bool, job_id: str | None) -> Job:
         """Admit a job (start it now or queue it) or raise QueueFull / TooManyWaiting."""
         if not self._accepting:
             raise QueueFull()
@@ -181,7 +172,7 @@ class JobScheduler:
                 raise TooManyWaiting(waiting)
             if self._queued >= self._queue_size or waiting >= self._per_user_queued:
                 raise QueueFull()
-        job = _Job(id=job_id, owner=owner, work=work, timeout=timeout, submitted=self._clock(),
+        job = Job(id=job_id, owner=owner, work=work, timeout=timeout, submitted=self._clock(),
                    notify=notify, context=contextvars.copy_context())
         self._owners[owner] = slot
         self._jobs[job_id] = job
@@ -211,57 +202,20 @@ class JobScheduler:
             self._start(job)
             self._changed()
 
-    def _start(self, job: _Job) -> None:
+    def _start(self, job: Job) -> None:
         """Take the slots and spawn the work task with its timeout."""
         self._owners[job.owner].running.add(job)
         self._running += 1
-        job.position = None
-        self._emit(job, "started")
-        loop = asyncio.get_running_loop()
-        job.task = loop.create_task(_call(job.work), name=f"job:{job.id}", context=job.context)
-        job.task.add_done_callback(lambda task: self._finished(job, task))
-        job.timer = loop.call_later(job.timeout, self._expire, job)
+        super()._start(job)
 
-    def _expire(self, job: _Job) -> None:
-        """Timeout: cancel the work task; its run() will raise JobTimeout."""
-        job.timer = None
-        if job.task is not None and not job.task.done() and job.reason is None:
-            job.reason = "timeout"
-            job.task.cancel()
-
-    def _finished(self, job: _Job, task: asyncio.Task[Any]) -> None:
-        """Work task ended: free its slots, record exactly one outcome, start the next job."""
-        if job.timer is not None:
-            job.timer.cancel()
+    def _released(self, job: Job) -> None:
+        """Work task ended (its outcome recorded): free its slots, start the next job."""
         self._owners[job.owner].running.discard(job)
         self._running -= 1
         self._forget(job.owner)
-        exc = None if task.cancelled() else task.exception()
-        if job.reason == "timeout":
-            self._close(job, error=JobTimeout(job.timeout))
-        elif job.reason is not None or task.cancelled():
-            self._close(job, error=Cancelled())
-        elif exc is not None:
-            self._close(job, error=exc)
-        else:
-            self._close(job, result=task.result())
         self._pump()
 
-    def _cancel(self, job: _Job, reason: _Reason) -> bool:
-        """Remove a waiting job or cancel a running one; False if it is already ending."""
-        if job.done:
-            return False
-        if job.task is None:
-            self._dequeue(job)
-            self._close(job, error=Cancelled())
-            return True
-        if job.task.done() or job.reason is not None:
-            return False
-        job.reason = reason
-        job.task.cancel()
-        return True
-
-    def _dequeue(self, job: _Job) -> None:
+    def _dequeued(self, job: Job) -> None:
         """Take a waiting job out of its owner's queue (and the rotation if it was the last)."""
         slot = self._owners[job.owner]
         slot.queue.remove(job)
@@ -276,26 +230,6 @@ class JobScheduler:
         slot = self._owners.get(owner)
         if slot is not None and not slot.queue and not slot.running:
             del self._owners[owner]
-
-    def _close(self, job: _Job, *, result: Any = None, error: BaseException | None = None) -> None:
-        """Record the job's one outcome and wake its run() call."""
-        job.done, job.result, job.error = True, result, error
-        del self._jobs[job.id]
-        key = error.key if isinstance(error, BotError) else "error.internal"
-        self._emit(job, "finished" if error is None else "failed", key=None if error is None else key)
-        job.wake.set()
-
-    def _emit(self, job: _Job, stage: ProgressStage, *, key: str | None = None) -> None:
-        """Queue a progress event for the job's caller; consecutive positions coalesce."""
-        if not job.notify:
-            return
-        event = Progress(job.id, stage, job.position if stage == "queued" else None,
-                         self._clock() - job.submitted, key)
-        if stage == "queued" and job.events and job.events[-1].stage == "queued":
-            job.events[-1] = event
-        else:
-            job.events.append(event)
-        job.wake.set()
 
     def _changed(self) -> None:
         """The queue changed: recompute positions once, on the next loop iteration."""
@@ -320,16 +254,3 @@ class JobScheduler:
                     self._emit(job, "queued")
             rounds = alive
 
-
-async def _call(work: Callable[[], Awaitable[T]]) -> T:
-    """Await the work inside its own task."""
-    return await work()
-
-
-async def _notify(callback: ProgressCallback, event: Progress) -> None:
-    """Deliver one progress event; a failing or hanging callback is logged, never fatal."""
-    try:
-        async with asyncio.timeout(CALLBACK_TIMEOUT):
-            await callback(event)
-    except Exception:
-        log.exception("progress callback failed (job %s, %s)", event.job_id, event.stage)

@@ -55,7 +55,7 @@ from bot.errors import (
 )
 from bot.failover import Booking, Leg, Routing
 from bot.groups import Groups, leveled
-from bot.jobs import JobScheduler
+from bot.jobs import Scheduler
 from bot.links import NO_LINKS, Linked, fetches_links, prepared
 from bot.messages import normalize_locale
 from bot.metrics import JobEvent, Metrics
@@ -78,7 +78,7 @@ class ImagineService:
 
     def __init__(self, *, settings: Settings, store: Store, quotas: Quotas,
                  conversations: Conversations, providers: dict[str, ImageProvider],
-                 scheduler: JobScheduler, presenter: Presenter,
+                 scheduler: Scheduler, presenter: Presenter,
                  prepare_reference: PrepareReference, metrics: Metrics,
                  lineup: Lineup | None = None, budget: DeliveryBudget | None = None) -> None:
         self.settings = settings
