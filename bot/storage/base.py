@@ -86,6 +86,21 @@ class Payment:
 
 
 @dataclass(frozen=True, slots=True)
+class Parked:
+    """A result waiting for its platform (bot/outbox.py): where it goes and what it says."""
+
+    #: The result's first turn: its turns are sent (and settled) together.
+    delivery: str
+    turn_ids: tuple[str, ...]
+    platform: str
+    #: Where it goes, as the adapter spells it (JSON).
+    target: str
+    #: What it says, without its images (JSON, bot/outbox.py).
+    reply: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class UserRecord:
     """A user's row: settings, ban state and limit overrides."""
 
@@ -238,6 +253,19 @@ class Store(Protocol):
 
     async def orphaned_reservations(self) -> list[Reservation]:
         """Held reservations whose owner is gone: none recorded, unknown, or its lease lapsed."""
+        # A parked result's are never among them: the outbox sends or refunds those itself.
+        ...
+
+    async def park(self, parked: Parked) -> None:
+        """Keep a result for its platform (again: replaced); its reservations stay held."""
+        ...
+
+    async def unpark(self, delivery: str) -> None:
+        """The parked result was sent or given up: forget it."""
+        ...
+
+    async def claim_parked(self, platform: str, owner: str) -> list[Parked]:
+        """``platform``'s parked results whose reservations' owner is gone, now ``owner``'s."""
         ...
 
     async def ledger(self, actor_key: str | None = None) -> list[LedgerEntry]:

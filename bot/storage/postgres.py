@@ -25,6 +25,7 @@ import asyncpg
 
 from bot.errors import StoreUnavailable
 from bot.storage.base import LedgerEntry, Reservation
+from bot.storage.postgres_outbox import PgOutbox
 from bot.storage.postgres_payments import PgPayments
 from bot.storage.postgres_records import PgRecords
 from bot.storage.postgres_schema import migrate, schema_version
@@ -51,7 +52,7 @@ def _entry(r: asyncpg.Record) -> LedgerEntry:
                        size=r["size"], note=r["note"], ts=r["ts"], paid=r["paid"])
 
 
-class PostgresStore(PgRecords, PgPayments):
+class PostgresStore(PgRecords, PgOutbox, PgPayments):
     """The Store on an asyncpg pool; ``schema`` (tests) puts every table in that schema."""
 
     def __init__(self, url: str, *, pool_size: int = 10, schema: str | None = None,
@@ -200,10 +201,13 @@ class PostgresStore(PgRecords, PgPayments):
 
     async def orphaned_reservations(self) -> list[Reservation]:
         """Held reservations with no owner, an unknown one, or one whose lease lapsed."""
+        # A parked result's are not orphans: the outbox sends or refunds them (bot/outbox.py).
         rows = await self._fetch(
             "SELECT r.* FROM reservations r LEFT JOIN instances i"
             " ON i.id = r.owner AND i.lease_until >= now()"
-            " WHERE r.state = 'held' AND i.id IS NULL ORDER BY r.created_at")
+            " WHERE r.state = 'held' AND i.id IS NULL"
+            " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.turn_id = r.turn_id)"
+            " ORDER BY r.created_at")
         return [reservation_from(r) for r in rows]
 
     async def ledger(self, actor_key: str | None = None) -> list[LedgerEntry]:

@@ -20,6 +20,7 @@ from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationStat
 from bot.storage.recipes import recipe_fields, recipe_json
 from bot.storage.sqlite_gallery import SqliteGallery
 from bot.storage.sqlite_leases import ProcessLocks, SqliteLeases
+from bot.storage.sqlite_outbox import SqliteOutbox
 from bot.storage.sqlite_payments import SqlitePayments
 from bot.storage.sqlite_schema import _statements, migrate, migrations
 from bot.storage.sqlite_tx import SqliteQuotaTx
@@ -63,7 +64,7 @@ def _entry(r: aiosqlite.Row) -> LedgerEntry:
                        paid=r["paid"])
 
 
-class SqliteStore(SqliteLeases, SqlitePayments, SqliteGallery):
+class SqliteStore(SqliteLeases, SqliteOutbox, SqlitePayments, SqliteGallery):
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
 
     _turn_row = staticmethod(_turn)

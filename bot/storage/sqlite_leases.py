@@ -139,9 +139,11 @@ class SqliteLeases:
 
     async def orphaned_reservations(self) -> list[Reservation]:
         """Held reservations whose owner has no live lease, or whose process is gone."""
+        # A parked result's are not orphans: the outbox sends or refunds them (bot/outbox.py).
         rows = await self._rows(
             "SELECT r.*, i.id AS leased FROM reservations r LEFT JOIN instances i"
-            " ON i.id = r.owner AND i.lease_until >= ? WHERE r.state = 'held'",
+            " ON i.id = r.owner AND i.lease_until >= ? WHERE r.state = 'held'"
+            " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.turn_id = r.turn_id)",
             (_iso(datetime.now(UTC)),))
         owners = {r["leased"] for r in rows if r["leased"] is not None}
         # A crash leaves its lease running for up to lease_seconds; its lock file tells at once.
