@@ -28,6 +28,11 @@ class Leadership:
         self._locks: dict[str, Lock] = {}
 
     @property
+    def renew_every(self) -> float:
+        """How often a holder asks again to keep its role."""
+        return self._ttl / 3
+
+    @property
     def shared(self) -> bool:
         """True when roles are decided among processes (Redis), False when this one holds all."""
         return self._redis is not None

@@ -112,11 +112,16 @@ async def run(settings: Settings, *, sync_commands: bool = False,
 
 
 async def _housekeeping(core: Core, close: asyncio.Event, every: float = 6 * 3600) -> None:
-    """Apply image retention and the blob size cap periodically while running."""
+    """Apply image retention and the blob size cap periodically while running.
+
+    With ``[redis]`` only the process holding the housekeeping role does (bot/leader.py).
+    """
     while not close.is_set():
         try:
             await asyncio.wait_for(close.wait(), every)
         except TimeoutError:
+            if not await core.leader.hold("housekeeping"):
+                continue
             try:
                 removed = await core.conversations.blobs.prune()
                 log.info("retention: removed %d stored image(s)", removed)

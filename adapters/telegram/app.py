@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Bot, BotCommand, BotCommandScopeAllChatAdministrators, BotCommandScopeChat
@@ -109,7 +110,9 @@ class TelegramAdapter:
             updates = [*ALLOWED_UPDATES, *guest_updates(cfg.cache_chat_id, app.bot.bot)]
             if cfg.webhook_url:
                 webhook = WebhookServer(app, cfg.webhook_url, cfg.webhook_listen,
-                                        secret_for(self._token), updates)
+                                        secret_for(self._token), updates,
+                                        owner=self._webhook_owner(),
+                                        renew_every=self._api.leader.renew_every)
                 await webhook.start()
             elif app.updater is not None:
                 await app.updater.start_polling(timeout=int(self._poll_timeout),
@@ -129,6 +132,15 @@ class TelegramAdapter:
             if app.running:
                 await app.stop()
             await app.shutdown()
+
+    def _webhook_owner(self) -> Callable[[], Awaitable[bool]]:
+        """Whether this process registers the webhook: as configured, else by holding the role."""
+        fixed = self._api.settings.telegram.webhook_owner
+        if fixed is not None:
+            async def configured() -> bool:
+                return fixed
+            return configured
+        return lambda: self._api.leader.hold("telegram-webhook")
 
     async def _initialize(self, app: AnyApplication, stop: asyncio.Event) -> bool:
         """getMe until Telegram answers (a network drop at start-up is waited out)."""
