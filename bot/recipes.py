@@ -6,7 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from bot.domain import Action, Actor, ChatRef, ImageData, ImageRequest, Options, Turn, UserSettings
+from bot.domain import (
+    Action,
+    Actor,
+    ChatRef,
+    ImageData,
+    ImageRequest,
+    Options,
+    RequestKind,
+    Turn,
+    UserSettings,
+)
 from bot.errors import NotFound
 from bot.styles import Styles, compose
 
@@ -29,8 +39,9 @@ def model_text(t: Callable[..., str], styles: Styles, prompt: str, opts: Options
                group_style: str | None) -> str:
     """What the model is asked: a variation's hidden instruction, else the styled prompt; both
     end with what to leave out."""
-    if kind == "variation":
-        key = "result.variation_strong" if opts.vary == "strong" else "result.variation_subtle"
+    if kind in ("variation", "upscale"):
+        key = ("result.upscale_instruction" if kind == "upscale" else
+               "result.variation_strong" if opts.vary == "strong" else "result.variation_subtle")
         return compose(t("en", key, prompt=prompt), None, opts.negative)
     return styles.text(prompt, opts, group_style)
 
@@ -39,18 +50,21 @@ def pressed(actor: Actor, chat: ChatRef, turn: Turn, action: Action,
             inputs: tuple[ImageData, ...], chosen: tuple[ImageData, ...] | None) -> ImageRequest:
     """The request a Reroll, U or V button makes from ``turn``, its recipe kept.
 
-    A variation's reroll or upscale is a variation again (of the same chosen image), not an edit
-    of it with the original words.
+    U and V work on the image shown (``chosen``, the turn's output), Midjourney's way: U2 is a
+    larger rendering of candidate 2 itself, not a new draw of its words at a larger size, and
+    V3 a variation of candidate 3. A Reroll of an upscale or a variation repeats that on the same
+    image (its stored input), not an edit of it with the original words.
     """
     recipe = Options(style=turn.style or NO_STYLE, negative=turn.negative,
                      size=action.size if action.kind == "upscale" else None,
                      n=action.batch if action.kind == "reroll" else None)
     base = ImageRequest(actor=actor, chat=chat, prompt=turn.prompt, references=inputs)
-    if action.kind == "variations":
+    if action.kind in ("variations", "upscale"):
         if not chosen:
             raise NotFound()
-        return replace(base, references=chosen[:1], kind="variation",
+        kind: RequestKind = "variation" if action.kind == "variations" else "upscale"
+        return replace(base, references=chosen[:1], kind=kind,
                        options=replace(recipe, vary=action.vary or "subtle"))
-    if turn.kind == "variation":
-        return replace(base, kind="variation", options=replace(recipe, vary="subtle"))
-    return replace(base, kind="upscale" if action.kind == "upscale" else "reroll", options=recipe)
+    if turn.kind in ("variation", "upscale"):
+        return replace(base, kind=turn.kind, options=replace(recipe, vary="subtle"))
+    return replace(base, kind="reroll", options=recipe)

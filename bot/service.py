@@ -159,10 +159,10 @@ class ImagineService:
             if inputs is None:
                 raise NotFound()  # a reroll without its references would be a different image
             chosen = (await self.conversations.outputs(turn)
-                      if action.kind == "variations" else None)
+                      if action.kind in ("variations", "upscale") else None)
             # The recipe (style, exclusions) is kept; an upscale's size is asked for now.
             req = pressed(actor, chat, turn, action, inputs, chosen)
-            parent = None if req.kind == "variation" else (
+            parent = None if req.kind in ("variation", "upscale") else (
                 await self.conversations.get(turn.parent_id) if turn.parent_id else None)
             return await self._job(req, parent, progress, model=turn.model, size=turn.size,
                                    aspect=turn.aspect)

@@ -33,8 +33,10 @@ async def test_reroll_upscale_and_variations_keep_the_style_and_the_exclusions(
             assert sent.endswith(LEFT_OUT), (action.kind, sent)
             made = await core.conversations.get(again.turn_id or "")
             assert made is not None and made.style == "watercolor", action.kind
-            if action.kind != "variations":  # a variation's words are the hidden instruction
+            if action.kind == "reroll":  # U and V send the image with a hidden instruction
                 assert sent.startswith(STYLED), (action.kind, sent)
+            else:
+                assert provider.requests[-1].references, action.kind
             await delivered(core, again, message_id=f"m-{action.kind}")
         # A variation's own reroll is a variation again (not an edit with the original words).
         varied = await core.conversations.get(again.turn_id or "")
