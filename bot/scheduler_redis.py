@@ -87,7 +87,7 @@ class RedisScheduler(LocalRuns):
                                if t is not None), return_exceptions=True)
         with contextlib.suppress(RedisError):
             await self._redis.delete(f"{self._p}alive:{self.process}")
-            await self.sweep()
+            await self._call("sweep", self._limits[0], self._limits[1])  # ourselves, quietly
         await self._redis.aclose()
 
     async def beat(self) -> None:

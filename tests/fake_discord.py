@@ -377,6 +377,10 @@ class FakeDiscord:
         self.portal_intents = portal_intents
         self.base = ""
         self._sockets: set[web.WebSocketResponse] = set()
+        #: Each sharded connection's ``[shard_id, num_shards]`` from its IDENTIFY.
+        self.shards: dict[web.WebSocketResponse, tuple[int, int]] = {}
+        #: What GET /gateway/bot recommends.
+        self.recommended_shards = 1
         self._seq = 0
         self._changed = asyncio.Condition()
         self._rate_limits: list[str] = []
@@ -533,11 +537,24 @@ class FakeDiscord:
         """One TEXT frame."""
         await ws.send_str(json.dumps(payload))
 
+    def shard_of(self, guild_id: int, shards: int) -> int:
+        """Discord's rule: ``shard_id = (guild_id >> 22) % num_shards``
+        (https://discord.com/developers/docs/events/gateway#sharding)."""
+        return (guild_id >> 22) % shards
+
+    def _receives(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> bool:
+        """A guild's events go to its shard only; DMs "will only be sent to shard 0" (same page)."""
+        shard = self.shards.get(ws)
+        if shard is None:
+            return True
+        guild = data.get("guild_id")
+        return shard[0] == (self.shard_of(int(guild), shard[1]) if guild else 0)
+
     async def dispatch(self, name: str, data: dict[str, Any]) -> None:
-        """A DISPATCH to every connected client."""
+        """A DISPATCH to every connected client (to the guild's shard when sharded)."""
         if not self._sockets:
             raise AssertionError("no discord.py client is connected to the fake gateway")
-        for ws in list(self._sockets):
+        for ws in [w for w in self._sockets if self._receives(w, data)]:
             self._seq += 1
             with contextlib.suppress(ConnectionError):
                 await self.send(ws, {"op": 0, "t": name, "s": self._seq, "d": data})
@@ -549,6 +566,7 @@ class FakeDiscord:
     def drop_socket(self, ws: web.WebSocketResponse) -> None:
         """Forget a gateway connection."""
         self._sockets.discard(ws)
+        self.shards.pop(ws, None)
 
     async def wait_ready(self, since: int, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Until a client identified after event ``since`` and got READY and its guilds."""
@@ -843,19 +861,26 @@ class _Routes:
         if f.intents & PRIVILEGED_INTENTS & ~f.portal_intents:
             await ws.close(code=4014, message=b"Disallowed intent(s).")
             return
+        shard = data.get("shard") or [0, 1]
+        if not (isinstance(shard, list) and len(shard) == 2 and 0 <= shard[0] < shard[1]):
+            await ws.close(code=4010, message=b"Invalid shard.")  # the gateway's close code
+            return
+        if data.get("shard") is not None:
+            f.shards[ws] = (int(shard[0]), int(shard[1]))
+        guilds = [g for g in f.guilds.values() if f.shard_of(g.id, shard[1]) == shard[0]]
         me = {**f.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0}
         ready = {"v": 10, "user": me, "session_id": secrets.token_hex(16),
                  "resume_gateway_url": f.gateway_url, "application": {"id": str(f.bot.id),
                                                                       "flags": 0},
-                 "guilds": [{"id": str(g), "unavailable": True} for g in f.guilds],
-                 "private_channels": [], "relationships": [], "shard": [0, 1]}
+                 "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
+                 "private_channels": [], "relationships": [], "shard": shard}
         f._seq += 1
         await f.send(ws, {"op": 0, "t": "READY", "s": f._seq, "d": ready})
-        for guild in f.guilds.values():
+        for guild in guilds:
             f._seq += 1
             await f.send(ws, {"op": 0, "t": "GUILD_CREATE", "s": f._seq,
                               "d": self._guild(guild)})
-        await f.record("ready", intents=f.intents)
+        await f.record("ready", intents=f.intents, shard=shard)
 
     def _guild(self, guild: FakeGuild) -> dict[str, Any]:
         everyone = {"id": str(guild.id), "name": "@everyone", "permissions": str(
@@ -879,7 +904,8 @@ class _Routes:
 
     async def get_gateway(self, request: web.Request) -> web.Response:
         """Only sharded clients ask; a plain client connects to its gateway URL directly."""
-        return _json({"url": self.f.gateway_url, "shards": 1, "session_start_limit": {
+        return _json({"url": self.f.gateway_url, "shards": self.f.recommended_shards,
+                      "session_start_limit": {
             "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
 
     async def me(self, request: web.Request) -> web.Response:

@@ -60,7 +60,7 @@ class Tree(app_commands.CommandTree["Client"]):
 class Client(discord.Client):
     """One gateway connection: its events go to the handlers, nothing else lives here."""
 
-    def __init__(self, api: BotApi, *, sync_commands: bool = False) -> None:
+    def __init__(self, api: BotApi, *, sync_commands: bool = False, **shards: Any) -> None:
         # The bot never joins voice: discord.py's start-up warnings about its optional voice
         # libraries (PyNaCl, davey) would only send operators after something they don't need.
         discord.VoiceClient.warn_nacl = False
@@ -70,7 +70,8 @@ class Client(discord.Client):
         # may ask for it ([discord] message_content_intent) once the Developer Portal allows it.
         intents = discord.Intents.default()
         intents.message_content = api.settings.discord.message_content_intent
-        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(),
+                         **shards)
         self.sync_commands = sync_commands
         self.connected = False
         # This adapter's parts, wired once: everything below is handed the runtime explicitly.
@@ -143,6 +144,37 @@ class Client(discord.Client):
         await self.handlers.press(interaction, press)
 
 
+class ShardedClient(Client, discord.AutoShardedClient):
+    """The same client on ``[discord] shard_ids`` of ``shard_count`` (many processes).
+
+    Discord sends a guild's events to shard ``(guild_id >> 22) % num_shards`` and DMs to shard 0
+    (https://discord.com/developers/docs/events/gateway#sharding), so each process answers the
+    guilds of its shards; an interaction's follow-ups are webhook calls with its token, which
+    any process may make (https://discord.com/developers/docs/interactions/receiving-and-responding#followup-messages).
+    """
+
+    async def on_shard_connect(self, shard_id: int) -> None:
+        """A shard's gateway session is up."""
+        self.connected = True
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        """A shard resumed."""
+        self.connected = True
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        """A shard dropped; discord.py reconnects it by itself."""
+        self.connected = False
+
+
+def build_client(api: BotApi, sync_commands: bool) -> Client:
+    """A plain client, or a sharded one when ``[discord] shard_count`` is set."""
+    section = api.settings.discord
+    if section.shard_count is None:
+        return Client(api, sync_commands=sync_commands)
+    return ShardedClient(api, sync_commands=sync_commands, shard_count=section.shard_count,
+                         shard_ids=list(section.shard_ids) or None)
+
+
 class DiscordAdapter:
     """Runs one discord.py client against the core until ``stop`` is set."""
 
@@ -168,7 +200,7 @@ class DiscordAdapter:
         """Log in, connect, serve until ``stop``; then let deliveries in flight finish and close."""
         section = self.api.settings.discord
         previous = point_at(section.api_base_url, section.gateway_url)
-        client = self.client = Client(self.api, sync_commands=self._sync)
+        client = self.client = build_client(self.api, self._sync)
         try:
             async with client:
                 runner = asyncio.create_task(client.start(self._token), name="discord-client")
