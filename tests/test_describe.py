@@ -23,8 +23,8 @@ from tests.fake_upstream import (
     chat_body,
     fake_upstream_fixture,  # noqa: F401
     gemini_body,
-    png,
 )
+from tests.helpers import png
 from tests.test_service import ALICE, BOB, CHAT, FakeProvider, kinds, running
 
 Factory = Callable[..., Settings]

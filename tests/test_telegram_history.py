@@ -36,7 +36,7 @@ class Describing:
 
 async def test_describe_a_photo_then_draw_a_suggestion(settings_factory: Factory) -> None:
     provider = Describing()
-    async with running_bot(settings_factory, providers={"demo": provider},  # type: ignore[dict-item]
+    async with running_bot(settings_factory, providers={"demo": provider},
                            describe={"credits": 1}) as bot:
         fake = bot.fake
         fake.user_sends(photo=photo(), caption="/describe")
