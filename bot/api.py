@@ -19,7 +19,7 @@ from bot.account import AdminOps, Preferences
 from bot.catalog import SIZE_ORDER, ModelSpec
 from bot.config import Settings
 from bot.config_sections import TelegramSection
-from bot.delivery import Delivery, Fitted
+from bot.delivery import Delivery, Fitted, Parked
 from bot.describe import Describer
 from bot.domain import (
     Action,
@@ -81,7 +81,7 @@ from bot.storage.base import LedgerEntry, Payment, UserRecord
 
 __all__ = ["Action", "Actor", "BotApi", "BotError", "Budget", "Capabilities", "ChatRef",
            "Delivery", "Fitted", "GroupSettings", "ImageData", "ImageRequest",
-           "LedgerEntry", "MessageRef", "ModelSpec", "Options", "Progress", "ProgressCallback",
+           "LedgerEntry", "MessageRef", "ModelSpec", "Options", "Parked", "Progress", "ProgressCallback",
            "Reply", "SchedulerStats", "Settings", "StoreUnavailable", "Turn", "Usage",
            "UserRecord", "UserSettings"]
 # The errors adapters raise themselves (before a request reaches the core), and flag parsing.
@@ -215,6 +215,14 @@ class BotApi:
     def delivery(self, reply: Reply, caps: Capabilities) -> AbstractAsyncContextManager[Delivery]:
         """``async with api.delivery(reply, caps) as out``: upload ``out.items``, then ``out.sent``."""
         return self._service.delivery(reply, caps)
+
+    async def parked(self, platform: str) -> list[Parked]:
+        """Results for ``platform`` a stopped process had parked (bot/outbox.py), now ours."""
+        return await self._service.deliveries.claim(platform)
+
+    async def redeliver(self, parked: Parked) -> Reply | None:
+        """A claimed result with its images, for :meth:`delivery`; None: refunded (too old, gone)."""
+        return await self._service.deliveries.reload(parked, self.settings.limits.delivery_retry_hours)
 
     async def owned(self, actor: Actor, turn_id: str) -> Turn:
         """The turn when ``actor`` may use it (a client-supplied id); NotFound / NotOwner."""

@@ -101,6 +101,9 @@ class LimitsSection(_Section):
     reference_max_mb: float = Field(default=5.0, gt=0)
     #: Result bytes held between the model's answer and the end of their upload (bot/budget.py).
     delivery_budget_mb: float = Field(default=256.0, ge=1)
+    #: How long a finished result the platform refuses for now (rate limits) is offered again,
+    #: across restarts, before it is refunded as undeliverable.
+    delivery_retry_hours: float = Field(default=12.0, gt=0)
 
 
 class QuotaSection(_Section):
@@ -238,6 +241,10 @@ class TelegramSection(_Section, WebhookOwner):
     #: A private chat the bot uploads guest-mode results to (their file ids answer the query);
     #: unset: guest queries are not subscribed to.
     cache_chat_id: int | None = None
+    #: Pay Stars to send results past the free ~30 messages/s when they would otherwise wait
+    #: longer than paid_broadcast_after_seconds (allow_paid_broadcast: 0.1 Star a message).
+    paid_broadcast: bool = False
+    paid_broadcast_after_seconds: float = Field(default=10.0, gt=0)
 
     _webhook_listen = field_validator("webhook_listen")(classmethod(lambda cls, v: _listen(v)))
 

@@ -7,6 +7,8 @@ result exactly once. Money never depends on an adapter remembering a call: the r
 linked to the turn in the store (``reservations.turn_id``), and settling or refunding reads it
 from there, so any process can close it. What stays in this process is only bookkeeping that
 dies with it: the job's log line and the byte lease on the :class:`~bot.budget.DeliveryBudget`.
+A delivery the platform refuses for now is parked (:meth:`Delivery.park`, bot/outbox.py): a
+shutdown then leaves it held for the next start instead of refunding it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from bot.conversations import Conversations
 from bot.domain import Capabilities, ImageData, MessageRef, Reply, Turn
 from bot.errors import NotFound
 from bot.metrics import JobEvent, Metrics
+from bot.outbox import Outbox, Parked
 from bot.providers.base import ProviderResult
 from bot.quotas import Quotas
 from bot.storage.base import Store
 
-__all__ = ["Deliveries", "Delivery", "Fitted", "Pending", "refund_failed"]
+__all__ = ["Deliveries", "Delivery", "Fitted", "Parked", "Pending", "refund_failed"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,9 @@ class Delivery:
     #: Turns not settled yet (a batch has one per candidate); refunded when the block ends.
     open_turns: list[str] = field(default_factory=list)
     _settle: Callable[[str, Sequence[MessageRef], Mapping[str, float]], Awaitable[None]] | None = None
+    _outbox: Outbox | None = None
+    #: Parked in the outbox (the platform refused it for now): a shutdown keeps it held.
+    parked: bool = False
 
     @property
     def turn_id(self) -> str:
@@ -81,6 +87,16 @@ class Delivery:
     def delivered(self) -> bool:
         """True once every turn was settled (nothing left to refund)."""
         return not self.open_turns
+
+    async def park(self, platform: str, target: str) -> None:
+        """The platform refuses the result for now: keep it across restarts until sent or given up.
+
+        ``target`` is where it goes, as the adapter spells it (JSON; :meth:`Deliveries.claim`
+        gives it back).
+        """
+        if not self.parked and self._outbox is not None:
+            await self._outbox.park(self.reply, platform, target)
+            self.parked = True
 
     async def file(self, index: int) -> ImageData:
         """Image ``index`` fitted as a file (a photo the platform refused goes out this way)."""
@@ -143,6 +159,8 @@ class Deliveries:
         self.conversations = conversations
         self.metrics = metrics
         self.budget = budget
+        #: Results the platform refused for now, kept across restarts (bot/outbox.py).
+        self.outbox = Outbox(store, conversations, quotas.owner)
         #: This process's job log lines and byte leases, by turn id: bookkeeping only, never
         #: what decides money (that is the reservation in the store).
         self.local: dict[str, Pending] = {}
@@ -182,8 +200,8 @@ class Deliveries:
         if reply.turn_id is None or not reply.images:
             raise ValueError("only a result with images is delivered")
         out = Delivery(reply, caps, open_turns=list(reply.candidates or (reply.turn_id,)),
-                       _settle=self.bind)
-        reason = "undeliverable"
+                       _settle=self.bind, _outbox=self.outbox)
+        reason, kept = "undeliverable", False
         try:
             started = time.monotonic()
             out.items = await fit_all(reply, caps)
@@ -191,10 +209,49 @@ class Deliveries:
             yield out
         except BaseException as exc:
             reason = f"undeliverable: {type(exc).__name__}"
+            # Stopped while the platform made it wait: held for the next start, not refunded.
+            kept = out.parked and isinstance(exc, asyncio.CancelledError)
             raise
         finally:
+            if kept:
+                self._keep(out)
+            else:
+                await asyncio.shield(self._close_open(out, reason))
+
+    async def _close_open(self, out: Delivery, reason: str) -> None:
+        """Refund what was not sent; a parked result leaves the outbox, sent or not."""
+        try:
             for turn_id in out.open_turns:
-                await asyncio.shield(self.undeliverable(turn_id, reason))
+                await self.undeliverable(turn_id, reason)
+        finally:
+            if out.parked:
+                await self.outbox.unpark(out.turn_id)
+
+    def _keep(self, out: Delivery) -> None:
+        """A parked delivery stopped by shutdown: its reservations stay held, in the outbox."""
+        for turn_id in out.open_turns:
+            pending = self.local.pop(turn_id, None)
+            if pending is not None:
+                pending.release()
+        log.info("result %s kept in the outbox for the next start", out.turn_id)
+
+    async def claim(self, platform: str) -> list[Parked]:
+        """``platform``'s parked results whose process is gone, now this one's to send again."""
+        return await self.outbox.claim(platform)
+
+    async def reload(self, parked: Parked, hours: float) -> Reply | None:
+        """A claimed result with its images, to deliver again; None when it was refunded instead.
+
+        It is refunded when it waited longer than ``hours`` or its images are gone.
+        """
+        reply = None if Outbox.expired(parked, hours) else await self.outbox.load(parked)
+        if reply is None:
+            try:
+                for turn_id in parked.turn_ids:
+                    await self.undeliverable(turn_id, "undeliverable: waited too long")
+            finally:
+                await self.outbox.unpark(parked.delivery)
+        return reply
 
     async def bind(self, turn_id: str, messages: Sequence[MessageRef],
                    timings: Mapping[str, float] | None = None) -> None:

@@ -65,6 +65,11 @@ class Quotas:
         self._tz = ZoneInfo(settings.timezone)
         self._daily_by_prefix: dict[str, int] = {}  # see set_daily_allowance
 
+    @property
+    def owner(self) -> str | None:
+        """The instance (process) whose reservations these are."""
+        return self._owner
+
     def price(self, model: ModelSpec, size: str, count: int = 1) -> Price:
         """Credits and USD for ``count`` images of ``model`` at ``size``."""
         return Price(credits=model.credit_cost(size, self._cfg.credit_usd) * count,

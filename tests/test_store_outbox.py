@@ -76,8 +76,14 @@ async def test_a_parked_result_outlives_its_process_and_is_claimed_once(
     # Claimed by a live process: nobody else claims it, the sweep still leaves it alone.
     assert await a.claim_parked("telegram", "d") == []
     assert await b.orphaned_reservations() == []
+    first = won[0][0].created_at
+    await b.park(parked("t0", "t1"))  # parked again after the claim: still waiting since then
+    await b.retire_instance(owner)
+    await b.register_instance("e", 60)
+    again = await b.claim_parked("telegram", "e")
+    assert [p.created_at for p in again] == [first]
     await b.unpark("t0")
-    assert await b.claim_parked("telegram", "b") == []
+    assert await b.claim_parked("telegram", "e") == []
 
 
 async def test_a_row_whose_reservation_was_closed_is_forgotten(

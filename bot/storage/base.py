@@ -257,7 +257,7 @@ class Store(Protocol):
         ...
 
     async def park(self, parked: Parked) -> None:
-        """Keep a result for its platform (again: replaced); its reservations stay held."""
+        """Keep a result for its platform (again: replaced, since when kept); reservations stay held."""
         ...
 
     async def unpark(self, delivery: str) -> None:

@@ -23,15 +23,18 @@ class PgOutbox:
         raise NotImplementedError
 
     async def park(self, parked: Parked) -> None:
-        """Keep a result for its platform (again: replaced); its reservations stay held."""
+        """Keep a result for its platform (again: replaced, since when kept); reservations stay held."""
+        rows = await self._fetch("SELECT MIN(created_at) AS since FROM outbox WHERE delivery = $1",
+                                 parked.delivery)
+        since = rows[0]["since"] or parked.created_at  # parked again: since the first time
         await self._execute("DELETE FROM outbox WHERE delivery = $1", parked.delivery)
         await self._executemany(
             "INSERT INTO outbox (turn_id, delivery, platform, target, reply, created_at)"
             " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (turn_id) DO UPDATE SET"
             " delivery = EXCLUDED.delivery, platform = EXCLUDED.platform,"
             " target = EXCLUDED.target, reply = EXCLUDED.reply, created_at = EXCLUDED.created_at",
-            [(turn_id, parked.delivery, parked.platform, parked.target, parked.reply,
-              parked.created_at) for turn_id in parked.turn_ids])
+            [(turn_id, parked.delivery, parked.platform, parked.target, parked.reply, since)
+             for turn_id in parked.turn_ids])
 
     async def unpark(self, delivery: str) -> None:
         """The parked result was sent or given up: forget it."""

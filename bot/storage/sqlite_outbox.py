@@ -31,14 +31,17 @@ class SqliteOutbox:
         raise NotImplementedError
 
     async def park(self, parked: Parked) -> None:
-        """Keep a result for its platform (again: replaced); its reservations stay held."""
+        """Keep a result for its platform (again: replaced, since when kept); reservations stay held."""
         async with self._writing() as db:
+            rows = await db.execute_fetchall(
+                "SELECT MIN(created_at) FROM outbox WHERE delivery = ?", (parked.delivery,))
+            since = next(iter(rows))[0] or _iso(parked.created_at)  # parked again: the first time
             await db.execute("DELETE FROM outbox WHERE delivery = ?", (parked.delivery,))
             await db.executemany(
                 "INSERT OR REPLACE INTO outbox (turn_id, delivery, platform, target, reply,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(turn_id, parked.delivery, parked.platform, parked.target, parked.reply,
-                  _iso(parked.created_at)) for turn_id in parked.turn_ids])
+                [(turn_id, parked.delivery, parked.platform, parked.target, parked.reply, since)
+                 for turn_id in parked.turn_ids])
 
     async def unpark(self, delivery: str) -> None:
         """The parked result was sent or given up: forget it."""
