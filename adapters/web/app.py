@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from adapters.shared_redis import connect
 from adapters.web import middleware as mw
 from adapters.web import pages
 from adapters.web.handlers import Handlers
@@ -25,6 +26,7 @@ from adapters.web.policy import PolicyView
 from adapters.web.progress import Live, OperatorLive
 from adapters.web.runtime import Runtime
 from adapters.web.security import console_secret
+from adapters.web.sessions_redis import RedisSessions, shared_secret
 from bot.api import BotApi, ConfigError
 
 log = logging.getLogger(__name__)
@@ -70,10 +72,16 @@ class WebConsole:
     async def run(self, stop: asyncio.Event) -> None:
         """Listen, serve until ``stop`` is set, let running jobs finish, close."""
         secret = self._secret
+        shared = self._api.settings.redis
+        redis = connect(shared.url) if shared.url else None
+        if redis is not None and secret is None:  # consoles in many processes sign alike
+            secret = await shared_secret(redis, shared.prefix)
         if secret is None:
             secret = await asyncio.to_thread(console_secret, self._api.settings.bot.data_dir)
         bundle = await asyncio.to_thread(load_bundle)
         rt = Runtime(self._api, token=self._token, secret=secret, listen_host=self._host)
+        if redis is not None:
+            rt.sessions = RedisSessions(redis, shared.prefix)
         runner = web.AppRunner(build_app(rt, bundle), access_log=None,
                                handle_signals=False, shutdown_timeout=2.0)
         await runner.setup()
@@ -103,6 +111,8 @@ class WebConsole:
             rt.closing.set()
             await rt.close(self._api.settings.limits.shutdown_grace_seconds + 5.0)
             await runner.cleanup()
+            if redis is not None:
+                await redis.aclose()
 
 
 def build_app(rt: Runtime, bundle: Bundle) -> web.Application:

@@ -11,7 +11,7 @@ from adapters.web import inbound
 from adapters.web.network import pool_id
 from adapters.web.pages import page
 from adapters.web.runtime import Runtime, internal
-from adapters.web.security import VISITOR_COOKIE
+from adapters.web.security import SESSION_COOKIE, VISITOR_COOKIE
 from bot.api import BotError
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ def visitor(rt: Runtime) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         uid = rt.signer.visitor(request.cookies.get(VISITOR_COOKIE))
+        await rt.sessions.load(request.cookies.get(SESSION_COOKIE))  # shared ones: from Redis
         fresh = None
         if uid is None:
             uid, fresh = rt.signer.new_visitor()

@@ -77,7 +77,8 @@ class OperatorView:
             return self._login_page(request, t("web.op.wrong_token"), status=401)
         self.rt.limiter.succeeded(client)
         response = see_other("/operator")
-        response.set_cookie(SESSION_COOKIE, self.rt.sessions.open(), max_age=SESSION_SECONDS,
+        response.set_cookie(SESSION_COOKIE, await self.rt.sessions.open(),
+                            max_age=SESSION_SECONDS,
                             path="/", httponly=True, samesite="Strict",
                             secure=self.rt.network.secure(request))
         log.info("web: operator logged in from %s", client)
@@ -85,7 +86,7 @@ class OperatorView:
 
     async def logout(self, request: web.Request) -> web.Response:
         """End the session."""
-        self.rt.sessions.close(request.cookies.get(SESSION_COOKIE))
+        await self.rt.sessions.close(request.cookies.get(SESSION_COOKIE))
         response = see_other("/operator")
         response.del_cookie(SESSION_COOKIE, path="/")
         return response

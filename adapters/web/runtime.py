@@ -27,6 +27,7 @@ from adapters.web.security import (
     Sessions,
     Signer,
 )
+from adapters.web.sessions_redis import RedisSessions
 from bot.api import (
     Actor,
     BotApi,
@@ -89,7 +90,7 @@ class Runtime:
         self.token = token
         self.secret = secret
         self.signer = Signer(secret)
-        self.sessions = Sessions()
+        self.sessions: Sessions | RedisSessions = Sessions()
         self.limiter = LoginLimiter()
         #: Set when the server starts to stop: open event streams end, new ones are turned away.
         self.closing = asyncio.Event()

@@ -102,7 +102,7 @@ class Sessions:
         self._clock = clock
         self._expires: dict[str, float] = {}
 
-    def open(self) -> str:
+    async def open(self) -> str:
         """A new session id."""
         now = self._clock()
         self._expires = {k: v for k, v in self._expires.items() if v > now}
@@ -110,11 +110,14 @@ class Sessions:
         self._expires[sid] = now + self._ttl
         return sid
 
+    async def load(self, sid: str | None) -> None:
+        """Nothing to read: the sessions live here (adapters/web/sessions_redis.py shares them)."""
+
     def valid(self, sid: str | None) -> bool:
         """True for a live session."""
         return bool(sid) and self._expires.get(sid or "", 0.0) > self._clock()
 
-    def close(self, sid: str | None) -> None:
+    async def close(self, sid: str | None) -> None:
         """End a session."""
         self._expires.pop(sid or "", None)
 
