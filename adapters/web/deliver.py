@@ -18,6 +18,8 @@ async def deliver(api: BotApi, reply: Reply, chat_id: str) -> Reply:
     if reply.turn_id is None or not reply.images:
         return reply
     async with api.delivery(reply, CAPABILITIES) as out:
-        # The page's card is the message: its id is the turn's, in this browser's chat.
-        await out.sent([MessageRef("web", chat_id, reply.turn_id)])
+        # The page's card is the message: its id is the turn's, in this browser's chat. A
+        # batch's grid shows each candidate as its own picture, bound to its own turn.
+        shown = reply.candidates or (reply.turn_id,)
+        await out.sent_each([[MessageRef("web", chat_id, turn)] for turn in shown])
     return reply

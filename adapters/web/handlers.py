@@ -43,7 +43,8 @@ class Handlers:
     def routes(self) -> list[web.RouteDef]:
         """The job routes."""
         return [web.post(inbound.UPLOAD_PATH, self.create), web.post("/api/act", self.act),
-                web.get("/api/jobs/{job}", self.status)]
+                web.get("/api/jobs/{job}", self.status),
+                web.post(inbound.DESCRIBE_PATH, self.describe)]
 
     async def _started(self, request: web.Request, job: WebJob) -> web.Response:
         return web.json_response(await progress.payload(self.rt, self.env, request, job),
@@ -68,7 +69,7 @@ class Handlers:
         parent = fields.get("parent") or None
         options = inbound.options(fields)
         await api.precheck(actor, chat, options, len(files), parent)
-        req = ImageRequest(actor=actor, chat=chat, prompt=fields.get("prompt", ""),
+        req = ImageRequest(actor=actor, chat=chat, prompt=inbound.prompt_of(fields),
                            references=tuple(files), options=options,
                            kind="edit" if parent else "imagine", parent_turn_id=parent)
 
@@ -109,6 +110,20 @@ class Handlers:
         await self.rt.api.delete(actor, action.turn_id)
         return web.json_response({"deleted": action.turn_id,
                                   "text": self.rt.t(locale, "result.deleted")})
+
+    async def describe(self, request: web.Request) -> web.Response:
+        """/describe on the page: prompts for the posted image, each with a button that runs it."""
+        rt, api = self.rt, self.rt.api
+        actor, chat = inbound.actor(request), inbound.chat(request)
+        locale = await rt.locale(request)
+        _, files = await inbound.read_form(
+            request, partial(rt.t, locale), body_cap=rt.body_cap(request.path),
+            file_limit=int(api.settings.limits.max_input_mb * 1_000_000))
+        if not files:
+            raise inbound.Refusal(rt.t(locale, "describe.usage"))
+        described = await api.describe(actor, chat, files[0])
+        return web.json_response({"html": widgets.described(self.env, described),
+                                  "prompts": list(described.prompts)})
 
     async def status(self, request: web.Request) -> web.Response:
         """Where a job is: waiting, queued (position), running (seconds), or its result."""

@@ -21,6 +21,7 @@ from bot.api import (
     InputTooLarge,
     Options,
     normalize_locale,
+    parse_flags,
 )
 
 #: The visitor id the middleware attaches to each request (its cookie: its chat).
@@ -31,6 +32,8 @@ ACTOR_ID = web.RequestKey("actor_id", str)
 MAX_BODY = 1_000_000
 #: The one route that takes uploads, and its caps besides the body's size.
 UPLOAD_PATH = "/api/jobs"
+#: /describe's image comes as an upload too.
+DESCRIBE_PATH = "/api/describe"
 MAX_FILES = 16
 MAX_FIELDS = 32
 MAX_FIELD = 8_000
@@ -79,9 +82,23 @@ def chat(request: web.Request) -> ChatRef:
 
 
 def options(fields: dict[str, str]) -> Options:
-    """The composer's model, size and aspect (empty: the visitor's defaults)."""
-    return Options(model=fields.get("model") or None, size=fields.get("size") or None,
-                   aspect=fields.get("aspect") or None)
+    """The composer's choices (empty: the visitor's defaults) under the prompt's own flags.
+
+    A flag typed in the prompt (``--size 4K``, ``--n 4``) wins over the composer's menus: it is
+    the more deliberate of the two. One parser for every platform (``parse_flags``).
+    """
+    _, flags = parse_flags(fields.get("prompt", ""))
+    n = fields.get("n", "")
+    return replace(flags, model=flags.model or fields.get("model") or None,
+                   size=flags.size or fields.get("size") or None,
+                   aspect=flags.aspect or fields.get("aspect") or None,
+                   n=flags.n or (int(n) if n in ("1", "2", "3", "4") else None),
+                   style=flags.style or fields.get("style") or None)
+
+
+def prompt_of(fields: dict[str, str]) -> str:
+    """The prompt without its flags."""
+    return parse_flags(fields.get("prompt", ""))[0]
 
 
 async def action(request: web.Request) -> Action | None:

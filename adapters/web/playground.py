@@ -47,6 +47,10 @@ class Playground:
             cancel=t("web.cancel_edit"), history=[html(h) for h in history], pending=pending,
             examples=t("web.examples").split("|"), model_label=t("settings.model"),
             size_label=t("settings.size"), aspect_label=t("settings.aspect"),
+            n_label=t("settings.n"), style_label=t("settings.style"),
+            no_style=t("settings.no_style"), describe_label=t("web.describe"),
+            n_default=saved.n or 1, style_default=saved.style or "none",
+            styles=[(name, api.style_label(locale, name)) for name in api.style_names()],
             your_id=t("web.your_id", user=actor.key), language=t("settings.language"),
             languages=LANGUAGES, **labels,
             config=json_island("config", self._config(locale, saved.model, saved.size,
@@ -67,6 +71,7 @@ class Playground:
         t = self.rt.t
         strings = {k: t(locale, f"web.js.{k}") for k in (
             "sending", "same", "network", "remove", "not_image", "editing_result", "cost")}
+        strings["describe_usage"] = t(locale, "describe.usage")
         strings["too_many_refs"] = t(locale, "error.too_many_refs", model="{model}",
                                      limit="{limit}", count="{count}")
         strings["too_large"] = t(locale, "error.too_large", size_mb="{size_mb}",

@@ -125,7 +125,8 @@ class Runtime:
 
     def body_cap(self, path: str) -> int:
         """The most bytes a request to ``path`` may carry."""
-        return self.max_body if path == inbound.UPLOAD_PATH else inbound.MAX_BODY
+        uploads = (inbound.UPLOAD_PATH, inbound.DESCRIBE_PATH)
+        return self.max_body if path in uploads else inbound.MAX_BODY
 
     def t(self, locale: str, key: str, /, **params: object) -> str:
         """Catalog text."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import jinja2
 
-from bot.api import Action, Actor, BotApi, ChatRef, Reply, Turn, excerpt
+from bot.api import Action, Actor, BotApi, ChatRef, Described, Reply, Turn, excerpt
 
 KIND_ICON = {"edit": "✏️", "reroll": "🔄", "upscale": "⬆", "variation": "🎲"}
 #: How many of a visitor's recent turns are looked at to find the ones of this browser.
@@ -30,6 +30,8 @@ class Card:
     caption: str
     sizes: tuple[tuple[int, int], ...]
     actions: tuple[Action, ...]
+    #: Where each picture is: (turn, image index); a batch's grid has one per candidate.
+    shots: tuple[tuple[str, int], ...] = ()
 
 
 def _ratio(aspect: str | None) -> tuple[int, int]:
@@ -43,7 +45,9 @@ def _ratio(aspect: str | None) -> tuple[int, int]:
 def card_from_reply(reply: Reply, prompt: str) -> Card:
     """A fresh result."""
     sizes = tuple((im.width or 1, im.height or 1) for im in reply.images)
-    return Card(reply.turn_id or "", prompt, reply.text, sizes, reply.actions)
+    shots = (tuple((turn, 0) for turn in reply.candidates) if reply.candidates else
+             tuple((reply.turn_id or "", i) for i in range(len(reply.images))))
+    return Card(reply.turn_id or "", prompt, reply.text, sizes, reply.actions, shots)
 
 
 def card_from_turn(api: BotApi, locale: str, turn: Turn) -> Card:
@@ -52,14 +56,13 @@ def card_from_turn(api: BotApi, locale: str, turn: Turn) -> Card:
                  aspect=turn.aspect or "", credits=turn.credits)
     ratio = _ratio(turn.aspect)
     return Card(turn.id, turn.prompt, f"{excerpt(turn.prompt)}\n{meta}",
-                tuple(ratio for _ in turn.output_hashes), api.actions_for(turn))
+                tuple(ratio for _ in turn.output_hashes), api.actions_for(turn),
+                tuple((turn.id, i) for i in range(len(turn.output_hashes))))
 
 
 def button_label(api: BotApi, locale: str, action: Action) -> str:
-    """What a result button says."""
-    if action.kind == "upscale":
-        return api.t(locale, "button.upscale", size=action.size, cost=action.cost)
-    return api.t(locale, f"button.{action.kind}")
+    """What a result button says: the words every platform uses (U2 · 4K (12), V3 (4) ...)."""
+    return api.button_label(locale, action)
 
 
 def kind_tag(api: BotApi, locale: str, kind: str) -> str:
@@ -82,10 +85,22 @@ def _macros(env: jinja2.Environment) -> Any:
 
 def render_card(env: jinja2.Environment, api: BotApi, locale: str, card: Card) -> str:
     """A result card with its images (previews linking to the originals) and buttons."""
+    batch = len({turn for turn, _ in card.shots}) > 1
+    shots = [{"turn": turn, "index": index, "w": w, "h": h, "n": n if batch else None}
+             for n, ((turn, index), (w, h)) in enumerate(zip(card.shots, card.sizes,
+                                                             strict=False), 1)]
     return str(_macros(env).card(
         turn_id=card.turn_id, alt=excerpt(card.prompt, 120),
-        open_title=api.t(locale, "web.open_original"), sizes=card.sizes, caption=card.caption,
+        open_title=api.t(locale, "web.open_original"), shots=shots, caption=card.caption,
         buttons=[_button(api, locale, a, card.prompt) for a in card.actions]))
+
+
+def described(env: jinja2.Environment, answer: Described) -> str:
+    """/describe's answer: the prompts, each with a button that draws it."""
+    lines = answer.text.splitlines()
+    return str(_macros(env).described(
+        title=lines[0] if lines else "", note=lines[-1] if answer.credits_used else "",
+        prompts=[{"n": n, "text": p} for n, p in enumerate(answer.prompts, 1)]))
 
 
 def prompt_bubble(env: jinja2.Environment, api: BotApi, locale: str, prompt: str,

@@ -6,6 +6,7 @@
   const $ = (id) => document.getElementById(id);
   const thread = $("thread"), form = $("composer"), prompt = $("prompt"), send = $("send");
   const model = $("model"), size = $("size"), aspect = $("aspect"), fileInput = $("files");
+  const count = $("n"), style = $("style");
   const refsBox = $("refs"), errorBox = $("form-error"), dropzone = $("dropzone");
   const editing = $("editing"), editingPrompt = $("editing-prompt");
   let files = [];
@@ -45,7 +46,8 @@
   function showCost() {  // what the chosen model and size cost, next to what is left
     const box = $("cost"), spec = cfg.models[model.value || cfg.defaults.model], quota = $("quota");
     if (!box || !spec) return;
-    const cost = spec.costs[size.value] ?? spec.costs[cfg.defaults.size] ?? Object.values(spec.costs)[0];
+    const each = spec.costs[size.value] ?? spec.costs[cfg.defaults.size] ?? Object.values(spec.costs)[0];
+    const cost = each * Number(count.value || 1);  // a batch holds every candidate's credits
     const left = quota ? quota.dataset.left : "";
     box.textContent = S.cost.replace("{cost}", cost).replace("{left}", left);
     box.classList.toggle("short", quota !== null && quota.dataset.exempt !== "1" && Number(left) < cost);
@@ -258,6 +260,7 @@
     body.append("model", model.value);
     body.append("size", size.value);
     body.append("aspect", aspect.value);
+    if (!parent) { body.append("n", count.value); body.append("style", style.value); }
     if (parent) body.append("parent", parent);
     for (const f of files) body.append("files", f, f.name);
     send.disabled = true;
@@ -298,6 +301,27 @@
     pendingBubble(data.text || S.sending, data.job);
   }
 
+  async function describe() {  // prompts for the first attached image, each runnable
+    if (!files.length) { showError(S.describe_usage); return; }
+    const body = new FormData();
+    body.append("files", files[0], files[0].name);
+    const button = $("describe");
+    button.disabled = true;
+    showError("");
+    try {
+      const [ok, data] = await post("/api/describe", body);
+      if (!ok) { showError(data.error || S.network); return; }
+      userBubble("🔍", "", files.slice(0, 1));
+      thread.insertAdjacentHTML("beforeend", data.html);
+      files = []; renderRefs();
+      scrollDown();
+    } catch (e) {
+      showError(S.network);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   function autosize() {
     prompt.style.height = "auto";
     prompt.style.height = `${Math.min(prompt.scrollHeight + 2, 200)}px`;
@@ -315,11 +339,15 @@
   });
   model.addEventListener("change", () => { fillSelects(true); showCost(); });
   size.addEventListener("change", showCost);
+  count.addEventListener("change", showCost);
+  $("describe").addEventListener("click", describe);
   fileInput.addEventListener("change", () => { addFiles([...fileInput.files]); fileInput.value = ""; });
   $("cancel-edit").addEventListener("click", leaveEdit);
   thread.addEventListener("click", (e) => {
     const button = e.target.closest("button[data-kind]");
     if (button) { press(button); return; }
+    const use = e.target.closest("button[data-use]");
+    if (use) { prompt.value = use.dataset.use; autosize(); form.requestSubmit(); return; }
     const chip = e.target.closest("[data-example]");
     if (chip) { prompt.value = chip.dataset.example; autosize(); prompt.focus(); }
   });
