@@ -3,6 +3,7 @@ every one checks the secret, and updates reaching either are answered."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -14,8 +15,9 @@ import pytest
 
 from adapters.telegram.webhook import SECRET_HEADER
 from bot.config import Settings
+from bot.domain import MessageRef
 from tests.conftest import make_settings
-from tests.fake_telegram import BotHarness, FakeTelegram
+from tests.fake_telegram import BotHarness, FakeTelegram, png
 from tests.redis_service import REDIS_URL, redis_prefix
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -74,3 +76,23 @@ async def test_one_receiver_registers_the_webhook(tmp_path: Path) -> None:
 async def test_webhook_owner_setting_decides(tmp_path: Path) -> None:
     async with receivers(tmp_path, 2, webhook_owner=False) as (fake, _, _):
         assert fake.calls_of("setWebhook") == []
+
+
+async def test_album_parts_reaching_different_receivers_make_one_job(tmp_path: Path) -> None:
+    async with receivers(tmp_path, 2) as (fake, bots, urls):
+        assert fake.webhook is not None
+        parts = []
+        for i in range(3):
+            fake.webhook["url"] = urls[i % 2]  # the balancer alternates
+            parts.append(fake.user_sends(photo=png(color=(i * 80, 40, 40)), media_group_id="A1",
+                                         caption="/imagine combine these three" if i == 1
+                                         else None))
+            await asyncio.sleep(0.05)  # this part's POST is out before the next is routed
+        photo = await fake.wait_for("sendPhoto")
+        assert photo.reply_to == parts[1]["message_id"]
+        ref = MessageRef("telegram", str(photo.message["chat"]["id"]),
+                         str(photo.message["message_id"]))
+        await asyncio.sleep(0.3)  # binding follows the send
+        turns = [t for b in bots if (t := await b.c.service.turn_for(ref)) is not None]
+        assert len(turns) == 1 and len(set(turns[0].input_hashes)) == 3
+        await fake.expect_none("sendPhoto")  # one job for the whole album

@@ -11,7 +11,7 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from adapters.telegram.albums import AlbumCollector
+from adapters.telegram.albums_redis import album_collector
 from adapters.telegram.creating import Creating
 from adapters.telegram.inbound import (
     DOWNLOAD_LIMIT,
@@ -54,8 +54,7 @@ class ImagineHandlers:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.albums = AlbumCollector(rt.config.album_debounce_seconds, self._batch,
-                                     rt.tasks.spawn)
+        self.albums = album_collector(rt, self._batch)
         self.creating = Creating(rt)
         #: What each result button does (Action.kind -> handler; the core judges any other kind).
         self.buttons: dict[str, ButtonHandler] = {
