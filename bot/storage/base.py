@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from bot.domain import MessageRef, Turn, UserSettings
+from bot.storage.gallery_port import GalleryStore
 
 LedgerKind = Literal["reserve", "settle", "refund", "grant", "purchase", "purchase_refund",
                      "expire"]
@@ -205,7 +206,7 @@ class QuotaTx(Protocol):
         ...
 
 
-class Store(Protocol):
+class Store(GalleryStore, Protocol):
     """Everything the core persists: users, ledger, reservations, turns, bindings, blobs."""
 
     # Free text from upstreams (provider state, ledger notes) is masked of known secrets before
@@ -328,22 +329,6 @@ class Store(Protocol):
 
     async def turns_of(self, actor_key: str) -> list[Turn]:
         """Every turn of an actor."""
-        ...
-
-    async def turns_page(self, actor_key: str, offset: int, limit: int) -> tuple[list[Turn], int]:
-        """A page of an actor's turns, newest first, and how many they have (/history)."""
-        ...
-
-    async def save_suggestions(self, sid: str, actor_key: str, prompts: list[str]) -> None:
-        """Keep /describe's suggested prompts for their buttons."""
-        ...
-
-    async def suggestions(self, sid: str) -> tuple[str, list[str]] | None:
-        """Whose suggestions ``sid`` are, and the prompts."""
-        ...
-
-    async def forget_suggestions(self, actor_key: str) -> None:
-        """Delete every suggestion kept for an actor (/forget)."""
         ...
 
     async def bind(self, turn_id: str, messages: list[MessageRef]) -> None:

@@ -17,8 +17,9 @@ import aiosqlite
 from bot.domain import MessageRef, Turn, UserSettings
 from bot.errors import StoreUnavailable
 from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationState, UserRecord
-from bot.storage.recipes import recipe_fields, recipe_json
+from bot.storage.recipes import recipe_json
 from bot.storage.sqlite_gallery import SqliteGallery
+from bot.storage.sqlite_gallery import turn_row as _turn
 from bot.storage.sqlite_leases import ProcessLocks, SqliteLeases
 from bot.storage.sqlite_outbox import SqliteOutbox
 from bot.storage.sqlite_payments import SqlitePayments
@@ -45,17 +46,6 @@ def _write_errors() -> Iterator[None]:
         raise StoreUnavailable(f"database write failed: {exc}") from exc
 
 
-def _turn(row: aiosqlite.Row) -> Turn:
-    return Turn(
-        id=row["id"], actor_key=row["actor_key"], chat_key=row["chat_key"], prompt=row["prompt"],
-        model=row["model"], size=row["size"], aspect=row["aspect"], parent_id=row["parent_id"],
-        input_hashes=tuple(json.loads(row["input_hashes"])),
-        output_hashes=tuple(json.loads(row["output_hashes"])),
-        provider_state=row["provider_state"], created_at=datetime.fromisoformat(row["created_at"]),
-        kind=row["kind"], credits=row["credits"], **recipe_fields(row["recipe"]),
-    )
-
-
 def _entry(r: aiosqlite.Row) -> LedgerEntry:
     return LedgerEntry(kind=r["kind"], actor_key=r["actor_key"], day=r["day"], month=r["month"],
                        credits=r["credits"], bonus=r["bonus"], usd=r["usd"],
@@ -66,8 +56,6 @@ def _entry(r: aiosqlite.Row) -> LedgerEntry:
 
 class SqliteStore(SqliteLeases, SqliteOutbox, SqlitePayments, SqliteGallery):
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
-
-    _turn_row = staticmethod(_turn)
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000,
                  redact: Redact | None = None) -> None:

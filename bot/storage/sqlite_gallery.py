@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 
 from bot.domain import Turn
-from bot.storage.recipes import prompts_json, prompts_of
+from bot.storage.recipes import prompts_json, prompts_of, recipe_fields
+
+
+def turn_row(row: aiosqlite.Row) -> Turn:
+    """A Turn from its row (its recipe included)."""
+    return Turn(
+        id=row["id"], actor_key=row["actor_key"], chat_key=row["chat_key"], prompt=row["prompt"],
+        model=row["model"], size=row["size"], aspect=row["aspect"], parent_id=row["parent_id"],
+        input_hashes=tuple(json.loads(row["input_hashes"])),
+        output_hashes=tuple(json.loads(row["output_hashes"])),
+        provider_state=row["provider_state"], created_at=datetime.fromisoformat(row["created_at"]),
+        kind=row["kind"], credits=row["credits"], **recipe_fields(row["recipe"]),
+    )
 
 
 class SqliteGallery:
     """The gallery part of the Store port for :class:`~bot.storage.sqlite.SqliteStore`."""
-
-    _turn_row: Callable[[aiosqlite.Row], Turn]
 
     async def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
         raise NotImplementedError
@@ -29,7 +40,7 @@ class SqliteGallery:
                                 " id LIMIT ? OFFSET ?", (actor_key, limit, offset))
         total = await self._rows("SELECT COUNT(*) AS n FROM turns WHERE actor_key = ?",
                                  (actor_key,))
-        return [self._turn_row(r) for r in rows], int(total[0]["n"])
+        return [turn_row(r) for r in rows], int(total[0]["n"])
 
     async def save_suggestions(self, sid: str, actor_key: str, prompts: list[str]) -> None:
         """Keep /describe's prompts for their buttons."""
