@@ -100,4 +100,7 @@ async def test_style_no_describe_history_and_settings(settings_factory: Settings
         await fake.wait_for("edit", lambda e: e.message is not None
                             and "Images per request 2" in e.message.text, timeout=15)
         assert (await bot.core.api.prefs.get(Actor("discord", str(bo.id)))).n == 2
+        helped = await private_answer(fake, await fake.slash("help", user=bo, locale="zh-CN"))
+        assert "提示词中可加的选项" in helped.text  # localized, the flags as typed
+        assert "--n 1-4" in helped.text and "--no a, b" in helped.text and "watercolor" in helped.text
         assert not fake.errors

@@ -59,6 +59,12 @@ async def test_describe_a_photo_then_draw_a_suggestion(settings_factory: Factory
                             timeout=15)
         fake.user_sends("/describe")
         await fake.wait_for("sendMessage", lambda c: c.text.startswith("Send /describe with"))
+        fake.user_sends("/help")  # every inline flag, the presets named
+        shown = await fake.wait_for("sendMessage", lambda c: "Options anywhere" in c.text)
+        for flag in ("--n 1-4", "--style NAME — a preset: avatar, figurine", "--no a, b",
+                     "--ar 16:9", "--size 1K|2K|4K", "--model NAME", "--search", "--thinking",
+                     "--vary subtle|strong", "/describe", "/history"):
+            assert flag in shown.text, flag
 
 
 async def test_history_pages_with_buttons_and_forget_erases_everything(
