@@ -43,6 +43,7 @@ from bot.errors import (
     UpstreamNoCredit,
 )
 from bot.offload import run_sync
+from bot.providers import leanjson
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ async def read_json(status: int, content: bytes, headers: Mapping[str, str], *,
                     key_env: str | None, secret: str | None) -> dict[str, Any]:
     """Parse a response body; raise the error category for failures and non-JSON bodies."""
     try:
-        body: Any = (await run_sync(json.loads, content) if len(content) > _JSON_INLINE_LIMIT
+        body: Any = (await run_sync(leanjson.loads, content) if len(content) > _JSON_INLINE_LIMIT
                      else json.loads(content))
     except ValueError:
         if status >= 400:
