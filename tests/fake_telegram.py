@@ -809,9 +809,8 @@ class FakeTelegram:
             raise RuntimeError(f"unexpected {method}: {call.params}")
 
 
-#: Progress as tests want it: no status message for quick jobs, snappy loops.
-FAST = Timing(action_interval=4.0, edit_interval=3.0, group_edit_interval=3.0,
-              status_delay=2.0, tick=0.1)
+#: Progress as tests want it: snappy loops, status edits every 3 s in groups too.
+FAST = Timing(action_interval=4.0, edit_interval=3.0, group_edit_interval=3.0, tick=0.1)
 
 
 @dataclass(slots=True)

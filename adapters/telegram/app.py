@@ -24,9 +24,10 @@ from adapters.telegram.commands import CommandHandlers
 from adapters.telegram.deliver import Sender
 from adapters.telegram.guest import GuestQueries, guest_updates
 from adapters.telegram.handlers import ImagineHandlers
+from adapters.telegram.outbox import keep_replaying
 from adapters.telegram.payments import Payments
 from adapters.telegram.progress import Timing
-from adapters.telegram.ratelimit import RateLimiter
+from adapters.telegram.ratelimit import RateLimiter, SendBudget
 from adapters.telegram.runtime import Runtime
 from adapters.telegram.webhook import WebhookServer, secret_for
 from bot.api import BotApi, ConfigError
@@ -41,7 +42,8 @@ ADMIN_COMMANDS = (*COMMANDS, "grant", "stats")
 SHOP_COMMANDS, SHOP_ADMIN_COMMANDS = ("buy", "paysupport"), ("refund",)
 #: Chinese menus go to clients whose language_code is "zh" (Telegram has no script subtag).
 MENU_LOCALES = {"": "en", "zh": "zh-Hans"}
-#: A Telegram 429 is waited out (retry_after) this many times before the call fails.
+#: A Telegram 429 on an answer is waited out (retry_after) this many times before the call
+#: fails; a result waits as long as [limits] delivery_retry_hours allows (deliver.py).
 RATE_LIMIT_RETRIES = 3
 #: How long after a polling error the adapter still reports itself as disconnected.
 RECOVERY_SECONDS = 30.0
@@ -62,6 +64,8 @@ class TelegramAdapter:
         self._poll_timeout = poll_timeout
         self._running = False
         self._poll_error_at = float("-inf")
+        #: Telegram's sending limits, shared by every call of this adapter (ratelimit.py).
+        self.budget = SendBudget()
 
     @property
     def connected(self) -> bool:
@@ -70,8 +74,9 @@ class TelegramAdapter:
 
     def _build(self) -> AnyApplication:
         cfg = self._api.settings.telegram
+        self.budget = SendBudget()  # a fresh one per run (its dispatcher lives on this loop)
         builder = (ApplicationBuilder().token(self._token).concurrent_updates(True)
-                   .rate_limiter(RateLimiter(max_retries=RATE_LIMIT_RETRIES))
+                   .rate_limiter(RateLimiter(self.budget, reply_retries=RATE_LIMIT_RETRIES))
                    .job_queue(None).connect_timeout(10).read_timeout(30).write_timeout(30)
                    .media_write_timeout(180))
         if cfg.base_url:
@@ -82,7 +87,7 @@ class TelegramAdapter:
         return app
 
     def _wire(self, app: AnyApplication) -> tuple[Runtime, ImagineHandlers]:
-        send = Sender(app.bot, self._api, self._timing.send_retry_delays)
+        send = Sender(app.bot, self._api, self._timing.send_retry_delays, self.budget)
         rt = Runtime(self._api, app.bot, self._api.settings.telegram, send, self._timing)
         imagine = ImagineHandlers(rt)
         app.add_handlers(CommandHandlers(rt).handlers())
@@ -103,6 +108,7 @@ class TelegramAdapter:
             return
         cfg = self._api.settings.telegram
         webhook: WebhookServer | None = None
+        replaying: asyncio.Task[None] | None = None
         try:
             await app.start()
             self._payments.start()
@@ -120,9 +126,14 @@ class TelegramAdapter:
                                                 error_callback=self._on_poll_error)
             self._running = True
             log.info("telegram: connected as @%s", app.bot.username)
+            replaying = asyncio.create_task(keep_replaying(self._api, rt.send),
+                                            name="telegram:outbox")
             await stop.wait()
         finally:
             self._running = False
+            if replaying is not None:  # results it was sending stay parked for the next start
+                replaying.cancel()
+                await asyncio.gather(replaying, return_exceptions=True)
             if webhook is not None:
                 await webhook.stop()
             if app.updater is not None and app.updater.running:

@@ -2,22 +2,31 @@
 
 What Telegram accepts is declared once, in :data:`CAPABILITIES`; the core fits the images to it
 and settles or refunds by itself (docs/architecture.md), so nothing here moves money.
+
+A result goes first (the RESULT lane of adapters/telegram/ratelimit.py) and is never dropped for
+rate limiting: a 429 is waited out (``retry_after``) and the send tried again for as long as the
+result is worth delivering (``[limits] delivery_retry_hours``). Only a refusal for good (the
+bot blocked, the chat gone, the file rejected) makes it undeliverable, and the core refunds it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.constants import ParseMode
-from telegram.error import BadRequest, NetworkError, TelegramError, TimedOut
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
-from adapters.telegram.inbound import Target, ref_of
+from adapters.telegram.inbound import PLATFORM, Target, ref_of
+from adapters.telegram.ratelimit import Lane, SendBudget, lane, seconds
 from adapters.telegram.widgets import result_keyboard
 from bot.api import BotApi, Budget, Capabilities, Delivery, Fitted, ImageData, Reply
 
@@ -75,16 +84,28 @@ class Undelivered(Exception):
     """No message of a result arrived (each failure was logged where it happened)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Sending:
+    """One result on its way: the open delivery, where it goes, when waiting stops."""
+
+    out: Delivery
+    target: Target
+    give_up_at: float
+
+
 class Sender:
     """Sends texts and results to Telegram; results go through the core's delivery protocol."""
 
-    def __init__(self, bot: Bot, api: BotApi,
-                 retry_delays: Sequence[float] = SEND_RETRY_DELAYS) -> None:
+    def __init__(self, bot: Bot, api: BotApi, retry_delays: Sequence[float] = SEND_RETRY_DELAYS,
+                 budget: SendBudget | None = None) -> None:
         self.bot = bot
         self.api = api
         self.retry_delays = tuple(retry_delays)
+        self.budget = budget
+        #: How long a result refused for now (429) keeps being offered.
+        self.patience = api.settings.limits.delivery_retry_hours * 3600
 
-    async def _send(self, what: str, call: Callable[[], Awaitable[Message]]) -> Message:
+    async def _send(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, repeated after transient failures (see SEND_RETRY_DELAYS)."""
         for delay in (*self.retry_delays, None):
             try:
@@ -98,6 +119,29 @@ class Sender:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    def _paid(self) -> bool:
+        """Pay for this result's send: paid broadcasts are on and the queue is that long."""
+        cfg = self.api.settings.telegram
+        return bool(cfg.paid_broadcast and self.budget is not None
+                    and self.budget.backlog_seconds() > cfg.paid_broadcast_after_seconds)
+
+    async def _result(self, job: Sending, what: str, call: Callable[[bool], Awaitable[T]]) -> T:
+        """``call(paid)`` in the RESULT lane; a 429 is waited out for as long as patience lasts.
+
+        The first 429 parks the delivery in the outbox: a restart meanwhile does not lose it.
+        """
+        while True:
+            try:
+                with lane(Lane.RESULT):
+                    return await self._send(what, lambda: call(self._paid()))
+            except RetryAfter as err:
+                wait = seconds(err.retry_after)
+                if time.monotonic() + wait > job.give_up_at:
+                    raise
+                await job.out.park(PLATFORM, json.dumps(dataclasses.asdict(job.target)))
+                log.info("%s: Telegram asks to wait %.0f s; the result waits", what, wait)
+                await asyncio.sleep(wait)
+
     async def text(self, target: Target, text: str,
                    keyboard: InlineKeyboardMarkup | None = None) -> Message:
         """One HTML-escaped text message."""
@@ -105,16 +149,24 @@ class Sender:
             target.chat_id, markup(text), parse_mode=ParseMode.HTML, reply_markup=keyboard,
             reply_parameters=target.reply, message_thread_id=target.thread_id))
 
-    async def result(self, reply: Reply, target: Target) -> None:
-        """Show a result; when none of it arrives the core refunds it and the user is told."""
+    async def result(self, reply: Reply, target: Target, patience: float | None = None,
+                     parked: bool = False) -> None:
+        """Show a result; when none of it arrives the core refunds it and the user is told.
+
+        ``patience``: how long a result refused for now is offered (default: the configured);
+        ``parked``: it comes from the outbox (outbox.py) and stays there until it is out.
+        """
         if not reply.images or reply.turn_id is None:
             if reply.text:
                 await self.text(target, reply.text)
             return
         shown = False
+        give_up_at = time.monotonic() + (self.patience if patience is None else patience)
         try:
             async with self.api.delivery(reply, CAPABILITIES) as out:
-                sent = await self._images(out, target)
+                if parked:
+                    await out.park(PLATFORM, json.dumps(dataclasses.asdict(target)))
+                sent = await self._images(Sending(out, target, give_up_at))
                 if not sent:
                     raise Undelivered()
                 shown = True
@@ -126,54 +178,56 @@ class Sender:
             if not shown:  # shown but not settled: the user has the image; the log says why
                 await self.text(target, self.api.t(reply.locale, "telegram.undeliverable"))
 
-    async def _images(self, out: Delivery, target: Target) -> list[Message]:
-        reply = out.reply
+    async def _images(self, job: Sending) -> list[Message]:
+        reply = job.out.reply
         keyboard = result_keyboard(reply.actions, self.api.t, reply.locale)
         caption = markup(reply.text, CAPABILITIES.caption_limit)
         sent: list[Message] = []
-        for index, item in enumerate(out.items):
+        for index, item in enumerate(job.out.items):
             first = index == 0
             name = f"imagine-{reply.turn_id}-{index + 1}"
             try:
-                sent += await self._one(out, index, item, target, name,
-                                        caption if first else None, keyboard if first else None)
+                sent += await self._one(job, index, item, name, caption if first else None,
+                                        keyboard if first else None)
             except Exception:
                 log.exception("image %d of %s not delivered", index + 1, reply.turn_id)
         return sent
 
-    async def _one(self, out: Delivery, index: int, item: Fitted, target: Target, name: str,
-                   caption: str | None, keyboard: InlineKeyboardMarkup | None) -> list[Message]:
-        photo, timings = item.photo, out.timings
+    async def _one(self, job: Sending, index: int, item: Fitted, name: str, caption: str | None,
+                   keyboard: InlineKeyboardMarkup | None) -> list[Message]:
+        photo, target = item.photo, job.target
         try:
-            message = await timed(timings, "upload", self._send(
-                "sendPhoto", lambda: self.bot.send_photo(
+            message = await timed(job.out.timings, "upload", self._result(
+                job, "sendPhoto", lambda paid: self.bot.send_photo(
                     target.chat_id, photo.data, caption=caption, parse_mode=ParseMode.HTML,
                     reply_markup=keyboard, reply_parameters=target.reply,
-                    message_thread_id=target.thread_id, filename=f"{name}.{photo.extension}")))
+                    message_thread_id=target.thread_id, filename=f"{name}.{photo.extension}",
+                    allow_paid_broadcast=paid or None)))
         except BadRequest as err:
             log.warning("sendPhoto refused (%s); sending the image as a file", err)
-            return [await self._document(await out.file(index), target, name, caption, keyboard,
-                                         target.reply_to, timings)]
+            return [await self._document(job, await job.out.file(index), name, caption, keyboard,
+                                         target.reply_to)]
         sent = [message]
         if item.original is not None:
-            note = self.api.t(out.reply.locale, "telegram.original", width=item.width,
+            note = self.api.t(job.out.reply.locale, "telegram.original", width=item.width,
                               height=item.height, size_mb=f"{item.size_bytes / 1e6:.1f}")
             try:
-                sent.append(await self._document(item.original, target, name, markup(note, 1024),
-                                                 None, message.message_id, timings))
+                sent.append(await self._document(job, item.original, name, markup(note, 1024),
+                                                 None, message.message_id))
             except TelegramError as err:
                 log.warning("original file not delivered (%s); the photo was", err)
         return sent
 
-    async def _document(self, original: ImageData, target: Target, name: str,
-                        caption: str | None, keyboard: InlineKeyboardMarkup | None,
-                        reply_to: int | None, timings: dict[str, float]) -> Message:
-        return await timed(timings, "upload", self._send(
-            "sendDocument", lambda: self.bot.send_document(
+    async def _document(self, job: Sending, original: ImageData, name: str, caption: str | None,
+                        keyboard: InlineKeyboardMarkup | None, reply_to: int | None) -> Message:
+        target = job.target
+        return await timed(job.out.timings, "upload", self._result(
+            job, "sendDocument", lambda paid: self.bot.send_document(
                 target.chat_id, original.data, caption=caption, parse_mode=ParseMode.HTML,
                 reply_markup=keyboard, message_thread_id=target.thread_id,
                 reply_parameters=Target(target.chat_id, reply_to).reply,
-                filename=f"{name}.{original.extension}", disable_content_type_detection=True)))
+                filename=f"{name}.{original.extension}", disable_content_type_detection=True,
+                allow_paid_broadcast=paid or None)))
 
     async def delete(self, refs: Sequence[tuple[int, int]]) -> bool:
         """Delete messages; False when one of them could not be deleted."""

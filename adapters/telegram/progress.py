@@ -1,21 +1,36 @@
-"""While a job runs: the upload_photo chat action, and one status message edited in place."""
+"""While a job runs: a draft in private chats, elsewhere one status message edited in place.
+
+Private chats get a native draft (``sendMessageDraft``, Bot API 9.3, open to every bot since
+9.5; python-telegram-bot 22.6+; https://core.telegram.org/bots/api#sendmessagedraft). A draft
+is a typing indicator with text, not a message, so it costs nothing from the sending budget, and
+the result's message replaces it (clients drop a bot's draft when its next message arrives). It
+is "a temporary 30-second preview", so it is renewed every :attr:`Timing.draft_renew` seconds;
+an empty text shows the client's own, translated "Thinking..." (Bot API 10.0).
+
+Groups (and private chats whose Bot API refuses drafts) get one status message, sent as the
+first feedback, edited only when its text changes and at most every few seconds (a group shares
+20 messages a minute), and deleted once the result is out: with the result, three calls a job.
+Status calls go in the STATUS lane: when the budget is busy they are skipped, and a chat action
+(not a message either) stands in as the feedback until one gets through.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from types import TracebackType
 
 from telegram import Bot
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 
 from adapters.telegram.deliver import SEND_RETRY_DELAYS, markup
 from adapters.telegram.inbound import Target
-from adapters.telegram.ratelimit import BEST_EFFORT, Skipped
+from adapters.telegram.ratelimit import Lane, Skipped, lane
 from bot.api import BotApi, Progress
 
 log = logging.getLogger(__name__)
@@ -25,24 +40,28 @@ log = logging.getLogger(__name__)
 class Timing:
     """How often progress is shown, and how long a failed send waits (tests shorten these)."""
 
-    #: Telegram shows a chat action for about 5 s, so it is repeated every 4 s.
-    action_interval: float = 4.0
-    #: At most one status edit per chat this often (flood limits).
+    #: Telegram shows a chat action for about 5 s, so it is repeated sooner.
+    action_interval: float = 4.5
+    #: At most one status edit per private chat this often (when drafts are not available).
     edit_interval: float = 3.0
     #: Groups share a budget of about 20 messages a minute, so their status moves slower.
-    group_edit_interval: float = 6.0
-    #: Jobs that finish faster than this get no status message at all.
-    status_delay: float = 2.0
+    group_edit_interval: float = 15.0
+    #: A draft lives 30 s: it is sent again this often (with the time so far, in these steps).
+    draft_renew: float = 20.0
+    #: When neither a draft nor a status message is out by then, a chat action stands in.
+    feedback_grace: float = 0.3
     tick: float = 0.5
     #: Pauses before re-sending a message after a transient failure (deliver.SEND_RETRY_DELAYS).
     send_retry_delays: tuple[float, ...] = SEND_RETRY_DELAYS
 
 
 class Throttle:
-    """When each chat's status message was last sent or edited, shared by all its jobs."""
+    """Progress state shared by every job: each chat's last status edit, whether drafts work."""
 
     def __init__(self) -> None:
         self._last: dict[int, float] = {}
+        #: False once Telegram refused a draft (an older Bot API server): status messages then.
+        self.drafts = True
 
     def ready(self, chat_id: int, interval: float, now: float) -> bool:
         """True when ``chat_id`` may get another status edit at ``now``."""
@@ -51,12 +70,15 @@ class Throttle:
     def mark(self, chat_id: int, now: float) -> None:
         """Record an edit."""
         self._last[chat_id] = now
+        if len(self._last) > 10_000:  # forget chats quiet for a minute
+            self._last = {c: t for c, t in self._last.items() if now - t < 60}
 
 
 class StatusReporter:
     """Async context manager that shows a job's progress and cleans up after it.
 
-    The chat action needs no language, so it starts at once; status texts wait for ``locale``.
+    The draft and the chat action need no language, so they go out at once; status texts wait
+    for ``locale``.
     """
 
     def __init__(self, bot: Bot, api: BotApi, target: Target, locale: str | None,
@@ -64,17 +86,33 @@ class StatusReporter:
         self._bot = bot
         self._target = target
         self._api = api
-        self.locale = locale
+        self._locale = locale
         self._timing = timing
         self._throttle = throttle
         self._interval = timing.edit_interval if target.chat_id > 0 else timing.group_edit_interval
+        self._drafting = target.chat_id > 0 and throttle.drafts
+        self._draft_id = secrets.randbelow(2**31 - 1) + 1
         self._event: Progress | None = None
         self._started = 0.0
         self._opened = 0.0
         self._status: int | None = None
-        self._shown = ""
+        self._shown: str | None = None
+        self._shown_at = 0.0
+        self._next_action = 0.0
         self._gave_up = False
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def locale(self) -> str | None:
+        """The user's language (status texts wait for it)."""
+        return self._locale
+
+    @locale.setter
+    def locale(self, value: str | None) -> None:
+        self._locale = value
+        self._changed.set()
 
     async def __aenter__(self) -> StatusReporter:
         self._opened = time.monotonic()
@@ -83,54 +121,92 @@ class StatusReporter:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._halt()
         if self._status is not None:
             with contextlib.suppress(TelegramError):
                 await self._bot.delete_message(self._target.chat_id, self._status)
+
+    async def _halt(self) -> None:
+        """Stop the loop after the call it is making (a status message half sent is not lost)."""
+        self._stop.set()
+        self._changed.set()
+        if self._task is not None:
+            _, pending = await asyncio.wait({self._task}, timeout=10.0)
+            for task in pending:
+                task.cancel()
+            self._task = None
 
     async def on_progress(self, event: Progress) -> None:
         """The core's progress callback: only records the state (the loop does the calls)."""
         self._event = event
         if event.stage == "started":
             self._started = time.monotonic()
+        self._changed.set()
 
-    def _text(self, now: float) -> str | None:
-        if self.locale is None or self._event is None:
+    def _text(self, now: float, step: float = 1.0) -> str | None:
+        """The status line, its running time in ``step``-second steps; None before it is known."""
+        if self._locale is None or self._event is None:
             return None
-        return self._api.progress_text(self.locale, self._event, now - self._started)
+        running = now - self._started
+        return self._api.progress_text(self._locale, self._event, running - running % step)
 
     async def _loop(self) -> None:
-        BEST_EFFORT.set(True)  # status messages never hold up anyone's result (this task only)
-        next_action = 0.0
-        while True:
-            now = time.monotonic()
-            if now >= next_action:
-                next_action = now + self._timing.action_interval
-                try:
-                    await self._bot.send_chat_action(self._target.chat_id, ChatAction.UPLOAD_PHOTO,
-                                                     message_thread_id=self._target.thread_id)
-                except TelegramError as err:
-                    log.debug("chat action failed: %s", err)
-            await self._update_status(time.monotonic())
-            await asyncio.sleep(self._timing.tick)
+        with lane(Lane.STATUS):  # status messages never hold up anyone's result
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if self._drafting:
+                    await self._draft(now)
+                else:
+                    await self._message(now)
+                if self._shown is None and now - self._opened >= self._timing.feedback_grace:
+                    await self._action(now)
+                # The next tick, or sooner when the language or the job's stage comes in.
+                wait = self._timing.tick
+                if self._shown is None:
+                    wait = min(wait, max(0.01, self._opened + self._timing.feedback_grace - now))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wait)
+                self._changed.clear()
 
-    async def _update_status(self, now: float) -> None:
-        text, event = self._text(now), self._event
-        if text is None or event is None or self._gave_up:
+    async def _draft(self, now: float) -> None:
+        """Send or renew the draft: "Thinking..." while the model works, the queue place before."""
+        event, renew = self._event, self._timing.draft_renew
+        running = now - self._started if event is not None and event.stage == "started" else 0.0
+        if event is not None and event.stage == "queued":
+            text = self._text(now) or ""
+        else:
+            text = (self._text(now, renew) or "") if running >= renew else ""
+        due = self._shown is None or now - self._shown_at >= renew or (
+            text != self._shown and now - self._shown_at >= self._timing.edit_interval)
+        if not due:
+            return
+        try:
+            await self._bot.send_message_draft(self._target.chat_id, self._draft_id,
+                                               markup(text), parse_mode=ParseMode.HTML,
+                                               message_thread_id=self._target.thread_id)
+        except BadRequest as err:
+            log.info("telegram: drafts refused (%s); status messages instead", err)
+            self._throttle.drafts = self._drafting = False
+            return
+        except TelegramError as err:
+            log.debug("draft failed: %s", err)
+            return
+        self._shown, self._shown_at = text, now
+
+    async def _message(self, now: float) -> None:
+        """Send the status message once its text is known; edit it when the text changes."""
+        text = self._text(now)
+        if text is None or self._gave_up:
             return
         chat_id = self._target.chat_id
         try:
             if self._status is None:
-                if event.stage == "queued" or now - self._opened >= self._timing.status_delay:
-                    message = await self._bot.send_message(
-                        chat_id, markup(text), parse_mode=ParseMode.HTML,
-                        reply_parameters=self._target.reply,
-                        message_thread_id=self._target.thread_id, disable_notification=True)
-                    self._status, self._shown = message.message_id, text
-                    self._throttle.mark(chat_id, now)
+                message = await self._bot.send_message(
+                    chat_id, markup(text), parse_mode=ParseMode.HTML,
+                    reply_parameters=self._target.reply,
+                    message_thread_id=self._target.thread_id, disable_notification=True)
+                self._status, self._shown, self._shown_at = message.message_id, text, now
+                self._throttle.mark(chat_id, now)
             elif text != self._shown and self._throttle.ready(chat_id, self._interval, now):
                 self._throttle.mark(chat_id, now)
                 self._shown = text
@@ -141,3 +217,14 @@ class StatusReporter:
         except TelegramError as err:
             log.info("status message in %s: %s", chat_id, err)
             self._gave_up = self._status is None
+
+    async def _action(self, now: float) -> None:
+        """Nothing else shows yet: the chat action does (again every few seconds)."""
+        if now < self._next_action:
+            return
+        self._next_action = now + self._timing.action_interval
+        try:
+            await self._bot.send_chat_action(self._target.chat_id, ChatAction.UPLOAD_PHOTO,
+                                             message_thread_id=self._target.thread_id)
+        except TelegramError as err:
+            log.debug("chat action failed: %s", err)

@@ -1,67 +1,306 @@
-"""Telegram's shared sending budget, spent on what users wait for first.
+"""Telegram's sending limits as one budget, spent on what users wait for first.
 
-Telegram lets a bot send about 30 messages a second in all (and 20 a minute per group). PTB's
-``AIORateLimiter`` enforces that for every call that names a chat, in arrival order. Under a
-flood that order is wrong for us: a status message ("Generating… 12 s") or its edit would queue
-ahead of another user's finished image, and the longer results wait the more status traffic
-they cause. So:
+Telegram documents three limits (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-
+how-do-i-avoid-this): about one message a second per chat ("We may allow short bursts"), 20
+messages a minute per group, and about 30 a second in all; past them it answers 429 with
+``retry_after`` (https://core.telegram.org/bots/api#responseparameters). Paid broadcasts raise the
+overall limit to 1000 a second at 0.1 Star a message (``allow_paid_broadcast``,
+https://core.telegram.org/bots/api#sendmessage; PTB's ``FloodLimit.PAID_MESSAGES_PER_SECOND``).
+Each limit is a pace here (GCRA: a rate and a short burst), kept under Telegram's own so that
+uploads arriving closer together than they left do not trip it.
 
-- chat actions (:data:`UNMETERED`) are not messages and go straight out: they are the user's
-  first sign that the bot is on it;
-- calls made while :data:`BEST_EFFORT` is set (the progress display) use only the spare half
-  of the budget, and only while nobody waits for it; otherwise they raise :class:`Skipped` at
-  once and the caller tries again later or not at all (half, because a status message that is
-  sent must later be deleted, and that deletion is not optional);
-- everything else (results, answers, deletions) waits its turn as before, 429s included.
+Who goes first when the budget is short is the :class:`Lane`: a finished, paid-for image
+(``RESULT``) before an answer (``REPLY``), and a progress update (``STATUS``) only from what is
+spare: it is never queued, it is skipped (:class:`Skipped`) and the caller tries again later or
+not at all. Chat actions and drafts are typing indicators, not messages (a draft is MTProto's
+``sendMessageTextDraftAction``, https://core.telegram.org/constructor/sendMessageTextDraftAction),
+and deletions send nothing: they go straight out.
+
+A 429 is also news about the limits: in a group it holds that group back for ``retry_after``; in
+a private chat (where we send a message or two per job) it can only be the overall limit, so
+everything waits that long and the overall rate drops by a fifth, creeping back after a quiet
+minute. A ``REPLY`` is then tried again a few times; a ``RESULT`` is handed back to the sender,
+which waits as long as the result is worth delivering (adapters/telegram/deliver.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import IntEnum
 from typing import Any
 
-from aiolimiter import AsyncLimiter
-from telegram.constants import FloodLimit
-from telegram.error import TelegramError
-from telegram.ext import AIORateLimiter
+from telegram.error import RetryAfter, TelegramError
+from telegram.ext import BaseRateLimiter
 
-#: Bot API methods outside the message budget.
-UNMETERED = frozenset({"sendChatAction"})
-#: Set (in its own task) by code whose calls may be dropped when the budget is in use.
-BEST_EFFORT: ContextVar[bool] = ContextVar("telegram_best_effort", default=False)
+log = logging.getLogger(__name__)
+
+#: Bot API methods that send or change a message: they spend the budget.
+METERED = frozenset({
+    "sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "sendAnimation", "sendVideo",
+    "sendAudio", "sendVoice", "sendSticker", "copyMessage", "forwardMessage", "editMessageText",
+    "editMessageCaption", "editMessageMedia", "editMessageReplyMarkup"})
+Chat = int | str | None
+
+
+class Lane(IntEnum):
+    """Who a call is for, most urgent first."""
+
+    RESULT = 0
+    REPLY = 1
+    STATUS = 2
+
+
+#: The lane of the calls a task makes (set with :func:`lane`; unset: a reply).
+LANE: ContextVar[Lane] = ContextVar("telegram_lane", default=Lane.REPLY)
+
+
+@contextlib.contextmanager
+def lane(which: Lane) -> Iterator[None]:
+    """Calls made inside the block go in ``which`` lane."""
+    token = LANE.set(which)
+    try:
+        yield
+    finally:
+        LANE.reset(token)
 
 
 class Skipped(TelegramError):
-    """A best-effort call that was not made because results are waiting for the budget."""
+    """A status call not made: others wait for the budget, or nothing is spare."""
 
 
-class RateLimiter(AIORateLimiter):
-    """PTB's limiter with chat actions exempt and best-effort calls that never queue."""
+def seconds(value: int | float | timedelta) -> float:
+    """A ``retry_after`` (an int, or a timedelta under PTB's newer setting) in seconds."""
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
-    def __init__(self, *, max_retries: int = 0,
-                 overall_max_rate: float = FloodLimit.MESSAGES_PER_SECOND) -> None:
-        # The overall budget is kept here (the parent keeps only the per-group one and the
-        # handling of 429s) so that best-effort calls can look at it without waiting.
-        super().__init__(overall_max_rate=0, max_retries=max_retries)
-        self._overall = AsyncLimiter(overall_max_rate, 1)
-        self._waiting = 0
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The paces kept (under Telegram's documented ones, see the module docstring)."""
+
+    rate: float = 30.0
+    burst: int = 5
+    paid_rate: float = 1000.0
+    chat_per_second: float = 1.0
+    chat_burst: int = 2
+    group_per_minute: float = 20.0
+    group_burst: int = 5
+    #: The overall rate never drops below this after 429s.
+    min_rate: float = 5.0
+
+
+class Pace:
+    """GCRA: ``per_second`` sends, ``burst`` of them back to back; one float of state."""
+
+    __slots__ = ("interval", "slack", "tat")
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        self.interval = 1.0 / per_second
+        self.slack = self.interval * (burst - 1)
+        self.tat = 0.0
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next send may go (0: now)."""
+        return max(0.0, self.tat - self.slack - now)
+
+    def spare(self, now: float) -> bool:
+        """True when two sends may go now: one can be given away and one still kept."""
+        return max(self.tat, now) + self.interval - self.slack <= now
+
+    def take(self, now: float) -> None:
+        """Record a send."""
+        self.tat = max(self.tat, now) + self.interval
+
+    def hold(self, until: float) -> None:
+        """Nothing goes before ``until``."""
+        self.tat = max(self.tat, until + self.slack)
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    chat: Chat
+    paid: bool
+    future: asyncio.Future[None]
+
+
+def is_group(chat: Chat) -> bool:
+    """Groups, supergroups and channels have negative ids (or an @name)."""
+    return not isinstance(chat, int) or chat < 0
+
+
+class SendBudget:
+    """The paces, the waiting sends by lane, and the one task that lets them go in order."""
+
+    def __init__(self, limits: Limits | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits or Limits()
+        self.rate = self.limits.rate
+        self._clock = clock
+        self._free = Pace(self.rate, self.limits.burst)
+        self._paid = Pace(self.limits.paid_rate, self.limits.burst)
+        self._chats: dict[Chat, tuple[Pace, ...]] = {}
+        self._queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Lane)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_flood = -math.inf
+        #: Sends let through by lane, status calls skipped, 429s seen.
+        self.sent: Counter[str] = Counter()
+
+    # ----- the paces ---------------------------------------------------------------------------
+
+    def _paces(self, chat: Chat, now: float) -> tuple[Pace, ...]:
+        paces = self._chats.get(chat)
+        if paces is None:
+            if len(self._chats) > 10_000:  # forget chats whose paces are back to rest
+                self._chats = {c: p for c, p in self._chats.items()
+                               if any(x.tat > now for x in p)}
+            one = Pace(self.limits.chat_per_second, self.limits.chat_burst)
+            group = Pace(self.limits.group_per_minute / 60, self.limits.group_burst)
+            paces = self._chats[chat] = (one, group) if is_group(chat) else (one,)
+        return paces
+
+    def _wait(self, chat: Chat, paid: bool, now: float) -> float:
+        overall = self._paid if paid else self._free
+        return max(overall.wait(now), *(p.wait(now) for p in self._paces(chat, now)))
+
+    def _take(self, chat: Chat, paid: bool, now: float, which: Lane) -> None:
+        if not paid and self.rate < self.limits.rate and now - self._last_flood > 60:
+            self._set_rate(min(self.limits.rate, self.rate + self.limits.rate / 10))
+            self._last_flood = now - 50  # the next step up after another quiet 10 s
+        (self._paid if paid else self._free).take(now)
+        for pace in self._paces(chat, now):
+            pace.take(now)
+        self.sent[which.name.lower()] += 1
+
+    def _set_rate(self, rate: float) -> None:
+        self.rate = rate
+        self._free.interval = 1.0 / rate
+        self._free.slack = self._free.interval * (self.limits.burst - 1)
+
+    # ----- what callers use --------------------------------------------------------------------
+
+    def waiting(self, upto: Lane = Lane.STATUS) -> int:
+        """Sends queued in ``upto`` and every more urgent lane."""
+        return sum(len(q) for q in self._queues[:upto + 1])
+
+    def backlog_seconds(self) -> float:
+        """About how long a result queued now would wait for the overall limit."""
+        now = self._clock()
+        return self._free.wait(now) + self.waiting(Lane.RESULT) * self._free.interval
+
+    def try_take(self, chat: Chat, which: Lane = Lane.STATUS) -> bool:
+        """Take a send at once if nobody waits and every pace has one to spare; else False."""
+        now = self._clock()
+        if self.waiting() or not all(p.spare(now) for p in (self._free, *self._paces(chat, now))):
+            self.sent["skipped"] += 1
+            return False
+        self._take(chat, False, now, which)
+        return True
+
+    async def take(self, chat: Chat, which: Lane, paid: bool = False) -> None:
+        """Wait for a send's turn: its lane's order, its chat's pace, the overall pace."""
+        now = self._clock()
+        if not self.waiting(which) and self._wait(chat, paid, now) == 0:
+            self._take(chat, paid, now, which)
+            return
+        waiter = _Waiter(chat, paid, asyncio.get_running_loop().create_future())
+        self._queues[which].append(waiter)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._dispatch(), name="telegram:send-budget")
+        self._wake.set()
+        await waiter.future
+
+    def flooded(self, chat: Chat, retry_after: float) -> None:
+        """Telegram answered 429: hold back the group, or everything (see the module docstring)."""
+        now = self._clock()
+        self.sent["flooded"] += 1
+        for pace in self._paces(chat, now):
+            pace.hold(now + retry_after)
+        if not is_group(chat):
+            self._free.hold(now + retry_after)
+            if now - self._last_flood > 1.0:  # one step down per burst of 429s
+                self._set_rate(max(self.limits.min_rate, self.rate * 0.8))
+                log.warning("telegram: 429 (retry after %.0f s); sending %.0f messages/s for now",
+                            retry_after, self.rate)
+            self._last_flood = now
+        self._wake.set()
+
+    async def _dispatch(self) -> None:
+        """Let queued sends go, most urgent lane first, each when its chat and the total allow."""
+        while any(self._queues):
+            now, soonest, granted = self._clock(), math.inf, False
+            for which, queue in zip(Lane, self._queues, strict=True):
+                for waiter in list(queue):
+                    if waiter.future.done():  # its caller was cancelled
+                        queue.remove(waiter)
+                        continue
+                    wait = self._wait(waiter.chat, waiter.paid, now)
+                    if wait == 0:
+                        queue.remove(waiter)
+                        self._take(waiter.chat, waiter.paid, now, which)
+                        waiter.future.set_result(None)
+                        granted = True
+                        break
+                    soonest = min(soonest, wait)
+                if granted:
+                    break
+            if granted:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), soonest if soonest < math.inf else None)
+
+    def close(self) -> None:
+        """Stop the dispatcher (shutdown); queued callers are cancelled."""
+        for queue in self._queues:
+            for waiter in queue:
+                waiter.future.cancel()
+            queue.clear()
+        if self._task is not None:
+            self._task.cancel()
+
+
+class RateLimiter(BaseRateLimiter[int]):
+    """PTB's hook: every metered Bot API call goes through the :class:`SendBudget`."""
+
+    def __init__(self, budget: SendBudget, *, reply_retries: int = 3) -> None:
+        self.budget = budget
+        self.reply_retries = reply_retries
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Let go of queued calls."""
+        self.budget.close()
 
     async def process_request(self, callback: Any, args: Any, kwargs: dict[str, Any],
                               endpoint: str, data: dict[str, Any],
                               rate_limit_args: int | None) -> Any:
-        """Run one Bot API call under the limits."""
-        if endpoint in UNMETERED:
+        """Run one Bot API call in its lane."""
+        if endpoint not in METERED:
             return await callback(*args, **kwargs)
-        if data.get("chat_id") is None:  # not a message (e.g. answerCallbackQuery)
-            return await super().process_request(callback, args, kwargs, endpoint, data,
-                                                 rate_limit_args)
-        spare = self._overall.max_rate / 2
-        if BEST_EFFORT.get() and (self._waiting or not self._overall.has_capacity(spare)):
-            raise Skipped(f"{endpoint} skipped: the sending budget is in use")
-        self._waiting += 1
-        try:
-            await self._overall.acquire()
-        finally:
-            self._waiting -= 1
-        return await super().process_request(callback, args, kwargs, endpoint, data,
-                                             rate_limit_args)
+        chat, which = data.get("chat_id"), LANE.get()
+        paid = bool(data.get("allow_paid_broadcast"))
+        for attempt in range(self.reply_retries + 1):
+            if which is Lane.STATUS:
+                if not self.budget.try_take(chat):
+                    raise Skipped(f"{endpoint} skipped: the sending budget is in use")
+            else:
+                await self.budget.take(chat, which, paid)
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as err:
+                self.budget.flooded(chat, seconds(err.retry_after))
+                if which is not Lane.REPLY or attempt == self.reply_retries:
+                    raise
+        raise AssertionError("unreachable")

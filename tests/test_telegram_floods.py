@@ -1,0 +1,119 @@
+"""Telegram at its own limits: drafts, bursts over the global rate, 429s across a restart, Stars.
+
+The fake Bot API enforces Telegram's documented sending limits (tests/telegram_flood.py): over
+them it answers 429 with retry_after, as Telegram does. Nothing here may drop a result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+
+import pytest
+
+from adapters.telegram import Timing
+from bot.config import Settings
+from bot.providers.demo import DemoProvider
+from tests.fake_telegram import ALICE, FAST, BotHarness, FakeUser, running_bot
+from tests.telegram_flood import FloodRules
+
+Factory = Callable[..., Settings]
+# PTB itself warns when it builds a RetryAfter (its retry_after type changes in v23).
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+USERS = [FakeUser(5000 + n, f"User{n}") for n in range(60)]
+
+
+async def burst(bot: BotHarness, users: list[FakeUser]) -> list[float]:
+    """Every user sends /imagine at once; seconds until each one's photo arrived."""
+    fake, started = bot.fake, time.monotonic()
+    for user in users:
+        fake.user_sends("/imagine a lighthouse", user=user)
+    arrived = []
+    for user in users:
+        photo = await fake.wait_for("sendPhoto", chat=fake.private(user), timeout=60)
+        arrived.append(photo.at - started)
+    return arrived
+
+
+async def settled(bot: BotHarness, users: list[FakeUser]) -> None:
+    """Every user's result was settled once: nothing refunded, nothing held."""
+    for user in users:
+        assert await bot.ledger(user, ["reserve", "settle"]) == ["reserve", "settle"], user
+    assert await bot.c.store.held_reservations() == []
+
+
+async def test_a_private_job_shows_a_draft_until_its_result_replaces_it(
+        settings_factory: Factory) -> None:
+    timing = Timing(edit_interval=0.5, draft_renew=1.0, tick=0.1)
+    async with running_bot(settings_factory, providers={"demo": DemoProvider(delay=3.2)},
+                           timing=timing) as bot:
+        fake, chat = bot.fake, bot.fake.private(ALICE)
+        fake.user_sends("/imagine a slow sunrise")
+        first = await fake.wait_for("sendMessageDraft", timeout=2)
+        assert first.params.get("text", "") == ""  # the client's own "Thinking..."
+        photo = await fake.wait_for("sendPhoto", timeout=10)
+        drafts = fake.calls_of("sendMessageDraft")
+        texts = [d.params.get("text", "") for d in drafts]
+        assert texts[0] == "" and "🎨 Generating… 1 s" in texts and "🎨 Generating… 2 s" in texts
+        # Renewed well within its 30 s life, one draft id throughout, gone once the photo landed.
+        assert all(b.at - a.at < 2 for a, b in itertools.pairwise([*drafts, photo]))
+        assert len({d.params["draft_id"] for d in drafts}) == 1
+        assert fake.drafts.visible(chat["id"]) is None
+        assert not fake.calls_of("sendChatAction") and not fake.calls_of("sendMessage")
+
+
+async def test_a_burst_over_the_global_rate_is_delivered_in_full(
+        settings_factory: Factory) -> None:
+    """Telegram allows this bot 5 messages a second; the bot assumes 30 until 429s say less."""
+    async with running_bot(settings_factory) as bot:
+        bot.fake.flood = FloodRules(rate=5, burst=5)
+        arrived = await burst(bot, USERS[:40])
+        await settled(bot, USERS[:40])
+        refused = bot.fake.flood.refused
+        assert refused["global"] > 0 and not refused["chat"]
+        assert len(bot.fake.calls_of("sendPhoto")) == 40
+        # 40 photos at Telegram's 5 a second take 8 s; a few more for the waits it asked for.
+        assert max(arrived) < 16, sorted(arrived)
+
+
+async def test_a_burst_at_telegrams_own_rate_meets_no_429(settings_factory: Factory) -> None:
+    async with running_bot(settings_factory, limits={"global_concurrency": 100}) as bot:
+        arrived = await burst(bot, USERS)
+        await settled(bot, USERS)
+        assert bot.fake.counts(ok=False)["sendPhoto"] == 0
+        assert len(bot.fake.calls_of("sendPhoto")) == len(USERS)
+        # From the first photo on, the rest came at least as fast as 30 a second allows.
+        assert max(arrived) - min(arrived) < 1.2 * len(USERS) / 30, sorted(arrived)
+
+
+async def test_a_result_told_to_wait_outlives_a_restart(settings_factory: Factory) -> None:
+    async with running_bot(settings_factory) as bot:
+        fake = bot.fake
+        fake.fail_next("sendPhoto", retry_after=3600)  # "come back in an hour"
+        fake.user_sends("/imagine a patient fox")
+        await fake.wait_for("sendPhoto", ok=False)
+        await asyncio.sleep(0.3)  # parked meanwhile
+        await bot.restart()  # the hour is not waited out in this process
+        photo = await fake.wait_for("sendPhoto", timeout=15)
+        assert photo.chat_id == ALICE.id and photo.text.startswith("a patient fox")
+        await bot.turn(photo.message)
+        assert await bot.ledger(ALICE, ["reserve", "settle"]) == ["reserve", "settle"]
+        assert len(fake.calls_of("sendPhoto")) == 1
+        assert await bot.c.store.claim_parked("telegram", "anyone") == []
+
+
+async def test_paid_broadcasts_only_when_the_queue_is_long(settings_factory: Factory) -> None:
+    telegram = {"paid_broadcast": True, "paid_broadcast_after_seconds": 1.0}
+    async with running_bot(settings_factory, telegram=telegram, timing=FAST) as bot:
+        fake = bot.fake
+        fake.flood = FloodRules(rate=5, burst=5)
+        fake.user_sends("/imagine one alone", user=USERS[0])
+        alone = await fake.wait_for("sendPhoto", chat=fake.private(USERS[0]))
+        assert "allow_paid_broadcast" not in alone.params  # no queue: free
+        await burst(bot, USERS[1:41])
+        paid = [c for c in fake.calls_of("sendPhoto") if c.params.get("allow_paid_broadcast")]
+        assert paid and fake.flood.stars_spent == pytest.approx(0.1 * len(paid))
+        assert len(paid) < 40  # the head of the queue went free
+        await settled(bot, USERS[:41])

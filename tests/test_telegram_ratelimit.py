@@ -1,0 +1,95 @@
+"""The Telegram sending budget: lanes, per-chat and per-group paces, 429s, the fake's limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from adapters.telegram.ratelimit import Lane, Limits, SendBudget
+from tests.telegram_flood import Flooded, FloodRules
+
+ALICE, BOB, GROUP = 1001, 1002, -100123
+
+
+async def test_results_go_before_replies_and_status_only_from_what_is_spare() -> None:
+    budget = SendBudget(Limits(rate=20, burst=2))
+    order: list[str] = []
+
+    async def send(name: str, chat: int, which: Lane) -> None:
+        await budget.take(chat, which)
+        order.append(name)
+
+    await budget.take(ALICE, Lane.REPLY)
+    await budget.take(BOB, Lane.REPLY)  # the burst is spent: the next send waits 50 ms
+    tasks = [asyncio.create_task(send("reply", 2001, Lane.REPLY))]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(send(f"result{i}", 2002 + i, Lane.RESULT)) for i in range(3)]
+    await asyncio.sleep(0)
+    assert not budget.try_take(3001)  # a status update never jumps a queue
+    await asyncio.gather(*tasks)
+    assert order == ["result0", "result1", "result2", "reply"]
+    assert budget.sent["skipped"] == 1
+    await asyncio.sleep(0.3)
+    assert budget.try_take(3001)  # nothing waits and the pace has room to spare again
+
+
+async def test_one_busy_chat_does_not_hold_back_the_others() -> None:
+    budget = SendBudget(Limits(rate=1000, chat_per_second=2, chat_burst=1))
+    started = time.monotonic()
+    done: dict[int, float] = {}
+
+    async def send(chat: int) -> None:
+        await budget.take(chat, Lane.RESULT)
+        done.setdefault(chat, time.monotonic() - started)
+
+    await asyncio.gather(*(send(ALICE) for _ in range(3)), send(BOB))
+    assert done[BOB] < 0.1  # not queued behind Alice's three
+    assert time.monotonic() - started >= 0.9  # Alice's three took 0, 0.5 and 1.0 s
+
+
+async def test_a_group_is_held_to_its_minute_budget() -> None:
+    budget = SendBudget(Limits(rate=1000, chat_per_second=1000, chat_burst=5,
+                               group_per_minute=600, group_burst=3))
+    started = time.monotonic()
+    for _ in range(5):
+        await budget.take(GROUP, Lane.RESULT)
+    # three at once (the burst), then one every 0.1 s (600 a minute)
+    assert 0.18 <= time.monotonic() - started < 0.5
+
+
+async def test_a_429_in_a_private_chat_slows_everything_in_a_group_only_that_group() -> None:
+    budget = SendBudget(Limits(rate=100, burst=2))
+    budget.flooded(GROUP, 0.3)
+    assert budget.try_take(ALICE, Lane.STATUS)  # other chats go on
+    assert budget.rate == 100
+    budget.flooded(ALICE, 0.3)
+    assert budget.rate == 80  # Telegram's overall limit is lower than we thought
+    started = time.monotonic()
+    await budget.take(BOB, Lane.RESULT)
+    assert time.monotonic() - started >= 0.25  # everyone waited out the retry_after
+
+
+async def test_a_burst_well_above_the_limit_gets_no_429_from_telegrams_rules() -> None:
+    # Telegram's rules as the fake enforces them, ten times faster so that the test is quick:
+    # 300 messages a second in all, at most 10 a second per chat.
+    rules = FloodRules(rate=300, burst=300, chat_rate=10, chat_burst=3)
+    budget = SendBudget(Limits(rate=300, burst=5, chat_per_second=10, chat_burst=2))
+    refused = 0
+
+    async def deliver(chat: int) -> None:
+        nonlocal refused
+        while True:
+            await budget.take(chat, Lane.RESULT)
+            try:
+                rules.spend(rules.check("sendPhoto", {"chat_id": chat}, False), {})
+                return
+            except Flooded as err:
+                refused += 1
+                budget.flooded(chat, err.retry_after)
+
+    started = time.monotonic()
+    # 900 results for 300 users at once (three each): three seconds' worth of the budget
+    await asyncio.gather(*(deliver(2000 + n % 300) for n in range(900)))
+    elapsed = time.monotonic() - started
+    assert refused == 0
+    assert 2.4 < elapsed < 3.6, elapsed  # about 900 / 300 s: the budget is used, not wasted
