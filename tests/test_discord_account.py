@@ -164,7 +164,8 @@ async def test_commands_sync_only_when_asked(settings_factory: SettingsFactory) 
             synced = await fake.wait_for("sync")
             by_name = {c["name"]: c for c in synced.data["commands"]}
             assert set(by_name) == {"imagine", "quota", "settings", "forget", "help", "admin",
-                                    "Edit image", "config"}
+                                    "Edit image", "config", "describe", "history",
+                                    "Describe image"}
             assert by_name["config"]["name_localizations"] == {"zh-CN": "设置群组",
                                                                "zh-TW": "設定群組"}
             imagine = by_name["imagine"]
@@ -181,7 +182,7 @@ async def test_commands_sync_only_when_asked(settings_factory: SettingsFactory) 
             mark = fake.mark()
             answer = await private_answer(fake, await fake.slash("admin", subcommand="sync",
                                                                  user=boss))
-            assert answer.text.startswith("Synced 8 commands")
+            assert answer.text.startswith("Synced 11 commands")
             await fake.wait_for("sync", since=mark)
         assert not fake.errors
 

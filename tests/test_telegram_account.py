@@ -31,8 +31,9 @@ async def test_settings_menu_saves_choices(settings_factory: Factory) -> None:
         fake.user_sends("/settings", chat=group)
         menu = await fake.wait_for("sendMessage")
         assert menu.text == ("Your defaults: model nano-banana-2.1, size 1K, aspect 1:1, "
-                             "language English, search off")
-        assert menu.button_texts == ["Model", "Size", "Aspect", "Language", "Google Search"]
+                             "language English, search off\nImages per request 1, style none")
+        assert menu.button_texts == ["Model", "Size", "Aspect", "Language", "Google Search",
+                                     "Images per request", "Style"]
         message = menu.message
         fake.press(message, "st:1001:open:model")
         choices = await fake.wait_for("editMessageText")
