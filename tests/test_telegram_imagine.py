@@ -81,7 +81,8 @@ async def test_command_menus_in_english_and_chinese(settings_factory: Factory) -
         fake = bot.fake
         english = {c["command"]: c["description"] for c in fake.commands[("default:", "")]}
         chinese = {c["command"]: c["description"] for c in fake.commands[("default:", "zh")]}
-        assert set(english) == set(chinese) == {"imagine", "quota", "settings", "help", "forget"}
+        assert set(english) == set(chinese) == {"imagine", "describe", "history", "quota",
+                                                "settings", "help", "forget"}
         assert english["quota"] == "Credits left and when they reset"
         assert chinese["quota"] == "剩余额度及重置时间"
         assert ("chat:9001", "") not in fake.commands  # the admin never wrote to the bot yet

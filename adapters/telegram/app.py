@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 #: pre_checkout_query: a shop's payments wait for the bot's answer (adapters/telegram/payments.py).
 ALLOWED_UPDATES = ["message", "callback_query", "pre_checkout_query"]
-COMMANDS = ("imagine", "quota", "settings", "help", "forget")
+COMMANDS = ("imagine", "describe", "history", "quota", "settings", "help", "forget")
 ADMIN_COMMANDS = (*COMMANDS, "grant", "stats")
 #: In the menus only while something is for sale ([shop]); /paysupport is Telegram's rule.
 SHOP_COMMANDS, SHOP_ADMIN_COMMANDS = ("buy", "paysupport"), ("refund",)
