@@ -63,7 +63,7 @@ async def test_describe_charges_its_own_price_and_keeps_the_prompts(
         described = await core.api.describe(ALICE, CHAT, IMAGE)
         assert len(described.prompts) == 3 and described.credits_used == 2
         assert described.text.splitlines()[1] == "1. " + described.prompts[0]
-        assert "cost 2 credits" in described.text
+        assert "Credits charged: 2." in described.text
         [sent] = provider.texts
         assert sent.model_id == "gemini-3.8-flash" and "prompts" in sent.instruction
         assert sent.image.mime in ("image/png", "image/jpeg")  # cleaned like any reference

@@ -47,7 +47,7 @@ class Playground:
             cancel=t("web.cancel_edit"), history=[html(h) for h in history], pending=pending,
             examples=t("web.examples").split("|"), model_label=t("settings.model"),
             size_label=t("settings.size"), aspect_label=t("settings.aspect"),
-            n_label=t("settings.n"), style_label=t("settings.style"),
+            n_label=t("web.n_short"), style_label=t("settings.style"),
             no_style=t("settings.no_style"), describe_label=t("web.describe"),
             n_default=saved.n or 1, style_default=saved.style or "none",
             styles=[(name, api.style_label(locale, name)) for name in api.style_names()],
