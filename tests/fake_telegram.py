@@ -26,7 +26,7 @@ from bot.config import Settings
 from bot.domain import Actor, MessageRef, Turn
 from bot.providers.base import ImageProvider
 from tests.helpers import photo
-from tests.telegram_flood import DRAFT_TEXT_MAX, Bucket, Drafts, Flooded, FloodRules
+from tests.telegram_flood import DRAFT_TEXT_MAX, Bucket, Drafts, Flooded, FloodRules, NoStars
 
 #: A user's photo (the tests import it from here).
 png = photo
@@ -338,6 +338,8 @@ class FakeTelegram:
             return self.flood.check(method, params, chat.get("type", "private") != "private")
         except Flooded as err:
             raise ApiError(429, str(err), err.retry_after) from None
+        except NoStars as err:
+            raise ApiError(400, str(err)) from None
 
     def counts(self, chat: dict[str, Any] | None = None, *, ok: bool = True) -> Counter[str]:
         """Calls by method (``chat``'s only when given), answered ok or not."""

@@ -41,6 +41,10 @@ DRAFT_TEXT_MAX = 4096
 STARS_PER_PAID_MESSAGE = 0.1
 
 
+class NoStars(Exception):
+    """A paid broadcast the bot's Stars balance cannot pay for (400; the text is the fake's)."""
+
+
 class Flooded(Exception):
     """A call over one of the limits: 429 with ``retry_after`` whole seconds."""
 
@@ -82,8 +86,9 @@ class FloodRules:
     chat_burst: float = 3.0
     group_per_minute: float = 20.0
     clock: Callable[[], float] = time.monotonic
-    #: Stars withdrawn for paid broadcasts so far.
+    #: Stars withdrawn for paid broadcasts so far; the balance they come from (None: enough).
     stars_spent: float = 0.0
+    stars_balance: float | None = None
     #: 429s answered, by which limit ("global", "chat", "group").
     refused: Counter[str] = field(default_factory=Counter)
     _global: Bucket | None = None
@@ -100,6 +105,8 @@ class FloodRules:
             return []
         now, chat = self.clock(), params.get("chat_id")
         if params.get("allow_paid_broadcast"):
+            if self.stars_balance is not None and self.stars_balance < STARS_PER_PAID_MESSAGE:
+                raise NoStars("Bad Request: BALANCE_TOO_LOW")
             self._paid = self._paid or Bucket(self.paid_rate, self.paid_rate)
             overall = self._paid
         else:
@@ -123,6 +130,8 @@ class FloodRules:
             bucket.take()
         if buckets and params.get("allow_paid_broadcast"):
             self.stars_spent += STARS_PER_PAID_MESSAGE
+            if self.stars_balance is not None:
+                self.stars_balance -= STARS_PER_PAID_MESSAGE
 
 
 @dataclass(slots=True)

@@ -117,3 +117,16 @@ async def test_paid_broadcasts_only_when_the_queue_is_long(settings_factory: Fac
         assert paid and fake.flood.stars_spent == pytest.approx(0.1 * len(paid))
         assert len(paid) < 40  # the head of the queue went free
         await settled(bot, USERS[:41])
+
+
+async def test_paid_broadcasts_telegram_refuses_go_out_free(settings_factory: Factory) -> None:
+    telegram = {"paid_broadcast": True, "paid_broadcast_after_seconds": 0.5}
+    async with running_bot(settings_factory, telegram=telegram, timing=FAST) as bot:
+        fake = bot.fake
+        fake.flood = FloodRules(rate=5, burst=5, stars_balance=0.0)  # no Stars to pay with
+        await burst(bot, USERS[:20])
+        refused = [c for c in fake.calls_of("sendPhoto", ok=False)
+                   if c.params.get("allow_paid_broadcast")]
+        assert 1 <= len(refused) <= 3  # those already on their way when the first was refused
+        assert not [c for c in fake.calls_of("sendPhoto") if c.params.get("allow_paid_broadcast")]
+        await settled(bot, USERS[:20])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import html
 import json
 import logging
@@ -104,6 +105,8 @@ class Sender:
         self.budget = budget
         #: How long a result refused for now (429) keeps being offered.
         self.patience = api.settings.limits.delivery_retry_hours * 3600
+        #: Telegram refused a paid broadcast once: none is tried again in this process.
+        self.paid_refused = False
 
     async def _send(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, repeated after transient failures (see SEND_RETRY_DELAYS)."""
@@ -122,7 +125,7 @@ class Sender:
     def _paid(self) -> bool:
         """Pay for this result's send: paid broadcasts are on and the queue is that long."""
         cfg = self.api.settings.telegram
-        return bool(cfg.paid_broadcast and self.budget is not None
+        return bool(cfg.paid_broadcast and not self.paid_refused and self.budget is not None
                     and self.budget.backlog_seconds() > cfg.paid_broadcast_after_seconds)
 
     async def _result(self, job: Sending, what: str, call: Callable[[bool], Awaitable[T]]) -> T:
@@ -131,9 +134,16 @@ class Sender:
         The first 429 parks the delivery in the outbox: a restart meanwhile does not lose it.
         """
         while True:
+            paid = self._paid()
             try:
                 with lane(Lane.RESULT):
-                    return await self._send(what, lambda: call(self._paid()))
+                    return await self._send(what, functools.partial(call, paid))
+            except BadRequest as err:
+                if not paid:
+                    raise
+                # Telegram's conditions for paid broadcasts unmet (Stars, users): free from now on.
+                log.warning("paid broadcast refused (%s); results go out free from now on", err)
+                self.paid_refused = True
             except RetryAfter as err:
                 wait = seconds(err.retry_after)
                 if time.monotonic() + wait > job.give_up_at:
