@@ -1,0 +1,182 @@
+"""Three ``imagine-bot run`` processes on one PostgreSQL and one Redis (issue 14's proof): Telegram
+by webhook through a balancer to all three, Discord on two shards (processes 0 and 1). 300 jobs
+from 100 users whose allowance covers two each: the global limit holds across the processes at
+the upstream, no user's window is overspent, every job is delivered or clearly refused. Process 2
+is killed (-9) mid-burst: within the lease every reservation it held is refunded or settled
+exactly once, and the others carry on with the slots it held."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.fake_discord import FakeChannel, FakeDiscord, FakeInteraction
+from tests.fake_telegram import FakeTelegram, FakeUser
+from tests.fake_upstream import Reply
+from tests.scale_world import cluster
+from tests.test_ops_crash import SlowUpstream
+from tests.test_scale_discord import channels_by_shard
+
+pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
+
+ROOT = Path(__file__).resolve().parents[1]
+LEASE = 5.0
+GLOBAL = 4
+COST = 4  # credits of one 1K image of the default model
+#: What a refusal starts with: any of the core's error texts, up to its first placeholder.
+REFUSALS = tuple(text.split("{")[0][:24] for text in tomllib.loads(
+    (ROOT / "bot/messages/en/core.toml").read_text())["error"].values() if isinstance(text, str))
+
+
+class CountingUpstream(SlowUpstream):
+    """The slow upstream, counting how many answers are in flight at once."""
+
+    inflight = 0
+    peak = 0
+
+    async def _scripted(self, route: str, request: web.Request,
+                        default: Reply) -> web.StreamResponse:
+        self.inflight += 1
+        self.peak = max(self.peak, self.inflight)
+        try:
+            return await super()._scripted(route, request, default)
+        finally:
+            self.inflight -= 1
+
+
+def telegram_outcome(fake: FakeTelegram, asked: tuple[int, int]) -> str | None:
+    """"delivered", "refused" (one of the core's error texts) or None (nothing yet)."""
+    for call in fake.calls:
+        if call.ok and call.reply_to == asked[1] and str(call.chat_id) == str(asked[0]):
+            if call.method == "sendPhoto":
+                return "delivered"
+            if call.method == "sendMessage" and call.text.startswith(REFUSALS):
+                return "refused"
+    return None
+
+
+def discord_outcome(fake: FakeDiscord, ix: FakeInteraction) -> str | None:
+    """The same for one slash command."""
+    if any(m.interaction_id == ix.id and m.attachments and not m.deleted
+           for m in fake.messages.values()):
+        return "delivered"
+    answers = [m for m in fake.messages.values() if m.interaction_id == ix.id]
+    if ix.original is not None:
+        answers.append(ix.original)
+    if any(not m.loading and m.text.startswith(REFUSALS) for m in answers):
+        return "refused"
+    return None
+
+
+async def until(check: object, what: str, timeout: float) -> None:  # noqa: ASYNC109
+    """Poll an async or plain predicate."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()  # type: ignore[operator]
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_three_processes_share_limits_and_survive_a_kill(tmp_path: Path) -> None:
+    telegram, discord, upstream = FakeTelegram(), FakeDiscord(), CountingUpstream()
+    upstream.delay = 0.1
+    await telegram.start()
+    await discord.start()
+    await upstream.start()
+    try:
+        channels: list[FakeChannel] = channels_by_shard(discord, 2)
+        async with cluster(tmp_path, count=3, telegram=telegram, discord=discord, shards=2,
+                           upstream_url=upstream.url,
+                           limits={"global_concurrency": GLOBAL, "per_user_queued": 2,
+                                   "queue_size": 400},
+                           quota={"user_daily_credits": 2 * COST},
+                           store={"lease_seconds": LEASE}) as world:
+            victim = world.procs[2]
+            assert victim.proc is not None
+            tg_users = [FakeUser(7000 + i, f"T{i}") for i in range(50)]
+            dc_users = [discord.user(f"d{i}") for i in range(50)]
+            asked: list[tuple[int, int]] = []
+            slashes: list[FakeInteraction] = []
+            for k in range(3):  # three rounds of 100: every user asks three times
+                for i, user in enumerate(tg_users):
+                    sent = telegram.user_sends(f"/imagine fox {i}.{k}", user=user)
+                    asked.append((sent["chat"]["id"], sent["message_id"]))
+                for i, person in enumerate(dc_users):
+                    slashes.append(await discord.slash("imagine", prompt=f"owl {i}.{k}",
+                                                       user=person, channel=channels[i % 2]))
+                await asyncio.sleep(0.2)
+
+            # mid-burst: kill -9 the third process while it holds reservations
+            await until(lambda: len(telegram.calls_of("sendPhoto")) >= 10, "10 results", 60)
+            instance = await world.query("SELECT id FROM instances WHERE pid = $1",
+                                         victim.proc.pid)
+            owner = instance[0]["id"]
+            killed_at = time.monotonic()
+            victim.kill(signal.SIGKILL)
+            await victim.exit_code(10)
+
+            async def victims_closed() -> bool:
+                held = await world.query("SELECT count(*) AS n FROM reservations"
+                                         " WHERE owner = $1 AND state = 'held'", owner)
+                return int(held[0]["n"]) == 0
+
+            # its lease lapses LEASE after its last renewal; a survivor's beat (every LEASE / 3)
+            # notices and refunds (or settles) what it held
+            await until(victims_closed, "the killed process's reservations to close",
+                        LEASE + LEASE / 3 + 2)
+            closed_after = time.monotonic() - killed_at
+
+            # every job not lost with the killed process is delivered or clearly refused
+            lost = {m for m, r in world.balancer.routed.items() if r == 2}
+            expected_tg = [m for m in asked if m not in lost]
+
+            def answered() -> bool:
+                return (all(telegram_outcome(telegram, m) for m in expected_tg)
+                        and all(discord_outcome(discord, ix) for ix in slashes))
+
+            await until(answered, "every job delivered or refused", 120)
+            outcomes = ([telegram_outcome(telegram, m) for m in expected_tg]
+                        + [discord_outcome(discord, ix) for ix in slashes])
+            texts = collections.Counter(c.text[:40] for c in telegram.calls_of("sendMessage"))
+            assert outcomes.count("delivered") >= 2 * (len(dc_users) + len(tg_users)) - 2 * len(
+                lost), texts  # two per user, less what the killed process took down
+            assert upstream.peak == GLOBAL  # the global limit, reached and held across processes
+
+            # the books: no window overspent, every reservation closed exactly once
+            async def none_held() -> bool:  # a result's settlement follows its upload
+                return not await world.query("SELECT id FROM reservations WHERE state = 'held'")
+
+            await until(none_held, "every reservation to be settled or refunded", 15)
+            spent = await world.query(
+                "SELECT actor_key, SUM(credits) AS used FROM reservations"
+                " WHERE state = 'settled' GROUP BY actor_key")
+            assert spent and max(int(r["used"]) for r in spent) <= 2 * COST
+            rows = await world.query(
+                "SELECT r.id, r.state, SUM((l.kind = 'reserve')::int) AS reserves,"
+                " SUM((l.kind = 'settle')::int) AS settles, SUM((l.kind = 'refund')::int) AS refunds"
+                " FROM reservations r JOIN ledger l ON l.reservation_id = r.id GROUP BY r.id, r.state")
+            for row in rows:
+                assert (row["reserves"], row["settles"] + row["refunds"]) == (1, 1), dict(row)
+                assert (row["state"] == "settled") == (row["settles"] == 1), dict(row)
+            victims = [r for r in await world.query(
+                "SELECT state FROM reservations WHERE owner = $1", owner)]
+            assert victims, "the killed process held no reservation: kill it earlier"
+            print(f"scale: {collections.Counter(outcomes)}, {len(victims)} reservations of the "
+                  f"killed process closed {closed_after:.1f} s after the kill, lost "
+                  f"{len(lost)} Telegram updates with it, upstream peak {upstream.peak}")
+    finally:
+        await upstream.stop()
+        await discord.close()
+        await telegram.stop()
