@@ -2,6 +2,15 @@
 
 Status messages are components v2 from their first text (widgets.text_layout): the flag cannot
 be removed from a message, so every text a progress message ever shows is a v2 text display.
+
+Discord's limits are per route and global (https://discord.com/developers/docs/topics/rate-
+limits), and discord.py keeps them: it waits out a 429 inside the call and retries. So nothing
+here retries or sleeps on Discord's behalf; what it does is keep progress from competing with
+results. Edits are few (one per job every few seconds, and only when the text changed), all jobs
+of the process together take at most :data:`EDITS` a second (an edit over it is skipped, not
+queued: a backlog thins progress first), and when the result is ready an edit still waiting in
+discord.py's bucket (which it shares with the result: an interaction's token is one route) is
+given up after :data:`CLOSE_GRACE` rather than let the result queue behind it.
 """
 
 from __future__ import annotations
@@ -19,6 +28,34 @@ from bot.api import Progress
 
 log = logging.getLogger(__name__)
 Edit = Callable[[str], Awaitable[None]]
+#: How long a progress edit in flight may hold up its job's result before it is given up.
+CLOSE_GRACE = 1.0
+
+
+class EditBudget:
+    """Progress edits per second for the whole process: a token bucket; over it, edits skip."""
+
+    def __init__(self, per_second: float, burst: float) -> None:
+        self.per_second, self.burst = per_second, burst
+        self._tokens, self._at = burst, time.monotonic()
+        #: Edits skipped for want of budget (what a backlog cost in progress, not in results).
+        self.skipped = 0
+
+    def try_take(self) -> bool:
+        """Spend one edit if there is one, else count a skip."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self.skipped += 1
+        return False
+
+
+#: Discord's global limit is 50 requests a second (interaction routes are not bound by it, the
+#: status replies of reply-edits are); progress gets at most a fifth of that, shared by every job.
+EDITS = EditBudget(per_second=10.0, burst=20.0)
 #: The status line for an event and the seconds since it arrived (``BotApi.progress_text``).
 StatusText = Callable[[Progress, float], str | None]
 
@@ -31,8 +68,9 @@ class ProgressReporter:
     #: How often the elapsed time is refreshed while the model works.
     tick = 5.0
 
-    def __init__(self, edit: Edit, status_text: StatusText) -> None:
+    def __init__(self, edit: Edit, status_text: StatusText, budget: EditBudget = EDITS) -> None:
         self._edit = edit
+        self._budget = budget
         self._status_text = status_text
         self._event: Progress | None = None
         self._event_at = 0.0
@@ -72,7 +110,7 @@ class ProgressReporter:
             if self._closed:
                 return
             text = self.text()
-            if text and text != self._last_text:
+            if text and text != self._last_text and self._budget.try_take():
                 await self._send(text)
 
     async def _sleep_until_closed(self) -> None:
@@ -93,13 +131,20 @@ class ProgressReporter:
         self.edited = True
 
     async def close(self) -> bool:
-        """Stop editing (an edit in flight completes); True when at least one edit landed."""
+        """Stop editing; True when at least one edit landed.
+
+        An edit in flight gets :data:`CLOSE_GRACE` to finish (the first one, which may create a
+        status message, longer: cut off, it could leave a message nobody deletes).
+        """
         self._closed = True
         self._wake.set()
         if self._task is not None:
-            _, pending = await asyncio.wait({self._task}, timeout=10.0)
+            grace = CLOSE_GRACE if self.edited else 10.0
+            _, pending = await asyncio.wait({self._task}, timeout=grace)
             for task in pending:
                 task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         return self.edited
 
 
