@@ -28,6 +28,7 @@ from adapters.telegram.outbox import keep_replaying
 from adapters.telegram.payments import Payments
 from adapters.telegram.progress import Timing
 from adapters.telegram.ratelimit import RateLimiter, SendBudget
+from adapters.telegram.ratelimit_redis import send_budget
 from adapters.telegram.runtime import Runtime
 from adapters.telegram.webhook import WebhookServer, secret_for
 from bot.api import BotApi, ConfigError
@@ -74,7 +75,9 @@ class TelegramAdapter:
 
     def _build(self) -> AnyApplication:
         cfg = self._api.settings.telegram
-        self.budget = SendBudget()  # a fresh one per run (its dispatcher lives on this loop)
+        # A fresh one per run (its dispatcher lives on this loop); shared with [redis].
+        shared = self._api.settings.redis
+        self.budget = send_budget(shared.url, shared.prefix)
         builder = (ApplicationBuilder().token(self._token).concurrent_updates(True)
                    .rate_limiter(RateLimiter(self.budget, reply_retries=RATE_LIMIT_RETRIES))
                    .job_queue(None).connect_timeout(10).read_timeout(30).write_timeout(30)
