@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot import scheduler_lua as lua
-from bot.errors import QueueFull, TooManyWaiting
+from bot.errors import ConfigError, QueueFull, TooManyWaiting
 from bot.jobs import SchedulerStats
 from bot.jobs_local import STOP_TIMEOUT, Job, LocalRuns, ProgressCallback
 
@@ -71,9 +71,13 @@ class RedisScheduler(LocalRuns):
 
     async def open(self) -> None:
         """Take the lease, subscribe to this process's channel, start the heartbeat."""
-        await self.beat()
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.subscribe(f"{self._p}ch:{self.process}", f"{self._p}ch:all")
+        try:
+            await self.beat()
+            await pubsub.subscribe(f"{self._p}ch:{self.process}", f"{self._p}ch:all")
+        except (RedisError, OSError) as exc:
+            raise ConfigError(f"[redis] url: Redis does not answer ({type(exc).__name__}: "
+                              f"{exc})") from None
         self._listener = asyncio.create_task(self._listen(pubsub), name="scheduler:listen")
         self._heart = asyncio.create_task(self._beat(), name="scheduler:beat")
         self._dirty.set()
