@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ TG_TOKEN = "7000000001:bench-token"
 DC_TOKEN = "bench-discord-token"
 #: The fake upstream writes answers in pieces this large, waiting while the bot has not read.
 CHUNK = 256 * 1024
+#: Each prompt carries its job's marker, so the upstream can say when that job's image was ready.
+MARKER = re.compile(rb"job\d+x\d+")
 
 
 # ----- images and the upstream ------------------------------------------------------------------
@@ -66,6 +69,8 @@ class BenchUpstream(FakeUpstream):
         self.delay = delay
         self.bodies = bodies
         self.calls = 0
+        #: When each job's image was ready (its answer written out), by the job's marker.
+        self.ready: dict[str, float] = {}
 
     async def _scripted(self, route: str, request: web.Request,
                         default: Reply) -> web.StreamResponse:
@@ -85,6 +90,9 @@ class BenchUpstream(FakeUpstream):
         for at in range(0, len(body), CHUNK):
             await resp.write(view[at:at + CHUNK])
         await resp.write_eof()
+        marker = MARKER.search(raw)
+        if marker is not None:
+            self.ready[marker.group().decode()] = time.monotonic()
         return resp
 
 
@@ -96,6 +104,9 @@ class Job:
 
     sent: float
     want_document: bool = False
+    marker: str = ""
+    #: When the upstream had written the job's image out (its answer complete).
+    ready: float | None = None
     fetched: float | None = None
     feedback: float | None = None
     photo: float | None = None
@@ -130,7 +141,11 @@ class BenchTelegram(FakeTelegram):
                     fetched.fetched = call.at
         job = self.current.get(call.chat_id or 0)
         if job is not None and call.ok:
-            if call.method == "sendChatAction" and job.feedback is None:
+            # The first sign of life: the draft ("Thinking...") in a private chat, else the
+            # chat action or the status message.
+            status = call.method == "sendMessage" and call.text.startswith(("🎨", "⏳"))
+            if job.feedback is None and (
+                    status or call.method in ("sendMessageDraft", "sendChatAction")):
                 job.feedback = call.at
             elif call.method == "sendPhoto":
                 job.photo = call.at
@@ -154,9 +169,12 @@ class BenchDiscord(FakeDiscord):
     def __init__(self) -> None:
         super().__init__(token=DC_TOKEN)
         self.current: dict[int, Job] = {}
+        #: What the bot did, by kind (ack, message, edit, delete, rate_limited, ...).
+        self.kinds: collections.Counter[str] = collections.Counter()
 
     async def record(self, kind: str, *, message: Any = None,
                      interaction: FakeInteraction | None = None, **data: Any) -> Event:
+        self.kinds[kind] += 1
         job = self.current.get(interaction.id) if interaction is not None else None
         if job is not None:
             now = time.monotonic()
