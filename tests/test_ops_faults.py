@@ -187,7 +187,7 @@ async def test_first_feedback_does_not_wait_for_the_store(settings_factory: Fact
 
         store.get_user = slow_get_user  # type: ignore[method-assign]
         asked = fake.user_sends("/imagine while the database is busy")
-        action = await fake.wait_for("sendChatAction")
+        action = await fake.wait_for("sendMessageDraft")  # "Thinking...": needs no language
         # Event order, not a wall-clock bound: the feedback reached Telegram before the store
         # answered its first read, so it did not wait for it (however loaded the machine is).
         assert not answered or action.at < answered[0], (action.at, answered)
@@ -196,9 +196,9 @@ async def test_first_feedback_does_not_wait_for_the_store(settings_factory: Fact
 
 
 async def test_flood_budget_goes_to_results_first() -> None:
-    from adapters.telegram.ratelimit import BEST_EFFORT, RateLimiter, Skipped
+    from adapters.telegram.ratelimit import Lane, Limits, RateLimiter, SendBudget, Skipped, lane
 
-    limiter = RateLimiter(overall_max_rate=4)
+    limiter = RateLimiter(SendBudget(Limits(rate=4, burst=4)))
     sent: list[tuple[str, float]] = []
 
     async def call(endpoint: str, chat: int = 1) -> bool:
@@ -209,17 +209,21 @@ async def test_flood_budget_goes_to_results_first() -> None:
         return bool(await limiter.process_request(post, (), {}, endpoint,
                                                   {"chat_id": chat}, None))
 
+    async def result(chat: int) -> bool:
+        with lane(Lane.RESULT):
+            return await call("sendPhoto", chat)
+
     started = time.monotonic()
-    await asyncio.gather(*(call("sendPhoto", chat) for chat in range(1, 7)))  # 4 now, 2 later
+    await asyncio.gather(*(result(chat) for chat in range(1, 7)))  # 4 now, 2 later
     assert time.monotonic() - started > 0.2
-    # The budget is spent: chat actions still go out at once, status traffic is dropped ...
-    await asyncio.gather(*(call("sendChatAction", chat) for chat in range(1, 21)))
-    assert [e for e, _ in sent].count("sendChatAction") == 20  # all sent; the Skipped status
-    # below proves they went out while the budget was still spent (order, not a time bound)
+    # The budget is spent: chat actions and drafts still go out at once, status is dropped ...
+    await asyncio.gather(*(call("sendChatAction", chat) for chat in range(1, 11)),
+                         *(call("sendMessageDraft", chat) for chat in range(11, 21)))
+    assert len([e for e, _ in sent if e in ("sendChatAction", "sendMessageDraft")]) == 20
 
     async def status() -> None:
-        BEST_EFFORT.set(True)
-        await call("editMessageText")
+        with lane(Lane.STATUS):
+            await call("editMessageText", 99)
 
     with pytest.raises(Skipped):
         await asyncio.create_task(status())
