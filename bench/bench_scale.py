@@ -67,7 +67,8 @@ async def run(count: int, args: argparse.Namespace, bodies: dict[str, bytes]) ->
     ids = iter(range(10_000 + count * 100_000, 10_000_000))
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-            async with cluster(Path(tmp), count=count, telegram=telegram, discord=None,
+            where = Path(tmp) if args.logs is None else args.logs / f"n{count}"
+            async with cluster(where, count=count, telegram=telegram, discord=None,
                                upstream_url=upstream.url,
                                limits={"global_concurrency": 32, "per_user_queued": 1,
                                        "delivery_budget_mb": args.budget_mb},
@@ -123,6 +124,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--delay", type=float, default=1.0)
     parser.add_argument("--size", choices=["1K", "4K"], default="4K")
+    parser.add_argument("--logs", type=Path, help="keep each process's config and log here")
     parser.add_argument("--budget-mb", type=float, default=256.0,
                         help="[limits] delivery_budget_mb of each process")
     return parser.parse_args()
