@@ -28,6 +28,8 @@ async def console(stack: AsyncExitStack, data: Path, prefix: str) -> AsyncIterat
     try:
         async with asyncio.timeout(10):
             while not web.connected:
+                if task.done():
+                    task.result()  # it failed to start: say why
                 await asyncio.sleep(0.01)
         yield web.url
     finally:
