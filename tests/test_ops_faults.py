@@ -80,8 +80,8 @@ async def test_telegram_outage_in_the_middle_of_a_job(settings_factory: Factory)
     async with running_bot(settings_factory, providers={"demo": DemoProvider(delay=1.0)}) as bot:
         fake = bot.fake
         fake.user_sends("/imagine while the network blinks", user=CAROL)
-        await fake.wait_for("sendChatAction")  # the job is running
-        await fake.go_offline()  # polling, chat actions and the upload all fail for a while
+        await fake.wait_for("sendMessageDraft")  # the job is running
+        await fake.go_offline()  # polling, drafts and the upload all fail for a while
         await asyncio.sleep(1.8)
         await fake.go_online()
         photo = await fake.wait_for("sendPhoto", timeout=30)

@@ -82,10 +82,11 @@ async def test_running_jobs_are_delivered_on_stop_and_queued_ones_told(settings_
             runner = Runner(settings)
             await dc.wait_ready(0, timeout=15)
             tg.user_sends("/imagine first, running")
-            await tg.wait_for("sendChatAction", timeout=10)
+            await tg.wait_for("sendMessageDraft", timeout=10)
             await asyncio.sleep(0.2)
             tg.user_sends("/imagine second, queued", user=BOB)
-            await tg.wait_for("sendMessage", lambda c: "position" in c.text.lower(), timeout=10)
+            await tg.wait_for("sendMessageDraft", lambda c: "position" in c.text.lower(),
+                              timeout=10)
             code_task = asyncio.create_task(runner.finish())
             photo = await tg.wait_for("sendPhoto", timeout=15)
             assert photo.text.startswith("first, running")

@@ -98,6 +98,7 @@ class StatusReporter:
         self._status: int | None = None
         self._shown: str | None = None
         self._shown_at = 0.0
+        self._shown_stage: str | None = None
         self._next_action = 0.0
         self._gave_up = False
         self._stop = asyncio.Event()
@@ -176,8 +177,13 @@ class StatusReporter:
             text = self._text(now) or ""
         else:
             text = (self._text(now, renew) or "") if running >= renew else ""
-        due = self._shown is None or now - self._shown_at >= renew or (
-            text != self._shown and now - self._shown_at >= self._timing.edit_interval)
+        stage = event.stage if event is not None else None
+        # A new stage, or words in place of the placeholder, show at once; a new queue place
+        # or running time at most every edit_interval; the same text again before 30 s end.
+        changed = text != self._shown and (
+            stage != self._shown_stage or not self._shown
+            or now - self._shown_at >= self._timing.edit_interval)
+        due = self._shown is None or now - self._shown_at >= renew or changed
         if not due:
             return
         try:
@@ -191,7 +197,7 @@ class StatusReporter:
         except TelegramError as err:
             log.debug("draft failed: %s", err)
             return
-        self._shown, self._shown_at = text, now
+        self._shown, self._shown_at, self._shown_stage = text, now, stage
 
     async def _message(self, now: float) -> None:
         """Send the status message once its text is known; edit it when the text changes."""
