@@ -103,6 +103,12 @@ class RedisScheduler(LocalRuns):
             for job in [j for j in self._jobs.values() if j.task is None]:
                 self._close(job, error=QueueFull())
         self._beaten = True
+        waiting = [j.id for j in self._jobs.values() if j.task is None]
+        if waiting:  # a grant published while pub/sub was reconnecting is not lost for good
+            records = await self._redis.hmget(f"{self._p}jobs", waiting)
+            for job_id, record in zip(waiting, records, strict=True):
+                if record and str(record).endswith("\tr"):
+                    self._grant(job_id)
 
     async def sweep(self) -> int:
         """Free what processes whose lease lapsed held; how many such processes were found."""

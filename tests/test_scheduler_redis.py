@@ -173,3 +173,24 @@ async def test_a_dead_process_is_swept_exactly_once(processes: Factory) -> None:
     for task in doomed:
         task.cancel()
     await asyncio.gather(*doomed, return_exceptions=True)
+
+
+async def test_a_grant_missed_by_pub_sub_is_picked_up_at_the_next_beat(
+        processes: Factory) -> None:
+    gates = Gates()
+    a = await processes("a", global_concurrency=1)
+    b = await processes("b", global_concurrency=1)
+    first = asyncio.create_task(a.run("alice", gates.work("first"), timeout=30))
+    await until(lambda: gates.running == 1)
+    second = asyncio.create_task(b.run("bob", gates.work("second"), timeout=30))
+    await until(lambda: b.snapshot().queued == 1)
+    assert b._listener is not None
+    b._listener.cancel()  # b's pub/sub is down: the grant below is published to nobody
+    gates.release("first")
+    assert await first == "result-first"
+    await asyncio.sleep(0.2)
+    assert "second" not in gates.started
+    await b.beat()  # the heartbeat sees the job granted in Redis and starts it
+    await until(lambda: "second" in gates.started)
+    gates.release("second")
+    assert await second == "result-second"
