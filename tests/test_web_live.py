@@ -185,7 +185,7 @@ async def test_every_template_escapes_what_it_is_given() -> None:
             "lang", "title", "script", "body_class"}
         values: dict[str, Any] = dict.fromkeys(names, hostile)
         values.update(history=[hostile], examples=[hostile], languages={hostile: hostile},
-                      pending=[{"id": hostile, "prompt": hostile, "tag": hostile,
+                      styles=[(hostile, hostile)], pending=[{"id": hostile, "prompt": hostile, "tag": hostile,
                                 "text": hostile}], demo=True)
         text = env.get_template(name).render(values)
         assert hostile not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text, name
@@ -194,7 +194,9 @@ async def test_every_template_escapes_what_it_is_given() -> None:
     cards = env.get_template("cards.html").module
     board = env.get_template("dashboard.html").module
     fragments = [
-        cards.card(turn_id=hostile, alt=hostile, open_title=hostile, sizes=[(1, 1)],
+        cards.described(title=hostile, note=hostile, prompts=[{"n": hostile, "text": hostile}]),
+        cards.card(turn_id=hostile, alt=hostile, open_title=hostile,
+                   shots=[{"turn": hostile, "index": 0, "w": 1, "h": 1, "n": hostile}],
                    caption=f"{hostile}\n{hostile}",
                    buttons=[{"kind": hostile, "action": hostile, "label": hostile,
                              "prompt": hostile, "confirm": hostile}]),
