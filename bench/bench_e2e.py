@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import itertools
 import os
 import random
 import sys
@@ -172,9 +173,14 @@ def backlog(jobs: list[Job], rate: float, alone: float) -> tuple[float, float, f
         k = sum(1 for r, d in done if r <= ready <= d)
         within += delivered - ready <= 1.2 * k / rate + alone
         worst = max(worst, (delivered - ready - alone) / (k / rate))
-    finished = sorted(d for _, d in done)
-    span = finished[-1] - finished[0] if len(finished) > 1 else 0.0
-    return within / max(1, len(done)), worst, (len(finished) - 1) / span if span else 0.0
+    # The delivery rate while results queued: from one delivery to the next whenever the next
+    # was already ready at the first (so the platform's pace, not the arrivals, set the gap).
+    finished = sorted(done, key=lambda rd: rd[1])
+    count, busy = 0, 0.0
+    for (_, before), (ready, delivered) in itertools.pairwise(finished):
+        if ready <= before:
+            count, busy = count + 1, busy + delivered - before
+    return within / max(1, len(done)), worst, count / busy if busy else 0.0
 
 
 async def scenario(w: World, platform: str, size: str, users: int, rounds: int,

@@ -161,17 +161,30 @@ class StatusReporter:
                     await self._message(now)
                 if self._shown is None and now - self._opened >= self._timing.feedback_grace:
                     await self._action(now)
-                # The next tick, or sooner when the language or the job's stage comes in.
-                wait = self._timing.tick
-                if self._shown is None:
-                    wait = min(wait, max(0.01, self._opened + self._timing.feedback_grace - now))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wait)
+                with contextlib.suppress(TimeoutError):  # or sooner: a new stage, the language
+                    async with asyncio.timeout(self._next_look(now)):
+                        await self._changed.wait()
                 self._changed.clear()
+
+    def _next_look(self, now: float) -> float:
+        """Seconds until the loop has something to do, unless a progress event comes first."""
+        timing = self._timing
+        if self._shown is None:  # the feedback grace runs out, or the next try
+            return min(timing.tick, max(0.01, self._opened + timing.feedback_grace - now))
+        if not self._drafting:  # the status message's running time
+            return timing.tick
+        # A draft changes only with an event (which wakes the loop), a throttled queue place,
+        # or its renewal, which also brings the next running-time step.
+        since = now - self._shown_at
+        queued = self._event is not None and self._event.stage == "queued"
+        due = min(timing.draft_renew, timing.edit_interval) if queued else timing.draft_renew
+        return due - since if due > since else timing.tick  # overdue: the last try failed
 
     async def _draft(self, now: float) -> None:
         """Send or renew the draft: "Thinking..." while the model works, the queue place before."""
         event, renew = self._event, self._timing.draft_renew
+        if event is not None and event.stage in ("finished", "failed"):
+            return  # the result (or the error) replaces the draft: nothing more to say
         running = now - self._started if event is not None and event.stage == "started" else 0.0
         if event is not None and event.stage == "queued":
             text = self._text(now) or ""

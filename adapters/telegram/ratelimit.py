@@ -87,7 +87,8 @@ class Limits:
     """The paces kept (under Telegram's documented ones, see the module docstring)."""
 
     rate: float = 30.0
-    burst: int = 5
+    #: Half a second's worth: a send budget granted late (a busy event loop) catches up.
+    burst: int = 15
     paid_rate: float = 1000.0
     chat_per_second: float = 1.0
     chat_burst: int = 2
