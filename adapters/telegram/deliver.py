@@ -50,6 +50,9 @@ TEXT_LIMIT = 4096
 #: dropped connection): a paid result is not given up on a blip. A timeout is not retried (the
 #: message may have arrived), nor is a 400 (it would fail the same way again).
 SEND_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+#: How long a result may wait for a free connection of python-telegram-bot's pool (its default
+#: is 1 s, then TimedOut, which a result must not die of: nothing was sent yet).
+POOL_WAIT = 120.0
 
 
 def clip(text: str, limit: int) -> str:
@@ -212,7 +215,7 @@ class Sender:
                     target.chat_id, photo.data, caption=caption, parse_mode=ParseMode.HTML,
                     reply_markup=keyboard, reply_parameters=target.reply,
                     message_thread_id=target.thread_id, filename=f"{name}.{photo.extension}",
-                    allow_paid_broadcast=paid or None)))
+                    allow_paid_broadcast=paid or None, pool_timeout=POOL_WAIT)))
         except BadRequest as err:
             log.warning("sendPhoto refused (%s); sending the image as a file", err)
             return [await self._document(job, await job.out.file(index), name, caption, keyboard,
@@ -237,7 +240,7 @@ class Sender:
                 reply_markup=keyboard, message_thread_id=target.thread_id,
                 reply_parameters=Target(target.chat_id, reply_to).reply,
                 filename=f"{name}.{original.extension}", disable_content_type_detection=True,
-                allow_paid_broadcast=paid or None)))
+                allow_paid_broadcast=paid or None, pool_timeout=POOL_WAIT)))
 
     async def delete(self, refs: Sequence[tuple[int, int]]) -> bool:
         """Delete messages; False when one of them could not be deleted."""

@@ -49,6 +49,11 @@ METERED = frozenset({
     "sendAudio", "sendVoice", "sendSticker", "copyMessage", "forwardMessage", "editMessageText",
     "editMessageCaption", "editMessageMedia", "editMessageReplyMarkup"})
 Chat = int | str | None
+#: Typing indicators (a draft is one too): not messages, sent without the budget, but at most
+#: this many at once, so that a crowd's feedback never fills python-telegram-bot's pool of 256
+#: connections that results need (a result waiting for a connection is not lost, but waits).
+INDICATORS = frozenset({"sendChatAction", "sendMessageDraft"})
+INDICATORS_AT_ONCE = 64
 
 
 class Lane(IntEnum):
@@ -276,6 +281,7 @@ class RateLimiter(BaseRateLimiter[int]):
     def __init__(self, budget: SendBudget, *, reply_retries: int = 3) -> None:
         self.budget = budget
         self.reply_retries = reply_retries
+        self._indicators = asyncio.Semaphore(INDICATORS_AT_ONCE)
 
     async def initialize(self) -> None:
         """Nothing to set up."""
@@ -288,6 +294,9 @@ class RateLimiter(BaseRateLimiter[int]):
                               endpoint: str, data: dict[str, Any],
                               rate_limit_args: int | None) -> Any:
         """Run one Bot API call in its lane."""
+        if endpoint in INDICATORS:
+            async with self._indicators:
+                return await callback(*args, **kwargs)
         if endpoint not in METERED:
             return await callback(*args, **kwargs)
         chat, which = data.get("chat_id"), LANE.get()
