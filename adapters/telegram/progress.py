@@ -46,8 +46,9 @@ class Timing:
     edit_interval: float = 3.0
     #: Groups share a budget of about 20 messages a minute, so their status moves slower.
     group_edit_interval: float = 15.0
-    #: A draft lives 30 s: it is sent again this often (with the time so far, in these steps).
-    draft_renew: float = 20.0
+    #: A draft lives 30 s: it is sent again this often (with the time so far, in these steps),
+    #: 5 s before it would lapse; a 1K job (10-20 s on Gemini) needs no renewal at all.
+    draft_renew: float = 25.0
     #: When neither a draft nor a status message is out by then, a chat action stands in.
     feedback_grace: float = 0.3
     tick: float = 0.5
