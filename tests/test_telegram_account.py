@@ -167,7 +167,8 @@ async def test_group_pool_charges_each_requester(settings_factory: Factory) -> N
         fake.user_sends("/imagine two", chat=group, user=BOB)
         await fake.wait_for("sendPhoto")
         fake.user_sends("/imagine three", chat=group, user=CAROL)
-        empty = await fake.wait_for("sendMessage")
+        empty = await fake.wait_for("sendMessage", lambda c: "Generating" not in c.text
+                                    and "生成" not in c.text)
         assert empty.text.startswith("额度不足：本次需要 4 点，本群每日共享额度剩余 0 点。")
         assert await bot.ledger(ALICE) == await bot.ledger(BOB) == ["reserve", "settle"]
         assert await bot.ledger(CAROL) == []
