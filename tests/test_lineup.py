@@ -188,7 +188,8 @@ async def test_check_online_says_route_and_availability(gemini_env: Path,
 async def test_probe_failures_are_said_for_an_operator(
         gemini_env: Path, fake_upstream: FakeUpstream, capsys: pytest.CaptureFixture[str],
         reply: Reply, words: str) -> None:
-    fake_upstream.push("gemini.models", reply)
+    # A connection that drops once is retried (a stale keep-alive); one that keeps dropping fails.
+    fake_upstream.push("gemini.models", *([reply] * (8 if reply.drop else 1)))
     assert await cli("check", "--online") == 4
     out = capsys.readouterr().out
     assert f"provider gemini: FAILED: {words}" in out
