@@ -32,7 +32,9 @@ Run: ``.venv/bin/python bench/bench_e2e.py [--quick]``. Prints figures; asserts 
 ``--spy FILE`` runs the bot under py-spy (every thread, GIL holders only; ``pip install
 py-spy`` into .venv) and ``bench/spy_top.py FILE`` lists where the GIL went.
 Targets on a 2-core machine: added latency median <= 50 ms at 1K and <= 700 ms at 4K, first
-feedback p99 <= 150 ms at 500 users.
+feedback p99 <= 150 ms at 500 users; at 500 1K users, Telegram's k-th result within 1.2 k / 30 s
+of its image and at most 2 calls per job (private chats), Discord's added latency median under
+300 ms.
 """
 
 from __future__ import annotations
