@@ -105,7 +105,7 @@ async def test_reply_edits_can_be_turned_off(settings_factory: Factory) -> None:
         fake.user_sends("make it night", user=BOB, chat=group, reply_to=photo.message)
         await fake.expect_none("sendPhoto")
         fake.user_sends("/config reply-edits on", user=ALICE, chat=group)
-        await fake.wait_for("sendMessage", chat=group)
+        await fake.wait_for("sendMessage", lambda c: "reply-edits: on" in c.text, chat=group)
         fake.user_sends("make it night", user=BOB, chat=group, reply_to=photo.message)
         edited = await fake.wait_for("sendPhoto", chat=group)
         assert (await bot.turn(edited.message)).parent_id is not None
