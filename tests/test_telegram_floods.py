@@ -134,3 +134,26 @@ async def test_paid_broadcasts_telegram_refuses_go_out_free(settings_factory: Fa
         assert 1 <= len(refused) <= 3  # those already on their way when the first was refused
         assert not [c for c in fake.calls_of("sendPhoto") if c.params.get("allow_paid_broadcast")]
         await settled(bot, USERS[:20])
+
+
+async def test_results_queued_behind_the_budget_outlive_a_restart(
+        settings_factory: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Telegram allows one message a second here: a burst queues for longer than a restart."""
+    import adapters.telegram.app as app
+    from adapters.telegram.ratelimit import Limits, SendBudget
+
+    slow = Limits(rate=1, burst=1)
+    monkeypatch.setattr(app, "send_budget", lambda url, prefix: SendBudget(slow))
+    users = USERS[:15]
+    async with running_bot(settings_factory, limits={"global_concurrency": 20}) as bot:
+        fake = bot.fake
+        for user in users:
+            fake.user_sends("/imagine a lighthouse", user=user)
+        await fake.wait_for("sendPhoto", timeout=20)
+        await bot.restart()  # a dozen results still queued: those parked are kept
+        async with asyncio.timeout(60):
+            while {c.chat_id for c in fake.calls_of("sendPhoto")} != {  # noqa: ASYNC110
+                    u.id for u in users}:
+                await asyncio.sleep(0.2)
+        assert len(fake.calls_of("sendPhoto")) == len(users)
+        await settled(bot, users)

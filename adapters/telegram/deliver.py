@@ -53,6 +53,9 @@ SEND_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
 #: How long a result may wait for a free connection of python-telegram-bot's pool (its default
 #: is 1 s, then TimedOut, which a result must not die of: nothing was sent yet).
 POOL_WAIT = 120.0
+#: A result that will wait longer than this for the sending budget is parked (kept in the
+#: store) before it queues: a restart meanwhile sends it again rather than refunding it.
+PARK_AFTER = 5.0
 
 
 def clip(text: str, limit: int) -> str:
@@ -134,8 +137,11 @@ class Sender:
     async def _result(self, job: Sending, what: str, call: Callable[[bool], Awaitable[T]]) -> T:
         """``call(paid)`` in the RESULT lane; a 429 is waited out for as long as patience lasts.
 
-        The first 429 parks the delivery in the outbox: a restart meanwhile does not lose it.
+        The first 429 parks the delivery in the outbox, and so does a queue of more than
+        :data:`PARK_AFTER` seconds ahead of it: a restart meanwhile does not lose it.
         """
+        if self.budget is not None and self.budget.backlog_seconds() > PARK_AFTER:
+            await job.out.park(PLATFORM, json.dumps(dataclasses.asdict(job.target)))
         while True:
             paid = self._paid()
             try:
