@@ -323,12 +323,14 @@ async def main(args: argparse.Namespace) -> None:
     try:
         plan = [(p, *step) for p in args.platforms for step in PLANS[
             "quick" if args.quick else "full"]]
-        for n, (platform, size, users, rounds, burst) in enumerate(plan):
+        first_seen: set[str] = set()
+        for platform, size, users, rounds, burst in plan:
             if size not in args.sizes or users not in args.users or (
                     args.bursts_only and not burst):
                 continue
             async with fresh_bot(w, args, f"{platform}-{size}-{users}"):
-                if n == 0:  # the very first job after start: what is still built on first use
+                if platform not in first_seen:  # the first job after start: built on first use
+                    first_seen.add(platform)
                     first = await scenario(w, platform, "1K", 1, 1, 0.5)
                     print(f"{platform:8} first job after start: added "
                           f"{first['added'][0] * 1000:.0f} ms, first feedback "
