@@ -1,6 +1,6 @@
 """Benchmark (e2e): /imagine through the real adapters, end to end, against loopback fakes.
 
-The bot runs as it does in production, ``python -m bot run`` in its own process, with Telegram
+The bot runs as it does in production, ``python -m adapters.cli run`` in its own process, with Telegram
 (python-telegram-bot, long polling) and Discord (discord.py, gateway + REST) enabled. This
 process hosts the fakes: the Telegram Bot API and Discord fakes from ``tests/`` and a Gemini
 upstream that answers every ``generateContent`` after a fixed delay with a real PNG (1K: a

@@ -1,4 +1,4 @@
-"""The e2e benchmark's bot: ``python -m bot run`` in its own process, and /proc readings."""
+"""The e2e benchmark's bot: ``python -m adapters.cli run`` in its own process, and /proc readings."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def self_cpu() -> float:
 
 
 class Bot:
-    """``python -m bot run`` on a temp data dir, pointed at the fakes."""
+    """``python -m adapters.cli run`` on a temp data dir, pointed at the fakes."""
 
     def __init__(self, workdir: Path, telegram: FakeTelegram, discord: FakeDiscord,
                  upstream: FakeUpstream, *, users: int, profile: Path | None = None,
@@ -114,7 +114,7 @@ level = "INFO"
                ] if self.spy else []
         with self.log.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                *spy, sys.executable, *profiler, "-m", "bot", "run", "--config", str(self.config),
+                *spy, sys.executable, *profiler, "-m", "adapters.cli", "run", "--config", str(self.config),
                 cwd=ROOT, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         async with aiohttp.ClientSession() as http:

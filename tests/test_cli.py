@@ -14,10 +14,10 @@ from tests.helpers import jpeg, png
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m bot ARGS`` in ``cwd`` with a clean environment plus ``env``."""
+    """``python -m adapters.cli ARGS`` in ``cwd`` with a clean environment plus ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("IMAGINE")}
     base.pop("IMAGE_API_KEY", None)
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env={**base, **(env or {})},
+    return subprocess.run([sys.executable, "-m", "adapters.cli", *args], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -157,7 +157,7 @@ def test_run_with_nothing_configured_serves_the_console(tmp_path: Path) -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     base = {k: v for k, v in os.environ.items() if not k.startswith("IMAGINE")}
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "adapters.cli", "run"], cwd=tmp_path,
                             env={**base, "IMAGINE__WEB__LISTEN": f"127.0.0.1:{port}"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

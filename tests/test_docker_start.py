@@ -61,7 +61,7 @@ async def test_an_empty_volume_starts_the_console(tmp_path: Path) -> None:
     base = {k: v for k, v in os.environ.items()
             if not k.startswith("IMAGINE") and not k.endswith(("_API_KEY", "_TOKEN"))}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *command[1:], cwd=volume, env=base | replay,
+        sys.executable, "-m", "adapters.cli", *command[1:], cwd=volume, env=base | replay,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     visitor = Visitor(f"http://127.0.0.1:{port}")
     try:

@@ -257,7 +257,7 @@ async def test_quick_start_with_only_a_gemini_key_makes_a_real_image(
             "IMAGINE__PROVIDERS__GEMINI__BASE_URL": f'"{fake_upstream.url}"',
             "IMAGINE__WEB__LISTEN": f'"127.0.0.1:{port}"'}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
+        sys.executable, "-m", "adapters.cli", "run", cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     visitor = Visitor(base)

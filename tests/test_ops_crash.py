@@ -1,6 +1,6 @@
 """Crash safety of ``imagine-bot run`` as a real process: ``kill -9`` mid-run, and SIGTERM.
 
-The bot runs as a subprocess (``python -m bot run --config ...``) against the fake Telegram
+The bot runs as a subprocess (``python -m adapters.cli run --config ...``) against the fake Telegram
 Bot API and a slow fake Gemini upstream, both served from this test's event loop on loopback.
 After a ``kill -9`` with 20 jobs in flight, the restarted process must leave no reservation
 held, the database must pass ``PRAGMA integrity_check``, the append-only ledger must have lost
@@ -103,7 +103,7 @@ def bot_sections(data_dir: Path, telegram: FakeTelegram, upstream_url: str, *, h
 
 @dataclass
 class BotProcess:
-    """``python -m bot run`` in a child process, its stderr/stdout captured to files."""
+    """``python -m adapters.cli run`` in a child process, its stderr/stdout captured to files."""
 
     config: Path
     env: dict[str, str]
@@ -119,7 +119,7 @@ class BotProcess:
         err = (self.log_dir / f"run{self.runs}.stderr").open("wb")
         with out, err:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", "run", "--config", str(self.config), cwd=ROOT,
+                sys.executable, "-m", "adapters.cli", "run", "--config", str(self.config), cwd=ROOT,
                 env=self.env, stdout=out, stderr=err)
 
     def output(self) -> str:

@@ -172,7 +172,7 @@ async def cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str]:
     """Run the CLI; its exit code and everything it printed."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("IMAGINE")} | env
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args, cwd=cwd, env=full | {"PYTHONPATH": str(ROOT)},
+        sys.executable, "-m", "adapters.cli", *args, cwd=cwd, env=full | {"PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
