@@ -571,7 +571,8 @@ class FakeTelegram:
         chat = self._chat(p)
         if chat["type"] != "private":
             raise ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
-        if not isinstance(p.get("draft_id"), int) or p["draft_id"] == 0:
+        draft_id = p.get("draft_id")
+        if not isinstance(draft_id, int) or isinstance(draft_id, bool) or draft_id == 0:
             raise ApiError(400, "Bad Request: DRAFT_ID_INVALID")
         text = self._visible(p, "text", DRAFT_TEXT_MAX, "TEXT_TOO_LONG") or ""
         self.drafts.show(chat["id"], p.get("message_thread_id"), p["draft_id"], text)

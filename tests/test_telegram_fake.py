@@ -6,6 +6,7 @@ import asyncio
 import warnings
 from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import BadRequest, RetryAfter, TelegramError
@@ -17,6 +18,7 @@ from bot.errors import ConfigError
 from bot.messages import LOCALES, Messages
 from tests.fake_telegram import ALICE, FakeTelegram, png
 from tests.fake_upstream import jpeg
+from tests.telegram_flood import FloodRules
 
 
 @pytest.fixture
@@ -82,6 +84,49 @@ async def test_updates_files_and_429(fake: FakeTelegram, bot: Bot) -> None:
     started = asyncio.get_running_loop().time()
     assert await bot.get_updates(timeout=1) == ()  # long poll waits for the timeout
     assert asyncio.get_running_loop().time() - started >= 0.9
+
+
+async def test_drafts_follow_the_bot_api(fake: FakeTelegram, bot: Bot) -> None:
+    """sendMessageDraft as https://core.telegram.org/bots/api#sendmessagedraft has it.
+
+    "Unique identifier for the target private chat"; draft_id "must be non-zero"; text "0-4096
+    characters after entities parsing. Pass an empty text to show a "Thinking..." placeholder"
+    (Bot API 10.0); "a temporary 30-second preview". Not a message: the sending limits (the Bots
+    FAQ counts messages) leave it alone, and the bot's next message in the chat replaces it.
+    """
+    group = fake.group()
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: bot.send_message_draft(group["id"], 7, "x"), "TEXTDRAFT_PEER_INVALID"),
+        (lambda: bot.send_message_draft(ALICE.id, 0, "x"), "DRAFT_ID_INVALID"),
+        (lambda: bot.send_message_draft(ALICE.id, 7, "x" * 4097), "TEXT_TOO_LONG"),
+        (lambda: bot.send_message_draft(ALICE.id, 7, "a <b>bold", parse_mode="HTML"),
+         "can't parse entities"),
+        (lambda: bot.send_message_draft(42, 7, "x"), "chat not found"),
+    ]
+    for make, expected in cases:
+        with pytest.raises(BadRequest, match=f"(?i){expected}"):
+            await make()  # type: ignore[misc]
+    async with aiohttp.ClientSession() as http, http.post(  # a JSON true is not an Integer
+            f"{fake.base_url}{fake.token}/sendMessageDraft",
+            json={"chat_id": ALICE.id, "draft_id": True}) as resp:
+        assert resp.status == 400 and "DRAFT_ID" in (await resp.json())["description"]
+    assert fake.drafts.visible(ALICE.id) is None  # nothing refused was shown
+    now = [1000.0]
+    fake.drafts.clock = lambda: now[0]
+    fake.flood = FloodRules(rate=1, burst=1, chat_rate=1, chat_burst=1)
+    assert await bot.send_message_draft(ALICE.id, 7)  # no text: "Thinking..."
+    assert fake.drafts.visible(ALICE.id).text == ""  # type: ignore[union-attr]
+    for n in range(20):  # far over every sending limit: drafts are not messages
+        assert await bot.send_message_draft(ALICE.id, 7, f"step {n}")
+    assert fake.drafts.visible(ALICE.id).text == "step 19"  # type: ignore[union-attr]
+    # 4096 characters after entities parsing (the tags do not count); a new id replaces the draft
+    assert await bot.send_message_draft(ALICE.id, 8, f"<b>{'x' * 4096}</b>", parse_mode="HTML")
+    assert fake.drafts.visible(ALICE.id).draft_id == 8  # type: ignore[union-attr]
+    now[0] += 30.5  # its 30 s are over: the client dropped it
+    assert fake.drafts.visible(ALICE.id) is None
+    assert await bot.send_message_draft(ALICE.id, 8, "again")
+    await bot.send_message(ALICE.id, "the answer")  # the bot's message replaces the draft
+    assert fake.drafts.visible(ALICE.id) is None and fake.flood.refused == {}
 
 
 async def test_a_rejected_token_is_a_config_error(
