@@ -137,7 +137,7 @@ class ProviderSection(_Section):
     max_retries: int = Field(default=3, ge=0, le=10)
     retry_cap_seconds: float = Field(default=30.0, ge=0)
     demo_delay_seconds: float = Field(default=0.0, ge=0)
-    #: Largest answer read, counted while it streams (why 128: bot/providers/http.py).
+    #: Largest answer read, counted while it streams (why 128: bot/providers/wire/clients.py).
     max_response_mb: int = Field(default=128, ge=1, le=4096)
 
     @field_validator("api_key_env")
@@ -235,6 +235,8 @@ class TelegramSection(_Section, WebhookOwner):
     base_file_url: str | None = None
     allowed_chats: tuple[int, ...] = ()
     private_plain_text: bool = True
+    #: Progress in private chats as a native draft (Bot API 9.3+); false: a status message.
+    drafts: bool = True
     album_debounce_seconds: float = Field(default=1.0, ge=0)
     webhook_url: str | None = None
     webhook_listen: str = "0.0.0.0:8443"

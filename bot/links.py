@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from bot.config_sections import LimitsSection
 from bot.domain import ImageData, ImageLink, ImageRequest
 from bot.errors import InputTooLarge, NotFound, UpstreamError
-from bot.providers.extract import UrlFetcher
+from bot.providers.wire.fetch import UrlFetcher
 
 log = logging.getLogger(__name__)
 #: Discord serves attachments from cdn.discordapp.com and proxies images (link previews, resized

@@ -14,8 +14,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from bot.budget import DeliveryBudget, Lease, reading
-from bot.providers.aio_transport import AiohttpTransport
-from bot.providers.http import capped_client
+from bot.providers.wire.aio_transport import AiohttpTransport
+from bot.providers.wire.clients import capped_client
 
 BODY = bytes(range(256)) * 8192  # 2 MiB
 

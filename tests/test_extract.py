@@ -13,8 +13,11 @@ from PIL import Image
 
 from bot.errors import NoImage, Refused, UpstreamError
 from bot.providers import extract as extract_module
-from bot.providers.extract import UrlFetcher, extract, verify_image
-from bot.providers.retry import TransientError, read_json
+from bot.providers.extract import extract, verify_image
+from bot.providers.retry import TransientError
+from bot.providers.wire import b64 as b64_module
+from bot.providers.wire.fetch import UrlFetcher
+from bot.providers.wire.http_errors import read_json
 from tests.fake_upstream import (
     FakeUpstream,
     Reply,
@@ -212,7 +215,8 @@ async def test_large_payloads_decode_in_a_thread(monkeypatch: pytest.MonkeyPatch
         calls.append(getattr(func, "__name__", "?"))
         return await real(func, *args, **kwargs)
 
-    monkeypatch.setattr(extract_module, "run_sync", spy)
+    for module in (extract_module, b64_module):
+        monkeypatch.setattr(module, "run_sync", spy)
     result = await extract(chat_body(f"![x]({data_url(big)})"))
     assert result.images[0].data == big and result.images[0].width == 400
     assert {"_b64", "_inspect"} <= set(calls)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.providers import leanjson
+from bot.providers.wire import leanjson
 
 LONG = leanjson.LONG
 

@@ -24,9 +24,8 @@ from bot.providers.factory import build_provider
 from bot.providers.gemini import GeminiProvider
 from bot.providers.openai_chat import OpenAIChatProvider
 from bot.providers.openai_images import OpenAIImagesProvider
-from bot.providers.retry import (
-    RetryPolicy,
-    TransientError,
+from bot.providers.retry import RetryPolicy, TransientError
+from bot.providers.wire.http_errors import (
     classify_http,
     error_message,
     retry_after_header,

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from bot.errors import UpstreamError
-from bot.providers.extract import UrlFetcher
-from bot.providers.netguard import BlockedAddress, GuardedTransport, is_public
+from bot.providers.wire.fetch import UrlFetcher
+from bot.providers.wire.netguard import BlockedAddress, GuardedTransport, is_public
 from tests.fake_hostile import (
     REQUEST,
     ROUTE,

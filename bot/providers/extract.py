@@ -30,31 +30,24 @@ Refusals arrive as HTTP 200 without an image: Gemini ``promptFeedback.blockReaso
 
 from __future__ import annotations
 
-import asyncio
 import io
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import pybase64
 from PIL import Image
 
 from bot.domain import ImageData
 from bot.errors import NoImage, Refused, UpstreamError
 from bot.offload import run_sync, waiting
 from bot.providers.base import ProviderResult
-from bot.providers.http import UNPOOLED as UNPOOLED  # re-exported for the providers
-from bot.providers.http import ResponseTooLarge, cap_bytes, capped_client, mib
 from bot.providers.image_end import check_trailing
-from bot.providers.netguard import GuardedTransport
+from bot.providers.wire.b64 import INLINE_LIMIT, decode_base64
+from bot.providers.wire.clients import mib
+from bot.providers.wire.fetch import Fetcher, UrlFetcher
 
-Fetcher = Callable[[str], Awaitable[tuple[bytes, str]]]
-
-INLINE_LIMIT = 256 * 1024  # payloads above this are decoded and inspected in a thread
-MAX_FETCH_BYTES = 50 * 1024 * 1024
 REFUSAL_REASONS = frozenset({
     "SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT", "BLOCKLIST",
     "SPII", "RECITATION", "IMAGE_RECITATION", "CONTENT_FILTER",
@@ -72,71 +65,6 @@ class _Found:
     source: str
     mime: str = ""
     strict: bool = True  # a weak (bare, extension-less) URL that fails is skipped, not fatal
-
-
-class UrlFetcher:
-    """Downloads image URLs: http(s), size caps while streaming, a timeout, checked addresses."""
-
-    # Only the route's own origin (``allow``: its base URL) or public addresses are connected
-    # to, each redirect hop included (bot/providers/netguard.py). A ``client`` passed in is used
-    # as it is (tests): it brings its own transport. ``max_bytes`` caps one download and
-    # ``max_total`` all the images of one answer (the route's max_response_mb): URLs add up.
-
-    def __init__(self, client: httpx.AsyncClient | None = None, *,
-                 max_bytes: int = MAX_FETCH_BYTES, timeout: float = 30.0,
-                 max_redirects: int = 3, allow: tuple[str | None, ...] = (),
-                 max_total: int = cap_bytes(None)) -> None:
-        self._own = client is None
-        self._client = client or capped_client(
-            max_bytes, lease=False, follow_redirects=False,
-            transport=GuardedTransport(a for a in allow if a))
-        self.max_bytes = max_bytes
-        self.max_total = max_total
-        self.timeout = timeout
-        self.max_redirects = max_redirects
-
-    async def __call__(self, url: str) -> tuple[bytes, str]:
-        """Return ``(bytes, content type)`` of ``url``; raise UpstreamError on any failure."""
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await self._get(url)
-        except TimeoutError:
-            raise UpstreamError(f"image download from {_host(url)} timed out") from None
-        except ResponseTooLarge:
-            raise UpstreamError(f"image at {_host(url)} exceeds the download cap") from None
-        except httpx.HTTPError as exc:
-            raise UpstreamError(
-                f"image download from {_host(url)} failed: {type(exc).__name__}") from None
-
-    async def _get(self, url: str) -> tuple[bytes, str]:
-        for _ in range(self.max_redirects + 1):
-            if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
-                raise UpstreamError(f"refusing to fetch a non-http(s) image URL ({url[:40]})")
-            async with self._client.stream("GET", url) as resp:
-                if resp.is_redirect and "location" in resp.headers:
-                    url = urllib.parse.urljoin(url, resp.headers["location"])
-                    continue
-                if resp.status_code != 200:
-                    raise UpstreamError(f"image URL on {_host(url)} answered {resp.status_code}")
-                ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-                if ctype.startswith(("text/", "application/json")):
-                    raise UpstreamError(f"URL on {_host(url)} is {ctype}, not an image")
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > self.max_bytes:
-                    raise UpstreamError(f"image at {_host(url)} is larger than the download cap")
-                chunks, total = [], 0
-                async for chunk in resp.aiter_bytes():
-                    total += len(chunk)
-                    if total > self.max_bytes:
-                        raise UpstreamError(f"image at {_host(url)} exceeds the download cap")
-                    chunks.append(chunk)
-                return b"".join(chunks), ctype
-        raise UpstreamError(f"too many redirects fetching an image from {_host(url)}")
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this fetcher created it."""
-        if self._own:
-            await self._client.aclose()
 
 
 def native_output_indexes(parts: list[Any]) -> list[int]:
@@ -322,39 +250,6 @@ async def _load(item: _Found, fetch: Fetcher | None) -> ImageData:
     return await verify_image(data, mime)
 
 
-async def encode_base64(data: bytes) -> str:
-    """Standard base64 text of ``data``; in a thread for large payloads."""
-    if len(data) > INLINE_LIMIT:
-        return await run_sync(lambda: pybase64.b64encode(data).decode("ascii"))
-    return pybase64.b64encode(data).decode("ascii")
-
-
-async def decode_base64(text: str) -> bytes:
-    """Decode (URL-safe or standard, padding optional) base64; thread for large payloads."""
-    if len(text) > INLINE_LIMIT:
-        return await run_sync(_b64, text)
-    return _b64(text)
-
-
-_URLSAFE = str.maketrans("-_", "+/", " \t\r\n\f\v")
-
-
-def _b64(text: str) -> bytes:
-    # pybase64 decodes with SIMD: 0.09 ms for the 1.6 MB of base64 of a 1K PNG, where
-    # binascii.a2b_base64 took 2.9 ms holding the GIL (timeit, best of 50) -- the largest item
-    # of the bot's GIL time in a burst of 100 jobs. Clean text (the usual case) is decoded as it
-    # is; only text that fails is copied to drop line breaks, map URL-safe letters and pad.
-    try:
-        return pybase64.b64decode(text, validate=True)
-    except ValueError:
-        pass
-    try:
-        text = text.translate(_URLSAFE)
-        return pybase64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except ValueError:  # binascii.Error, and non-ASCII text
-        raise UpstreamError("image data is not valid base64 (truncated?)") from None
-
-
 async def verify_image(data: bytes, mime: str = "") -> ImageData:
     """Check the bytes are one whole image and nothing after it (thread for large ones).
 
@@ -382,7 +277,3 @@ def _inspect(data: bytes) -> tuple[str, int, int, bytes]:
     end = check_trailing(data, fmt)
     return (Image.MIME.get(fmt, "application/octet-stream"), width, height,
             data if end == len(data) else data[:end])
-
-
-def _host(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc or "?"

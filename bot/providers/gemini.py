@@ -41,17 +41,13 @@ from bot.budget import expecting
 from bot.domain import ImageData
 from bot.offload import parsing, run_sync
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
-from bot.providers.extract import (
-    INLINE_LIMIT,
-    UNPOOLED,
-    UrlFetcher,
-    encode_base64,
-    extract,
-    native_output_indexes,
-)
-from bot.providers.http import cap_bytes, capped_client
-from bot.providers.retry import RetryPolicy, TransientError, read_json
+from bot.providers.extract import extract, native_output_indexes
+from bot.providers.retry import RetryPolicy, TransientError
 from bot.providers.text import TextRequest, gemini_text, gemini_text_body
+from bot.providers.wire.b64 import INLINE_LIMIT, encode_base64
+from bot.providers.wire.clients import UNPOOLED, cap_bytes, capped_client
+from bot.providers.wire.fetch import UrlFetcher
+from bot.providers.wire.http_errors import read_json
 from bot.safety import gemini_safety
 
 log = logging.getLogger(__name__)

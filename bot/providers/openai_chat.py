@@ -32,11 +32,14 @@ from bot.domain import ImageData
 from bot.errors import UpstreamError
 from bot.offload import parsing, waiting
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
-from bot.providers.extract import Fetcher, UrlFetcher, encode_base64, extract
-from bot.providers.http import cap_bytes, sdk_client
-from bot.providers.retry import RetryPolicy, TransientError, read_json
+from bot.providers.extract import extract
+from bot.providers.retry import RetryPolicy, TransientError
 from bot.providers.routes import ROUTES, Route
 from bot.providers.text import TextRequest, chat_text, chat_text_messages
+from bot.providers.wire.b64 import encode_base64
+from bot.providers.wire.clients import cap_bytes, sdk_client
+from bot.providers.wire.fetch import Fetcher, UrlFetcher
+from bot.providers.wire.http_errors import read_json
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,11 @@ import openai
 from bot.budget import expecting
 from bot.offload import parsing
 from bot.providers.base import ProviderRequest, ProviderResult
-from bot.providers.extract import UrlFetcher, extract
-from bot.providers.http import cap_bytes, sdk_client
+from bot.providers.extract import extract
 from bot.providers.openai_chat import list_model_ids, sdk_call
 from bot.providers.retry import RetryPolicy
+from bot.providers.wire.clients import cap_bytes, sdk_client
+from bot.providers.wire.fetch import UrlFetcher
 
 _PIXELS = re.compile(r"^\d{2,5}x\d{2,5}$")
 

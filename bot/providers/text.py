@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from bot.domain import ImageData
 from bot.errors import NoImage, Refused
-from bot.providers.extract import encode_base64
+from bot.providers.wire.b64 import encode_base64
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 from bot.budget import answer_hook
 from bot.errors import UpstreamError
-from bot.providers.aio_transport import AiohttpTransport
+from bot.providers.wire.aio_transport import AiohttpTransport
 
 MIB = 1024 * 1024
 DEFAULT_MAX_RESPONSE_MB = 128
@@ -150,7 +150,7 @@ def capped_client(max_bytes: int, *, lease: bool = True, **options: Any) -> http
     """An ``httpx.AsyncClient`` whose every answer is capped at ``max_bytes`` while it streams."""
     headers = {"Accept-Encoding": ACCEPT_ENCODING, **options.pop("headers", {})}
     options.setdefault("limits", UNPOOLED)
-    # aiohttp moves the bytes (bot/providers/aio_transport.py: 2.6 ms instead of 5.1 ms of CPU
+    # aiohttp moves the bytes (aio_transport.py: 2.6 ms instead of 5.1 ms of CPU
     # for a 1.6 MB answer); a caller's own transport (the guarded image downloads) wins.
     options.setdefault("transport", AiohttpTransport())
     # The cap refuses first; then an API answer leases its declared bytes from the delivery

@@ -7,7 +7,7 @@ answer cost 4.5 ms of CPU against aiohttp's 1.7 ms (bench: both clients, the sam
 included). aiohttp parses HTTP in C and hands over whatever the socket had (up to 256 KB).
 
 What stays httpx: the client, its event hooks (the byte cap and the delivery lease in
-:mod:`bot.providers.http` wrap ``response.stream`` before the body is read), its exceptions (the
+:mod:`bot.providers.wire.clients` wrap ``response.stream`` before the body is read), its exceptions (the
 retry policy classifies ``httpx.TimeoutException`` / ``httpx.TransportError``), and the openai
 SDK, which takes any ``httpx.AsyncClient`` (https://github.com/openai/openai-python#configuring-the-http-client;
 its own ``DefaultAioHttpClient`` is this idea, https://github.com/karpetrosyan/httpx-aiohttp).

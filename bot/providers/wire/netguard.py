@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import httpx
 
 from bot.errors import UpstreamError
-from bot.providers.http import UNPOOLED
+from bot.providers.wire.clients import UNPOOLED
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
