@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from bot import images as images_module
 from bot.errors import NoImage, Refused, UpstreamError
 from bot.providers import extract as extract_module
-from bot.providers.extract import extract, verify_image
+from bot.providers.extract import extract
 from bot.providers.retry import TransientError
 from bot.providers.wire import b64 as b64_module
 from bot.providers.wire.fetch import UrlFetcher
@@ -215,16 +216,16 @@ async def test_large_payloads_decode_in_a_thread(monkeypatch: pytest.MonkeyPatch
         calls.append(getattr(func, "__name__", "?"))
         return await real(func, *args, **kwargs)
 
-    for module in (extract_module, b64_module):
+    for module in (extract_module, b64_module, images_module):
         monkeypatch.setattr(module, "run_sync", spy)
     result = await extract(chat_body(f"![x]({data_url(big)})"))
     assert result.images[0].data == big and result.images[0].width == 400
-    assert {"_b64", "_inspect"} <= set(calls)
+    assert {"_b64", "_verify_sync"} <= set(calls)
 
 
-async def test_verify_image_sniffs_a_missing_mime() -> None:
-    image = await verify_image(jpeg(), "application/octet-stream")
-    assert image.mime == "image/jpeg"
+async def test_a_missing_or_vague_type_is_sniffed() -> None:
+    result = await extract(chat_body(f"![x]({data_url(jpeg(), 'application/octet-stream')})"))
+    assert result.images[0].mime == "image/jpeg"
 
 
 async def test_read_json_html_page_on_200() -> None:

@@ -19,9 +19,10 @@ from bot.bootstrap import Core, build_core
 from bot.config import QuotaSection, Settings
 from bot.domain import Actor, ChatRef, ImageData, ImageRequest, MessageRef, UserSettings
 from bot.errors import BadGrant, BadUser, StoreUnavailable
+from bot.images import verify_image
 from bot.messages import load_catalog
 from bot.providers.base import ProviderRequest, ProviderResult
-from bot.providers.extract import verify_image
+from bot.providers.extract import extract
 from bot.quotas import MAX_GRANT, Quotas
 from bot.storage.postgres import PostgresStore
 from bot.storage.sqlite import SqliteStore
@@ -84,7 +85,9 @@ def test_image_data_takes_its_type_from_the_bytes(label: str) -> None:
 
 
 async def test_upstream_label_is_not_trusted() -> None:
-    assert (await verify_image(png(), "image/svg+xml")).mime == "image/png"
+    answer = chat_body(f"![x]({data_url(png(), 'image/svg+xml')})")
+    assert (await extract(answer)).images[0].mime == "image/png"
+    assert (await verify_image(png())).mime == "image/png"
 
 
 async def test_blob_store_keeps_and_serves_the_sniffed_type(tmp_path: Path,

@@ -21,7 +21,7 @@ from bot.budget import DeliveryBudget, Lease, reading
 from bot.config import ProviderSection, Settings
 from bot.domain import Actor, ChatRef, ImageRequest
 from bot.errors import UpstreamError
-from bot.providers.extract import verify_image
+from bot.images import verify_image
 from bot.providers.factory import build_provider
 from tests.fake_hostile import (
     KEY,

@@ -26,25 +26,25 @@ Refusals arrive as HTTP 200 without an image: Gemini ``promptFeedback.blockReaso
 ``finishReason`` (https://ai.google.dev/api/generate-content#FinishReason), OpenRouter
 ``native_finish_reason`` (https://openrouter.ai/docs/api-reference/overview), OpenAI
 ``message.refusal`` / ``finish_reason: content_filter``; text alone means "no image".
+
+Only the shapes live here: base64 is decoded by :mod:`bot.providers.wire.b64`, URLs downloaded
+by :mod:`bot.providers.wire.fetch`, and every image is verified by :func:`bot.images.verify_image`.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
-
 from bot.domain import ImageData
 from bot.errors import NoImage, Refused, UpstreamError
+from bot.images import verify_image
 from bot.offload import run_sync, waiting
 from bot.providers.base import ProviderResult
-from bot.providers.image_end import check_trailing
-from bot.providers.wire.b64 import INLINE_LIMIT, decode_base64
+from bot.providers.wire.b64 import decode_base64
 from bot.providers.wire.clients import mib
 from bot.providers.wire.fetch import Fetcher, UrlFetcher
 
@@ -60,10 +60,13 @@ _IMAGE_EXT = re.compile(r"\.(?:png|jpe?g|webp|gif)(?:[?#]|$)", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    """An image reference in a body, before decoding: a data URL, an http URL or base64."""
+    """An image reference in a body, before decoding: a data URL, an http URL or base64.
+
+    No type is kept: labels (``mimeType``, a data URL's, a download's) are never trusted; the
+    bytes decide (bot/images.py).
+    """
 
     source: str
-    mime: str = ""
     strict: bool = True  # a weak (bare, extension-less) URL that fails is skipped, not fatal
 
 
@@ -114,7 +117,7 @@ def _native(body: Mapping[str, Any]) -> _Parsed:
     indexes = native_output_indexes(parts)
     if indexes:
         # Several final images (e.g. "a storyboard of four panels") are all the answer.
-        found = [_Found(data, mime) for mime, data in (_inline(parts[i]) or ("", "") for i in indexes)]
+        found = [_Found(_inline(parts[i]) or "") for i in indexes]
         shape = "native.inline_data"
     else:
         found, kind = _from_text(text)
@@ -143,7 +146,7 @@ def _chat(body: Mapping[str, Any]) -> _Parsed:
             found.append(_Found(url))
             shape = shape or "chat.images.image_url"
         elif isinstance(item.get("b64_json"), str):
-            found.append(_Found(item["b64_json"], str(item.get("mime_type") or "")))
+            found.append(_Found(item["b64_json"]))
             shape = shape or "chat.images.b64_json"
     old = message.get("image")  # LiteLLM before message.images[]: {"url": ..., "detail": ...}
     if not found and isinstance(old, dict | str):
@@ -182,12 +185,11 @@ def _chat(body: Mapping[str, Any]) -> _Parsed:
 def _images_api(body: Mapping[str, Any]) -> _Parsed:
     found: list[_Found] = []
     shape, texts = "", []
-    fmt = str(body.get("output_format") or "")
     for item in body["data"]:
         if not isinstance(item, dict):
             continue
         if isinstance(item.get("b64_json"), str):
-            found.append(_Found(item["b64_json"], f"image/{fmt}" if fmt else ""))
+            found.append(_Found(item["b64_json"]))
             shape = shape or "images.b64_json"
         elif isinstance(item.get("url"), str):
             found.append(_Found(item["url"]))
@@ -208,12 +210,13 @@ def _from_text(text: str) -> tuple[list[_Found], str]:
     return strong or [_Found(u, strict=False) for u in urls], "url"
 
 
-def _inline(part: Mapping[str, Any]) -> tuple[str, str] | None:
+def _inline(part: Mapping[str, Any]) -> str | None:
+    """The base64 of an inline part that says it is an image (or says nothing)."""
     blob = part.get("inlineData") or part.get("inline_data")
     if not isinstance(blob, dict) or not isinstance(blob.get("data"), str):
         return None
     mime = str(blob.get("mimeType") or blob.get("mime_type") or "")
-    return (mime, blob["data"]) if mime.startswith("image/") or not mime else None
+    return blob["data"] if mime.startswith("image/") or not mime else None
 
 
 async def _materialise(found: list[_Found], fetch: Fetcher | None) -> list[ImageData]:
@@ -234,46 +237,16 @@ async def _materialise(found: list[_Found], fetch: Fetcher | None) -> list[Image
 
 
 async def _load(item: _Found, fetch: Fetcher | None) -> ImageData:
-    source, mime = item.source.strip(), item.mime
+    source = item.source.strip()
     if source.startswith(("http://", "https://")):
         if fetch is None:
             raise UpstreamError("the answer is an image URL but no downloader is configured")
         async with waiting():  # no parse slot held while downloading
-            data, mime = await fetch(source)
+            data, _ = await fetch(source)
     elif source.startswith("data:"):
         header, _, payload = source.partition(",")
-        mime = header[5:].split(";")[0].lower() or mime
         data = (await decode_base64(payload) if header.endswith(";base64")
                 else urllib.parse.unquote_to_bytes(payload))
     else:  # a b64_json field, or a bare base64 "url" some relays send
         data = await decode_base64(source)
-    return await verify_image(data, mime)
-
-
-async def verify_image(data: bytes, mime: str = "") -> ImageData:
-    """Check the bytes are one whole image and nothing after it (thread for large ones).
-
-    The type is sniffed from the bytes (ImageData), never the upstream's label; the bytes kept
-    are exactly the verified image (a few bytes of trailing slack are trimmed, more are
-    refused: :mod:`bot.providers.image_end`).
-    """
-    fmt_mime, width, height, data = (await run_sync(_inspect, data)
-                                     if len(data) > INLINE_LIMIT else _inspect(data))
-    mime = mime.lower() if mime.lower().startswith("image/") and mime != "image/*" else fmt_mime
-    return ImageData(data=data, mime=mime, width=width, height=height)
-
-
-def _inspect(data: bytes) -> tuple[str, int, int, bytes]:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, (width, height) = im.format or "", im.size
-            if fmt == "PNG":
-                im.verify()  # walks every chunk and its CRC: catches truncation cheaply
-            else:
-                im.load()
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, ...
-        raise UpstreamError(
-            f"image data does not decode ({type(exc).__name__}; truncated?)") from None
-    end = check_trailing(data, fmt)
-    return (Image.MIME.get(fmt, "application/octet-stream"), width, height,
-            data if end == len(data) else data[:end])
+    return await verify_image(data)
