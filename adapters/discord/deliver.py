@@ -11,7 +11,6 @@ because that response may already show progress, and v2 cannot be taken off a me
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import time
 from datetime import timedelta
@@ -20,6 +19,7 @@ from typing import Any
 import discord
 
 from adapters.discord.inbound import message_ref
+from adapters.discord.upload import MemoryFile
 from adapters.discord.widgets import result_layout, text_layout
 from bot.api import BotApi, BotError, Budget, Capabilities, Delivery, Reply
 
@@ -89,7 +89,7 @@ async def reply_to(trigger: discord.Message, content: str | None = None,
 
 def _files(out: Delivery) -> list[discord.File]:
     """Fresh File objects (a File is consumed by one upload)."""
-    return [discord.File(io.BytesIO(item.photo.data),
+    return [discord.File(MemoryFile(item.photo.data),
                          filename=f"imagine-{out.turn_id}-{i + 1}.{item.photo.extension}")
             for i, item in enumerate(out.items)]
 
