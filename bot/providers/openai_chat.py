@@ -13,53 +13,40 @@ Wire format, as the relays document it:
   the text names them "image 1..N" in order. An edit sends the previous output back as the first
   ``image_url`` of the new user message (never as Markdown), after the earlier prompts as text.
 
-The SDK's own retries are off (``max_retries=0``); :mod:`bot.providers.retry` decides.
-The raw body is read (``with_raw_response``) so that every relay shape reaches the extractor.
+The client, its caps, the raw calls and the failure categories are :mod:`bot.providers.sdk`'s.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, cast
 
-import openai
-
 from bot.budget import expecting
 from bot.domain import ImageData
-from bot.errors import UpstreamError
-from bot.offload import parsing, waiting
+from bot.offload import parsing
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.providers.extract import extract
-from bot.providers.retry import RetryPolicy, TransientError
+from bot.providers.retry import RetryPolicy
 from bot.providers.routes import ROUTES, Route
+from bot.providers.sdk import SdkProvider
 from bot.providers.text import TextRequest, chat_text, chat_text_messages
 from bot.providers.wire.b64 import encode_base64
-from bot.providers.wire.clients import cap_bytes, sdk_client
 from bot.providers.wire.fetch import Fetcher, UrlFetcher
-from bot.providers.wire.http_errors import read_json
 
 log = logging.getLogger(__name__)
 
 
-class OpenAIChatProvider:
+class OpenAIChatProvider(SdkProvider):
     """Generates and edits images through ``chat.completions`` on an OpenAI-compatible relay."""
 
     def __init__(self, *, name: str, base_url: str, api_key: str, key_env: str | None = None,
                  policy: RetryPolicy | None = None, fetcher: UrlFetcher | None = None,
                  route: Route = ROUTES["openai-chat"], max_response_mb: int | None = None) -> None:
-        self.name = name
+        super().__init__(name=name, api_key=api_key, base_url=base_url, key_env=key_env,
+                         policy=policy, fetcher=fetcher, max_response_mb=max_response_mb)
         self.route = route
-        self._key = api_key
-        self._key_env = key_env
-        self._policy = policy or RetryPolicy()
-        self._fetcher = fetcher or UrlFetcher(allow=(base_url,),
-                                              max_total=cap_bytes(max_response_mb))
-        # Answers are capped while they stream ([providers.NAME] max_response_mb).
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                                          http_client=sdk_client(max_response_mb))
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         """Send one chat completion (retrying transient failures) and extract its image."""
@@ -79,12 +66,12 @@ class OpenAIChatProvider:
 
     async def _attempt(self, request: ProviderRequest, messages: list[dict[str, Any]],
                        extra: dict[str, Any], fetch: Fetcher) -> ProviderResult:
-        async with parsing():  # lent out while the call waits (sdk_call)
-            body = await sdk_call(
+        async with parsing():  # lent out while the call waits (SdkProvider._call)
+            body = await self._call(
                 lambda: self._client.chat.completions.with_raw_response.create(
                     model=request.model_id, messages=cast(Any, messages), extra_body=extra,
                     timeout=request.timeout),
-                seconds=request.timeout, key_env=self._key_env, secret=self._key)
+                request.timeout)
             return await extract(body, fetch=fetch)
 
     async def text(self, request: TextRequest) -> str:
@@ -93,59 +80,13 @@ class OpenAIChatProvider:
         model = self.route.model_id(request.model_id)
 
         async def attempt() -> str:
-            return chat_text(await sdk_call(
+            return chat_text(await self._call(
                 lambda: self._client.chat.completions.with_raw_response.create(
                     model=model, messages=cast(Any, messages), timeout=request.timeout),
-                seconds=request.timeout, key_env=self._key_env, secret=self._key))
+                request.timeout))
 
         return await self._policy.run(attempt, job_seconds=request.timeout,
                                       what=f"{self.name} {model}", model=model)
-
-    async def probe(self) -> str:
-        """One cheap call (list models) to check the endpoint and, where checked, the key."""
-        return f"ok ({len(await self.list_models())} models listed)"
-
-    async def list_models(self) -> list[str]:
-        """Model ids the relay lists (``GET {base}/models``)."""
-        return await list_model_ids(self._client, key_env=self._key_env, secret=self._key)
-
-    async def aclose(self) -> None:
-        """Close the SDK client and the image downloader."""
-        await self._client.close()
-        await self._fetcher.aclose()
-
-
-async def sdk_call(call: Callable[[], Awaitable[Any]], *, seconds: float, key_env: str | None,
-                   secret: str | None) -> dict[str, Any]:
-    """Run one ``with_raw_response`` SDK call; return its JSON or raise the failure category."""
-    try:
-        async with waiting():  # a parse slot is not held while the upstream works
-            raw = await call()
-    except openai.APITimeoutError:
-        raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
-    except openai.APIConnectionError as exc:
-        cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
-        raise TransientError(f"connection failed ({cause})") from None
-    except openai.APIStatusError as exc:
-        resp = exc.response
-        await read_json(resp.status_code, resp.content, resp.headers, key_env=key_env,
-                        secret=secret)
-        raise UpstreamError(f"HTTP {resp.status_code}") from None  # read_json raised already
-    resp = raw.http_response
-    return await read_json(resp.status_code, resp.content, resp.headers, key_env=key_env,
-                           secret=secret)
-
-
-async def list_model_ids(client: openai.AsyncOpenAI, *, key_env: str | None,
-                         secret: str | None) -> list[str]:
-    """``GET /models`` once, without retries: the ids listed, or the failure category."""
-    body = await RetryPolicy(max_retries=0).run(
-        lambda: sdk_call(lambda: client.models.with_raw_response.list(timeout=20.0),
-                         seconds=20.0, key_env=key_env, secret=secret),
-        job_seconds=20.0, what="probe")
-    models = body.get("data")
-    return [str(m.get("id", "")) for m in (models if isinstance(models, list) else [])
-            if isinstance(m, dict)]
 
 
 def extra_body(request: ProviderRequest, route: Route = ROUTES["openai-chat"]) -> dict[str, Any]:

@@ -26,15 +26,12 @@ import re
 from collections.abc import Awaitable
 from typing import Any, cast
 
-import openai
-
 from bot.budget import expecting
 from bot.offload import parsing
 from bot.providers.base import ProviderRequest, ProviderResult
 from bot.providers.extract import extract
-from bot.providers.openai_chat import list_model_ids, sdk_call
 from bot.providers.retry import RetryPolicy
-from bot.providers.wire.clients import cap_bytes, sdk_client
+from bot.providers.sdk import SdkProvider
 from bot.providers.wire.fetch import UrlFetcher
 
 _PIXELS = re.compile(r"^\d{2,5}x\d{2,5}$")
@@ -59,21 +56,14 @@ def images_size(model_id: str, size: str | None, aspect: str | None) -> str | No
     return "1536x1024" if ratio > 1 else "1024x1536"
 
 
-class OpenAIImagesProvider:
+class OpenAIImagesProvider(SdkProvider):
     """Generates with ``images.generate`` and edits with ``images.edit`` (references as files)."""
 
     def __init__(self, *, name: str, api_key: str, base_url: str | None = None,
                  key_env: str | None = None, policy: RetryPolicy | None = None,
                  fetcher: UrlFetcher | None = None, max_response_mb: int | None = None) -> None:
-        self.name = name
-        self._key = api_key
-        self._key_env = key_env
-        self._policy = policy or RetryPolicy()
-        self._fetcher = fetcher or UrlFetcher(allow=(base_url,),
-                                              max_total=cap_bytes(max_response_mb))
-        # Answers are capped while they stream ([providers.NAME] max_response_mb).
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
-                                          http_client=sdk_client(max_response_mb))
+        super().__init__(name=name, api_key=api_key, base_url=base_url, key_env=key_env,
+                         policy=policy, fetcher=fetcher, max_response_mb=max_response_mb)
 
     async def generate(self, request: ProviderRequest) -> ProviderResult:
         """Generate or edit one image (retrying transient failures)."""
@@ -107,20 +97,6 @@ class OpenAIImagesProvider:
                                    **params)
             return images.generate(**params)
 
-        async with parsing():  # lent out while the call waits (sdk_call)
-            body = await sdk_call(call, seconds=seconds, key_env=self._key_env,
-                                  secret=self._key)
+        async with parsing():  # lent out while the call waits (SdkProvider._call)
+            body = await self._call(call, seconds)
             return await extract(body, fetch=self._fetcher)
-
-    async def probe(self) -> str:
-        """One cheap call (list models) to check the endpoint and the key."""
-        return f"ok ({len(await self.list_models())} models listed)"
-
-    async def list_models(self) -> list[str]:
-        """Model ids the endpoint lists (``GET {base}/models``)."""
-        return await list_model_ids(self._client, key_env=self._key_env, secret=self._key)
-
-    async def aclose(self) -> None:
-        """Close the SDK client and the image downloader."""
-        await self._client.close()
-        await self._fetcher.aclose()
