@@ -67,6 +67,22 @@ async def test_a_private_job_shows_a_draft_until_its_result_replaces_it(
         assert not fake.calls_of("sendChatAction") and not fake.calls_of("sendMessage")
 
 
+async def test_drafts_switched_off_show_a_status_message_in_private_chats(
+        settings_factory: Factory) -> None:
+    """``[telegram] drafts = false`` (clients that show no drafts): the status message of groups."""
+    async with running_bot(settings_factory, providers={"demo": DemoProvider(delay=1.0)},
+                           telegram={"drafts": False}) as bot:
+        fake, chat = bot.fake, bot.fake.private(ALICE)
+        asked = fake.user_sends("/imagine a slow sunrise")
+        status = await fake.wait_for("sendMessage", chat=chat, timeout=5)
+        assert status.params.get("disable_notification") and status.reply_to == asked["message_id"]
+        photo = await fake.wait_for("sendPhoto", chat=chat, timeout=10)
+        deleted = await fake.wait_for("deleteMessage", chat=chat, timeout=5)
+        assert deleted.params["message_id"] == status.message["message_id"]
+        assert status.at < photo.at and not fake.calls_of("sendMessageDraft")
+        await settled(bot, [ALICE])
+
+
 async def test_a_burst_over_the_global_rate_is_delivered_in_full(
         settings_factory: Factory) -> None:
     """Telegram allows this bot 5 messages a second; the bot assumes 30 until 429s say less."""

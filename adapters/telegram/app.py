@@ -26,7 +26,7 @@ from adapters.telegram.guest import GuestQueries, guest_updates
 from adapters.telegram.handlers import ImagineHandlers
 from adapters.telegram.outbox import keep_replaying
 from adapters.telegram.payments import Payments
-from adapters.telegram.progress import Timing
+from adapters.telegram.progress import Throttle, Timing
 from adapters.telegram.ratelimit import RateLimiter, SendBudget
 from adapters.telegram.ratelimit_redis import send_budget
 from adapters.telegram.runtime import Runtime
@@ -91,7 +91,8 @@ class TelegramAdapter:
 
     def _wire(self, app: AnyApplication) -> tuple[Runtime, ImagineHandlers]:
         send = Sender(app.bot, self._api, self._timing.send_retry_delays, self.budget)
-        rt = Runtime(self._api, app.bot, self._api.settings.telegram, send, self._timing)
+        cfg = self._api.settings.telegram
+        rt = Runtime(self._api, app.bot, cfg, send, self._timing, Throttle(drafts=cfg.drafts))
         imagine = ImagineHandlers(rt)
         app.add_handlers(CommandHandlers(rt).handlers())
         self._payments = Payments(rt)

@@ -7,7 +7,8 @@ the result's message replaces it (clients drop a bot's draft when its next messa
 is "a temporary 30-second preview", so it is renewed every :attr:`Timing.draft_renew` seconds;
 an empty text shows the client's own, translated "Thinking..." (Bot API 10.0).
 
-Groups (and private chats whose Bot API refuses drafts) get one status message, sent as the
+Groups (and private chats whose Bot API refuses drafts, or every chat with ``[telegram] drafts =
+false``, for users whose clients do not show drafts) get one status message, sent as the
 first feedback, edited only when its text changes and at most every few seconds (a group shares
 20 messages a minute), and deleted once the result is out: with the result, three calls a job.
 Status calls go in the STATUS lane: when the budget is busy they are skipped, and a chat action
@@ -59,10 +60,11 @@ class Timing:
 class Throttle:
     """Progress state shared by every job: each chat's last status edit, whether drafts work."""
 
-    def __init__(self) -> None:
+    def __init__(self, drafts: bool = True) -> None:
         self._last: dict[int, float] = {}
-        #: False once Telegram refused a draft (an older Bot API server): status messages then.
-        self.drafts = True
+        #: False when switched off, or once Telegram refused a draft (an older Bot API server):
+        #: status messages then.
+        self.drafts = drafts
 
     def ready(self, chat_id: int, interval: float, now: float) -> bool:
         """True when ``chat_id`` may get another status edit at ``now``."""
