@@ -44,7 +44,7 @@ SIZE_ORDER: tuple[str, ...] = ("512", "1K", "2K", "4K")
 THINKING_LEVELS: tuple[str, ...] = ("minimal", "low", "medium", "high")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelSpec:
     """One model as configured: wire id on its route, provider, what it accepts and costs."""
 
@@ -85,7 +85,7 @@ class ModelSpec:
         return tuple(s for s in self.sizes if s in SIZE_ORDER and SIZE_ORDER.index(s) > rank)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Builtin:
     """A built-in model: Google's id, what it takes, its price table, status and features."""
 
@@ -103,20 +103,38 @@ class Builtin:
 
 BUILTIN: dict[str, Builtin] = {
     "nano-banana-2.1": Builtin(
-        "gemini-nano-banana-2.1", ("1K", "2K", "4K"), 14,
-        {"1K": 0.0336, "2K": 0.0504, "4K": 0.1134}, ASPECTS_WIDE, released="2026-10-06",
-        search=True, thinking=("minimal", "medium", "high")),
+        id="gemini-nano-banana-2.1",
+        sizes=("1K", "2K", "4K"),
+        max_references=14,
+        prices={"1K": 0.0336, "2K": 0.0504, "4K": 0.1134},
+        aspects=ASPECTS_WIDE,
+        released="2026-10-06",
+        search=True,
+        thinking=("minimal", "medium", "high"),
+    ),
     "nano-banana-pro": Builtin(
-        "gemini-3-pro-image", ("1K", "2K", "4K"), 14, {"1K": 0.134, "2K": 0.134, "4K": 0.24},
-        released="2026-05-28", search=True),
+        id="gemini-3-pro-image",
+        sizes=("1K", "2K", "4K"),
+        max_references=14,
+        prices={"1K": 0.134, "2K": 0.134, "4K": 0.24},
+        released="2026-05-28",
+        search=True,
+    ),
     "nano-banana-2-lite": Builtin(
-        "gemini-3.1-flash-lite-image", ("1K",), 14, {"1K": 0.0336}, ASPECTS_WIDE,
-        send_size=False, released="2026-06-30", thinking=("minimal", "high")),
+        id="gemini-3.1-flash-lite-image",
+        sizes=("1K",),
+        max_references=14,
+        prices={"1K": 0.0336},
+        aspects=ASPECTS_WIDE,
+        send_size=False,
+        released="2026-06-30",
+        thinking=("minimal", "high"),
+    ),
 }
 DEFAULT_MODEL = "nano-banana-2.1"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Retired:
     """A model id or name that no longer answers, and the built-in that replaces it."""
 
@@ -126,16 +144,23 @@ class Retired:
 
 #: Google ids that were shut down, by the id as sent (route prefixes are stripped first).
 RETIRED_IDS: dict[str, Retired] = {
-    "gemini-3-pro-image-preview": Retired("nano-banana-pro", "shut down 2026-06-25"),
-    "gemini-3.1-flash-image-preview": Retired("nano-banana-2.1", "shut down 2026-06-25"),
-    "gemini-3.1-flash-image": Retired("nano-banana-2.1", "deprecated 2026-10-06, shut down 2026-10-29"),
-    "gemini-2.5-flash-image": Retired("nano-banana-2.1", "shut down 2026-10-02"),
-    "gemini-2.5-flash-image-preview": Retired("nano-banana-2.1", "shut down 2026-10-02"),
+    "gemini-3-pro-image-preview": Retired(
+        successor="nano-banana-pro", why="shut down 2026-06-25"),
+    "gemini-3.1-flash-image-preview": Retired(
+        successor="nano-banana-2.1", why="shut down 2026-06-25"),
+    "gemini-3.1-flash-image": Retired(
+        successor="nano-banana-2.1", why="deprecated 2026-10-06, shut down 2026-10-29"),
+    "gemini-2.5-flash-image": Retired(
+        successor="nano-banana-2.1", why="shut down 2026-10-02"),
+    "gemini-2.5-flash-image-preview": Retired(
+        successor="nano-banana-2.1", why="shut down 2026-10-02"),
 }
 #: Names the first catalog offered, which users may have saved in /settings or turns.
 RETIRED_NAMES: dict[str, Retired] = {
-    "nano-banana": Retired("nano-banana-2.1", "its model gemini-2.5-flash-image shut down 2026-10-02"),
-    "nano-banana-2": Retired("nano-banana-2.1", "its model gemini-3.1-flash-image shut down 2026-10-29"),
+    "nano-banana": Retired(
+        successor="nano-banana-2.1", why="its model gemini-2.5-flash-image shut down 2026-10-02"),
+    "nano-banana-2": Retired(
+        successor="nano-banana-2.1", why="its model gemini-3.1-flash-image shut down 2026-10-29"),
 }
 
 

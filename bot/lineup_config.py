@@ -14,7 +14,7 @@ from bot.catalog import BUILTIN, bare_id, retired
 from bot.providers.routes import ROUTES, ZERO_CONFIG
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetiredUse:
     """One place in the config that named a retired model, and what it now means."""
 
@@ -28,14 +28,21 @@ class RetiredUse:
                 f"using {self.new!r}: update that line")
 
 
-def _successor_id(old_id: str) -> tuple[str, str] | None:
-    """(Google id of the successor, why) for a retired id, keeping a route prefix it had."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Successor:
+    """The Google id that replaces a retired one (in the old id's route spelling), and why."""
+
+    id: str
+    why: str
+
+
+def _successor_id(old_id: str) -> _Successor | None:
+    """The successor of a retired id, keeping a route prefix it had; None if it is not retired."""
     gone = retired(old_id)
     if gone is None or old_id in BUILTIN:
         return None
-    new = BUILTIN[gone.successor].id
     prefix = old_id[: len(old_id) - len(bare_id(old_id))]
-    return prefix + new, gone.why
+    return _Successor(id=prefix + BUILTIN[gone.successor].id, why=gone.why)
 
 
 def hoist_dotted_names(models: dict[str, Any], fields: frozenset[str]) -> None:
@@ -64,7 +71,8 @@ def rewrite_retired(data: dict[str, Any], fields: frozenset[str] = frozenset()) 
         gone = retired(old)
         if gone is not None and old not in BUILTIN and old not in (data.get("models") or {}):
             bot["default_model"] = gone.successor
-            uses.append(RetiredUse("[bot] default_model", old, gone.successor, gone.why))
+            uses.append(RetiredUse(where="[bot] default_model", old=old, new=gone.successor,
+                                   why=gone.why))
     models = data.get("models")
     if not isinstance(models, dict):
         return uses
@@ -79,17 +87,19 @@ def rewrite_retired(data: dict[str, Any], fields: frozenset[str] = frozenset()) 
             for key, value in section.items():
                 merged.setdefault(key, value)
             del models[name]
-            uses.append(RetiredUse(f"[models.{name}]", name, gone.successor, gone.why))
+            uses.append(RetiredUse(where=f"[models.{name}]", old=name, new=gone.successor,
+                                   why=gone.why))
             section, name = merged, gone.successor
         if isinstance(section.get("id"), str) and (new := _successor_id(section["id"])):
-            uses.append(RetiredUse(f"[models.{name}] id", section["id"], new[0], new[1]))
-            section["id"] = new[0]
+            uses.append(RetiredUse(where=f"[models.{name}] id", old=section["id"], new=new.id,
+                                   why=new.why))
+            section["id"] = new.id
         ids = section.get("ids")
         for route_name, route_id in (ids.items() if isinstance(ids, dict) else ()):
             if isinstance(route_id, str) and (new := _successor_id(route_id)):
-                uses.append(RetiredUse(f"[models.{name}] ids.{route_name}", route_id, new[0],
-                                       new[1]))
-                ids[route_name] = new[0]
+                uses.append(RetiredUse(where=f"[models.{name}] ids.{route_name}", old=route_id,
+                                       new=new.id, why=new.why))
+                ids[route_name] = new.id
     return uses
 
 

@@ -39,7 +39,7 @@ Wire = Literal["gemini", "chat", "images", "demo"]
 Dialect = Literal["openrouter", "new-api", "litellm", "generic"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Route:
     """One kind of service: wire API, defaults, and its spelling of ids, sizes and options."""
 
@@ -64,16 +64,28 @@ class Route:
 
 
 ROUTES: dict[str, Route] = {
-    "gemini": Route("gemini", "gemini", "https://generativelanguage.googleapis.com",
-                    "GEMINI_API_KEY", "Google Gemini API"),
-    "openrouter": Route("openrouter", "chat", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY",
-                        "OpenRouter", "openrouter", "google/", {"512": "0.5K"}),
-    "new-api": Route("new-api", "chat", None, "NEW_API_KEY", "new-api / one-api relay", "new-api"),
-    "litellm": Route("litellm", "chat", "http://localhost:4000", "LITELLM_API_KEY",
-                     "LiteLLM proxy", "litellm"),
-    "openai-chat": Route("openai-chat", "chat", None, None, "OpenAI-compatible relay"),
-    "openai-images": Route("openai-images", "images", None, "OPENAI_API_KEY", "OpenAI Images API"),
-    "demo": Route("demo", "demo", None, None, "built-in demo (placeholders)"),
+    "gemini": Route(
+        api="gemini", wire="gemini", base_url="https://generativelanguage.googleapis.com",
+        key_env="GEMINI_API_KEY", label="Google Gemini API"),
+    "openrouter": Route(
+        api="openrouter", wire="chat", base_url="https://openrouter.ai/api/v1",
+        key_env="OPENROUTER_API_KEY", label="OpenRouter", dialect="openrouter",
+        id_prefix="google/", sizes={"512": "0.5K"}),
+    "new-api": Route(
+        api="new-api", wire="chat", base_url=None, key_env="NEW_API_KEY",
+        label="new-api / one-api relay", dialect="new-api"),
+    "litellm": Route(
+        api="litellm", wire="chat", base_url="http://localhost:4000", key_env="LITELLM_API_KEY",
+        label="LiteLLM proxy", dialect="litellm"),
+    "openai-chat": Route(
+        api="openai-chat", wire="chat", base_url=None, key_env=None,
+        label="OpenAI-compatible relay"),
+    "openai-images": Route(
+        api="openai-images", wire="images", base_url=None, key_env="OPENAI_API_KEY",
+        label="OpenAI Images API"),
+    "demo": Route(
+        api="demo", wire="demo", base_url=None, key_env=None,
+        label="built-in demo (placeholders)"),
 }
 #: Routes a bare exported key turns on when the config names no provider, in this order.
 ZERO_CONFIG = ("gemini", "openrouter")
