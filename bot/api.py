@@ -9,13 +9,12 @@ map of the whole path is docs/architecture.md.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from bot.account import AdminOps, Preferences
+from bot.api_queries import QueriesApi
+from bot.api_words import WordsApi
 from bot.catalog import SIZE_ORDER, ModelSpec
 from bot.config import Settings
 from bot.config_sections import TelegramSection
@@ -43,7 +42,6 @@ from bot.domain import (
 )
 from bot.errors import (
     BadGrant,
-    Banned,
     BotError,
     Cancelled,
     ConfigError,
@@ -54,26 +52,22 @@ from bot.errors import (
     NotAllowed,
     NotFound,
     NotOwner,
-    QuotaExceeded,
     StoreUnavailable,
-    TooManyReferences,
     TooManyWaiting,
     UnsupportedImage,
 )
 from bot.gallery import Gallery
 from bot.groups import KEYS as GROUP_KEYS
-from bot.groups import GroupSettings, describe
+from bot.groups import GroupSettings
 from bot.images import thumbnail
 from bot.jobs import SchedulerStats
 from bot.leader import Leadership
 from bot.links import image_link
 from bot.messages import Messages, normalize_locale
-from bot.present import Presenter, excerpt, progress_text
+from bot.present import Presenter, excerpt
 from bot.prompts import parse_flags
-from bot.providers.routes import ROUTES
 from bot.quotas import MAX_GRANT, Quotas, user_key
 from bot.reports import GalleryItem, OperatorReport, Overview, Rates, Reports, Standing, Total
-from bot.results import button_label
 from bot.revenue import RevenueDay
 from bot.service import ImagineService
 from bot.shop import Charge, Pack, Receipt, RefundFailed, Shop
@@ -107,8 +101,12 @@ __all__ += ["Charge", "Pack", "Payment", "Receipt", "RefundFailed", "RevenueDay"
 ProgressCallback = Callable[[Progress], Awaitable[None]]
 
 
-class BotApi:
-    """All of the core an adapter may call (built once in :func:`bot.bootstrap.build_core`)."""
+class BotApi(WordsApi, QueriesApi):
+    """All of the core an adapter may call (built once in :func:`bot.bootstrap.build_core`).
+
+    Jobs, delivery and turns are here; words (:mod:`bot.api_words`) and settings, groups,
+    usage and reports (:mod:`bot.api_queries`) come from the two parts it is made of.
+    """
 
     def __init__(self, *, settings: Settings, service: ImagineService, prefs: Preferences,
                  admin: AdminOps, messages: Messages, presenter: Presenter,
@@ -131,47 +129,11 @@ class BotApi:
                                     presenter=presenter, prepare=service._prepare)
         self._gallery = Gallery(settings, service.store, service.choices, presenter)
 
-    # ----- words -------------------------------------------------------------------------------
-
-    def t(self, locale: str | None, key: str, /, **params: Any) -> str:
-        """A message from the catalogs in ``locale`` (English when it lacks the key)."""
-        return self._messages.t(locale, key, **params)
-
-    def has_text(self, locale: str, key: str) -> bool:
-        """Whether ``locale``'s own catalog has ``key`` (t() would otherwise fall back to English)."""
-        return key in self._messages.keys(locale)
-
-    def error_text(self, locale: str, err: BotError) -> str:
-        """``err`` as a sentence for a user."""
-        return self._presenter.error(locale, err)
-
-    async def error_reply(self, actor: Actor, err: BotError) -> Reply:
-        """What to show ``actor`` for ``err`` (empty text: say nothing, e.g. a ban told before)."""
-        locale = await self.locale_for(actor)
-        if isinstance(err, Banned):
-            store = self._service.store
-            if (await store.get_user(actor.key)).ban_notified:
-                return Reply(text="", error=err.key, locale=locale)
-            await store.set_user_flags(actor.key, ban_notified=True)
-        return Reply(text=self.error_text(locale, err), error=err.key, locale=locale)
-
-    def button_label(self, locale: str, action: Action) -> str:
-        """A result button's label, the same on every platform (U2 · 4K (24), V3, Reroll all)."""
-        return button_label(self._messages.t, locale, action)
-
-    def progress_text(self, locale: str, event: Progress, running: float) -> str | None:
-        """A job's status line: its queue place, or how long the model has worked."""
-        return progress_text(self._messages, locale, event.stage, event.position, running)
-
-    async def locale_for(self, actor: Actor) -> str:
-        """The actor's language: saved, else the platform's, else the configured default."""
-        return await self._service.locale_for(actor)
+    # ----- identity and jobs -------------------------------------------------------------------
 
     def is_admin(self, actor: Actor) -> bool:
         """Admins by config, or as the adapter vouched."""
         return self._service.is_admin(actor)
-
-    # ----- jobs --------------------------------------------------------------------------------
 
     async def imagine(self, request: ImageRequest,
                       progress: ProgressCallback | None = None) -> Reply:
@@ -199,18 +161,6 @@ class BotApi:
     async def history(self, actor: Actor, page: int = 1) -> HistoryPage:
         """/history: page ``page`` of the actor's results, newest first, with their buttons."""
         return await self._gallery.page(actor, page, await self.locale_for(actor))
-
-    def help_text(self, locale: str) -> str:
-        """/help: commands, buttons and every inline flag, the style presets named."""
-        return self.t(locale, "help.text", styles=", ".join(self.style_names()))
-
-    def style_names(self) -> list[str]:
-        """Style presets (``--style NAME``), built-in and configured."""
-        return self._service.styles.names()
-
-    def style_label(self, locale: str, name: str) -> str:
-        """A preset's name as people see it."""
-        return self._service.styles.label(self._messages.t, locale, name)
 
     def delivery(self, reply: Reply, caps: Capabilities) -> AbstractAsyncContextManager[Delivery]:
         """``async with api.delivery(reply, caps) as out``: upload ``out.items``, then ``out.sent``."""
@@ -267,129 +217,3 @@ class BotApi:
     def snapshot(self) -> SchedulerStats:
         """The queue right now."""
         return self._service.scheduler.snapshot()
-
-    # ----- options -----------------------------------------------------------------------------
-
-    async def shown_settings(self, actor: Actor) -> UserSettings:
-        """The actor's defaults as /settings shows them: saved, else configured (language as saved)."""
-        saved, bot = await self.prefs.get(actor), self.settings.bot
-        return UserSettings(model=saved.model or bot.default_model,
-                            size=saved.size or bot.default_size,
-                            aspect=saved.aspect or bot.default_aspect, locale=saved.locale,
-                            search=saved.search or "off", n=saved.n or 1, style=saved.style)
-
-    @property
-    def models(self) -> Mapping[str, ModelSpec]:
-        """Today's models by name."""
-        return self._service.catalog
-
-    def model(self, name: str) -> ModelSpec:
-        """A model by name or wire id (a retired one means its successor); InvalidOption."""
-        return self._service.model(name)
-
-    def route_label(self) -> str | None:
-        """The default model's route as shown to people (None for the demo route)."""
-        spec = self.models[self.settings.bot.default_model]
-        route = ROUTES[self.settings.provider_table()[spec.provider].api]
-        return None if route.wire == "demo" else route.label
-
-    async def precheck(self, actor: Actor, chat: ChatRef, options: Options, references: int,
-                       parent_id: str | None) -> None:
-        """Raise the BotError this request would meet now (references, credits), if any."""
-        parent = None
-        if parent_id:
-            try:
-                parent = await self.owned(actor, parent_id)
-            except BotError:
-                parent = None  # the job itself says why; nothing of another's turn is read here
-        spec, size, _ = self._service.choices.resolve(
-            await self.prefs.get(actor), options, model=parent.model if parent else None,
-            kept_size=parent.size if parent else None)
-        count = references + (len(parent.output_hashes) if parent else 0)
-        if count > spec.max_references:
-            raise TooManyReferences(count, spec.max_references, spec.name)
-        usage = await self.usage(actor, chat)
-        cost = self._quotas.price(spec, size).credits
-        if not usage.exempt and usage.credits_left < cost:
-            windows = [w for w in usage.windows if w.name != "global_daily_usd"]
-            tight = min(windows, key=lambda w: w.left, default=None)
-            raise QuotaExceeded(tight.name if tight else "user_daily", usage.credits_left, cost,
-                                tight.resets_at if tight else None)
-
-    # ----- groups ------------------------------------------------------------------------------
-
-    async def group(self, chat: ChatRef) -> GroupSettings:
-        """A group's policy (/config)."""
-        return await self._service.groups.get(chat)
-
-    async def configure_group(self, actor: Actor, chat: ChatRef, args: Sequence[str], *,
-                              group_admin: bool) -> GroupSettings:
-        """Change a group's policy from /config arguments; BotError when refused."""
-        return await self._service.groups.configure(actor, chat, list(args),
-                                                    group_admin=group_admin)
-
-    async def group_policies(self) -> list[tuple[str, GroupSettings, str | None]]:
-        """Every configured group: key, settings, who changed them last."""
-        return [(key, GroupSettings.loads(raw), by)
-                for key, raw, by in await self._service.store.all_group_settings()]
-
-    def group_text(self, locale: str, group: GroupSettings) -> str:
-        """The /config answer: every setting of ``group``, translated."""
-        return describe(self.t, locale, group)
-
-    def routing_view(self) -> dict[str, Any]:
-        """Routes, circuits and recent failovers for the operator."""
-        return {**self._service.routing.view(), "recent": list(self._service.routing.recent)}
-
-    # ----- account and reports -----------------------------------------------------------------
-
-    async def usage(self, actor: Actor, chat: ChatRef | None = None) -> Usage:
-        """What the actor may still spend."""
-        return await self._service.usage(actor, chat)
-
-    async def quota_text(self, actor: Actor, chat: ChatRef | None = None) -> str:
-        """The /quota answer."""
-        return await self._service.quota_text(actor, chat)
-
-    async def forget(self, actor: Actor) -> int:
-        """Erase the actor's turns and images; cancel their queued jobs."""
-        return await self._service.forget(actor)
-
-    async def user(self, key: str) -> UserRecord:
-        """A user's row (settings, ban, limits)."""
-        return await self._service.store.get_user(key)
-
-    async def turn(self, turn_id: str) -> Turn:
-        """A turn by id for the operator; NotFound."""
-        found = await self._service.store.get_turn(turn_id)
-        if found is None:
-            raise NotFound()
-        return found
-
-    async def recent_turns(self, limit: int, actor_key: str | None = None) -> list[Turn]:
-        """The newest turns (of one user, or everyone's for the operator)."""
-        return await self._service.store.recent_turns(limit, actor_key)
-
-    async def ledger_since(self, day: str) -> list[LedgerEntry]:
-        """Ledger rows from ``day`` on (reports)."""
-        return await self._service.store.ledger_since(day)
-
-    async def ledger(self, actor_key: str | None = None) -> list[LedgerEntry]:
-        """Every ledger row, oldest first, or one user's (``imagine-bot usage``)."""
-        return await self._service.store.ledger(actor_key)
-
-    def today(self) -> str:
-        """The quota day (configured time zone)."""
-        return self._quotas.today()
-
-    def now_local(self) -> datetime:
-        """Now in the configured time zone."""
-        return self._quotas.now_local()
-
-    def zone(self) -> ZoneInfo:
-        """The configured time zone."""
-        return self.settings.zone()
-
-    def set_daily_allowance(self, key_prefix: str, credits: int) -> None:
-        """A different daily allowance for actors whose key starts with ``key_prefix``."""
-        self._quotas.set_daily_allowance(key_prefix, credits)
