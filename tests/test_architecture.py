@@ -4,6 +4,7 @@ cycles, a core that never imports a platform or an adapter, small modules, one p
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,3 +206,101 @@ def test_no_adapter_can_move_money_itself() -> None:
             if needle in text:
                 reaching.append(f"{path}: {needle}")
     assert reaching == [], reaching
+
+
+# --- the providers cut along their seams (issue 13, item 5) -------------------------------------
+
+
+def _top_imports(name: str) -> set[str]:
+    """Every module ``name`` imports, lazily or for types too, as written."""
+    return {i.target for i in imports(name, MODULES[name])}
+
+
+def _calls(name: str, owner: str, attr: str) -> list[int]:
+    """Lines where module ``name`` calls ``owner.attr(...)`` (``Image.open``, ``httpx.AsyncClient``)."""
+    tree = ast.parse(MODULES[name].read_text(), str(MODULES[name]))
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == attr and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == owner]
+
+
+def test_extract_reads_only_response_shapes() -> None:
+    """No HTTP, base64 or Pillow in extract.py: downloads, decoding and image checks are elsewhere."""
+    banned = ("httpx", "aiohttp", "openai", "PIL", "pybase64", "base64", "binascii", "ssl",
+              "socket", "bot.providers.wire.netguard", "bot.providers.wire.aio_transport")
+    wrong = sorted(t for t in _top_imports("bot.providers.extract")
+                   if any(t == b or t.startswith(b + ".") for b in banned))
+    assert not wrong, wrong
+
+
+def test_retry_is_only_the_policy() -> None:
+    """retry.py parses nothing (no JSON, headers or dates): failures are classified on the wire."""
+    allowed = {"__future__", "asyncio", "logging", "random", "collections.abc", "contextvars",
+               "dataclasses", "typing", "bot.config", "bot.errors"}
+    tree = ast.parse(MODULES["bot.providers.retry"].read_text())
+    functions = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    extra = sorted(t for t in _top_imports("bot.providers.retry")
+                   if t not in allowed and _known(t) not in allowed)
+    assert (extra, functions) == ([], []), (extra, functions)
+
+
+def test_only_the_wire_builds_http_clients() -> None:
+    """httpx and aiohttp clients are made in bot/providers/wire; the openai client in sdk.py."""
+    places = {("httpx", "AsyncClient"): "bot.providers.wire.",
+              ("aiohttp", "ClientSession"): "bot.providers.wire.",
+              ("openai", "AsyncOpenAI"): "bot.providers.sdk"}
+    wrong = [f"{MODULES[name].relative_to(ROOT)}:{line} builds {owner}.{attr}"
+             for name in MODULES if name.startswith("bot.")
+             for (owner, attr), home in places.items()
+             if not name.startswith(home) for line in _calls(name, owner, attr)]
+    assert not wrong, "\n".join(wrong)
+    assert _calls("bot.providers.wire.clients", "httpx", "AsyncClient")  # the finder finds
+    assert _calls("bot.providers.sdk", "openai", "AsyncOpenAI")
+
+
+#: Modules that open an image with Pillow that bot/images.py has already identified, and why.
+PILLOW_OPENS_IDENTIFIED = {
+    "bot.outfiles": "re-encodes a result to the format the operator asked for",
+    "bot.providers.demo": "draws the request's references into its placeholder",
+    "bot.warmup": "loads Pillow's codecs on images it made itself",
+}
+
+
+def test_one_image_identifier() -> None:
+    """Only bot/images.py tells what bytes are: magic numbers, header sizes, the image's end."""
+    wrong = [f"{MODULES[name].relative_to(ROOT)}:{line} opens an image with Pillow"
+             for name in MODULES if name.startswith("bot.") and name != "bot.images"
+             and name not in PILLOW_OPENS_IDENTIFIED for line in _calls(name, "Image", "open")]
+    parts = {"bot.image_header": {"bot.images"}, "bot.image_end": {"bot.images"},
+             "bot.sniff": {"bot.images", "bot.domain"}}  # domain: ImageData's type is sniffed
+    wrong += [f"{name} imports {part}, a part of the identifier in bot/images.py"
+              for name in MODULES for part, users in parts.items()
+              if name not in users and part in _top_imports(name)]
+    assert not wrong, "\n".join(wrong)
+    assert _calls("bot.images", "Image", "open")  # the finder finds
+
+
+def test_the_sdk_providers_share_one_base() -> None:
+    """openai-chat and openai-images are SdkProviders: one client setup, written once."""
+    from bot.providers.openai_chat import OpenAIChatProvider
+    from bot.providers.openai_images import OpenAIImagesProvider
+    from bot.providers.sdk import SdkProvider
+
+    assert issubclass(OpenAIChatProvider, SdkProvider)
+    assert issubclass(OpenAIImagesProvider, SdkProvider)
+    for cls in (OpenAIChatProvider, OpenAIImagesProvider):
+        own = {n for n in vars(cls) if n in ("probe", "list_models", "aclose", "_call")}
+        assert not own, f"{cls.__name__} redefines {own}"
+
+
+def test_catalog_records_are_named() -> None:
+    """The built-in lineup, retirements and routes are keyword-built records, never tuples."""
+    from bot.catalog import BUILTIN, RETIRED_IDS, RETIRED_NAMES, Builtin, ModelSpec, Retired
+    from bot.providers.routes import ROUTES, Route
+
+    for cls in (Builtin, ModelSpec, Retired, Route):
+        assert all(f.kw_only for f in dataclasses.fields(cls)), cls
+    for table, cls in ((BUILTIN, Builtin), (RETIRED_IDS, Retired), (RETIRED_NAMES, Retired),
+                       (ROUTES, Route)):
+        assert all(type(v) is cls for v in table.values())
