@@ -8,7 +8,7 @@ import pybase64
 from bot.errors import UpstreamError
 from bot.offload import run_sync
 
-#: Payloads above this are encoded, decoded (and verified: bot/images.py) in a thread.
+#: Payloads above this are encoded or decoded in a thread (images.INLINE_VERIFY: the same size).
 INLINE_LIMIT = 256 * 1024
 
 
