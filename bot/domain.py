@@ -225,6 +225,9 @@ class Reply:
     locale: str = "en"
     #: A batch's candidates, one turn per image in ``images`` order (empty: a single result).
     candidates: tuple[str, ...] = ()
+    #: When its images were ready (epoch seconds): the model's answer in, its turn made. An
+    #: adapter sends results in this order when the platform's budget makes them wait.
+    ready_at: float | None = None
 
     @property
     def ok(self) -> bool:

@@ -52,7 +52,8 @@ class Results:
         actions = tuple(replace(a, vary=vary) if a.kind == "variations" else a
                         for a in self._choices.actions_for(turn))
         return Reply(text=text, images=result.images, actions=actions,
-                     turn_id=turn.id, credits_used=turn.credits, locale=locale)
+                     turn_id=turn.id, credits_used=turn.credits, locale=locale,
+                     ready_at=turn.created_at.timestamp())
 
     async def batch(self, actor: Actor, chat: ChatRef, made: Made, spec: ModelSpec,
                     saved_locale: str | None, vary: str | None = None) -> Reply:
@@ -70,7 +71,8 @@ class Results:
         images = tuple(r.images[0] for r in made.results)
         return Reply(text=text, images=images, actions=actions, turn_id=first.id,
                      credits_used=credits, locale=locale,
-                     candidates=tuple(t.id for t in made.turns))
+                     candidates=tuple(t.id for t in made.turns),
+                     ready_at=max(t.created_at for t in made.turns).timestamp())
 
     def _upscale(self, turn: Turn) -> Action | None:
         """The next size up for one candidate, if its model has one."""

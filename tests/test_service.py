@@ -131,6 +131,8 @@ async def test_imagine_returns_a_reply_with_an_image(core: Core) -> None:
                for a in reply.actions)
     turn = await core.conversations.get(reply.turn_id)
     assert turn is not None and turn.model == "nano-banana-2.1" and turn.credits == 4
+    # When the image was ready (its turn made): the order Telegram's budget sends results in.
+    assert reply.ready_at == turn.created_at.timestamp()
 
 
 @pytest.mark.parametrize(("model", "size", "upscales"), [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from adapters.telegram.ratelimit import Lane, Limits, SendBudget
+from adapters.telegram.ratelimit import Lane, Limits, RateLimiter, SendBudget, lane
 from tests.telegram_flood import Flooded, FloodRules
 
 ALICE, BOB, GROUP = 1001, 1002, -100123
@@ -31,6 +31,31 @@ async def test_results_go_before_replies_and_status_only_from_what_is_spare() ->
     assert budget.sent["skipped"] == 1
     await asyncio.sleep(0.3)
     assert budget.try_take(3001)  # nothing waits and the pace has room to spare again
+
+
+async def test_waiting_results_go_in_the_order_their_images_were_ready() -> None:
+    """Not the order they reached the queue: one slower to store or fit keeps its place."""
+    budget = SendBudget(Limits(rate=20, burst=1))
+    limiter = RateLimiter(budget)
+    order: list[str] = []
+    now = time.time()
+
+    async def upload(name: str, chat: int, ready: float | None) -> None:
+        async def call() -> None:
+            order.append(name)
+
+        with lane(Lane.RESULT, ready):
+            await limiter.process_request(call, (), {}, "sendPhoto", {"chat_id": chat}, None)
+
+    await budget.take(ALICE, Lane.RESULT)  # the burst is spent: the next result waits 50 ms
+    tasks = []
+    # They reach the queue newest first; the one without a time counts as ready as it queues.
+    for name, chat, ready in (("ready 3rd", 2001, now - 1), ("ready 2nd", 2002, now - 2),
+                              ("queued now", 2003, None), ("ready 1st", 2004, now - 3)):
+        tasks.append(asyncio.create_task(upload(name, chat, ready)))
+        await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    assert order == ["ready 1st", "ready 2nd", "ready 3rd", "queued now"]
 
 
 async def test_one_busy_chat_does_not_hold_back_the_others() -> None:

@@ -3,10 +3,11 @@
 What Telegram accepts is declared once, in :data:`CAPABILITIES`; the core fits the images to it
 and settles or refunds by itself (docs/architecture.md), so nothing here moves money.
 
-A result goes first (the RESULT lane of adapters/telegram/ratelimit.py) and is never dropped for
-rate limiting: a 429 is waited out (``retry_after``) and the send tried again for as long as the
-result is worth delivering (``[limits] delivery_retry_hours``). Only a refusal for good (the
-bot blocked, the chat gone, the file rejected) makes it undeliverable, and the core refunds it.
+A result goes first (the RESULT lane of adapters/telegram/ratelimit.py, in the order the results'
+images were ready: ``Reply.ready_at``) and is never dropped for rate limiting: a 429 is waited
+out (``retry_after``) and the send tried again for as long as the result is worth delivering
+(``[limits] delivery_retry_hours``). Only a refusal for good (the bot blocked, the chat gone, the
+file rejected) makes it undeliverable, and the core refunds it.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class Sender:
         while True:
             paid = self._paid()
             try:
-                with lane(Lane.RESULT):
+                with lane(Lane.RESULT, job.out.reply.ready_at):
                     return await self._send(what, functools.partial(call, paid))
             except BadRequest as err:
                 if not paid:

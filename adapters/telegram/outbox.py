@@ -9,6 +9,7 @@ goes out through the same sender, parked from the start: stopped again, it is ke
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ async def replay(api: BotApi, send: Sender) -> int:
         async with gate:
             reply = await api.redeliver(parked)  # None: refunded (too old, or its images gone)
             if reply is not None:
+                # Its image was ready before it was parked: it queues ahead of newer results.
+                if reply.ready_at is None:
+                    reply = dataclasses.replace(reply, ready_at=parked.created_at.timestamp())
                 waited = (datetime.now(UTC) - parked.created_at).total_seconds()
                 await send.result(reply, Target(**json.loads(parked.target)),
                                   patience=max(0.0, send.patience - waited), parked=True)

@@ -12,7 +12,11 @@ uploads arriving closer together than they left do not trip it.
 Who goes first when the budget is short is the :class:`Lane`: a finished, paid-for image
 (``RESULT``) before an answer (``REPLY``), and a progress update (``STATUS``) only from what is
 spare: it is never queued, it is skipped (:class:`Skipped`) and the caller tries again later or
-not at all. Chat actions and drafts are typing indicators, not messages (a draft is MTProto's
+not at all. Waiting results go in the order their images were ready (``Reply.ready_at``, given
+with :func:`lane`), not the order they reached the queue: one that took longer to store or
+fit does not lose its place to a newer one, so the k-th result ready is about the k-th sent.
+
+Chat actions and drafts are typing indicators, not messages (a draft is MTProto's
 ``sendMessageTextDraftAction``, https://core.telegram.org/constructor/sendMessageTextDraftAction),
 and deletions send nothing: they go straight out.
 
@@ -26,11 +30,12 @@ which waits as long as the result is worth delivering (adapters/telegram/deliver
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -66,15 +71,18 @@ class Lane(IntEnum):
 
 #: The lane of the calls a task makes (set with :func:`lane`; unset: a reply).
 LANE: ContextVar[Lane] = ContextVar("telegram_lane", default=Lane.REPLY)
+#: When the image a task sends was ready (epoch seconds; None: when the call queues).
+READY: ContextVar[float | None] = ContextVar("telegram_ready", default=None)
 
 
 @contextlib.contextmanager
-def lane(which: Lane) -> Iterator[None]:
-    """Calls made inside the block go in ``which`` lane."""
-    token = LANE.set(which)
+def lane(which: Lane, ready: float | None = None) -> Iterator[None]:
+    """Calls made inside the block go in ``which`` lane, queued by ``ready`` (see the docstring)."""
+    token, when = LANE.set(which), READY.set(ready)
     try:
         yield
     finally:
+        READY.reset(when)
         LANE.reset(token)
 
 
@@ -135,6 +143,12 @@ class _Waiter:
     chat: Chat
     paid: bool
     future: asyncio.Future[None]
+    #: Its place in the lane: when its image was ready, else when it queued (epoch seconds).
+    ready: float
+
+
+def _ready(waiter: _Waiter) -> float:
+    return waiter.ready
 
 
 def is_group(chat: Chat) -> bool:
@@ -153,7 +167,7 @@ class SendBudget:
         self._free = Pace(self.rate, self.limits.burst)
         self._paid = Pace(self.limits.paid_rate, self.limits.burst)
         self._chats: dict[Chat, tuple[Pace, ...]] = {}
-        self._queues: tuple[deque[_Waiter], ...] = tuple(deque() for _ in Lane)
+        self._queues: tuple[list[_Waiter], ...] = tuple([] for _ in Lane)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_flood = -math.inf
@@ -211,14 +225,21 @@ class SendBudget:
         self._take(chat, False, now, which)
         return True
 
-    async def take(self, chat: Chat, which: Lane, paid: bool = False) -> None:
-        """Wait for a send's turn: its lane's order, its chat's pace, the overall pace."""
+    async def take(self, chat: Chat, which: Lane, paid: bool = False,
+                   ready: float | None = None) -> None:
+        """Wait for a send's turn: its lane's order, its chat's pace, the overall pace.
+
+        ``ready``: when the image it sends was ready (epoch seconds); the lane is served in
+        that order, a call without it counting as ready when it queues.
+        """
         now = self._clock()
         if not self.waiting(which) and self._wait(chat, paid, now) == 0:
             self._take(chat, paid, now, which)
             return
-        waiter = _Waiter(chat, paid, asyncio.get_running_loop().create_future())
-        self._queues[which].append(waiter)
+        waiter = _Waiter(chat, paid, asyncio.get_running_loop().create_future(),
+                         time.time() if ready is None else ready)
+        # After every waiter ready at the same moment or before (ties keep their arrival order).
+        bisect.insort_right(self._queues[which], waiter, key=_ready)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._dispatch(), name="telegram:send-budget")
         self._wake.set()
@@ -299,14 +320,14 @@ class RateLimiter(BaseRateLimiter[int]):
                 return await callback(*args, **kwargs)
         if endpoint not in METERED:
             return await callback(*args, **kwargs)
-        chat, which = data.get("chat_id"), LANE.get()
+        chat, which, ready = data.get("chat_id"), LANE.get(), READY.get()
         paid = bool(data.get("allow_paid_broadcast"))
         for attempt in range(self.reply_retries + 1):
             if which is Lane.STATUS:
                 if not self.budget.try_take(chat):
                     raise Skipped(f"{endpoint} skipped: the sending budget is in use")
             else:
-                await self.budget.take(chat, which, paid)
+                await self.budget.take(chat, which, paid, ready)
             try:
                 return await callback(*args, **kwargs)
             except RetryAfter as err:

@@ -62,9 +62,10 @@ class RedisSendBudget(SendBudget):
             items.append((self._group, f"group:{chat}"))
         return items
 
-    async def take(self, chat: Chat, which: Lane, paid: bool = False) -> None:
-        """This process's turn first (lanes, paces), then room in the shared windows."""
-        await super().take(chat, which, paid)
+    async def take(self, chat: Chat, which: Lane, paid: bool = False,
+                   ready: float | None = None) -> None:
+        """This process's turn first (lanes, paces, readiness), then room in the shared windows."""
+        await super().take(chat, which, paid, ready)
         await self._take_shared(chat, paid)
 
     async def _take_shared(self, chat: Chat, paid: bool) -> None:
