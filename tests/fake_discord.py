@@ -502,13 +502,13 @@ class FakeDiscord:
         """Requests the fake rejected."""
         return [e for e in self.events if e.kind == "error"]
 
-    async def wait_for(self, kind: str, predicate: Callable[[Event], bool] | None = None, *,
-                       timeout: float = 10.0, since: int = 0) -> Event:  # noqa: ASYNC109
-        """The first event of ``kind`` after ``since`` matching ``predicate`` (waits for it)."""
+    async def wait_for(self, kind: str | None, predicate: Callable[[Event], bool] | None = None,
+                       *, timeout: float = 10.0, since: int = 0) -> Event:  # noqa: ASYNC109
+        """The first event of ``kind`` (None: any) after ``since`` matching ``predicate`` (waits)."""
 
         def find() -> Event | None:
             for event in self.events[since:]:
-                if event.kind == kind and (predicate is None or predicate(event)):
+                if kind in (None, event.kind) and (predicate is None or predicate(event)):
                     return event
             return None
 
@@ -1279,23 +1279,37 @@ async def bound_turn(core: Core, message: FakeMessage, timeout: float = 5.0) -> 
 
 async def result_of(fake: FakeDiscord, ix: FakeInteraction, timeout: float = 10.0  # noqa: ASYNC109
                     ) -> FakeMessage:
-    """The public result message (with images) that answers ``ix``."""
-    event = await fake.wait_for("message", lambda e: e.message is not None and bool(
-        e.message.attachments) and e.message.interaction_id == ix.id, timeout=timeout)
+    """The public result message (with images) that answers ``ix``.
+
+    A job's result is the edit that ends its public deferral; a follow-up when a progress edit
+    was given up in flight (or one the test sends itself).
+    """
+
+    def shows_result(event: Event) -> bool:
+        msg = event.message
+        return (event.kind in ("message", "edit") and msg is not None and bool(msg.attachments)
+                and msg.interaction_id == ix.id)
+
+    event = await fake.wait_for(None, shows_result, timeout=timeout)
     assert event.message is not None
     return event.message
 
 
 async def private_answer(fake: FakeDiscord, ix: FakeInteraction, timeout: float = 10.0  # noqa: ASYNC109
                          ) -> FakeMessage:
-    """The final text of ``ix``'s ephemeral response (after "thinking" and progress edits)."""
+    """The final text of ``ix``'s private answer: its ephemeral response (after "thinking" and
+    progress edits), or the ephemeral follow-up that tells what became of a public job."""
 
     def settled(event: Event) -> bool:
         msg = event.message
-        return (event.interaction is ix and msg is not None and msg is ix.original
+        if event.interaction is not ix or msg is None:
+            return False
+        if event.kind == "message":
+            return msg.via == "followup" and msg.ephemeral
+        return (event.kind == "edit" and msg is ix.original and msg.ephemeral
                 and not msg.loading and not msg.text.startswith(("⏳", "🎨")))
 
-    event = await fake.wait_for("edit", settled, timeout=timeout)
+    event = await fake.wait_for(None, settled, timeout=timeout)
     assert event.message is not None
     return event.message
 

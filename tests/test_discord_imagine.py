@@ -51,8 +51,9 @@ async def test_imagine_with_two_attachments(settings_factory: SettingsFactory) -
                               attachments=[png(color=(255, 0, 0)), png(color=(0, 0, 255))])
         result = await result_of(fake, ix)
         ack = await fake.wait_for("ack", lambda e: e.interaction is ix)
-        assert ack.data == {"type": 5, "flags": 64}  # "thinking", privately
-        assert not result.ephemeral and result.via == "followup"
+        assert ack.data == {"type": 5, "flags": 0}  # "thinking", publicly
+        # The result is the edit that ends the deferral: no follow-up, nothing to delete.
+        assert not result.ephemeral and result is ix.original
         assert "a red fox in snow" in result.text and "nano-banana" in result.text
         assert result.pings() == {f"user:{alice.id}"}
         assert [label for label, _ in result.buttons()] == [
@@ -62,8 +63,6 @@ async def test_imagine_with_two_attachments(settings_factory: SettingsFactory) -
         assert result.v2 and result.content == "" and result.gallery() == result.attachments
         turn = await bound_turn(bot.core, result)
         assert len(turn.input_hashes) == 2
-        # The private "thinking" response is removed once the public result is out.
-        await fake.wait_for("delete", lambda e: e.message is ix.original)
         assert fake.visible(channel=fake.channel, viewer=alice) == [result]
         assert await used(bot.core.service, alice) == turn.credits > 0
         assert not fake.errors
@@ -245,7 +244,7 @@ async def test_progress_shows_queue_position_and_elapsed_time(
         await fake.wait_for("edit", lambda e: e.interaction is first)
         second = await fake.slash("imagine", prompt="second", user=ivan)
         queued = await fake.wait_for("edit", lambda e: e.interaction is second)
-        assert queued.message is not None and queued.message.ephemeral
+        assert queued.message is not None and queued.message is second.original
         assert queued.data["content"] == "⏳ Queued, position 1…"
         await result_of(fake, first)
         await result_of(fake, second, timeout=15)

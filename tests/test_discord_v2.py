@@ -122,17 +122,17 @@ async def test_a_single_result_is_one_v2_message_with_its_gallery_and_buttons(
 
 async def test_progress_message_is_v2_from_its_first_edit(
         settings_factory: SettingsFactory) -> None:
-    """The private progress message becomes v2 with its first text and stays so to the end."""
+    """The progress message becomes v2 with its first text and stays so to the end."""
     async with FakeDiscord() as fake, running_bot(
             fake, discord_settings(settings_factory, fake, providers=SLOW)):
         bea = fake.user("bea")
         ix = await fake.slash("imagine", prompt="a slow tide", user=bea)
         first = await fake.wait_for("edit", lambda e: e.interaction is ix, timeout=15)
         assert first.message is ix.original and first.message is not None
-        assert first.message.ephemeral and first.message.v2 and not first.message.content
+        assert first.message.v2 and not first.message.content
         assert str(first.data["content"]).startswith(("⏳", "🎨"))
         result = await result_of(fake, ix, timeout=20)
-        assert result.v2
+        assert result.v2 and result is ix.original
         edits = [e for e in fake.events if e.kind == "edit" and e.interaction is ix]
         assert all(e.message is not None and e.message.v2 for e in edits)
         assert not fake.errors

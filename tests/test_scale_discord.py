@@ -40,7 +40,7 @@ async def test_each_shard_answers_its_guilds(tmp_path: Path) -> None:
             ix = await fake.slash("imagine", prompt=f"a fox on shard {shard}", user=alice,
                                   channel=channel)
             result = await result_of(fake, ix)
-            assert f"a fox on shard {shard}" in result.text and result.via == "followup"
+            assert f"a fox on shard {shard}" in result.text and result.via == "response"
             await bound_turn(bots[shard].core, result)  # its shard's process, and only it
             ref = MessageRef("discord", str(result.channel_id), str(result.id))
             assert await bots[1 - shard].core.conversations.turn_for(ref) is None

@@ -167,7 +167,6 @@ class Creating:
             return
         actor, chat = actor_of(interaction), interaction_chat(interaction)
         prompt = await self.api.suggestion(actor, press.name, int(press.value or 0))
-        await interaction.response.defer(ephemeral=True, thinking=True)
         await self.handlers._job(interaction, actor, lambda progress: self.api.imagine(
             ImageRequest(actor=actor, chat=chat, prompt=prompt), progress))
 

@@ -6,6 +6,8 @@ An upload Discord refuses becomes :class:`UploadFailed`, which the runtime's gua
 A result message is components v2 (widgets.result_layout): the text, one gallery of the
 uploaded files, the buttons; texts that replace a deferred response are v2 too (text_layout),
 because that response may already show progress, and v2 cannot be taken off a message.
+A job's interaction is deferred publicly and its result is the edit that ends the deferral
+(two calls a job); its errors are told privately, in an ephemeral follow-up.
 """
 
 from __future__ import annotations
@@ -101,6 +103,21 @@ class Outbox:
         self.api = api
         self.client = client
         self.token_life = token_life
+        #: Interactions of jobs in flight, deferred publicly (:meth:`thinking`).
+        self._public: set[int] = set()
+
+    async def thinking(self, interaction: discord.Interaction[Any]) -> None:
+        """Defer a job publicly: its progress, then its result, replace the "thinking" state.
+
+        Two calls a job (issue 21): the deferral and the edit that carries the result. What
+        goes wrong is still told to the user alone (:meth:`say`).
+        """
+        await interaction.response.defer(thinking=True)
+        self._public.add(interaction.id)
+
+    def forget(self, interaction: discord.Interaction[Any]) -> None:
+        """The job of ``interaction`` is over."""
+        self._public.discard(interaction.id)
 
     # ----- texts -----------------------------------------------------------------------------
 
@@ -117,6 +134,19 @@ class Outbox:
             if text:
                 await interaction.followup.send(clip(text), ephemeral=True)
             return
+        if interaction.id in self._public:
+            # A job's public "thinking" goes; the reason goes to its user alone. (Deleted first:
+            # a follow-up to a response that still thinks would replace it, publicly.)
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+            if text:
+                try:
+                    await interaction.followup.send(clip(text), ephemeral=True)
+                except discord.HTTPException as exc:
+                    if not (token_gone(exc) and interaction.channel_id):
+                        raise
+                    await self._to_requester(interaction, text)
+            return
         await self.show(interaction, text)
 
     async def show(self, interaction: discord.Interaction[Any], text: str) -> None:
@@ -130,11 +160,15 @@ class Outbox:
             if not (text and token_gone(exc) and interaction.channel_id):
                 log.info("could not show a response (%s)", exc.status)
                 return
-            # The token expired while the job waited: say it in the channel, to the requester only.
-            channel = self.client.get_partial_messageable(interaction.channel_id)
-            with contextlib.suppress(discord.HTTPException):
-                await channel.send(clip(f"<@{interaction.user.id}> {text}"),
-                                   allowed_mentions=requester_only(interaction.user.id))
+            await self._to_requester(interaction, text)
+
+    async def _to_requester(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """The token expired while the job waited: say it in the channel, to the requester only."""
+        assert interaction.channel_id is not None
+        channel = self.client.get_partial_messageable(interaction.channel_id)
+        with contextlib.suppress(discord.HTTPException):
+            await channel.send(clip(f"<@{interaction.user.id}> {text}"),
+                               allowed_mentions=requester_only(interaction.user.id))
 
     async def reply_text(self, trigger: discord.Message, text: str) -> None:
         """A plain reply to a user's message that pings nobody (empty ``text``: nothing)."""
@@ -149,15 +183,22 @@ class Outbox:
     # ----- results ---------------------------------------------------------------------------
 
     async def result(self, interaction: discord.Interaction[Any], reply: Reply, *,
-                     resolved: bool, began: float) -> None:
-        """A result as a public follow-up (or in the channel once the token is too old)."""
+                     resolved: bool, began: float, in_place: bool = True) -> None:
+        """A result in place of a public deferral, else as a public follow-up (or in the channel
+        once the token is too old).
+
+        ``in_place`` False: a progress edit was given up in flight and may still land, so an
+        edit carrying the result could be overwritten by it; the result then goes as its own
+        message and the response it would have replaced is deleted.
+        """
         if not reply.images or reply.turn_id is None:
             await self.show(interaction, reply.text)
             return
         limit = interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT
+        in_place = in_place and interaction.id in self._public
         try:
             async with self.api.delivery(reply, capabilities(limit)) as out:
-                if not await self._to_interaction(interaction, out, resolved, began):
+                if not await self._to_interaction(interaction, out, resolved, began, in_place):
                     await self._to_channel(interaction, out)
         except discord.HTTPException as exc:
             log.warning("result %s undeliverable on discord: %s %s", reply.turn_id, exc.status,
@@ -191,10 +232,12 @@ class Outbox:
         return age < timedelta(seconds=self.token_life) - _TOKEN_MARGIN
 
     async def _to_interaction(self, interaction: discord.Interaction[Any], out: Delivery,
-                              resolved: bool, began: float) -> bool:
-        """Deliver as the interaction's follow-up; False when its token is too old for that."""
+                              resolved: bool, began: float, in_place: bool) -> bool:
+        """Deliver on the interaction; False when its token is too old for that."""
         if not self._fresh(interaction):
             return False
+        if in_place:
+            return await self._in_place(interaction, out)
         reply, user_id = out.reply, interaction.user.id
         started = time.monotonic()
         try:
@@ -216,6 +259,26 @@ class Outbox:
                        {"upload": time.monotonic() - started})
         with contextlib.suppress(discord.HTTPException):
             await interaction.delete_original_response()
+        return True
+
+    async def _in_place(self, interaction: discord.Interaction[Any], out: Delivery) -> bool:
+        """The result as the edit that ends the public deferral; False when the token is gone."""
+        reply, user_id = out.reply, interaction.user.id
+        started = time.monotonic()
+        files = _files(out)
+        try:
+            sent = await interaction.edit_original_response(
+                attachments=files, view=result_layout(
+                    self.api, reply, f"<@{user_id}> {reply.text}", files),
+                allowed_mentions=requester_only(user_id))
+        except discord.HTTPException as exc:
+            if not token_gone(exc):
+                raise
+            log.info("interaction token expired before delivery of %s; using the channel",
+                     out.turn_id)
+            return False
+        await out.sent([message_ref(sent.channel.id, sent.id)],
+                       {"upload": time.monotonic() - started})
         return True
 
     @staticmethod

@@ -95,7 +95,6 @@ class Handlers:
         """/imagine: defer, download the references, run the job, deliver."""
         if not await self.rt.admit(interaction):
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         actor, chat = actor_of(interaction), interaction_chat(interaction)
 
         async def start(progress: ProgressCallback) -> Reply:
@@ -128,7 +127,6 @@ class Handlers:
         """The modal was submitted: edit a turn, a bound message, or the given images."""
         if not await self.rt.admit(interaction):
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         actor, chat = actor_of(interaction), interaction_chat(interaction)
 
         async def start(progress: ProgressCallback) -> Reply:
@@ -147,24 +145,30 @@ class Handlers:
         return await references(self.api, self.rt.session, sources, self.rt.max_input)
 
     async def _job(self, interaction: Interaction, actor: Actor, start: JobStart) -> None:
-        """Run a job for a deferred interaction: progress edits, then the result or the error."""
+        """Defer publicly, run the job: progress edits, then the result in place, or the error."""
 
         async def edit(text: str) -> None:
             await interaction.edit_original_response(view=text_layout(text))
 
-        locale = await self.api.locale_for(actor)
-        reporter = ProgressReporter(edit, partial(self.api.progress_text, locale))
-        began = time.monotonic()
+        out = self.rt.out
+        await out.thinking(interaction)
+        try:
+            locale = await self.api.locale_for(actor)
+            reporter = ProgressReporter(edit, partial(self.api.progress_text, locale))
+            began = time.monotonic()
 
-        async def work() -> None:
-            try:
-                reply = await start(reporter)
-            finally:
-                resolved = await reporter.close()
-            await self.rt.out.result(interaction, reply, resolved=resolved, began=began)
+            async def work() -> None:
+                try:
+                    reply = await start(reporter)
+                finally:
+                    resolved = await reporter.close()
+                await out.result(interaction, reply, resolved=resolved, began=began,
+                                 in_place=not reporter.abandoned)
 
-        async with self.rt.tracked():
-            await self.rt.guard_interaction(interaction, work(), actor)
+            async with self.rt.tracked():
+                await self.rt.guard_interaction(interaction, work(), actor)
+        finally:
+            out.forget(interaction)
 
     # ----- presses ---------------------------------------------------------------------------
 
@@ -184,7 +188,6 @@ class Handlers:
         if (owned := await self._owned(interaction, press)) is None:
             return
         actor, action = owned
-        await interaction.response.defer(ephemeral=True, thinking=True)
         chat = interaction_chat(interaction)
         await self._job(interaction, actor,
                         lambda progress: self.api.act(actor, chat, action, progress))

@@ -81,6 +81,8 @@ class ProgressReporter:
         self._broken = False
         self._task: asyncio.Task[None] | None = None
         self.edited = False
+        #: True when close() gave up an edit in flight: it may still land, after anything.
+        self.abandoned = False
 
     async def __call__(self, event: Progress) -> None:
         """The core's progress callback: remember the event and wake the editor."""
@@ -142,6 +144,7 @@ class ProgressReporter:
             grace = CLOSE_GRACE if self.edited else 10.0
             _, pending = await asyncio.wait({self._task}, timeout=grace)
             for task in pending:
+                self.abandoned = True
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
