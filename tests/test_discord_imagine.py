@@ -229,9 +229,11 @@ async def test_result_after_the_token_expired_goes_to_the_channel(
         assert result.buttons()[0][0] == "🔄 Reroll"
         turn = await bound_turn(bot.core, result)
         assert await used(bot.core.service, gina) == turn.credits
-        # Only the expired token was refused; the progress edit before it went through.
+        # Only the expired token was refused (the edit that was to carry the result), and the
+        # public "thinking" it left is deleted as the bot's own channel message.
         assert {e.data["code"] for e in fake.errors} == {50027}
-        assert any(e.kind == "edit" and e.interaction is ix for e in fake.events)
+        await fake.wait_for("delete", lambda e: e.message is ix.original)
+        assert fake.visible(channel=fake.channel) == [result]
 
 
 async def test_progress_shows_queue_position_and_elapsed_time(
@@ -248,7 +250,8 @@ async def test_progress_shows_queue_position_and_elapsed_time(
         assert queued.data["content"] == "⏳ Queued, position 1…"
         await result_of(fake, first)
         await result_of(fake, second, timeout=15)
-        edits = [e for e in fake.events if e.kind == "edit" and e.interaction is second]
+        edits = [e for e in fake.events if e.kind == "edit" and e.interaction is second
+                 and str(e.data["content"]).startswith(("⏳", "🎨"))]  # not the result's edit
         texts = [e.data["content"] for e in edits]
         assert texts[0] == "⏳ Queued, position 1…" and texts[1].startswith("🎨 Generating…")
         gaps = [b.at - a.at for a, b in itertools.pairwise(edits)]

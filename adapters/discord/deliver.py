@@ -103,8 +103,10 @@ class Outbox:
         self.api = api
         self.client = client
         self.token_life = token_life
-        #: Interactions of jobs in flight, deferred publicly (:meth:`thinking`).
-        self._public: set[int] = set()
+        #: Interactions of jobs in flight, deferred publicly (:meth:`thinking`), and the id of
+        #: the message their deferral made (to delete it as a channel message once the
+        #: interaction token is too old to).
+        self._public: dict[int, int | None] = {}
 
     async def thinking(self, interaction: discord.Interaction[Any]) -> None:
         """Defer a job publicly: its progress, then its result, replace the "thinking" state.
@@ -112,12 +114,29 @@ class Outbox:
         Two calls a job (issue 21): the deferral and the edit that carries the result. What
         goes wrong is still told to the user alone (:meth:`say`).
         """
-        await interaction.response.defer(thinking=True)
-        self._public.add(interaction.id)
+        callback = await interaction.response.defer(thinking=True)
+        self._public[interaction.id] = callback.message_id if callback is not None else None
 
     def forget(self, interaction: discord.Interaction[Any]) -> None:
         """The job of ``interaction`` is over."""
-        self._public.discard(interaction.id)
+        self._public.pop(interaction.id, None)
+
+    async def _drop_thinking(self, interaction: discord.Interaction[Any], *,
+                             expired: bool = False) -> None:
+        """Delete a job's public deferral: by its token, or as the bot's own channel message."""
+        if not expired:
+            try:
+                await interaction.delete_original_response()
+                return
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    return
+        message_id = self._public.get(interaction.id)
+        if message_id is not None and interaction.channel_id is not None:
+            channel = self.client.get_partial_messageable(interaction.channel_id,
+                                                          guild_id=interaction.guild_id)
+            with contextlib.suppress(discord.HTTPException):
+                await channel.get_partial_message(message_id).delete()
 
     # ----- texts -----------------------------------------------------------------------------
 
@@ -137,8 +156,7 @@ class Outbox:
         if interaction.id in self._public:
             # A job's public "thinking" goes; the reason goes to its user alone. (Deleted first:
             # a follow-up to a response that still thinks would replace it, publicly.)
-            with contextlib.suppress(discord.HTTPException):
-                await interaction.delete_original_response()
+            await self._drop_thinking(interaction)
             if text:
                 try:
                     await interaction.followup.send(clip(text), ephemeral=True)
@@ -309,3 +327,5 @@ class Outbox:
             allowed_mentions=requester_only(user_id))
         await out.sent([message_ref(sent.channel.id, sent.id)],
                        {"upload": time.monotonic() - started})
+        if interaction.id in self._public:  # its "thinking" would stay in the channel for good
+            await self._drop_thinking(interaction, expired=True)

@@ -154,7 +154,8 @@ class Handlers:
         await out.thinking(interaction)
         try:
             locale = await self.api.locale_for(actor)
-            reporter = ProgressReporter(edit, partial(self.api.progress_text, locale))
+            reporter = ProgressReporter(edit, partial(self.api.progress_text, locale),
+                                        first_after=ProgressReporter.min_interval)
             began = time.monotonic()
 
             async def work() -> None:

@@ -68,8 +68,12 @@ class ProgressReporter:
     #: How often the elapsed time is refreshed while the model works.
     tick = 5.0
 
-    def __init__(self, edit: Edit, status_text: StatusText, budget: EditBudget = EDITS) -> None:
+    def __init__(self, edit: Edit, status_text: StatusText, budget: EditBudget = EDITS, *,
+                 first_after: float = 0.0) -> None:
         self._edit = edit
+        #: A running job's first status waits this long: a deferral's "thinking…" already says
+        #: as much, so a job shorter than that costs no edit (a queue place is shown at once).
+        self._first_at = time.monotonic() + first_after
         self._budget = budget
         self._status_text = status_text
         self._event: Progress | None = None
@@ -105,7 +109,10 @@ class ProgressReporter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.tick if running else None)
             self._wake.clear()
-            delay = self._last_edit + self.min_interval - time.monotonic()
+            now = time.monotonic()
+            delay = self._last_edit + self.min_interval - now
+            if self._event is not None and self._event.stage == "started" and not self.edited:
+                delay = max(delay, self._first_at - now)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._sleep_until_closed(), delay)
