@@ -20,8 +20,14 @@ class SqliteQuotaTx(SqlitePaymentTx):
         self._db = db
         self._redact = redact  # ledger notes may quote an upstream's error
 
+    async def _row(self, sql: str, params: tuple[object, ...]) -> aiosqlite.Row | None:
+        # One trip to the connection's thread, not two (execute, then fetchone): a reservation
+        # reads eight counters while it holds the database, each trip a turn of a busy loop.
+        rows = list(await self._db.execute_fetchall(sql, params))
+        return rows[0] if rows else None
+
     async def _scalar(self, sql: str, *params: object) -> float:
-        row = await (await self._db.execute(sql, params)).fetchone()
+        row = await self._row(sql, params)
         return float(row[0]) if row and row[0] is not None else 0.0
 
     async def lock(self, actor_key: str | None, chat_key: str | None, day: str, month: str, *,
@@ -61,8 +67,8 @@ class SqliteQuotaTx(SqlitePaymentTx):
 
     async def limits(self, actor_key: str) -> tuple[int | None, int | None]:
         """Per-user limit overrides."""
-        row = await (await self._db.execute(
-            "SELECT daily_limit, monthly_limit FROM users WHERE key = ?", (actor_key,))).fetchone()
+        row = await self._row("SELECT daily_limit, monthly_limit FROM users WHERE key = ?",
+                              (actor_key,))
         return (row[0], row[1]) if row else (None, None)
 
     @staticmethod
@@ -78,8 +84,7 @@ class SqliteQuotaTx(SqlitePaymentTx):
 
     async def reservation(self, reservation_id: str) -> Reservation | None:
         """A reservation by id."""
-        row = await (await self._db.execute("SELECT * FROM reservations WHERE id = ?",
-                                            (reservation_id,))).fetchone()
+        row = await self._row("SELECT * FROM reservations WHERE id = ?", (reservation_id,))
         return self.reservation_from(row) if row else None
 
     async def add_reservation(self, reservation: Reservation) -> None:
@@ -95,11 +100,9 @@ class SqliteQuotaTx(SqlitePaymentTx):
     async def close_reservation(self, reservation_id: str,
                                 state: ReservationState) -> Reservation | None:
         """Mark a held reservation settled or refunded; it as it was held, or None if it was not."""
-        cursor = await self._db.execute(
+        row = await self._row(
             "UPDATE reservations SET state = ?, closed_at = ? WHERE id = ? AND state = 'held'"
             " RETURNING *", (state, datetime.now(UTC).isoformat(), reservation_id))
-        row = await cursor.fetchone()
-        await cursor.close()
         if row is None:
             return None
         return replace(self.reservation_from(row), state="held")
