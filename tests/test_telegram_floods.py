@@ -83,6 +83,27 @@ async def test_drafts_switched_off_show_a_status_message_in_private_chats(
         await settled(bot, [ALICE])
 
 
+async def test_a_skipped_status_is_tried_again_a_tick_later_not_at_once(
+        settings_factory: Factory) -> None:
+    """While the budget skips a group's status, the job's loop waits a tick between tries.
+
+    Looking again every few ms (as it once did) made 500 waiting jobs starve the event loop.
+    """
+    async with running_bot(settings_factory, providers={"demo": DemoProvider(delay=6.0)}) as bot:
+        fake, group = bot.fake, bot.fake.group()
+        budget = bot.adapter.budget
+        assert budget is not None
+        budget.flooded(group["id"], 1.0)  # a 429: the group's paces are held (~4 s all told)
+        started = time.monotonic()
+        fake.user_sends("/imagine a lighthouse", chat=group)
+        status = await fake.wait_for("sendMessage", chat=group, timeout=10)
+        waited = status.at - started
+        assert waited >= 1.0 and budget.sent["skipped"], waited  # it waited for the group
+        # One try a tick (FAST: 0.1 s) at most, not one every loop turn.
+        assert budget.sent["skipped"] <= waited / FAST.tick + 3, (budget.sent, waited)
+        await fake.wait_for("sendPhoto", chat=group, timeout=10)
+
+
 async def test_a_burst_over_the_global_rate_is_delivered_in_full(
         settings_factory: Factory) -> None:
     """Telegram allows this bot 5 messages a second; the bot assumes 30 until 429s say less."""

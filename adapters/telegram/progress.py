@@ -172,8 +172,11 @@ class StatusReporter:
     def _next_look(self, now: float) -> float:
         """Seconds until the loop has something to do, unless a progress event comes first."""
         timing = self._timing
-        if self._shown is None:  # the feedback grace runs out, or the next try
-            return min(timing.tick, max(0.01, self._opened + timing.feedback_grace - now))
+        if self._shown is None:  # the feedback grace runs out, else the next try a tick later
+            # (never sooner: a status the budget skips would spin the loop, and 500 of them
+            # starved the event loop, results and all, in bench/bench_feedback.py's bursts)
+            grace = self._opened + timing.feedback_grace - now
+            return min(timing.tick, grace) if grace > 0 else timing.tick
         if not self._drafting:  # the status message's running time
             return timing.tick
         # A draft changes only with an event (which wakes the loop), a throttled queue place,
