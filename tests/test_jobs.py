@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import jobs
+from bot import jobs_local
 from bot.domain import Progress
 from bot.errors import (
     Cancelled,
@@ -363,7 +363,8 @@ async def test_drain_with_nothing_running_returns_at_once() -> None:
 
 async def test_failing_or_hanging_progress_callback_does_not_break_the_job(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(jobs, "CALLBACK_TIMEOUT", 0.02)
+    # The scheduler lives in jobs_local (bot.jobs re-exports it): patch where it is read.
+    monkeypatch.setattr(jobs_local, "CALLBACK_TIMEOUT", 0.02)
     sched = JobScheduler(global_concurrency=1)
     seen: list[str] = []
 
