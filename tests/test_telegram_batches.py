@@ -131,3 +131,18 @@ async def test_a_style_with_exclusions_and_the_settings_defaults(settings_factor
         album, _ = await sent_batch(bot, "/imagine a harbour")
         assert len(album.result) == 2
         assert provider.requests[-1].prompt.startswith("A watercolor painting of a harbour")
+
+
+async def test_a_batch_refused_with_429s_waits_and_arrives_whole(settings_factory: Factory) -> None:
+    """A batch is a result: its album waits out every 429, however many (a reply gives up after
+    three), and goes out as the album, each candidate paid for once; no refund, no loose photos."""
+    async with running_bot(settings_factory, providers={"demo": candidates()}) as bot:
+        fake = bot.fake
+        fake.fail_next("sendMediaGroup", times=4, retry_after=1)
+        fake.user_sends("/imagine two herons --n 2")
+        album = await fake.wait_for("sendMediaGroup", timeout=20)
+        assert len(album.result) == 2 and len(fake.calls_of("sendMediaGroup", ok=False)) == 4
+        await fake.wait_for("sendMessage", lambda c: "Batch: 2 of 2." in c.text)
+        assert not fake.calls_of("sendPhoto")
+        assert await bot.ledger(ALICE, ["reserve"] * 2 + ["settle"] * 2) == (
+            ["reserve"] * 2 + ["settle"] * 2)

@@ -4,7 +4,9 @@
 sendMediaGroup sends 2-10 photos as one album, but "an album" carries no ``reply_markup``
 (https://core.telegram.org/bots/api#sendmediagroup: the method takes none), so the buttons go on
 one text message right after it. Each photo is bound to its own candidate (``out.sent_each``):
-a reply to photo 3 edits candidate 3, and U3 / V3 act on it. When the album is refused, the
+a reply to photo 3 edits candidate 3, and U3 / V3 act on it. A batch's album is a result like a
+single photo (deliver.py): the RESULT lane, in the order the images were ready, a 429 waited
+out for as long as the result is worth delivering. When the album is refused for good, the
 photos go one by one; whatever did not arrive is refunded by the core when the block ends, and
 its buttons are left off the keyboard.
 """
@@ -12,41 +14,58 @@ its buttons are left off the keyboard.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
-from adapters.telegram.deliver import CAPABILITIES, Sender, markup
+from adapters.telegram.deliver import CAPABILITIES, POOL_WAIT, Sender, Sending, markup
 from adapters.telegram.inbound import Target, ref_of
 from adapters.telegram.widgets import batch_keyboard
 from bot.api import BotApi, Delivery, ImageData, Reply
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def send_album(send: Sender, target: Target, photos: Sequence[ImageData],
-                     captions: Sequence[str], name: str) -> list[Message | None]:
-    """``photos`` as one album (one photo alone as a photo); what arrived, per photo."""
+                     captions: Sequence[str], name: str,
+                     result: Sending | None = None) -> list[Message | None]:
+    """``photos`` as one album (one photo alone as a photo); what arrived, per photo.
+
+    ``result``: the album is that open delivery's result (sent as one, see the docstring).
+    """
     bot = send.bot
+
+    async def call(what: str, make: Callable[[bool], Awaitable[T]]) -> T:
+        return await (make(False) if result is None else send.as_result(result, what, make))
+
     if len(photos) >= 2:
         media = [InputMediaPhoto(p.data, caption=markup(c, CAPABILITIES.caption_limit),
                                  parse_mode=ParseMode.HTML, filename=f"{name}-{i}.{p.extension}")
                  for i, (p, c) in enumerate(zip(photos, captions, strict=True), 1)]
         try:
-            sent = await bot.send_media_group(target.chat_id, media, reply_parameters=target.reply,
-                                              message_thread_id=target.thread_id)
+            sent = await call("sendMediaGroup", lambda paid: bot.send_media_group(
+                target.chat_id, media, reply_parameters=target.reply,
+                message_thread_id=target.thread_id, allow_paid_broadcast=paid or None,
+                pool_timeout=POOL_WAIT))
             return [*sent, *[None] * (len(photos) - len(sent))]
         except TelegramError as err:
             log.warning("album refused (%s); sending its photos one by one", err)
     out: list[Message | None] = []
     for i, (photo, caption) in enumerate(zip(photos, captions, strict=True), 1):
-        try:
-            out.append(await bot.send_photo(
+        def one(paid: bool, i: int = i, photo: ImageData = photo,
+                caption: str = caption) -> Awaitable[Message]:
+            return bot.send_photo(
                 target.chat_id, photo.data, caption=markup(caption, CAPABILITIES.caption_limit),
                 parse_mode=ParseMode.HTML, reply_parameters=target.reply,
-                message_thread_id=target.thread_id, filename=f"{name}-{i}.{photo.extension}"))
+                message_thread_id=target.thread_id, filename=f"{name}-{i}.{photo.extension}",
+                allow_paid_broadcast=paid or None, pool_timeout=POOL_WAIT)
+
+        try:
+            out.append(await call("sendPhoto", one))
         except (BadRequest, TelegramError) as err:
             log.warning("photo %d of %s not delivered (%s)", i, name, err)
             out.append(None)
@@ -67,7 +86,8 @@ async def _deliver(send: Sender, api: BotApi, out: Delivery, target: Target) -> 
     reply = out.reply
     photos = [item.photo for item in out.items]
     numbers = [str(i) for i in range(1, len(photos) + 1)]  # what U2 / V2 refer to
-    sent = await send_album(send, target, photos, numbers, f"imagine-{reply.turn_id}")
+    sent = await send_album(send, target, photos, numbers, f"imagine-{reply.turn_id}",
+                            send.sending(out, target))
     arrived = [[ref_of(m)] if m is not None else [] for m in sent]
     if not any(arrived):
         raise RuntimeError("no photo of the batch arrived")

@@ -135,7 +135,11 @@ class Sender:
         return bool(cfg.paid_broadcast and not self.paid_refused and self.budget is not None
                     and self.budget.backlog_seconds() > cfg.paid_broadcast_after_seconds)
 
-    async def _result(self, job: Sending, what: str, call: Callable[[bool], Awaitable[T]]) -> T:
+    def sending(self, out: Delivery, target: Target) -> Sending:
+        """An open delivery on its way to ``target``, offered for the configured patience."""
+        return Sending(out, target, time.monotonic() + self.patience)
+
+    async def as_result(self, job: Sending, what: str, call: Callable[[bool], Awaitable[T]]) -> T:
         """``call(paid)`` in the RESULT lane; a 429 is waited out for as long as patience lasts.
 
         The first 429 parks the delivery in the outbox, and so does a queue of more than
@@ -217,7 +221,7 @@ class Sender:
                    keyboard: InlineKeyboardMarkup | None) -> list[Message]:
         photo, target = item.photo, job.target
         try:
-            message = await timed(job.out.timings, "upload", self._result(
+            message = await timed(job.out.timings, "upload", self.as_result(
                 job, "sendPhoto", lambda paid: self.bot.send_photo(
                     target.chat_id, photo.data, caption=caption, parse_mode=ParseMode.HTML,
                     reply_markup=keyboard, reply_parameters=target.reply,
@@ -241,7 +245,7 @@ class Sender:
     async def _document(self, job: Sending, original: ImageData, name: str, caption: str | None,
                         keyboard: InlineKeyboardMarkup | None, reply_to: int | None) -> Message:
         target = job.target
-        return await timed(job.out.timings, "upload", self._result(
+        return await timed(job.out.timings, "upload", self.as_result(
             job, "sendDocument", lambda paid: self.bot.send_document(
                 target.chat_id, original.data, caption=caption, parse_mode=ParseMode.HTML,
                 reply_markup=keyboard, message_thread_id=target.thread_id,
