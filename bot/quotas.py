@@ -23,6 +23,7 @@ from bot.config import QuotaSection
 from bot.domain import Actor, ChatRef, Usage, WindowUsage
 from bot.errors import BadGrant, BadUser, QuotaExceeded
 from bot.storage.base import LedgerEntry, LedgerKind, Payment, QuotaTx, Reservation, Store
+from bot.storage.standing import Standing
 
 Clock = Callable[[], datetime]
 #: The most credits one grant may give (or take back), on every grant path.
@@ -102,9 +103,9 @@ class Quotas:
         return next((v for k, v in self._daily_by_prefix.items() if actor_key.startswith(k)),
                     self._cfg.user_daily_credits)
 
-    async def _allowance(self, tx: QuotaTx, actor_key: str) -> tuple[int, int]:
+    def _allowance(self, actor_key: str, standing: Standing) -> tuple[int, int]:
         """The actor's daily and monthly allowance: their override, else the configured one."""
-        daily, monthly = await tx.limits(actor_key)
+        daily, monthly = standing.daily_limit, standing.monthly_limit
         return (self._default_daily(actor_key) if daily is None else daily,
                 self._cfg.user_monthly_credits if monthly is None else monthly)
 
@@ -123,12 +124,14 @@ class Quotas:
             # day's global spend row, which every job needs, is taken last and held the shortest.
             await tx.lock(actor.key, chat.key if chat else None, day, month, spend=False)
             if not self.is_exempt(actor):
-                daily, monthly = await self._allowance(tx, actor.key)
-                day_left = daily - await tx.used_credits(actor.key, day=day)
-                month_left = monthly - await tx.used_credits(actor.key, month=month)
+                pool = chat.key if chat is not None and self._pooled(chat) else None
+                standing = await tx.standing(actor.key, day, month, chat_key=pool)
+                daily, monthly = self._allowance(actor.key, standing)
+                day_left = daily - standing.used_day
+                month_left = monthly - standing.used_month
                 free_left = max(0, min(day_left, month_left))
-                bonus = await tx.bonus(actor.key)
-                paid = await self._paid_left(tx, actor.key, day, month)
+                bonus = standing.bonus
+                paid = await self._paid_left(tx, actor.key, day, month, standing.paid)
                 take_free = min(cost, free_left)
                 take_bonus = min(cost - take_free, bonus)
                 take_paid = cost - take_free - take_bonus
@@ -139,8 +142,8 @@ class Quotas:
                     window, reset = (("user_monthly", month_reset) if monthly_blocks
                                      else ("user_daily", day_reset))
                     raise QuotaExceeded(window, free_left + extra, cost, reset)
-                if self._pooled(chat) and chat is not None:
-                    used = await tx.chat_used(chat.key, day)
+                if pool is not None:
+                    used = standing.chat_day
                     if used + cost > self._cfg.chat_daily_credits:
                         raise QuotaExceeded("chat_daily", max(0, self._cfg.chat_daily_credits - used),
                                             cost, day_reset)
@@ -228,21 +231,20 @@ class Quotas:
         """What is left in each window, what is held now, and when each window resets."""
         day, month, day_reset, month_reset = self._periods()
         windows: list[WindowUsage] = []
+        pool = chat.key if chat is not None and self._pooled(chat) else None
         async with self._store.quota_tx() as tx:
-            daily, monthly = await self._allowance(tx, actor.key)
-            windows.append(WindowUsage("user_daily", daily,
-                                       await tx.used_credits(actor.key, day=day), day_reset))
-            windows.append(WindowUsage("user_monthly", monthly,
-                                       await tx.used_credits(actor.key, month=month), month_reset))
-            if self._pooled(chat) and chat is not None:
+            standing = await tx.standing(actor.key, day, month, chat_key=pool, reserved=True)
+            daily, monthly = self._allowance(actor.key, standing)
+            windows.append(WindowUsage("user_daily", daily, standing.used_day, day_reset))
+            windows.append(WindowUsage("user_monthly", monthly, standing.used_month, month_reset))
+            if pool is not None:
                 windows.append(WindowUsage("chat_daily", self._cfg.chat_daily_credits,
-                                           await tx.chat_used(chat.key, day), day_reset))
+                                           standing.chat_day, day_reset))
             if self._cfg.global_daily_usd > 0:
                 windows.append(WindowUsage("global_daily_usd", self._cfg.global_daily_usd,
                                            round(await tx.usd_spent(day), 6), day_reset))
-            reserved = await tx.reserved(actor.key)
-            bonus = await tx.bonus(actor.key)
-            paid = await self._paid_left(tx, actor.key, day, month)
+            reserved, bonus = standing.reserved, standing.bonus
+            paid = await self._paid_left(tx, actor.key, day, month, standing.paid)
         return Usage(actor_key=actor.key, windows=tuple(windows), reserved=reserved, bonus=bonus,
                      exempt=self.is_exempt(actor), running=running, paid=paid)
 
@@ -256,9 +258,13 @@ class Quotas:
                                         paid=-credits, note=note, reservation_id=reservation_id,
                                         ts=self._clock()))
 
-    async def _paid_left(self, tx: QuotaTx, actor_key: str, day: str, month: str) -> int:
-        """Purchased credits left, after lapsing what is older than ``credits_expire_days``."""
-        paid = await tx.paid(actor_key)
+    async def _paid_left(self, tx: QuotaTx, actor_key: str, day: str, month: str,
+                         paid: int | None = None) -> int:
+        """Purchased credits left, after lapsing what is older than ``credits_expire_days``.
+
+        ``paid``: the counter as this transaction already read it.
+        """
+        paid = await tx.paid(actor_key) if paid is None else paid
         if self._paid_expire is None or paid <= 0:
             return paid
         # Oldest credits are spent first, so what the packs of the last N days cannot account

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 from bot.domain import MessageRef, Turn, UserSettings
 from bot.storage.gallery_port import GalleryStore
+from bot.storage.standing import Standing
 
 LedgerKind = Literal["reserve", "settle", "refund", "grant", "purchase", "purchase_refund",
                      "expire"]
@@ -157,6 +158,11 @@ class QuotaTx(Protocol):
 
     async def limits(self, actor_key: str) -> tuple[int | None, int | None]:
         """Per-user daily and monthly limit overrides (None = the default)."""
+        ...
+
+    async def standing(self, actor_key: str, day: str, month: str, *,
+                       chat_key: str | None = None, reserved: bool = False) -> Standing:
+        """limits, used_credits (day, month), bonus, paid, chat_used and reserved in one read."""
         ...
 
     async def reservation(self, reservation_id: str) -> Reservation | None:

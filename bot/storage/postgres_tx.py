@@ -18,6 +18,7 @@ import asyncpg
 
 from bot.storage.base import LedgerEntry, Reservation, ReservationState
 from bot.storage.postgres_payments import PgPaymentTx
+from bot.storage.standing import Standing, standing_of
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -112,6 +113,12 @@ class PgQuotaTx(PgPaymentTx):
         row = await self._conn.fetchrow(
             "SELECT daily_limit, monthly_limit FROM users WHERE key = $1", actor_key)
         return (row["daily_limit"], row["monthly_limit"]) if row else (None, None)
+
+    async def standing(self, actor_key: str, day: str, month: str, *,
+                       chat_key: str | None = None, reserved: bool = False) -> Standing:
+        """The single reads (the rows ``lock`` took cost no trip)."""
+        return await standing_of(self, actor_key, day, month, chat_key=chat_key,
+                                 reserved=reserved)
 
     async def reservation(self, reservation_id: str) -> Reservation | None:
         """A reservation by id."""

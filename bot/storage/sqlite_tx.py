@@ -10,6 +10,20 @@ import aiosqlite
 
 from bot.storage.base import LedgerEntry, Reservation, ReservationState
 from bot.storage.sqlite_payments import SqlitePaymentTx
+from bot.storage.standing import Standing
+
+#: QuotaTx.standing's reads as one statement (a chat's row only when one is named).
+_STANDING = (
+    "SELECT (SELECT daily_limit FROM users WHERE key = :actor),"
+    " (SELECT monthly_limit FROM users WHERE key = :actor),"
+    " (SELECT units FROM counters WHERE scope = 'user_day' AND key = :actor AND period = :day),"
+    " (SELECT units FROM counters WHERE scope = 'user_month' AND key = :actor"
+    "  AND period = :month),"
+    " (SELECT units FROM counters WHERE scope = 'bonus' AND key = :actor AND period = ''),"
+    " (SELECT units FROM counters WHERE scope = 'paid' AND key = :actor AND period = ''),"
+    " (SELECT units FROM counters WHERE scope = 'chat_day' AND key = :chat AND period = :day),"
+    " CASE WHEN :held THEN (SELECT SUM(credits + bonus + paid) FROM reservations"
+    "  WHERE actor_key = :actor AND state = 'held') END")
 
 
 class SqliteQuotaTx(SqlitePaymentTx):
@@ -20,7 +34,8 @@ class SqliteQuotaTx(SqlitePaymentTx):
         self._db = db
         self._redact = redact  # ledger notes may quote an upstream's error
 
-    async def _row(self, sql: str, params: tuple[object, ...]) -> aiosqlite.Row | None:
+    async def _row(self, sql: str, params: tuple[object, ...] | dict[str, object]
+                   ) -> aiosqlite.Row | None:
         # One trip to the connection's thread, not two (execute, then fetchone): a reservation
         # reads eight counters while it holds the database, each trip a turn of a busy loop.
         rows = list(await self._db.execute_fetchall(sql, params))
@@ -70,6 +85,20 @@ class SqliteQuotaTx(SqlitePaymentTx):
         row = await self._row("SELECT daily_limit, monthly_limit FROM users WHERE key = ?",
                               (actor_key,))
         return (row[0], row[1]) if row else (None, None)
+
+    async def standing(self, actor_key: str, day: str, month: str, *,
+                       chat_key: str | None = None, reserved: bool = False) -> Standing:
+        """One statement, one trip to the connection's thread."""
+        row = await self._row(_STANDING, {"actor": actor_key, "day": day, "month": month,
+                                          "chat": chat_key, "held": int(reserved)})
+        assert row is not None  # scalar subqueries: always one row
+
+        def count(value: object) -> int:
+            return int(value) if isinstance(value, int | float) else 0
+
+        return Standing(daily_limit=row[0], monthly_limit=row[1], used_day=count(row[2]),
+                        used_month=count(row[3]), bonus=count(row[4]), paid=count(row[5]),
+                        chat_day=count(row[6]), reserved=count(row[7]))
 
     @staticmethod
     def reservation_from(row: aiosqlite.Row) -> Reservation:
