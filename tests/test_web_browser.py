@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from bot.domain import Actor
@@ -32,9 +33,12 @@ PHONE: dict[str, Any] = {"viewport": {"width": 390, "height": 844}, "device_scal
                          "is_mobile": True, "has_touch": True}
 SLOW_DEMO = {"providers": {"demo": {"api": "demo", "demo_delay_seconds": 1.2}}}
 
-pytestmark = pytest.mark.skipif(
+# One Chromium per module (its loop is the module's): starting Playwright's driver and the
+# browser cost more than most of a test; each test still gets contexts of its own (below).
+pytestmark = [pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install chromium)")
+    reason="browser tests need Debian's Chromium at /usr/bin/chromium (apt-get install chromium)"),
+    pytest.mark.asyncio(loop_scope="module")]
 
 
 @asynccontextmanager
@@ -46,6 +50,26 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_chromium() -> AsyncIterator[Browser]:
+    """The module's Chromium."""
+    async with chromium() as browser:
+        yield browser
+
+
+@asynccontextmanager
+async def fresh(browser: Browser) -> AsyncIterator[Browser]:
+    """``browser`` for one test: every context (cookies, storage, pages) it opened is closed after.
+
+    Contexts share nothing with each other, so a test sees no trace of the one before it.
+    """
+    try:
+        yield browser
+    finally:
+        for context in browser.contexts:
+            await context.close()
 
 
 async def open_page(browser: Browser, url: str, **options: Any) -> Page:
@@ -98,9 +122,9 @@ async def drop_file(page: Page, name: str, data: bytes) -> None:
     await expect(page.locator("#dropzone")).to_be_hidden()
 
 
-async def test_newcomer_imagines_with_a_reference_then_edits(settings_factory: Factory,
-                                                            tmp_path: Path) -> None:
-    async with running_console(settings_factory, **SLOW_DEMO) as run, chromium() as browser:
+async def test_newcomer_imagines_with_a_reference_then_edits(
+        shared_chromium: Browser, settings_factory: Factory, tmp_path: Path) -> None:
+    async with running_console(settings_factory, **SLOW_DEMO) as run, fresh(shared_chromium) as browser:
         page = await open_page(browser, run.url, **DESKTOP)
         await expect(page.locator(".badge.demo")).to_have_text("DEMO")
         await expect(page.locator(".banner")).to_contain_text("Demo mode")
@@ -166,9 +190,9 @@ async def seed_history(run: Running, days: int = 29) -> None:
                 await quotas.settle(held.id)
 
 
-async def test_operator_sees_todays_spend_and_grants_credits(settings_factory: Factory,
-                                                             tmp_path: Path) -> None:
-    async with running_console(settings_factory) as run, chromium() as browser:
+async def test_operator_sees_todays_spend_and_grants_credits(
+        shared_chromium: Browser, settings_factory: Factory, tmp_path: Path) -> None:
+    async with running_console(settings_factory) as run, fresh(shared_chromium) as browser:
         await seed_history(run)
         user = await open_page(browser, run.url, **DESKTOP)
         await imagine(user, "a lighthouse on a cliff", 0)
@@ -205,8 +229,8 @@ async def test_operator_sees_todays_spend_and_grants_credits(settings_factory: F
         assert user.errors == [] and op.errors == []  # type: ignore[attr-defined]
 
 
-async def test_a_wrong_token_is_rejected(settings_factory: Factory) -> None:
-    async with running_console(settings_factory) as run, chromium() as browser:
+async def test_a_wrong_token_is_rejected(shared_chromium: Browser, settings_factory: Factory) -> None:
+    async with running_console(settings_factory) as run, fresh(shared_chromium) as browser:
         page = await open_page(browser, run.url + "/operator", **DESKTOP)
         await page.fill("#token", "not-the-token")
         async with page.expect_response("**/operator/login") as answer:
@@ -219,8 +243,9 @@ async def test_a_wrong_token_is_rejected(settings_factory: Factory) -> None:
         assert "ib_op" not in cookies and "ib_web" in cookies
 
 
-async def test_both_pages_work_on_a_phone(settings_factory: Factory, tmp_path: Path) -> None:
-    async with running_console(settings_factory) as run, chromium() as browser:
+async def test_both_pages_work_on_a_phone(
+        shared_chromium: Browser, settings_factory: Factory, tmp_path: Path) -> None:
+    async with running_console(settings_factory) as run, fresh(shared_chromium) as browser:
         page = await open_page(browser, run.url, **PHONE)
         await expect(page.locator("#send")).to_be_in_viewport()
         await no_sideways_scroll(page)

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 
 from tests.helpers import png
-from tests.test_web_browser import DESKTOP, chromium, drop_file, open_page, pytestmark, shot
+from tests.test_web_browser import (
+    DESKTOP,
+    drop_file,
+    fresh,
+    open_page,
+    pytestmark,
+    shared_chromium,
+    shot,
+)
 from tests.test_web_harness import Factory, running_console
 
-__all__ = ["pytestmark"]
+__all__ = ["pytestmark", "shared_chromium"]
 
 
-async def test_a_batch_grid_then_u2_and_describe(settings_factory: Factory,
-                                                 tmp_path: Path) -> None:
-    async with running_console(settings_factory) as run, chromium() as browser:
+async def test_a_batch_grid_then_u2_and_describe(
+        shared_chromium: Browser, settings_factory: Factory, tmp_path: Path) -> None:
+    async with running_console(settings_factory) as run, fresh(shared_chromium) as browser:
         page = await open_page(browser, run.url, **DESKTOP)
         await page.select_option("#n", "4")
         await page.select_option("#style", "watercolor")

@@ -6,30 +6,31 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 
 from tests.helpers import png
 from tests.test_web_browser import (
     DESKTOP,
     PHONE,
-    chromium,
     drop_file,
+    fresh,
     imagine,
     no_sideways_scroll,
     open_page,
     pytestmark,
+    shared_chromium,
     shot,
 )
 from tests.test_web_harness import TOKEN, Factory, running_console
 from tests.test_web_live import serve
 
-__all__ = ["pytestmark"]
+__all__ = ["pytestmark", "shared_chromium"]
 SLOW = {"providers": {"demo": {"api": "demo", "demo_delay_seconds": 4.0}}}
 
 
-async def test_reload_during_a_job_shows_it_pending_then_its_result(settings_factory: Factory,
-                                                                    tmp_path: Path) -> None:
-    async with running_console(settings_factory, **SLOW) as run, chromium() as browser:
+async def test_reload_during_a_job_shows_it_pending_then_its_result(
+        shared_chromium: Browser, settings_factory: Factory, tmp_path: Path) -> None:
+    async with running_console(settings_factory, **SLOW) as run, fresh(shared_chromium) as browser:
         page = await open_page(browser, run.url, **DESKTOP)
         await page.fill("#prompt", "a kite over the dunes")
         await page.press("#prompt", "Enter")
@@ -50,10 +51,10 @@ async def test_reload_during_a_job_shows_it_pending_then_its_result(settings_fac
         assert page.errors == []  # type: ignore[attr-defined]
 
 
-async def test_a_result_that_lands_while_the_server_restarts_appears(settings_factory: Factory
-                                                                     ) -> None:
+async def test_a_result_that_lands_while_the_server_restarts_appears(
+        shared_chromium: Browser, settings_factory: Factory) -> None:
     settings = settings_factory(**SLOW)
-    async with chromium() as browser:
+    async with fresh(shared_chromium) as browser:
         async with serve(settings) as (console, stop):
             port = int(console.url.rpartition(":")[2])
             page = await open_page(browser, console.url, **PHONE)
@@ -75,10 +76,10 @@ async def test_a_result_that_lands_while_the_server_restarts_appears(settings_fa
     assert unexpected == []
 
 
-async def test_a_refusal_keeps_the_prompt_and_the_references(settings_factory: Factory,
-                                                             tmp_path: Path) -> None:
+async def test_a_refusal_keeps_the_prompt_and_the_references(
+        shared_chromium: Browser, settings_factory: Factory, tmp_path: Path) -> None:
     async with running_console(settings_factory, quota={"user_daily_credits": 10}) as run, \
-            chromium() as browser:
+            fresh(shared_chromium) as browser:
         page = await open_page(browser, run.url, **DESKTOP)
         await expect(page.locator("#cost")).to_have_text("Costs 4 credits · you have 10")
         await page.select_option("#model", "nano-banana-pro")
@@ -103,9 +104,9 @@ async def test_a_refusal_keeps_the_prompt_and_the_references(settings_factory: F
         assert all("status of 422" in e for e in page.errors)  # type: ignore[attr-defined]
 
 
-async def test_phone_popover_menus_and_user_table_fit(settings_factory: Factory,
-                                                      tmp_path: Path) -> None:
-    async with running_console(settings_factory) as run, chromium() as browser:
+async def test_phone_popover_menus_and_user_table_fit(
+        shared_chromium: Browser, settings_factory: Factory, tmp_path: Path) -> None:
+    async with running_console(settings_factory) as run, fresh(shared_chromium) as browser:
         page = await open_page(browser, run.url, **PHONE)
         await page.click("#quota summary")
         pop = page.locator("#quota .pop")
@@ -134,8 +135,9 @@ async def test_phone_popover_menus_and_user_table_fit(settings_factory: Factory,
         assert page.errors == [] and op.errors == []  # type: ignore[attr-defined]
 
 
-async def test_a_result_reaches_every_open_tab_of_the_browser(settings_factory: Factory) -> None:
-    async with running_console(settings_factory) as run, chromium() as browser:
+async def test_a_result_reaches_every_open_tab_of_the_browser(
+        shared_chromium: Browser, settings_factory: Factory) -> None:
+    async with running_console(settings_factory) as run, fresh(shared_chromium) as browser:
         first = await open_page(browser, run.url, **DESKTOP)
         second = await first.context.new_page()  # the same browser: the same cookie and chat
         await second.goto(run.url)
