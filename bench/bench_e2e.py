@@ -13,7 +13,7 @@ send about 30 messages a second in all), 4K at most 3 jobs/s (about what 2 cores
 fit and re-encode); ``--delay`` fixes it instead. Per job:
 
 - added latency: from the user's message to the result being in the chat (Telegram: the photo,
-  and for 4K also the original as a file; Discord: the follow-up with the image), minus the
+  and for 4K also the original as a file; Discord: the edit carrying the image), minus the
   upstream delay: what the bot itself adds (queueing, decoding, storing, fitting, uploading);
 - first feedback: from the message to the first sign of life (Telegram: the draft in a private
   chat, else the chat action or status message; Discord: the interaction's deferral);

@@ -7,9 +7,17 @@ only while a job runs long enough to show any.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
+from typing import Any
 
+import discord
+from discord import app_commands
+
+from adapters.discord.progress import ProgressReporter
 from bot.config import Settings
+from bot.domain import Actor, ChatRef, ImageRequest, Progress
 from tests.fake_discord import (
     Event,
     FakeDiscord,
@@ -19,6 +27,7 @@ from tests.fake_discord import (
     result_of,
     running_bot,
 )
+from tests.outcomes import jobs
 
 SettingsFactory = Callable[..., Settings]
 
@@ -62,4 +71,46 @@ async def test_a_failed_job_leaves_nothing_public(settings_factory: SettingsFact
         assert calls_for(fake, ix) == ["ack", "delete", "message"]
         assert ix.original is not None and ix.original.deleted
         assert [m for m in fake.visible(viewer=other) if m.interaction_id == ix.id] == []
+        assert not fake.errors
+
+
+async def test_an_edit_given_up_in_flight_is_reported() -> None:
+    started = asyncio.Event()
+
+    async def stuck(text: str) -> None:  # an edit Discord never answers
+        started.set()
+        await asyncio.Event().wait()
+
+    reporter = ProgressReporter(stuck, lambda event, running: "⏳ Queued, position 1…")
+    reporter.edited = True  # an earlier edit landed: the one in flight gets CLOSE_GRACE
+    await reporter(Progress(job_id="j", stage="queued", position=1))
+    await started.wait()
+    assert await reporter.close() is True and reporter.abandoned
+
+
+async def test_after_an_abandoned_edit_the_result_is_a_follow_up(
+        settings_factory: SettingsFactory) -> None:
+    # The edit given up may still land; had the result been an edit, it could be overwritten.
+    async with FakeDiscord() as fake, running_bot(
+            fake, discord_settings(settings_factory, fake)) as bot:
+        client, runtime = bot.adapter.client, bot.adapter.runtime
+        assert client is not None and runtime is not None
+
+        @app_commands.command(name="late", description="a job whose last progress edit hung")
+        async def late(interaction: discord.Interaction[Any]) -> None:
+            await runtime.out.thinking(interaction)
+            request = ImageRequest(Actor("discord", str(interaction.user.id)),
+                                   ChatRef("discord", str(interaction.channel_id), "group"),
+                                   "a hung edit")
+            reply = await jobs(bot.core).imagine(request)
+            await runtime.out.result(interaction, reply, resolved=False, began=time.monotonic(),
+                                     in_place=False)
+            runtime.out.forget(interaction)
+
+        client.tree.add_command(late)
+        ix = await fake.slash("late", user=fake.user("uma"))
+        result = await result_of(fake, ix)
+        assert result.via == "followup" and not result.ephemeral and result is not ix.original
+        await fake.wait_for("delete", lambda e: e.message is ix.original)
+        assert calls_for(fake, ix) == ["ack", "edit", "message", "delete"]
         assert not fake.errors
