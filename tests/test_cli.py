@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -19,6 +21,15 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
     base.pop("IMAGE_API_KEY", None)
     return subprocess.run([sys.executable, "-m", "adapters.cli", *args], cwd=cwd, env={**base, **(env or {})},
                           capture_output=True, text=True, timeout=60, check=False)
+
+
+def run_cli_all(cases: Sequence[Sequence[str]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
+    """Independent CLI runs at once, each its own process; their results in ``cases``' order.
+
+    A CLI process spends its seconds importing on one core: run in turn, the other core idles.
+    """
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda args: run_cli(*args, cwd=cwd), cases))
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess[str]) -> None:
@@ -62,14 +73,14 @@ def test_bad_input_exits_5(tmp_path: Path) -> None:
         ("generate", "x", "--api", "demo", "--aspect", "7:3"),
         ("generate", "x", "--model", "no-such-model"),
     ]
-    for args in cases:
-        proc = run_cli(*args, cwd=tmp_path)
-        assert proc.returncode == 5, (args, proc.stderr)
-        assert_clean_failure(proc)
     too_many = [arg for i in range(15) for arg in ("--ref", f"r{i}.png")]
     for i in range(15):
         (tmp_path / f"r{i}.png").write_bytes(png(10, 10, "black"))
-    proc = run_cli("generate", "x", "--api", "demo", "--model", "nano-banana", *too_many, cwd=tmp_path)
+    *procs, proc = run_cli_all([*cases, ("generate", "x", "--api", "demo", "--model",
+                                         "nano-banana", *too_many)], cwd=tmp_path)
+    for args, failed in zip(cases, procs, strict=True):
+        assert failed.returncode == 5, (args, failed.stderr)
+        assert_clean_failure(failed)
     assert proc.returncode == 5  # the retired name means nano-banana-2.1, which takes 14
     assert "at most 14" in proc.stderr
 

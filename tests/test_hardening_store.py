@@ -38,7 +38,7 @@ from tests.fake_upstream import (  # noqa: F401 - the fixture
 from tests.helpers import png
 from tests.outcomes import jobs
 from tests.store_engines import AnyStore, execute, fetch, read_only
-from tests.test_cli import run_cli
+from tests.test_cli import run_cli, run_cli_all
 from tests.test_web_harness import running_console, turn_of, visitor
 
 Factory = Callable[..., Settings]
@@ -284,17 +284,20 @@ async def test_telegram_huge_grants_are_refused_and_the_user_keeps_working(
         assert await bot.ledger(ALICE, ["reserve", "settle"]) == ["reserve", "settle"]
 
 
-@pytest.mark.parametrize("user,credits", [
+BAD_GRANTS = [
     ("foo:bar", "5"), ("telegram:4 2", "5"), (" telegram:42", "5"), ("telegram: 42", "5"),
     ("slack:42", "5"), ("telegram:42", "0"), ("telegram:42", "1.5"), ("telegram:42", "ten"),
     ("telegram:42", str(2**63 - 1)), ("telegram:42", "5 0"),
-])
-def test_cli_grant_refuses_bad_input_in_one_line(tmp_path: Path, user: str, credits: str) -> None:
-    proc = run_cli("grant", user, credits, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("imagine-bot: "), proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+]
+
+
+def test_cli_grant_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    procs = run_cli_all([("grant", user, credits) for user, credits in BAD_GRANTS], cwd=tmp_path)
+    for case, proc in zip(BAD_GRANTS, procs, strict=True):
+        assert proc.returncode == 2, (case, proc.stdout + proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("imagine-bot: "), (case, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stdout == "", case
 
 
 def test_cli_grant_accepts_a_good_one(tmp_path: Path) -> None:
