@@ -99,7 +99,13 @@ def seconds(value: int | float | timedelta) -> float:
 class Limits:
     """The paces kept (under Telegram's documented ones, see the module docstring)."""
 
-    rate: float = 30.0
+    #: 5% under Telegram's 30: a backlog sent at exactly 30 a second keeps Telegram's bucket
+    #: where our first burst left it, with no room for uploads that arrive closer together than
+    #: they left (a 1.5 MB photo takes 20 ms to seconds on its way under load); at 28.5 the
+    #: room grows back by 1.5 a second. Each 429 holds everything for its retry_after and costs
+    #: a fifth of the rate for a minute: bench/bench_e2e.py's burst of 500 results at 30/s drew
+    #: 3-5 429s from the fake Bot API in most runs and then went out at 23-24/s.
+    rate: float = 28.5
     #: Half a second's worth: a send budget granted late (a busy event loop) catches up.
     burst: int = 15
     paid_rate: float = 1000.0
