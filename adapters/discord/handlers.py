@@ -151,21 +151,21 @@ class Handlers:
             await interaction.edit_original_response(view=text_layout(text))
 
         out = self.rt.out
-        await out.thinking(interaction)
-        try:
+        began = time.monotonic()
+
+        async def work() -> None:
             locale = await self.api.locale_for(actor)
             reporter = ProgressReporter(edit, partial(self.api.progress_text, locale),
                                         first_after=ProgressReporter.min_interval)
-            began = time.monotonic()
+            try:
+                reply = await start(reporter)
+            finally:
+                resolved = await reporter.close()
+            await out.result(interaction, reply, resolved=resolved, began=began,
+                             in_place=not reporter.abandoned)
 
-            async def work() -> None:
-                try:
-                    reply = await start(reporter)
-                finally:
-                    resolved = await reporter.close()
-                await out.result(interaction, reply, resolved=resolved, began=began,
-                                 in_place=not reporter.abandoned)
-
+        await out.thinking(interaction)
+        try:  # whatever goes wrong is told while the deferral is known to be public
             async with self.rt.tracked():
                 await self.rt.guard_interaction(interaction, work(), actor)
         finally:
