@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
 
 from adapters.cli.main import main
 from tests.helpers import jpeg, png
+
+Done = subprocess.CompletedProcess[str]
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -23,13 +26,19 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproc
                           capture_output=True, text=True, timeout=60, check=False)
 
 
-def run_cli_all(cases: Sequence[Sequence[str]], cwd: Path) -> list[subprocess.CompletedProcess[str]]:
-    """Independent CLI runs at once, each its own process; their results in ``cases``' order.
+def at_once(*runs: Callable[[], Done]) -> list[Done]:
+    """Independent CLI runs at once, each its own process; their results in order.
 
     A CLI process spends its seconds importing on one core: run in turn, the other core idles.
     """
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(lambda args: run_cli(*args, cwd=cwd), cases))
+        futures = [pool.submit(run) for run in runs]
+        return [future.result() for future in futures]
+
+
+def run_cli_all(cases: Sequence[Sequence[str]], cwd: Path) -> list[Done]:
+    """``run_cli`` for each of ``cases`` (argument lists) in ``cwd``, at once."""
+    return at_once(*(partial(run_cli, *args, cwd=cwd) for args in cases))
 
 
 def assert_clean_failure(proc: subprocess.CompletedProcess[str]) -> None:
@@ -87,24 +96,22 @@ def test_bad_input_exits_5(tmp_path: Path) -> None:
 
 def test_usage_and_configuration_errors_exit_2(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('[quota]\ntimezone = "Mars/Olympus"\nuser_daily_credits = -1\n')
-    proc = run_cli("generate", "x", "--api", "demo", cwd=tmp_path)
+    proc, missing = run_cli_all([("generate", "x", "--api", "demo"), (
+        "generate", "x", "--api", "gemini", "--config", "/nonexistent.toml")], cwd=tmp_path)
     assert proc.returncode == 2
     assert_clean_failure(proc)
     assert "[quota] timezone = 'Mars/Olympus'" in proc.stderr
     assert "[quota] user_daily_credits = -1" in proc.stderr
-
-    proc = run_cli("generate", "x", "--api", "gemini", "--config", "/nonexistent.toml", cwd=tmp_path)
-    assert proc.returncode == 2 and "not found" in proc.stderr
+    assert missing.returncode == 2 and "not found" in missing.stderr
 
     (tmp_path / "config.toml").unlink()
-    proc = run_cli("generate", "x", "--api", "gemini", cwd=tmp_path)
+    proc, no_prompt = run_cli_all([("generate", "x", "--api", "gemini"), ("generate",)],
+                                  cwd=tmp_path)
     assert proc.returncode == 2
     assert "IMAGE_API_KEY" in proc.stderr
     assert_clean_failure(proc)
-
-    proc = run_cli("generate", cwd=tmp_path)  # argparse: missing prompt
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
+    assert no_prompt.returncode == 2  # argparse: missing prompt
+    assert "Traceback" not in no_prompt.stderr
 
 
 def test_run_with_nothing_to_serve_explains_what_to_configure(tmp_path: Path) -> None:
@@ -134,16 +141,15 @@ def test_grant_then_usage_reads_the_ledger(tmp_path: Path) -> None:
     proc = run_cli("grant", "telegram:42", "50", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "bonus now 50" in proc.stdout
-    proc = run_cli("usage", "--csv", cwd=tmp_path)
+    proc, one, refused = run_cli_all([("usage", "--csv"), ("usage", "telegram:42"),
+                                      ("grant", "fortytwo", "5")], cwd=tmp_path)
     assert proc.returncode == 0
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "day,user,jobs,credits,usd,granted"
     assert lines[1].split(",")[1:] == ["telegram:42", "0", "0", "0.0000", "50"]
-    proc = run_cli("usage", "telegram:42", cwd=tmp_path)
-    assert proc.returncode == 0 and "telegram:42" in proc.stdout
-    proc = run_cli("grant", "fortytwo", "5", cwd=tmp_path)
-    assert proc.returncode == 2
-    assert_clean_failure(proc)
+    assert one.returncode == 0 and "telegram:42" in one.stdout
+    assert refused.returncode == 2
+    assert_clean_failure(refused)
 
 
 def test_console_token_is_made_once_and_kept_private(tmp_path: Path) -> None:
@@ -152,9 +158,10 @@ def test_console_token_is_made_once_and_kept_private(tmp_path: Path) -> None:
     assert first.returncode == 0
     token = first.stdout.strip()
     assert len(token) >= 32
-    assert run_cli("console-token", cwd=tmp_path).stdout.strip() == token
+    again, env = at_once(partial(run_cli, "console-token", cwd=tmp_path), partial(
+        run_cli, "console-token", cwd=tmp_path, env={"IMAGINE_CONSOLE_TOKEN": "from-the-env-123"}))
+    assert again.stdout.strip() == token
     assert (tmp_path / "data" / "console-token").stat().st_mode & 0o077 == 0
-    env = run_cli("console-token", cwd=tmp_path, env={"IMAGINE_CONSOLE_TOKEN": "from-the-env-123"})
     assert env.stdout.strip() == "from-the-env-123"
 
 

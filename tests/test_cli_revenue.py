@@ -11,7 +11,7 @@ from bot.bootstrap import build_core
 from bot.domain import Actor
 from bot.quotas import Price
 from bot.shop import Charge
-from tests.test_cli import run_cli
+from tests.test_cli import run_cli, run_cli_all
 
 CONFIG = """
 [quota]
@@ -71,13 +71,13 @@ def test_usage_shows_revenue_next_to_spend(seeded: Path) -> None:
 
 
 def test_revenue_alone_as_csv_and_for_one_user(seeded: Path) -> None:
-    proc = run_cli("usage", "--revenue", "--csv", cwd=seeded)
+    proc, one = run_cli_all([("usage", "--revenue", "--csv"), ("usage", "telegram:2", "--revenue")],
+                            cwd=seeded)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == "day,sales,stars,refunds,refunded_stars,revenue_usd,spend_usd,margin_usd"
     assert lines[1].split(",")[1:] == ["2", "50", "1", "25", "0.5000", "0.1200", "0.3800"]
-    proc = run_cli("usage", "telegram:2", "--revenue", cwd=seeded)
-    row = proc.stdout.strip().splitlines()[1].split()
+    row = one.stdout.strip().splitlines()[1].split()
     assert row[1:] == ["1", "25", "1", "25", "0.0000", "0.0000", "0.0000"]
 
 
