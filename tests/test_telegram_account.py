@@ -46,6 +46,10 @@ async def test_settings_menu_saves_choices(settings_factory: Factory) -> None:
         fake.press(message, "st:1001:set:model=nano-banana-pro")
         saved = await fake.wait_for("editMessageText")
         assert saved.text.startswith("Saved: Model = nano-banana-pro\n")
+        # The rest in Alice's private chat: the adapter keeps a group's 20 messages a minute
+        # (Telegram's limit), which would space every further edit 3 s apart here.
+        fake.user_sends("/settings")
+        message = (await fake.wait_for("sendMessage", chat=fake.private(ALICE))).message
         fake.press(message, "st:1001:open:size")
         sizes = await fake.wait_for("editMessageText")
         assert {"1K", "2K", "4K"} <= set(sizes.button_texts)
