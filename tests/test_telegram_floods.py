@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from adapters.telegram import Timing
+from adapters.telegram.progress import Throttle
 from bot.config import Settings
 from bot.providers.demo import DemoProvider
 from tests.fake_telegram import ALICE, FAST, BotHarness, FakeUser, running_bot
@@ -102,6 +103,13 @@ async def test_a_skipped_status_is_tried_again_a_tick_later_not_at_once(
         # One try a tick (FAST: 0.1 s) at most, not one every loop turn.
         assert budget.sent["skipped"] <= waited / FAST.tick + 3, (budget.sent, waited)
         await fake.wait_for("sendPhoto", chat=group, timeout=10)
+
+
+def test_repeated_chat_actions_share_one_cap() -> None:
+    """Every job's chat action after its first draws from one shared allowance a second."""
+    throttle = Throttle(repeats_per_second=5)
+    assert sum(throttle.may_repeat_action(100.0) for _ in range(50)) == 5
+    assert throttle.may_repeat_action(100.2) and not throttle.may_repeat_action(100.2)
 
 
 async def test_a_burst_over_the_global_rate_is_delivered_in_full(

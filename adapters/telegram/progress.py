@@ -60,11 +60,27 @@ class Timing:
 class Throttle:
     """Progress state shared by every job: each chat's last status edit, whether drafts work."""
 
-    def __init__(self, drafts: bool = True) -> None:
+    def __init__(self, drafts: bool = True, repeats_per_second: float = 20.0) -> None:
         self._last: dict[int, float] = {}
         #: False when switched off, or once Telegram refused a draft (an older Bot API server):
         #: status messages then.
         self.drafts = drafts
+        # Repeated chat actions, shared by every job: each is a Bot API call, and when a burst
+        # keeps hundreds of status messages waiting, repeating all of them every few seconds
+        # took the event loop from the results (bench/bench_feedback.py, py-spy).
+        self._repeat_rate = repeats_per_second
+        self._repeats = self._repeat_rate
+        self._repeats_at = 0.0
+
+    def may_repeat_action(self, now: float) -> bool:
+        """Whether a job may send its chat action again now (a job's first one always goes)."""
+        self._repeats = min(self._repeat_rate,
+                            self._repeats + (now - self._repeats_at) * self._repeat_rate)
+        self._repeats_at = now
+        if self._repeats < 1:
+            return False
+        self._repeats -= 1
+        return True
 
     def ready(self, chat_id: int, interval: float, now: float) -> bool:
         """True when ``chat_id`` may get another status edit at ``now``."""
@@ -103,6 +119,8 @@ class StatusReporter:
         self._shown_at = 0.0
         self._shown_stage: str | None = None
         self._next_action = 0.0
+        self._retry_at = 0.0
+        self._skips = 0
         self._gave_up = False
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
@@ -221,7 +239,7 @@ class StatusReporter:
     async def _message(self, now: float) -> None:
         """Send the status message once its text is known; edit it when the text changes."""
         text = self._text(now)
-        if text is None or self._gave_up:
+        if text is None or self._gave_up or now < self._retry_at:
             return
         chat_id = self._target.chat_id
         try:
@@ -237,17 +255,23 @@ class StatusReporter:
                 self._shown = text
                 await self._bot.edit_message_text(markup(text), chat_id, self._status,
                                                   parse_mode=ParseMode.HTML)
-        except Skipped:
-            pass  # the budget is busy with results; try again on a later tick
+        except Skipped:  # the budget is busy with results: try again later, backing off
+            self._skips += 1
+            self._retry_at = now + self._timing.tick * 2 ** min(self._skips, 2)
         except TelegramError as err:
             log.info("status message in %s: %s", chat_id, err)
             self._gave_up = self._status is None
+        else:
+            self._skips = 0
 
     async def _action(self, now: float) -> None:
         """Nothing else shows yet: the chat action does (again every few seconds)."""
         if now < self._next_action:
             return
+        repeat = self._next_action > 0
         self._next_action = now + self._timing.action_interval
+        if repeat and not self._throttle.may_repeat_action(now):
+            return
         try:
             await self._bot.send_chat_action(self._target.chat_id, ChatAction.UPLOAD_PHOTO,
                                              message_thread_id=self._target.thread_id)
