@@ -28,6 +28,8 @@ class Server:
         self.seen_headers: list[CIMultiDict[str]] = []
         self.runner: web.AppRunner | None = None
         self.url = ""
+        #: Set when the test is over: a stalled answer then ends (cleanup waits for handlers).
+        self.done = asyncio.Event()
 
     async def start(self) -> None:
         app = web.Application()
@@ -57,7 +59,7 @@ class Server:
         resp = web.StreamResponse(headers={"Content-Length": "100"})
         await resp.prepare(request)
         await resp.write(b"x" * 10)
-        await asyncio.sleep(5)
+        await self.done.wait()
         return resp
 
     async def cut(self, request: web.Request) -> web.StreamResponse:
@@ -76,6 +78,7 @@ async def server() -> AsyncIterator[Server]:
     started = Server()
     await started.start()
     yield started
+    started.done.set()
     assert started.runner is not None
     await started.runner.cleanup()
 
