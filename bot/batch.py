@@ -95,7 +95,7 @@ class Batches:
 
             started = time.monotonic()
             with reading(self.deliveries.budget, booking.pending):
-                result = (await self.routing.generate(plan.legs, request, booking.move))[1]
+                result = await self.routing.generate(plan.legs, request, booking.move)
             booking.pending.event.durations["upstream"] = time.monotonic() - started
             return await self.deliveries.keep(booking.pending, store, result)
 

@@ -184,7 +184,7 @@ class Routing:
         return self.circuits.setdefault(leg.provider, Circuit(leg.provider, self._now))
 
     async def generate(self, legs: tuple[Leg, ...], request: ProviderRequest,
-                       moving: Callable[[Leg], Awaitable[None]]) -> tuple[Leg, ProviderResult]:
+                       moving: Callable[[Leg], Awaitable[None]]) -> ProviderResult:
         """The first answer along ``legs``; ``moving(leg)`` runs before each route after the first."""
         for index, leg in enumerate(legs):
             if index:
@@ -215,7 +215,7 @@ class Routing:
                 RETRY_CAP.reset(token)
                 circuit.probing = False
             circuit.success()
-            return leg, result
+            return result
         raise AssertionError("no route")  # legs is never empty
 
     def _moved(self, source: Leg, target: Leg, reason: str) -> None:

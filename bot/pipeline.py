@@ -184,7 +184,7 @@ class JobPipeline:
             started = time.monotonic()
             event.durations["queue"] = started - submitted
             try:
-                return (await self.routing.generate(legs, request, moving))[1]
+                return await self.routing.generate(legs, request, moving)
             finally:
                 event.durations["upstream"] = time.monotonic() - started
 
