@@ -26,9 +26,14 @@ upstream delay, each looking at a result for 2 s before the next prompt; and bur
 user at once. With 500 users the upstream takes over 40 s, so
 drafts are renewed. A p99 is printed only from 100 samples, else the max of N.
 
-Whether drafts count against Telegram's sending limits the Bot API page does not say; the fake
-meters messages only (tests/telegram_flood.py). ``--meter-drafts`` counts every draft as a
-message against the fake's global and per-chat limits: what would happen if Telegram did.
+Whether drafts count against Telegram's sending limits the Bot API page does not say, nor does
+the Bots FAQ (its limits are for messages); in MTProto a draft is a typing action
+(https://corefork.telegram.org/api/bots/ai), and the fake meters messages only
+(tests/telegram_flood.py). Bots streaming text through drafts many times a second report flood
+waits on them (https://github.com/lsdefine/GenericAgent/pull/214,
+https://github.com/NousResearch/hermes-agent/issues/54275), with no numbers. ``--meter-drafts``
+counts every draft as a message against the fake's global and per-chat limits: what would happen
+if Telegram did.
 
 Run: ``.venv/bin/python bench/bench_feedback.py [--quick] [--modes private,group,nodrafts]
 [--meter-drafts]``. Prints figures; asserts nothing.

@@ -11,8 +11,9 @@ Groups (and private chats whose Bot API refuses drafts, or every chat with ``[te
 false``, for users whose clients do not show drafts) get one status message, sent as the
 first feedback, edited only when its text changes and at most every few seconds (a group shares
 20 messages a minute), and deleted once the result is out: with the result, three calls a job.
-Status calls go in the STATUS lane: when the budget is busy they are skipped, and a chat action
-(not a message either) stands in as the feedback until one gets through.
+Status calls go in the STATUS lane: when the budget is busy they are skipped (tried again after
+one, two, then four ticks), and a chat action (not a message either) stands in as the feedback
+until one gets through; its repeats draw from one allowance shared by every job.
 """
 
 from __future__ import annotations
