@@ -105,6 +105,22 @@ async def test_a_skipped_status_is_tried_again_a_tick_later_not_at_once(
         await fake.wait_for("sendPhoto", chat=group, timeout=10)
 
 
+async def test_a_draft_refused_with_429_waits_its_retry_after(settings_factory: Factory) -> None:
+    """The Bot API names no limit for drafts, but a 429 on one is waited out, not hammered."""
+    timing = Timing(edit_interval=0.5, draft_renew=1.0, tick=0.1)
+    async with running_bot(settings_factory, providers={"demo": DemoProvider(delay=3.0)},
+                           timing=timing) as bot:
+        fake, chat = bot.fake, bot.fake.private(ALICE)
+        fake.fail_next("sendMessageDraft", retry_after=2)
+        fake.user_sends("/imagine a slow sunrise")
+        refused = await fake.wait_for("sendMessageDraft", ok=False, timeout=5)
+        await fake.wait_for("sendChatAction", chat=chat, timeout=5)  # it stands in meanwhile
+        draft = await fake.wait_for("sendMessageDraft", timeout=10)
+        assert draft.at - refused.at >= 2.0
+        assert len(fake.calls_of("sendMessageDraft", ok=False)) == 1
+        await fake.wait_for("sendPhoto", chat=chat, timeout=10)
+
+
 def test_repeated_chat_actions_share_one_cap() -> None:
     """Every job's chat action after its first draws from one shared allowance a second."""
     throttle = Throttle(repeats_per_second=5)

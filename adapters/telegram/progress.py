@@ -28,11 +28,11 @@ from types import TracebackType
 
 from telegram import Bot
 from telegram.constants import ChatAction, ParseMode
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, RetryAfter, TelegramError
 
 from adapters.telegram.deliver import SEND_RETRY_DELAYS, markup
 from adapters.telegram.inbound import Target
-from adapters.telegram.ratelimit import Lane, Skipped, lane
+from adapters.telegram.ratelimit import Lane, Skipped, lane, seconds
 from bot.api import BotApi, Progress
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,8 @@ class StatusReporter:
         event, renew = self._event, self._timing.draft_renew
         if event is not None and event.stage in ("finished", "failed"):
             return  # the result (or the error) replaces the draft: nothing more to say
+        if now < self._retry_at:
+            return  # Telegram asked for a pause (the chat action stands in meanwhile)
         running = now - self._started if event is not None and event.stage == "started" else 0.0
         if event is not None and event.stage == "queued":
             text = self._text(now) or ""
@@ -228,6 +230,9 @@ class StatusReporter:
             await self._bot.send_message_draft(self._target.chat_id, self._draft_id,
                                                markup(text), parse_mode=ParseMode.HTML,
                                                message_thread_id=self._target.thread_id)
+        except RetryAfter as err:  # drafts have no documented limit, but bots do meet 429s
+            self._retry_at = now + seconds(err.retry_after)
+            return
         except BadRequest as err:
             log.info("telegram: drafts refused (%s); status messages instead", err)
             self._throttle.drafts = self._drafting = False
