@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -254,41 +255,28 @@ class Outbox:
         """Deliver on the interaction; False when its token is too old for that."""
         if not self._fresh(interaction):
             return False
-        if in_place:
-            return await self._in_place(interaction, out)
         reply, user_id = out.reply, interaction.user.id
-        started = time.monotonic()
-        try:
-            if not resolved:
-                await self._resolve(interaction, self.api.t(
-                    reply.locale, "discord.done", elapsed=int(time.monotonic() - began)))
-            files = _files(out)
-            sent = await interaction.followup.send(
-                files=files, view=result_layout(self.api, reply, f"<@{user_id}> {reply.text}",
-                                                files),
-                allowed_mentions=requester_only(user_id), wait=True)
-        except discord.HTTPException as exc:
-            if not token_gone(exc):
-                raise
-            log.info("interaction token expired before delivery of %s; using the channel",
-                     out.turn_id)
+        files = _files(out)
+        view = result_layout(self.api, reply, f"<@{user_id}> {reply.text}", files)
+        if in_place:  # the edit that ends the public deferral
+            return await self._settle(out, interaction.edit_original_response(
+                attachments=files, view=view, allowed_mentions=requester_only(user_id)))
+        if not resolved:
+            await self._resolve(interaction, self.api.t(
+                reply.locale, "discord.done", elapsed=int(time.monotonic() - began)))
+        if not await self._settle(out, interaction.followup.send(
+                files=files, view=view, allowed_mentions=requester_only(user_id), wait=True)):
             return False
-        await out.sent([message_ref(sent.channel.id, sent.id)],
-                       {"upload": time.monotonic() - started})
         with contextlib.suppress(discord.HTTPException):
             await interaction.delete_original_response()
         return True
 
-    async def _in_place(self, interaction: discord.Interaction[Any], out: Delivery) -> bool:
-        """The result as the edit that ends the public deferral; False when the token is gone."""
-        reply, user_id = out.reply, interaction.user.id
+    @staticmethod
+    async def _settle(out: Delivery, sending: Awaitable[discord.Message]) -> bool:
+        """Send the result and settle it; False when the token expired (the channel takes over)."""
         started = time.monotonic()
-        files = _files(out)
         try:
-            sent = await interaction.edit_original_response(
-                attachments=files, view=result_layout(
-                    self.api, reply, f"<@{user_id}> {reply.text}", files),
-                allowed_mentions=requester_only(user_id))
+            sent = await sending
         except discord.HTTPException as exc:
             if not token_gone(exc):
                 raise
