@@ -27,6 +27,7 @@ from bot.domain import (
     Capabilities,
     ChatRef,
     Described,
+    Handoff,
     HistoryItem,
     HistoryPage,
     ImageData,
@@ -59,6 +60,7 @@ from bot.errors import (
 from bot.gallery import Gallery
 from bot.groups import KEYS as GROUP_KEYS
 from bot.groups import GroupSettings
+from bot.handoff import Ticket
 from bot.images import thumbnail
 from bot.jobs import SchedulerStats
 from bot.leader import Leadership
@@ -93,6 +95,8 @@ __all__ += ["MAX_GRANT", "BadGrant", "user_key"]
 __all__ += ["TelegramSection"]
 # A reference an upstream may fetch by URL (bot/links.py decides which may).
 __all__ += ["ImageLink"]
+# Queued jobs another process finishes when this one stops (bot/handoff.py, many processes).
+__all__ += ["Handoff", "Ticket"]
 # Creating (issue 16): /history pages, /describe answers.
 __all__ += ["Described", "HistoryItem", "HistoryPage"]
 # Selling packs ([shop]): what platforms report (Charge), what they show (Pack, Receipt, Payment).
@@ -135,20 +139,40 @@ class BotApi(WordsApi, QueriesApi):
         """Admins by config, or as the adapter vouched."""
         return self._service.is_admin(actor)
 
-    async def imagine(self, request: ImageRequest,
-                      progress: ProgressCallback | None = None) -> Reply:
-        """A new image; the result must then go through :meth:`delivery`."""
-        return await self._service.imagine(request, progress)
+    async def imagine(self, request: ImageRequest, progress: ProgressCallback | None = None,
+                      handoff: Handoff | None = None) -> Reply:
+        """A new image; the result must then go through :meth:`delivery`.
+
+        ``handoff``: where the result goes should this process stop while the job waits (another
+        process then makes it and delivers it there; see :meth:`handed_over`).
+        """
+        return await self._service.imagine(request, progress, handoff)
 
     async def edit(self, request: ImageRequest, reply_to: MessageRef | None = None,
-                   progress: ProgressCallback | None = None) -> Reply:
+                   progress: ProgressCallback | None = None,
+                   handoff: Handoff | None = None) -> Reply:
         """Continue a result (by turn id or the message replied to) or edit attached images."""
-        return await self._service.edit(request, reply_to, progress)
+        return await self._service.edit(request, reply_to, progress, handoff)
 
     async def act(self, actor: Actor, chat: ChatRef, action: Action,
-                  progress: ProgressCallback | None = None) -> Reply:
+                  progress: ProgressCallback | None = None,
+                  handoff: Handoff | None = None) -> Reply:
         """A button: reroll, upscale or variations of a turn the actor may use."""
-        return await self._service.act(actor, chat, action, progress)
+        return await self._service.act(actor, chat, action, progress, handoff)
+
+    async def handed_over(self, platform: str) -> list[tuple[Ticket, Actor]]:
+        """Jobs for ``platform`` a stopped process had queued, now ours to run (:meth:`resume`)."""
+        handoffs = self._service.handoffs
+        return [(t, (await handoffs.call_of(t)).actor) for t in await handoffs.claim(platform)]
+
+    @property
+    def handover_every(self) -> float:
+        """How often to look for handed-over jobs: a third of a lease, as the sweep does."""
+        return self.settings.store.lease_seconds / 3
+
+    async def resume(self, ticket: Ticket, progress: ProgressCallback | None = None) -> Reply:
+        """Make a handed-over job (a Reply for :meth:`delivery`, as :meth:`imagine` gives)."""
+        return await self._service.resume(ticket, progress)
 
     async def describe(self, actor: Actor, chat: ChatRef, image: ImageData) -> Described:
         """/describe: 2-4 prompts for ``image``, charged ``[describe] credits`` (refunded on failure)."""

@@ -23,6 +23,7 @@ from bot.delivery import Deliveries, refund_failed
 from bot.domain import Action, Actor, ChatRef, ImageData, Options, RequestKind, Turn
 from bot.errors import BotError, InternalError, QuotaExceeded
 from bot.failover import Booking, Leg, Routing
+from bot.handoff import Handoffs
 from bot.jobs import ProgressCallback, Scheduler
 from bot.metrics import JobEvent
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
@@ -68,12 +69,13 @@ class Batches:
     """Runs a batch: reserve N, generate N at once as one queued job, keep what succeeded."""
 
     def __init__(self, *, quotas: Quotas, deliveries: Deliveries, conversations: Conversations,
-                 routing: Routing, scheduler: Scheduler) -> None:
+                 routing: Routing, scheduler: Scheduler, handoffs: Handoffs) -> None:
         self.quotas = quotas
         self.deliveries = deliveries
         self.conversations = conversations
         self.routing = routing
         self.scheduler = scheduler
+        self.handoffs = handoffs
 
     async def run(self, plan: Plan, n: int, event: JobEvent,
                   progress: ProgressCallback | None) -> Made:
@@ -103,8 +105,9 @@ class Batches:
             return await asyncio.gather(*(one(b) for b in bookings), return_exceptions=True)
 
         try:
-            outcomes = await self.scheduler.run(plan.actor.key, work, timeout=plan.timeout,
-                                                on_progress=progress, job_id=event.job_id)
+            outcomes = await self.handoffs.run(self.scheduler, plan.actor.key, work,
+                                               timeout=plan.timeout, on_progress=progress,
+                                               job_id=event.job_id)
         except BaseException as exc:
             for booking in bookings:
                 await asyncio.shield(refund_failed(self.deliveries, booking.pending,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from redis.asyncio import Redis
 
@@ -16,6 +17,7 @@ from bot.catalog import Lineup
 from bot.config import Settings
 from bot.conversations import Conversations
 from bot.errors import StoreUnavailable
+from bot.handoff import Handoffs
 from bot.instance import Instance, new_instance_id
 from bot.jobs import JobScheduler, Scheduler
 from bot.leader import Leadership
@@ -176,10 +178,17 @@ def build_core(settings: Settings, *, store: Store | None = None,
     providers = providers if providers is not None else build_providers(settings, metrics)
     lineup = Lineup(settings.catalog())
     metrics.watch_queue(lambda: scheduler.snapshot().queued, lambda: scheduler.snapshot().running)
+    # Several processes (Redis shares the queue): a queued job another can finish if this one
+    # stops. One process has nobody to hand it to (its restart refunds what it held).
+    handoffs = Handoffs(store, quotas, image_store, owner=instance_id,
+                        enabled=bool(settings.redis.url),
+                        max_age=timedelta(hours=settings.limits.delivery_retry_hours),
+                        sweep=scheduler.sweep)
     service = ImagineService(
         settings=settings, store=store, quotas=quotas, conversations=conversations,
         providers=providers, scheduler=scheduler, presenter=presenter,
-        prepare_reference=images.prepare_reference, metrics=metrics, lineup=lineup)
+        prepare_reference=images.prepare_reference, metrics=metrics, lineup=lineup,
+        handoffs=handoffs)
     prefs = Preferences(settings, store, lineup)
     admin = AdminOps(settings, store, quotas, scheduler, presenter)
     api = BotApi(settings=settings, service=service, prefs=prefs, admin=admin, messages=messages,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -357,3 +358,12 @@ class UserSettings:
     n: int | None = None
     #: A style preset (``--style`` per job).
     style: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """Where a job's result goes should another process finish it (bot/handoff.py)."""
+
+    platform: str
+    #: The place as the adapter spells it (JSON), read when the job starts waiting for a slot.
+    target: Callable[[], str]

@@ -50,6 +50,9 @@ class Scheduler(Protocol):
     async def aclose(self) -> None:
         """Let go of those connections (after drain())."""
 
+    async def sweep(self) -> int:
+        """Free what processes that stopped held in the shared queue; how many there were."""
+
     async def run(self, owner: str, work: Callable[[], Awaitable[T]], *, timeout: float,  # noqa: ASYNC109
                   on_progress: ProgressCallback | None = None, job_id: str | None = None) -> T:
         """Queue ``work`` for ``owner``, run it when a slot frees, return or raise its outcome."""
@@ -104,6 +107,10 @@ class JobScheduler(LocalRuns):
 
     async def aclose(self) -> None:
         """Nothing to let go of."""
+
+    async def sweep(self) -> int:
+        """Nothing is shared with other processes: nothing to free."""
+        return 0
 
     async def run(self, owner: str, work: Callable[[], Awaitable[T]], *, timeout: float,  # noqa: ASYNC109
                   on_progress: ProgressCallback | None = None, job_id: str | None = None) -> T:

@@ -27,6 +27,7 @@ from bot.domain import Actor, ImageData, ImageRequest, Options, Progress, Reply,
 from bot.errors import Banned, BotError, EmptyPrompt, NotFound, Refused, RefusedCharged, TooManyReferences
 from bot.failover import Booking, Leg, Routing
 from bot.groups import Groups, leveled
+from bot.handoff import Handoffs
 from bot.jobs import Scheduler
 from bot.links import NO_LINKS, Linked, fetches_links, prepared
 from bot.metrics import JobEvent, Metrics
@@ -51,7 +52,7 @@ class JobPipeline:
                  scheduler: Scheduler, presenter: Presenter,
                  prepare_reference: PrepareReference, metrics: Metrics, choices: Choices,
                  routing: Routing, groups: Groups, styles: Styles, deliveries: Deliveries,
-                 batches: Batches, results: Results) -> None:
+                 batches: Batches, results: Results, handoffs: Handoffs) -> None:
         self.settings = settings
         self.store = store
         self.quotas = quotas
@@ -68,6 +69,7 @@ class JobPipeline:
         self.deliveries = deliveries
         self.batches = batches
         self.results = results
+        self.handoffs = handoffs
 
     async def run(self, request: ImageRequest, parent: Turn | None,
                   progress: ProgressCallback | None, *, model: str | None = None,
@@ -192,5 +194,5 @@ class JobPipeline:
             # No local names the answer: keep() alone holds its bytes, so it can let them go.
             return await keep(await answer())
 
-        return await self.scheduler.run(actor.key, work, timeout=timeout, on_progress=progress,
-                                        job_id=event.job_id)
+        return await self.handoffs.run(self.scheduler, actor.key, work, timeout=timeout,
+                                       on_progress=progress, job_id=event.job_id)

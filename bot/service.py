@@ -29,6 +29,7 @@ from bot.domain import (
     Actor,
     Capabilities,
     ChatRef,
+    Handoff,
     ImageData,
     ImageRequest,
     MessageRef,
@@ -39,6 +40,7 @@ from bot.domain import (
 from bot.errors import BotError, InternalError, InvalidOption, NoReference, NotFound, NotOwner
 from bot.failover import Routing
 from bot.groups import Groups
+from bot.handoff import Call, Handoffs, Ticket
 from bot.jobs import Scheduler
 from bot.messages import normalize_locale
 from bot.metrics import Metrics
@@ -62,7 +64,8 @@ class ImagineService:
                  conversations: Conversations, providers: dict[str, ImageProvider],
                  scheduler: Scheduler, presenter: Presenter,
                  prepare_reference: PrepareReference, metrics: Metrics,
-                 lineup: Lineup | None = None, budget: DeliveryBudget | None = None) -> None:
+                 lineup: Lineup | None = None, budget: DeliveryBudget | None = None,
+                 handoffs: Handoffs | None = None) -> None:
         self.settings = settings
         self.store = store
         self.quotas = quotas
@@ -81,16 +84,20 @@ class ImagineService:
         budget = budget or DeliveryBudget(int(settings.limits.delivery_budget_mb * 1_000_000))
         self.deliveries = Deliveries(store=store, quotas=quotas, conversations=conversations,
                                      metrics=metrics, budget=budget)
+        # Without one, no job is handed off (a single process, or tests that do not ask).
+        self.handoffs = handoffs or Handoffs(store, quotas, conversations.blobs,
+                                             owner=quotas.owner or "", enabled=False)
         self.batches = Batches(quotas=quotas, deliveries=self.deliveries,
                                conversations=conversations, routing=self.routing,
-                               scheduler=scheduler)
+                               scheduler=scheduler, handoffs=self.handoffs)
         self.results = Results(settings, quotas, presenter, self.choices)
         self.pipeline = JobPipeline(
             settings=settings, store=store, quotas=quotas, conversations=conversations,
             providers=providers, scheduler=scheduler, presenter=presenter,
             prepare_reference=prepare_reference, metrics=metrics, choices=self.choices,
             routing=self.routing, groups=self.groups, styles=self.styles,
-            deliveries=self.deliveries, batches=self.batches, results=self.results)
+            deliveries=self.deliveries, batches=self.batches, results=self.results,
+            handoffs=self.handoffs)
         self._busy: set[asyncio.Task[object]] = set()  # requests that may still move credits
 
     # ----- identity, language, options -------------------------------------------------------
@@ -110,14 +117,22 @@ class ImagineService:
 
     # ----- jobs ------------------------------------------------------------------------------
 
-    async def imagine(self, request: ImageRequest,
-                      progress: ProgressCallback | None = None) -> Reply:
+    async def imagine(self, request: ImageRequest, progress: ProgressCallback | None = None,
+                      handoff: Handoff | None = None) -> Reply:
         """A new image from a prompt and optional reference images."""
-        return await self._guarded(request.actor, self.pipeline.run(request, None, progress))
+        with self.handoffs.calling(Call("imagine", request.actor, request.chat, request), handoff):
+            return await self._guarded(request.actor, self.pipeline.run(request, None, progress))
 
     async def edit(self, request: ImageRequest, reply_to: MessageRef | None = None,
-                   progress: ProgressCallback | None = None) -> Reply:
+                   progress: ProgressCallback | None = None,
+                   handoff: Handoff | None = None) -> Reply:
         """Edit a bound result (continuing its conversation) or the supplied images."""
+        call = Call("edit", request.actor, request.chat, request, reply_to)
+        with self.handoffs.calling(call, handoff):
+            return await self._edit(request, reply_to, progress)
+
+    async def _edit(self, request: ImageRequest, reply_to: MessageRef | None,
+                    progress: ProgressCallback | None) -> Reply:
         async def run() -> Reply:
             parent: Turn | None = None
             if request.parent_turn_id:
@@ -136,8 +151,27 @@ class ImagineService:
         return await self._guarded(request.actor, run())
 
     async def act(self, actor: Actor, chat: ChatRef, action: Action,
-                  progress: ProgressCallback | None = None) -> Reply:
+                  progress: ProgressCallback | None = None,
+                  handoff: Handoff | None = None) -> Reply:
         """A button press: reroll, a larger size, or variations of a turn."""
+        with self.handoffs.calling(Call("act", actor, chat, action=action), handoff):
+            return await self._act(actor, chat, action, progress)
+
+    async def resume(self, ticket: Ticket, progress: ProgressCallback | None = None) -> Reply:
+        """Make a call another process had queued when it stopped (bot/handoff.py), again."""
+        call = await self.handoffs.call_of(ticket)
+        handoff = Handoff(ticket.platform, lambda: ticket.target)
+        with self.handoffs.calling(call, handoff, ticket=ticket):
+            if call.verb == "act" and call.action is not None:
+                return await self._act(call.actor, call.chat, call.action, progress)
+            if call.request is None:
+                raise NotFound()
+            if call.verb == "edit":
+                return await self._edit(call.request, call.reply_to, progress)
+            return await self._guarded(call.actor, self.pipeline.run(call.request, None, progress))
+
+    async def _act(self, actor: Actor, chat: ChatRef, action: Action,
+                   progress: ProgressCallback | None) -> Reply:
         async def run() -> Reply:
             if action.kind not in ("reroll", "upscale", "variations"):
                 # Edit needs an instruction (edit()), delete has its own call (delete()).

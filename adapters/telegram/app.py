@@ -30,6 +30,7 @@ from adapters.telegram.progress import Throttle, Timing
 from adapters.telegram.ratelimit import RateLimiter, SendBudget
 from adapters.telegram.ratelimit_redis import send_budget
 from adapters.telegram.runtime import Runtime
+from adapters.telegram.takeover import keep_taking_over
 from adapters.telegram.webhook import WebhookServer, secret_for
 from bot.api import BotApi, ConfigError
 
@@ -113,6 +114,7 @@ class TelegramAdapter:
         cfg = self._api.settings.telegram
         webhook: WebhookServer | None = None
         replaying: asyncio.Task[None] | None = None
+        taking_over: asyncio.Task[None] | None = None
         try:
             await app.start()
             self._payments.start()
@@ -132,12 +134,15 @@ class TelegramAdapter:
             log.info("telegram: connected as @%s", app.bot.username)
             replaying = asyncio.create_task(keep_replaying(self._api, rt.send),
                                             name="telegram:outbox")
+            taking_over = asyncio.create_task(keep_taking_over(rt, imagine.creating),
+                                              name="telegram:takeover")
             await stop.wait()
         finally:
             self._running = False
-            if replaying is not None:  # results it was sending stay parked for the next start
-                replaying.cancel()
-                await asyncio.gather(replaying, return_exceptions=True)
+            for task in (replaying, taking_over):  # parked results stay parked for the next start
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             if webhook is not None:
                 await webhook.stop()
             if app.updater is not None and app.updater.running:

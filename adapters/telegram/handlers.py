@@ -32,6 +32,7 @@ from adapters.telegram.inbound import (
     thread_of,
 )
 from adapters.telegram.runtime import Press, Runtime
+from adapters.telegram.takeover import handoff
 from bot.api import Action, Actor, ChatRef, EmptyPrompt, ImageRequest, NotAllowed, parse_flags
 
 
@@ -133,12 +134,14 @@ class ImagineHandlers:
             references = await download(rt.bot, sources, limit)
             request = ImageRequest(actor=actor, chat=chat_of(head.chat, thread_of(head)),
                                    prompt=prompt, references=references, options=options)
+            # Should this process stop while the job waits, another makes it (takeover.py).
+            place = handoff(target, status)
             if bound and reply is not None:
-                result = await api.edit(request, ref_of(reply), status.on_progress)
+                result = await api.edit(request, ref_of(reply), status.on_progress, place)
             elif reply_file is not None or (references and command is None):
-                result = await api.edit(request, None, status.on_progress)
+                result = await api.edit(request, None, status.on_progress, place)
             else:
-                result = await api.imagine(request, status.on_progress)
+                result = await api.imagine(request, status.on_progress, place)
             await self.creating.deliver(result, target)  # the chat action covers the upload too
 
     # ----- result buttons ----------------------------------------------------------------------
@@ -168,7 +171,8 @@ class ImagineHandlers:
         await pressed.press.answer()
         locale = await api.locale_for(pressed.actor)
         async with self.rt.reporter(pressed.target, locale) as status:
-            result = await api.act(pressed.actor, pressed.chat, pressed.action, status.on_progress)
+            result = await api.act(pressed.actor, pressed.chat, pressed.action, status.on_progress,
+                                   handoff(pressed.target, status))
             await self.creating.deliver(result, pressed.target)
 
     async def _edit_hint(self, pressed: Pressed) -> None:

@@ -102,7 +102,7 @@ class StatusReporter:
     """
 
     def __init__(self, bot: Bot, api: BotApi, target: Target, locale: str | None,
-                 timing: Timing, throttle: Throttle) -> None:
+                 timing: Timing, throttle: Throttle, status: int | None = None) -> None:
         self._bot = bot
         self._target = target
         self._api = api
@@ -115,8 +115,10 @@ class StatusReporter:
         self._event: Progress | None = None
         self._started = 0.0
         self._opened = 0.0
-        self._status: int | None = None
-        self._shown: str | None = None
+        # A status message another process had shown for this job (adapters/telegram/takeover.py)
+        # is edited and deleted as this job's own.
+        self._status: int | None = status
+        self._shown: str | None = None if status is None else ""
         self._shown_at = 0.0
         self._shown_stage: str | None = None
         self._next_action = 0.0
@@ -126,6 +128,11 @@ class StatusReporter:
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def message_id(self) -> int | None:
+        """The status message, once sent (None in private chats with drafts)."""
+        return self._status
 
     @property
     def locale(self) -> str | None:

@@ -92,9 +92,11 @@ class Runtime:
         allowed = self.config.allowed_chats
         return not allowed or chat_id in allowed or self.api.is_admin(actor)
 
-    def reporter(self, target: Target, locale: str | None = None) -> StatusReporter:
-        """Progress display for one job."""
-        return StatusReporter(self.bot, self.api, target, locale, self.timing, self.throttle)
+    def reporter(self, target: Target, locale: str | None = None,
+                 status: int | None = None) -> StatusReporter:
+        """Progress display for one job (``status``: a status message it takes over)."""
+        return StatusReporter(self.bot, self.api, target, locale, self.timing, self.throttle,
+                              status)
 
     def run(self, work: Work, actor: Actor, target: Target, name: str,
             press: Press | None = None) -> None:

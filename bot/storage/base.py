@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 from bot.domain import MessageRef, Turn, UserSettings
 from bot.storage.gallery_port import GalleryStore
+from bot.storage.handoff_port import HandoffStore
 from bot.storage.standing import Standing
 
 LedgerKind = Literal["reserve", "settle", "refund", "grant", "purchase", "purchase_refund",
@@ -212,7 +213,7 @@ class QuotaTx(Protocol):
         ...
 
 
-class Store(GalleryStore, Protocol):
+class Store(GalleryStore, HandoffStore, Protocol):
     """Everything the core persists: users, ledger, reservations, turns, bindings, blobs."""
 
     # Free text from upstreams (provider state, ledger notes) is masked of known secrets before

@@ -25,6 +25,7 @@ import asyncpg
 
 from bot.errors import StoreUnavailable
 from bot.storage.base import LedgerEntry, Reservation
+from bot.storage.postgres_handoffs import PgHandoffs
 from bot.storage.postgres_outbox import PgOutbox
 from bot.storage.postgres_payments import PgPayments
 from bot.storage.postgres_records import PgRecords
@@ -52,7 +53,7 @@ def _entry(r: asyncpg.Record) -> LedgerEntry:
                        size=r["size"], note=r["note"], ts=r["ts"], paid=r["paid"])
 
 
-class PostgresStore(PgRecords, PgOutbox, PgPayments):
+class PostgresStore(PgRecords, PgOutbox, PgHandoffs, PgPayments):
     """The Store on an asyncpg pool; ``schema`` (tests) puts every table in that schema."""
 
     def __init__(self, url: str, *, pool_size: int = 10, schema: str | None = None,

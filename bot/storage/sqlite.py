@@ -20,6 +20,7 @@ from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationStat
 from bot.storage.recipes import recipe_json
 from bot.storage.sqlite_gallery import SqliteGallery
 from bot.storage.sqlite_gallery import turn_row as _turn
+from bot.storage.sqlite_handoffs import SqliteHandoffs
 from bot.storage.sqlite_leases import ProcessLocks, SqliteLeases
 from bot.storage.sqlite_outbox import SqliteOutbox
 from bot.storage.sqlite_payments import SqlitePayments
@@ -54,7 +55,7 @@ def _entry(r: aiosqlite.Row) -> LedgerEntry:
                        paid=r["paid"])
 
 
-class SqliteStore(SqliteLeases, SqliteOutbox, SqlitePayments, SqliteGallery):
+class SqliteStore(SqliteLeases, SqliteOutbox, SqliteHandoffs, SqlitePayments, SqliteGallery):
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000,
