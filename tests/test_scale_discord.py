@@ -3,13 +3,27 @@ running its shard, DMs reach shard 0, and both answer through the interaction's 
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 from bot.domain import MessageRef
 from tests.conftest import make_settings
-from tests.fake_discord import FakeChannel, FakeDiscord, bound_turn, result_of, running_bot
+from tests.fake_discord import (
+    FakeChannel,
+    FakeDiscord,
+    FakeMessage,
+    bound_turn,
+    result_of,
+    running_bot,
+)
 from tests.redis_service import REDIS_URL, redis_prefix
+from tests.scale_world import cluster
+from tests.test_ops_crash import SlowUpstream
 
 
 def channels_by_shard(fake: FakeDiscord, shards: int) -> list[FakeChannel]:
@@ -45,3 +59,54 @@ async def test_each_shard_answers_its_guilds(tmp_path: Path) -> None:
             ref = MessageRef("discord", str(result.channel_id), str(result.id))
             assert await bots[1 - shard].core.conversations.turn_for(ref) is None
         assert not fake.errors
+
+
+async def test_a_stopped_shards_queued_jobs_are_posted_by_another(tmp_path: Path) -> None:
+    """kill -9 the process of shard 0 while jobs wait: shard 1's process makes them (issue 14),
+    posts each in its channel pinging its user, and deletes the deferral left "thinking"."""
+    fake, upstream = FakeDiscord(ack_timeout=30), SlowUpstream()
+    upstream.delay = 1.0
+    await fake.start()
+    await upstream.start()
+    try:
+        channel = channels_by_shard(fake, 2)[0]
+        async with cluster(tmp_path, count=2, telegram=None, discord=fake, shards=2,
+                           upstream_url=upstream.url, limits={"global_concurrency": 1},
+                           store={"lease_seconds": 5.0}) as world:
+            users = [fake.user(f"u{i}") for i in range(4)]
+            slashes = [await fake.slash("imagine", prompt=f"owl {i}", user=user,
+                                        channel=channel) for i, user in enumerate(users)]
+            victim = world.procs[0]
+            assert victim.proc is not None
+
+            async def queued() -> list[Any]:
+                return await world.query("SELECT target FROM handoffs")
+
+            deadline = time.monotonic() + 30
+            while len(await queued()) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            places = [json.loads(row["target"]) for row in await queued()]
+            assert len(places) >= 2 and all(p["shown"] for p in places), places
+            victim.kill(signal.SIGKILL)
+            await victim.exit_code(10)
+
+            def posted(user_id: int) -> list[FakeMessage]:
+                return [m for m in fake.messages.values() if m.channel_id == channel.id
+                        and m.attachments and not m.deleted and m.interaction_id is None
+                        and f"<@{user_id}>" in m.text]
+
+            deadline = time.monotonic() + 60
+            while (not all(posted(p["user_id"]) for p in places)
+                   and time.monotonic() < deadline):
+                await asyncio.sleep(0.1)
+            for place in places:
+                assert len(posted(place["user_id"])) == 1, place  # made once, by process 1
+                assert fake.messages[place["shown"]].deleted  # no "thinking" left behind
+            taken = {p["user_id"] for p in places}
+            assert all(ix.original is not None for ix in slashes if ix.user.id in taken)
+            held = await world.query("SELECT id FROM reservations WHERE state = 'held'")
+            assert held == []  # the dead hold refunded, the new one settled
+            assert not [e for e in fake.errors if "404" not in str(e)], fake.errors
+    finally:
+        await upstream.stop()
+        await fake.close()

@@ -20,6 +20,7 @@ from adapters.discord.handlers import Handlers
 from adapters.discord.inbound import log
 from adapters.discord.payments import Payments
 from adapters.discord.runtime import Runtime
+from adapters.discord.takeover import keep_taking_over
 from adapters.discord.widgets import DYNAMIC_ITEMS, Press
 from bot.api import BotApi, ConfigError
 
@@ -81,6 +82,7 @@ class Client(discord.Client):
         self.tree = Tree(self, self.runtime)
         self.payments = Payments(self.runtime)
         self._sweep: asyncio.Task[None] | None = None
+        self._takeover: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         """Persistent components and commands; sync them with Discord only when asked to."""
@@ -93,14 +95,18 @@ class Client(discord.Client):
                           after_settings=self.creating.settings_more)
         # Purchases made while the bot was away wait unconsumed: credited in the background.
         self._sweep = asyncio.create_task(self.payments.sweep(), name="discord-entitlements")
+        # Jobs other processes had queued when they stopped (several shard processes).
+        self._takeover = asyncio.create_task(keep_taking_over(self.runtime),
+                                             name="discord-takeover")
         if self.sync_commands:
             synced = await self.tree.sync()
             log.info("synced %d application commands", len(synced))
 
     async def close(self) -> None:
         """Disconnect and release the download session."""
-        if self._sweep is not None:
-            self._sweep.cancel()
+        for task in (self._sweep, self._takeover):
+            if task is not None:
+                task.cancel()
         await super().close()
         await self.runtime.close()
 

@@ -167,8 +167,8 @@ class Creating:
             return
         actor, chat = actor_of(interaction), interaction_chat(interaction)
         prompt = await self.api.suggestion(actor, press.name, int(press.value or 0))
-        await self.handlers._job(interaction, actor, lambda progress: self.api.imagine(
-            ImageRequest(actor=actor, chat=chat, prompt=prompt), progress))
+        await self.handlers._job(interaction, actor, lambda progress, place: self.api.imagine(
+            ImageRequest(actor=actor, chat=chat, prompt=prompt), progress, place))
 
     # ----- /history ----------------------------------------------------------------------------
 

@@ -132,10 +132,18 @@ class Outbox:
             except discord.HTTPException as exc:
                 if not token_gone(exc):
                     return
-        message_id = self._public.get(interaction.id)
-        if message_id is not None and interaction.channel_id is not None:
-            channel = self.client.get_partial_messageable(interaction.channel_id,
-                                                          guild_id=interaction.guild_id)
+        if interaction.channel_id is not None:
+            await self.delete(interaction.channel_id, interaction.guild_id,
+                              self._public.get(interaction.id))
+
+    def deferral(self, interaction: discord.Interaction[Any]) -> int | None:
+        """The message a job's public deferral made (known once :meth:`thinking` returned)."""
+        return self._public.get(interaction.id)
+
+    async def delete(self, channel_id: int, guild_id: int | None, message_id: int | None) -> None:
+        """Delete one of the bot's own messages in a channel, if it is still there."""
+        if message_id is not None:
+            channel = self.client.get_partial_messageable(channel_id, guild_id=guild_id)
             with contextlib.suppress(discord.HTTPException):
                 await channel.get_partial_message(message_id).delete()
 
@@ -184,10 +192,15 @@ class Outbox:
     async def _to_requester(self, interaction: discord.Interaction[Any], text: str) -> None:
         """The token expired while the job waited: say it in the channel, to the requester only."""
         assert interaction.channel_id is not None
-        channel = self.client.get_partial_messageable(interaction.channel_id)
-        with contextlib.suppress(discord.HTTPException):
-            await channel.send(clip(f"<@{interaction.user.id}> {text}"),
-                               allowed_mentions=requester_only(interaction.user.id))
+        await self.tell(interaction.channel_id, interaction.user.id, text)
+
+    async def tell(self, channel_id: int, user_id: int, text: str) -> None:
+        """Say ``text`` in a channel, pinging its requester only (empty: nothing)."""
+        if text:
+            channel = self.client.get_partial_messageable(channel_id)
+            with contextlib.suppress(discord.HTTPException):
+                await channel.send(clip(f"<@{user_id}> {text}"),
+                                   allowed_mentions=requester_only(user_id))
 
     async def reply_text(self, trigger: discord.Message, text: str) -> None:
         """A plain reply to a user's message that pings nobody (empty ``text``: nothing)."""
@@ -300,20 +313,42 @@ class Outbox:
             log.info("could not end the thinking state (%s); sending the result anyway",
                      exc.status)
 
+    async def in_channel(self, reply: Reply, channel_id: int, guild_id: int | None,
+                         user_id: int, *, reply_to: int | None = None) -> None:
+        """A result with no interaction to answer (another process had deferred it): posted in
+        its channel, pinging its requester only."""
+        if not reply.images or reply.turn_id is None:
+            await self.tell(channel_id, user_id, reply.text)
+            return
+        try:
+            async with self.api.delivery(reply, CAPABILITIES) as out:
+                await self._post(out, channel_id, guild_id, user_id, reply_to)
+        except discord.HTTPException as exc:
+            log.warning("result %s undeliverable on discord: %s %s", reply.turn_id, exc.status,
+                        exc.code)
+            raise UploadFailed() from exc
+
     async def _to_channel(self, interaction: discord.Interaction[Any], out: Delivery) -> None:
         if interaction.channel_id is None:
             log.warning("result %s undeliverable on discord: no channel", out.turn_id)
             raise UploadFailed("the token expired and the interaction names no channel")
-        user_id = interaction.user.id
-        channel = self.client.get_partial_messageable(interaction.channel_id,
-                                                      guild_id=interaction.guild_id)
+        await self._post(out, interaction.channel_id, interaction.guild_id, interaction.user.id)
+        if interaction.id in self._public:  # its "thinking" would stay in the channel for good
+            await self._drop_thinking(interaction, expired=True)
+
+    async def _post(self, out: Delivery, channel_id: int, guild_id: int | None,
+                    user_id: int, reply_to: int | None = None) -> None:
+        """The result as a channel message of its own, pinging its requester; settled."""
+        channel = self.client.get_partial_messageable(channel_id, guild_id=guild_id)
         started = time.monotonic()
         files = _files(out)
+        extra: dict[str, Any] = {}
+        if reply_to is not None:  # a reply-edit: the user's message, if it is still there
+            extra["reference"] = discord.MessageReference(
+                message_id=reply_to, channel_id=channel_id, fail_if_not_exists=False)
         sent = await channel.send(
             files=files, view=result_layout(self.api, out.reply, f"<@{user_id}> {out.reply.text}",
                                             files),
-            allowed_mentions=requester_only(user_id))
+            allowed_mentions=requester_only(user_id), **extra)
         await out.sent([message_ref(sent.channel.id, sent.id)],
                        {"upload": time.monotonic() - started})
-        if interaction.id in self._public:  # its "thinking" would stay in the channel for good
-            await self._drop_thinking(interaction, expired=True)

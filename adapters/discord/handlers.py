@@ -31,6 +31,7 @@ from adapters.discord.inbound import (
 )
 from adapters.discord.progress import ProgressReporter, StatusReply
 from adapters.discord.runtime import Runtime
+from adapters.discord.takeover import handoff
 from adapters.discord.widgets import EditModal, Press, settings_panel, text_layout
 from bot.api import (
     Action,
@@ -38,6 +39,7 @@ from bot.api import (
     BotError,
     ChatRef,
     EmptyPrompt,
+    Handoff,
     ImageData,
     ImageLink,
     ImageRequest,
@@ -50,8 +52,9 @@ from bot.api import (
 
 log = logging.getLogger("adapters.discord")
 Interaction = discord.Interaction[Any]
-#: A job starter: given the progress callback, run the core call and return its result.
-JobStart = Callable[[ProgressCallback], Awaitable[Reply]]
+#: A job starter: given the progress callback and where the result goes should another process
+#: make it (takeover.py), run the core call and return its result.
+JobStart = Callable[[ProgressCallback, Handoff | None], Awaitable[Reply]]
 PressHandler = Callable[[Interaction, Press], Awaitable[None]]
 
 
@@ -97,7 +100,7 @@ class Handlers:
             return
         actor, chat = actor_of(interaction), interaction_chat(interaction)
 
-        async def start(progress: ProgressCallback) -> Reply:
+        async def start(progress: ProgressCallback, place: Handoff | None) -> Reply:
             text, flags = parse_flags(prompt)
             if not text:
                 raise EmptyPrompt()
@@ -107,7 +110,7 @@ class Handlers:
                                          aspect=options.aspect or flags.aspect)
             request = ImageRequest(actor=actor, chat=chat, prompt=text, references=refs,
                                    options=chosen, links=links)
-            return await self.api.imagine(request, progress)
+            return await self.api.imagine(request, progress, place)
 
         await self._job(interaction, actor, start)
 
@@ -129,13 +132,13 @@ class Handlers:
             return
         actor, chat = actor_of(interaction), interaction_chat(interaction)
 
-        async def start(progress: ProgressCallback) -> Reply:
+        async def start(progress: ProgressCallback, place: Handoff | None) -> Reply:
             prompt, options = parse_flags(words)
             refs, links = await self._references(sources)
             request = ImageRequest(actor=actor, chat=chat, prompt=prompt, references=refs,
                                    options=options, kind="edit", parent_turn_id=turn_id,
                                    links=links)
-            return await self.api.edit(request, reply_to=reply_to, progress=progress)
+            return await self.api.edit(request, reply_to, progress, place)
 
         await self._job(interaction, actor, start)
 
@@ -157,8 +160,10 @@ class Handlers:
             locale = await self.api.locale_for(actor)
             reporter = ProgressReporter(edit, partial(self.api.progress_text, locale),
                                         first_after=ProgressReporter.min_interval)
+            place = handoff(interaction.channel_id, interaction.guild_id, interaction.user.id,
+                            lambda: out.deferral(interaction))
             try:
-                reply = await start(reporter)
+                reply = await start(reporter, place)
             finally:
                 resolved = await reporter.close()
             await out.result(interaction, reply, resolved=resolved, began=began,
@@ -190,8 +195,8 @@ class Handlers:
             return
         actor, action = owned
         chat = interaction_chat(interaction)
-        await self._job(interaction, actor,
-                        lambda progress: self.api.act(actor, chat, action, progress))
+        await self._job(interaction, actor, lambda progress, place: self.api.act(
+            actor, chat, action, progress, place))
 
     async def _edit_button(self, interaction: Interaction, press: Press) -> None:
         """Edit: ask for the instruction."""
@@ -259,7 +264,9 @@ class Handlers:
         reporter = ProgressReporter(status.edit, partial(self.api.progress_text, locale))
         try:
             try:
-                reply = await self._reply_job(message, actor, chat, reporter)
+                place = handoff(message.channel.id, message.guild.id if message.guild else None,
+                                message.author.id, lambda: status.message_id, message.id)
+                reply = await self._reply_job(message, actor, chat, reporter, place)
             finally:
                 await reporter.close()
             await self.rt.out.reply_result(message, reply)
@@ -267,7 +274,7 @@ class Handlers:
             await status.remove()
 
     async def _reply_job(self, message: discord.Message, actor: Actor, chat: ChatRef,
-                         progress: ProgressCallback) -> Reply:
+                         progress: ProgressCallback, place: Handoff | None) -> Reply:
         me, sees_all = self.rt.client.user, self.rt.section.message_content_intent
         if not sees_all and withheld(message):
             # A ping-only reply to a slash command's result: Discord sends no words without
@@ -287,5 +294,4 @@ class Handlers:
         refs, links = await self._references(sources)
         request = ImageRequest(actor=actor, chat=chat, prompt=prompt, references=refs,
                                options=options, kind="edit", links=links)
-        return await self.api.edit(request, reply_to=target if bound else None,
-                                   progress=progress)
+        return await self.api.edit(request, target if bound else None, progress, place)

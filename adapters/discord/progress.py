@@ -172,6 +172,11 @@ class StatusReply:
         else:
             await self._message.edit(view=text_layout(text))
 
+    @property
+    def message_id(self) -> int | None:
+        """The status message, once made."""
+        return self._message.id if self._message is not None else None
+
     async def remove(self) -> None:
         """Delete the status message once the result (or error) is out."""
         if self._message is not None:
