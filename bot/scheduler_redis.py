@@ -9,7 +9,8 @@ per-owner round-robin across processes, so every grant is one small atomic Lua s
 (bot/scheduler_lua.py). A grant for a job of another process is published on that process's
 channel (one pub/sub connection per process). A process whose lease key lapsed has its waiting
 jobs dropped and its slots freed by whichever sweep runs first (one atomic script: exactly
-once); its reservations are refunded by the store's own lease logic (bot/instance.py).
+once); its reservations are refunded by the store's own lease logic (bot/instance.py), and
+the jobs it had waiting are made again by another process from their tickets (bot/handoff.py).
 
 Client: redis-py's asyncio API (https://redis.readthedocs.io/en/stable/examples/asyncio_examples.html);
 scripts by EVALSHA through ``register_script`` (https://redis.io/docs/latest/develop/programmability/eval-intro/).
