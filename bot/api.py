@@ -162,8 +162,7 @@ class BotApi(WordsApi, QueriesApi):
 
     async def handed_over(self, platform: str) -> list[tuple[Ticket, Actor]]:
         """Jobs for ``platform`` a stopped process had queued, now ours to run (:meth:`resume`)."""
-        handoffs = self._service.handoffs
-        return [(t, (await handoffs.call_of(t)).actor) for t in await handoffs.claim(platform)]
+        return await self._service.handoffs.claim(platform)
 
     @property
     def handover_every(self) -> float:

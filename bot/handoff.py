@@ -146,25 +146,41 @@ class Handoffs:
 
     # ----- another process's tickets -----------------------------------------------------------
 
-    async def claim(self, platform: str) -> list[Ticket]:
-        """``platform``'s tickets of processes that are gone, now this one's to run again."""
+    async def claim(self, platform: str) -> list[tuple[Ticket, Actor]]:
+        """``platform``'s tickets of processes that are gone (and who asked), now this one's."""
         if not self.enabled:
             return []
-        await self._quotas.refund_stale()  # their reservations first: the calls reserve anew
+        claimed = await self._store.claim_handoffs(platform, self.owner)
+        if not claimed:
+            return []
+        # Their owners' holds go first (the calls reserve anew; the same lapsed lease decides
+        # both), and their queue entries, which count against their users until swept.
+        await self._quotas.refund_stale()
         if self._sweep is not None:
-            await self._sweep()  # and their queue entries, which count against their users
+            await self._sweep()
         fresh = []
-        for ticket in await self._store.claim_handoffs(platform, self.owner):
-            if datetime.now(UTC) - ticket.created_at > self._max_age:
-                log.info("job %s: queued %s ago by a stopped process; given up", ticket.id,
-                         datetime.now(UTC) - ticket.created_at)
+        for ticket in claimed:
+            try:
+                actor = Actor(**json.loads(ticket.call)["actor"])
+            except (ValueError, KeyError, TypeError):
+                log.error("job %s: its ticket cannot be read; given up", ticket.id)
+                actor = None
+            if actor is None or datetime.now(UTC) - ticket.created_at > self._max_age:
+                if actor is not None:
+                    log.info("job %s: queued %s ago by a stopped process; given up", ticket.id,
+                             datetime.now(UTC) - ticket.created_at)
                 await self._store.drop_handoff(ticket.id)
             else:
-                fresh.append(ticket)
+                fresh.append((ticket, actor))
         if fresh:
             log.warning("taking over %d queued %s job(s) of a stopped process", len(fresh),
                         platform)
         return fresh
+
+    async def release(self, ticket: Ticket) -> None:
+        """A resumed call ended before its job was queued (refused, failed): forget its ticket."""
+        with contextlib.suppress(StoreUnavailable):
+            await self._store.take_back(ticket.id, self.owner)
 
     async def call_of(self, ticket: Ticket) -> Call:
         """The call a ticket keeps, its reference images loaded again (NotFound: they are gone)."""

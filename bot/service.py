@@ -159,16 +159,20 @@ class ImagineService:
 
     async def resume(self, ticket: Ticket, progress: ProgressCallback | None = None) -> Reply:
         """Make a call another process had queued when it stopped (bot/handoff.py), again."""
-        call = await self.handoffs.call_of(ticket)
-        handoff = Handoff(ticket.platform, lambda: ticket.target)
-        with self.handoffs.calling(call, handoff, ticket=ticket):
-            if call.verb == "act" and call.action is not None:
-                return await self._act(call.actor, call.chat, call.action, progress)
-            if call.request is None:
-                raise NotFound()
-            if call.verb == "edit":
-                return await self._edit(call.request, call.reply_to, progress)
-            return await self._guarded(call.actor, self.pipeline.run(call.request, None, progress))
+        try:
+            call = await self.handoffs.call_of(ticket)
+            handoff = Handoff(ticket.platform, lambda: ticket.target)
+            with self.handoffs.calling(call, handoff, ticket=ticket):
+                if call.verb == "act" and call.action is not None:
+                    return await self._act(call.actor, call.chat, call.action, progress)
+                if call.request is None:
+                    raise NotFound()
+                if call.verb == "edit":
+                    return await self._edit(call.request, call.reply_to, progress)
+                return await self._guarded(call.actor,
+                                           self.pipeline.run(call.request, None, progress))
+        finally:  # refused or failed before its job queued: nobody else should make it again
+            await asyncio.shield(self.handoffs.release(ticket))
 
     async def _act(self, actor: Actor, chat: ChatRef, action: Action,
                    progress: ProgressCallback | None) -> Reply:

@@ -13,8 +13,8 @@ import pytest
 
 from bot.bootstrap import Core
 from bot.config import Settings
-from bot.domain import Capabilities, Handoff, ImageData, MessageRef
-from bot.errors import Cancelled
+from bot.domain import Actor, Capabilities, Handoff, ImageData, MessageRef
+from bot.errors import Banned, Cancelled
 from bot.storage.handoff_port import Ticket
 from tests.conftest import StoreFactory
 from tests.helpers import png_data
@@ -145,14 +145,24 @@ async def test_one_process_hands_nothing_off(settings_factory: Callable[..., Set
         await asyncio.gather(*jobs)
 
 
-async def test_a_ticket_older_than_a_result_is_worth_is_given_up(
+async def test_old_unreadable_and_refused_tickets_are_given_up(
         settings_factory: Callable[..., Settings]) -> None:
     async with running(settings_factory(limits={"delivery_retry_hours": 1})) as core:
         core.service.handoffs.enabled = True
-        await core.store.hand_off(ticket("old", age=timedelta(hours=2)), "gone")
-        await core.store.hand_off(ticket("new", age=timedelta(minutes=1)), "gone")
-        claimed = await core.service.handoffs.claim("telegram")
-        assert [t.id for t in claimed] == ["new"] and await held_by(core) == ["new"]
+        call = ('{"verb": "imagine", "actor": {"platform": "telegram", "user_id": "1"},'
+                ' "chat": {"platform": "telegram", "chat_id": "1"}, "request": {"prompt": "a fox",'
+                ' "refs": [], "options": {"negative": []}, "kind": "imagine",'
+                ' "parent_turn_id": null, "links": []}}')
+        await core.store.hand_off(replace(ticket("old", age=timedelta(hours=2)), call=call), "x")
+        await core.store.hand_off(replace(ticket("new", age=timedelta(minutes=1)), call=call), "x")
+        await core.store.hand_off(replace(ticket("bad"), call="{not json"), "gone")
+        claimed = await core.api.handed_over("telegram")
+        assert [(t.id, a) for t, a in claimed] == [("new", Actor("telegram", "1"))]
+        assert await held_by(core) == ["new"]  # the old and the unreadable ones are gone
+        await core.store.set_user_flags(ALICE.key, banned=True)  # banned meanwhile: refused, not kept
+        with pytest.raises(Banned):
+            await core.api.resume(claimed[0][0])
+        assert await held_by(core) == []
 
 
 def _gated(provider: FakeProvider, gate: asyncio.Event):  # type: ignore[no-untyped-def]

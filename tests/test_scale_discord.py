@@ -83,7 +83,7 @@ async def test_a_stopped_shards_queued_jobs_are_posted_by_another(tmp_path: Path
                 return await world.query("SELECT target FROM handoffs")
 
             deadline = time.monotonic() + 30
-            while len(await queued()) < 2 and time.monotonic() < deadline:
+            while len(await queued()) < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             places = [json.loads(row["target"]) for row in await queued()]
             assert len(places) >= 2 and all(p["shown"] for p in places), places
@@ -96,7 +96,7 @@ async def test_a_stopped_shards_queued_jobs_are_posted_by_another(tmp_path: Path
                         and f"<@{user_id}>" in m.text]
 
             deadline = time.monotonic() + 60
-            while (not all(posted(p["user_id"]) for p in places)
+            while (not all(posted(p["user_id"]) for p in places)  # noqa: ASYNC110
                    and time.monotonic() < deadline):
                 await asyncio.sleep(0.1)
             for place in places:
