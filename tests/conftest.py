@@ -85,3 +85,14 @@ async def store(store_factory: StoreFactory) -> AsyncIterator[engines.AnyStore]:
     await opened.open()
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+async def two(store_factory: StoreFactory) -> AsyncIterator[tuple[engines.AnyStore, engines.AnyStore]]:
+    """Two open stores on one database: two processes' views of it."""
+    stores = (store_factory(), store_factory())
+    for s in stores:
+        await s.open()
+    yield stores
+    for s in stores:
+        await s.close()

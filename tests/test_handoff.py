@@ -5,7 +5,7 @@ job waits. The three-process proof with kill -9 is tests/test_scale_processes.py
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +16,6 @@ from bot.config import Settings
 from bot.domain import Actor, Capabilities, Handoff, ImageData, MessageRef
 from bot.errors import Banned, Cancelled
 from bot.storage.handoff_port import Ticket
-from tests.conftest import StoreFactory
 from tests.helpers import png_data
 from tests.store_engines import AnyStore, fetch
 from tests.test_service import ALICE, BOB, FakeProvider, ask, kinds, running
@@ -28,17 +27,6 @@ CAPS = Capabilities(caption_limit=4096, photo_budget=None)
 
 def ticket(name: str, platform: str = "telegram", age: timedelta = timedelta(0)) -> Ticket:
     return Ticket(name, platform, TARGET, '{"verb": "imagine"}', datetime.now(UTC) - age)
-
-
-@pytest.fixture
-async def two(store_factory: StoreFactory) -> AsyncIterator[tuple[AnyStore, AnyStore]]:
-    """Two open stores on one database: two processes' views of it."""
-    stores = (store_factory(), store_factory())
-    for s in stores:
-        await s.open()
-    yield stores
-    for s in stores:
-        await s.close()
 
 
 async def test_a_ticket_goes_to_one_process_once_its_owner_stopped(

@@ -13,7 +13,6 @@ import random
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,17 +32,6 @@ from tests.store_engines import AnyStore, execute, fetch, read_only
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = [ChatRef("telegram", "-100", "group"), ChatRef("discord", "g1", "group")]
 USERS = [Actor("telegram", str(i)) for i in range(20)]
-
-
-@pytest.fixture
-async def two(store_factory: StoreFactory) -> AsyncIterator[tuple[AnyStore, AnyStore]]:
-    """Two open stores on one database: two processes' views of it."""
-    stores = (store_factory(), store_factory())
-    for s in stores:
-        await s.open()
-    yield stores
-    for s in stores:
-        await s.close()
 
 
 async def expire(store: AnyStore, instance_id: str) -> None:

@@ -6,32 +6,17 @@ Two store objects on one database stand for two processes (as in test_store_conc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-
-import pytest
 
 from bot.config import QuotaSection
 from bot.domain import Actor, Turn
 from bot.quotas import Price, Quotas
 from bot.storage.base import Parked, Reservation
-from tests.conftest import StoreFactory
 from tests.store_engines import AnyStore
 from tests.test_store_concurrency import expire
 
 USER = Actor("telegram", "5")
 SECTION = QuotaSection(user_daily_credits=100, global_daily_usd=0)
-
-
-@pytest.fixture
-async def two(store_factory: StoreFactory) -> AsyncIterator[tuple[AnyStore, AnyStore]]:
-    """Two open stores on one database: two processes' views of it."""
-    stores = (store_factory(), store_factory())
-    for s in stores:
-        await s.open()
-    yield stores
-    for s in stores:
-        await s.close()
 
 
 async def held_for(store: AnyStore, owner: str, turn_id: str) -> Reservation:

@@ -33,14 +33,25 @@ class PgHandoffs:
         return bool(rows)
 
     async def claim_handoffs(self, platform: str, owner: str) -> list[Ticket]:
-        """``platform``'s tickets whose owner's lease lapsed, now ``owner``'s (one statement)."""
-        rows = await self._fetch(
-            "UPDATE handoffs h SET owner = $2 WHERE h.platform = $1 AND h.owner != $2"
+        """``platform``'s tickets whose owner's lease lapsed, now ``owner``'s.
+
+        Each ticket changes hands only from the owner it was read with: two claimers' updates
+        meet on its row, and the second, re-checking that row after the first committed, finds
+        another owner (a condition on the owner's lease alone would not be re-checked: under
+        READ COMMITTED the join to ``instances`` keeps what it found first).
+        """
+        gone = await self._fetch(
+            "SELECT h.id, h.owner FROM handoffs h WHERE h.platform = $1 AND h.owner != $2"
             " AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = h.owner"
-            " AND i.lease_until >= now())"
-            " RETURNING h.id, h.platform, h.target, h.call, h.created_at", platform, owner)
-        return sorted((Ticket(r["id"], r["platform"], r["target"], r["call"], r["created_at"])
-                       for r in rows), key=lambda t: (t.created_at, t.id))
+            " AND i.lease_until >= now()) ORDER BY h.created_at, h.id", platform, owner)
+        claimed: list[Ticket] = []
+        for row in gone:
+            won = await self._fetch(
+                "UPDATE handoffs SET owner = $1 WHERE id = $2 AND owner = $3"
+                " RETURNING id, platform, target, call, created_at", owner, row["id"], row["owner"])
+            claimed += [Ticket(r["id"], r["platform"], r["target"], r["call"], r["created_at"])
+                        for r in won]
+        return claimed
 
     async def drop_handoff(self, ticket_id: str) -> None:
         """Forget a ticket whoever holds it."""
