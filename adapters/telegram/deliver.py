@@ -114,6 +114,11 @@ class Sender:
         self.patience = api.settings.limits.delivery_retry_hours * 3600
         #: Telegram refused a paid broadcast once: none is tried again in this process.
         self.paid_refused = False
+        #: A paid broadcast went through, so Telegram takes them (Stars, enough users): many
+        #: may go at once. Until then one is tried at a time (the rest go free meanwhile), so a
+        #: bot without Stars meets the refusal once, not once per result already on its way.
+        self.paid_confirmed = False
+        self._paid_trial = False
 
     async def _send(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, repeated after transient failures (see SEND_RETRY_DELAYS)."""
@@ -132,8 +137,14 @@ class Sender:
     def _paid(self) -> bool:
         """Pay for this result's send: paid broadcasts are on and the queue is that long."""
         cfg = self.api.settings.telegram
-        return bool(cfg.paid_broadcast and not self.paid_refused and self.budget is not None
-                    and self.budget.backlog_seconds() > cfg.paid_broadcast_after_seconds)
+        wanted = bool(cfg.paid_broadcast and not self.paid_refused and self.budget is not None
+                      and self.budget.backlog_seconds() > cfg.paid_broadcast_after_seconds)
+        if not wanted or self.paid_confirmed:
+            return wanted
+        if self._paid_trial:
+            return False  # the first paid one is still on its way
+        self._paid_trial = True
+        return True
 
     def sending(self, out: Delivery, target: Target) -> Sending:
         """An open delivery on its way to ``target``, offered for the configured patience."""
@@ -149,9 +160,12 @@ class Sender:
             await job.out.park(PLATFORM, json.dumps(dataclasses.asdict(job.target)))
         while True:
             paid = self._paid()
+            trial = paid and not self.paid_confirmed
             try:
                 with lane(Lane.RESULT, job.out.reply.ready_at):
-                    return await self._send(what, functools.partial(call, paid))
+                    sent = await self._send(what, functools.partial(call, paid))
+                self.paid_confirmed = self.paid_confirmed or paid
+                return sent
             except BadRequest as err:
                 if not paid:
                     raise
@@ -165,6 +179,9 @@ class Sender:
                 await job.out.park(PLATFORM, json.dumps(dataclasses.asdict(job.target)))
                 log.info("%s: Telegram asks to wait %.0f s; the result waits", what, wait)
                 await asyncio.sleep(wait)
+            finally:
+                if trial:
+                    self._paid_trial = False
 
     async def text(self, target: Target, text: str,
                    keyboard: InlineKeyboardMarkup | None = None) -> Message:
