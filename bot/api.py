@@ -47,6 +47,7 @@ from bot.errors import (
     Cancelled,
     ConfigError,
     EmptyPrompt,
+    HandedOver,
     InputTooLarge,
     InternalError,
     InvalidOption,
@@ -96,7 +97,7 @@ __all__ += ["TelegramSection"]
 # A reference an upstream may fetch by URL (bot/links.py decides which may).
 __all__ += ["ImageLink"]
 # Queued jobs another process finishes when this one stops (bot/handoff.py, many processes).
-__all__ += ["Handoff", "Ticket"]
+__all__ += ["HandedOver", "Handoff", "Ticket"]
 # Creating (issue 16): /history pages, /describe answers.
 __all__ += ["Described", "HistoryItem", "HistoryPage"]
 # Selling packs ([shop]): what platforms report (Charge), what they show (Pack, Receipt, Payment).

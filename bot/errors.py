@@ -203,6 +203,12 @@ class Cancelled(BotError):
     exit_code = 4
 
 
+class HandedOver(Cancelled):
+    """This process stops while the job waits: another makes it from its ticket (bot/handoff.py)."""
+
+    key = "error.handed_over"
+
+
 class ConfigError(BotError):
     """The configuration is invalid or a secret is missing."""
 

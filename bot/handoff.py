@@ -7,7 +7,10 @@ starts only if this process can still take its ticket back. When a process dies 
 lapses: the instance sweep refunds its reservations as before, and a process running the same
 platform claims its tickets (:meth:`Handoffs.claim`) and makes each call again from the start
 (checks, prices, reservation, queue), delivering where the ticket says. A process paused past
-its lease finds its ticket claimed and drops the job, so no job is made twice.
+its lease finds its ticket claimed and drops the job, so no job is made twice. A process that
+stops on purpose (a restart, a deploy: drain) keeps the tickets of the jobs it had waiting,
+tells their users (:class:`~bot.errors.HandedOver`) and gives its lease up, so another process
+makes them at once rather than after the lease.
 
 The ticket reaches the queue through a context variable set around the one call that asked for
 it (:meth:`Handoffs.calling`): the call's path (pipeline, batches) queues one job, and threading
@@ -30,7 +33,14 @@ from typing import Any, TypeVar
 
 from bot.blobs.store import BlobStore
 from bot.domain import Action, Actor, ChatRef, Handoff, ImageLink, ImageRequest, MessageRef, Options
-from bot.errors import Cancelled, NotFound, QueueFull, StoreUnavailable, TooManyWaiting
+from bot.errors import (
+    Cancelled,
+    HandedOver,
+    NotFound,
+    QueueFull,
+    StoreUnavailable,
+    TooManyWaiting,
+)
 from bot.jobs import ProgressCallback, Scheduler
 from bot.quotas import Quotas
 from bot.storage.base import Store
@@ -127,6 +137,7 @@ class Handoffs:
             return await work()
 
         deadline = asyncio.get_running_loop().time() + READMIT_FOR
+        kept = False
         try:
             while True:
                 try:
@@ -136,11 +147,23 @@ class Handoffs:
                     # A resumed job meets the dead process's own entries until Redis sweeps them.
                     if not pending.resumed or asyncio.get_running_loop().time() > deadline:
                         raise
+                except Cancelled:
+                    if started or scheduler.accepting:
+                        raise
+                    # This process stops (a restart, a deploy) while the job waits: its ticket
+                    # stays, and another process makes it once this one's lease is given up.
+                    # Written again: where the result goes may say more now (a status message
+                    # sent since the job was queued, which the other process then edits).
+                    kept = True
+                    with contextlib.suppress(StoreUnavailable):
+                        await self._store.hand_off(dataclasses.replace(
+                            ticket, target=pending.handoff.target()), self.owner)
+                    raise HandedOver() from None
                 await asyncio.sleep(READMIT_EVERY)
                 if self._sweep is not None:
                     await self._sweep()
         finally:
-            if not started:
+            if not started and not kept:
                 with contextlib.suppress(StoreUnavailable):
                     await asyncio.shield(self._store.take_back(ticket.id, self.owner))
 

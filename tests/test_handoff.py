@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.bootstrap import Core
+from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.domain import Actor, Capabilities, Handoff, ImageData, MessageRef
-from bot.errors import Banned, Cancelled
+from bot.errors import Banned, Cancelled, HandedOver
 from bot.storage.handoff_port import Ticket
 from tests.helpers import png_data
 from tests.store_engines import AnyStore, fetch
@@ -114,6 +114,39 @@ async def test_a_queued_job_of_a_stopped_process_is_made_by_another(
         assert len(first.requests) == 1  # A never made the fox
         # A's hold was refunded by the sweep, B's reservation settled: each closed once.
         assert await kinds(b) == ["reserve", "refund", "reserve", "settle"]
+
+
+async def test_a_process_that_stops_hands_its_waiting_jobs_over(
+        settings_factory: Callable[..., Settings]) -> None:
+    """A restart (SIGTERM: drain) is not a crash: the waiting job is told it is handed over, its
+    ticket stays, and the next process makes it at once (the lease was given up, not lapsed)."""
+    settings = settings_factory(limits={"global_concurrency": 1, "per_user_queued": 2})
+    gate = asyncio.Event()
+    first = FakeProvider()
+    first.generate = _gated(first, gate)  # type: ignore[method-assign]
+    a = build_core(settings, providers={"demo": first})
+    await a.start()
+    a.service.handoffs.enabled = True
+    place = Handoff("telegram", lambda: TARGET)
+    busy = asyncio.create_task(a.api.imagine(ask("the one running", actor=BOB), None, place))
+    await first.started.wait()
+    queued = asyncio.create_task(a.api.imagine(ask("a heron"), None, place))
+    while not await held_by(a):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    await a.stop(grace=0)  # the running one is cut short (refunded), the waiting one handed over
+    with pytest.raises(HandedOver) as told:
+        await queued
+    assert told.value.key == "error.handed_over"
+    await asyncio.gather(busy, return_exceptions=True)
+    async with running(settings, providers={"demo": FakeProvider()}) as b:
+        b.service.handoffs.enabled = True
+        [(claimed, actor)] = await b.api.handed_over("telegram")  # no lease to wait out
+        assert actor == ALICE
+        reply = await b.api.resume(claimed)
+        async with b.api.delivery(reply, CAPS) as out:
+            await out.sent([MessageRef("telegram", "1", "98")])
+        assert await kinds(b) == ["reserve", "refund", "reserve", "settle"]
+        assert await held_by(b) == []
 
 
 async def test_one_process_hands_nothing_off(settings_factory: Callable[..., Settings]) -> None:

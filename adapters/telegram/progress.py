@@ -33,7 +33,7 @@ from telegram.error import BadRequest, RetryAfter, TelegramError
 from adapters.telegram.deliver import SEND_RETRY_DELAYS, markup
 from adapters.telegram.inbound import Target
 from adapters.telegram.ratelimit import Lane, Skipped, lane, seconds
-from bot.api import BotApi, Progress
+from bot.api import BotApi, HandedOver, Progress
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,9 @@ class StatusReporter:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self._halt()
-        if self._status is not None:
+        # Handed over (this process stops while the job waits): the process that makes it
+        # edits the same status message (takeover.py), so it stays.
+        if self._status is not None and not isinstance(exc, HandedOver):
             with contextlib.suppress(TelegramError):
                 await self._bot.delete_message(self._target.chat_id, self._status)
 
@@ -271,6 +273,12 @@ class StatusReporter:
         except Skipped:  # the budget is busy with results: try again later, backing off
             self._skips += 1
             self._retry_at = now + self._timing.tick * 2 ** min(self._skips, 2)
+        except BadRequest as err:
+            log.info("status message in %s: %s", chat_id, err)
+            if self._status is not None and "not found" in str(err).lower():
+                self._status = None  # deleted meanwhile (taken over from a stopped process)
+                return
+            self._gave_up = self._status is None
         except TelegramError as err:
             log.info("status message in %s: %s", chat_id, err)
             self._gave_up = self._status is None

@@ -22,7 +22,7 @@ Tr = Callable[..., str]
 #: Refund notes with a sentence of their own in the catalogs (web.op.why.*).
 WHY = frozenset({"UpstreamBusy", "UpstreamError", "UpstreamConfig", "UpstreamNoCredit",
                  "JobTimeout", "NoImage", "InternalError", "refused", "undeliverable", "stale"})
-_CANCEL_NOTES = frozenset({"Cancelled", "CancelledError"})
+_CANCEL_NOTES = frozenset({"Cancelled", "CancelledError", "HandedOver"})
 #: Outcomes whose credits were given back.
 REFUNDED = frozenset({"refused", "failed", "cancelled"})
 _OUTCOME_ICON = {"ok": "✓", "refused": "⛔", "failed": "⚠", "cancelled": "⏹", "running": "…"}
