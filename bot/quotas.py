@@ -232,7 +232,9 @@ class Quotas:
         day, month, day_reset, month_reset = self._periods()
         windows: list[WindowUsage] = []
         pool = chat.key if chat is not None and self._pooled(chat) else None
-        async with self._store.quota_tx() as tx:
+        # Only lapsing bought credits writes here (an expire row); else reads, no transaction.
+        view = self._store.quota_tx() if self._paid_expire else self._store.quota_view()
+        async with view as tx:
             standing = await tx.standing(actor.key, day, month, chat_key=pool, reserved=True)
             daily, monthly = self._allowance(actor.key, standing)
             windows.append(WindowUsage("user_daily", daily, standing.used_day, day_reset))

@@ -235,6 +235,9 @@ class Store(GalleryStore, HandoffStore, Protocol):
         """A transaction for quota work: reserve, close, grant and usage see one state."""
         ...
 
+    def quota_view(self) -> AbstractAsyncContextManager[QuotaTx]:
+        """Quota reads that write nothing (a caption's usage): each read sees one state."""
+
     async def link_reservation(self, reservation_id: str, turn_id: str) -> None:
         """Record that a reservation pays for ``turn_id`` (settled or refunded by its delivery)."""
         ...

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
@@ -140,6 +140,10 @@ class PostgresStore(PgRecords, PgOutbox, PgHandoffs, PgPayments):
         with self._errors():
             async with self.pool.acquire(timeout=self._timeout) as conn, conn.transaction():
                 yield PgQuotaTx(conn, self._redact)
+
+    def quota_view(self) -> AbstractAsyncContextManager[PgQuotaTx]:
+        """Quota reads: a transaction as for any quota work."""
+        return self.quota_tx()
 
     async def writable(self) -> bool:
         """Whether a write would go through now: one upsert, always rolled back."""

@@ -37,7 +37,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-
 @contextmanager
 def _write_errors() -> Iterator[None]:
     """A write SQLite refuses (read-only file or volume, disk full, I/O error) -> StoreUnavailable."""
@@ -120,6 +119,12 @@ class SqliteStore(SqliteLeases, SqliteOutbox, SqliteHandoffs, SqlitePayments, Sq
                     if self.db.in_transaction:  # also after a failed COMMIT (never left open)
                         await self.db.execute("ROLLBACK")
                     raise
+
+    @asynccontextmanager
+    async def quota_view(self) -> AsyncIterator[SqliteQuotaTx]:
+        """Reads without BEGIN and COMMIT (two trips fewer): each statement sees one state (WAL)."""
+        async with self._lock:  # never inside another task's transaction on this connection
+            yield SqliteQuotaTx(self.db, self._redact)
 
     async def writable(self) -> bool:
         """Whether a write would go through now: one upsert, always rolled back (writes nothing)."""
