@@ -183,7 +183,7 @@ def build_core(settings: Settings, *, store: Store | None = None,
     handoffs = Handoffs(store, quotas, image_store, owner=instance_id,
                         enabled=bool(settings.redis.url),
                         max_age=timedelta(hours=settings.limits.delivery_retry_hours),
-                        sweep=scheduler.sweep)
+                        sweep=scheduler.sweep, metrics=metrics)
     service = ImagineService(
         settings=settings, store=store, quotas=quotas, conversations=conversations,
         providers=providers, scheduler=scheduler, presenter=presenter,

@@ -42,6 +42,7 @@ from bot.errors import (
     TooManyWaiting,
 )
 from bot.jobs import ProgressCallback, Scheduler
+from bot.metrics import Metrics
 from bot.quotas import Quotas
 from bot.storage.base import Store
 from bot.storage.handoff_port import Ticket
@@ -87,7 +88,8 @@ class Handoffs:
 
     def __init__(self, store: Store, quotas: Quotas, blobs: BlobStore, *, owner: str,
                  enabled: bool, max_age: timedelta = timedelta(hours=6),
-                 sweep: Callable[[], Awaitable[Any]] | None = None) -> None:
+                 sweep: Callable[[], Awaitable[Any]] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self._store = store
         self._quotas = quotas
         self._blobs = blobs
@@ -95,6 +97,7 @@ class Handoffs:
         self.enabled = enabled
         self._max_age = max_age
         self._sweep = sweep
+        self._metrics = metrics
 
     # ----- around one call ---------------------------------------------------------------------
 
@@ -193,12 +196,18 @@ class Handoffs:
                     log.info("job %s: queued %s ago by a stopped process; given up", ticket.id,
                              datetime.now(UTC) - ticket.created_at)
                 await self._store.drop_handoff(ticket.id)
+                self._count(platform, "given_up")
             else:
                 fresh.append((ticket, actor))
+                self._count(platform, "taken_over")
         if fresh:
             log.warning("taking over %d queued %s job(s) of a stopped process", len(fresh),
                         platform)
         return fresh
+
+    def _count(self, platform: str, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.handoffs.labels(platform, outcome).inc()
 
     async def release(self, ticket: Ticket) -> None:
         """A resumed call ended before its job was queued (refused, failed): forget its ticket."""

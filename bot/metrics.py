@@ -56,6 +56,9 @@ class Metrics:
         self.delivery_failures = Counter("imagine_delivery_failures_total",
                                          "Results that could not be delivered", ["platform"],
                                          registry=r)
+        self.handoffs = Counter("imagine_handoffs_total", "Waiting jobs of stopped processes:"
+                                " taken over, or given up (too old, unreadable)",
+                                ["platform", "outcome"], registry=r)
 
     def watch_queue(self, depth: Callable[[], float], running: Callable[[], float]) -> None:
         """Read queue depth and in-flight count from the scheduler at scrape time."""

@@ -179,6 +179,11 @@ async def test_old_unreadable_and_refused_tickets_are_given_up(
         await core.store.hand_off(replace(ticket("bad"), call="{not json"), "gone")
         claimed = await core.api.handed_over("telegram")
         assert [(t.id, a) for t, a in claimed] == [("new", Actor("telegram", "1"))]
+        def counted(outcome: str) -> float | None:
+            return core.metrics.registry.get_sample_value(
+                "imagine_handoffs_total", {"platform": "telegram", "outcome": outcome})
+
+        assert (counted("taken_over"), counted("given_up")) == (1, 2)
         assert await held_by(core) == ["new"]  # the old and the unreadable ones are gone
         await core.store.set_user_flags(ALICE.key, banned=True)  # banned meanwhile: refused, not kept
         with pytest.raises(Banned):
