@@ -47,6 +47,7 @@ REDACT = ("tests/test_redact.py",)
 CONVERSATIONS = ("tests/test_conversations.py",)
 DISCORD = ("tests/test_discord_rules.py",)
 TELEGRAM = ("tests/test_telegram_rules.py",)
+HANDOFF = ("tests/test_handoff.py",)
 
 MUTANTS: tuple[Mutant, ...] = (
     # ----- quotas: reserve -> settle | refund
@@ -152,6 +153,19 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("telegram.no_callback_updates", "adapters/telegram/app.py",
            'ALLOWED_UPDATES = ["message", "callback_query"]', 'ALLOWED_UPDATES = ["message"]',
            TELEGRAM),
+    # ----- queued jobs handed over between processes (bot/handoff.py): made once, paid once
+    Mutant("handoff.starts_without_its_ticket", "bot/handoff.py",
+           "if not await self._store.take_back(ticket.id, self.owner):",
+           "if not await self._store.take_back(ticket.id, self.owner) and False:", HANDOFF),
+    Mutant("handoff.claim_keeps_dead_holds", "bot/handoff.py",
+           "        await self._quotas.refund_stale()\n", "", HANDOFF),
+    Mutant("handoff.drain_drops_the_ticket", "bot/handoff.py",
+           "                    kept = True\n", "", HANDOFF),
+    Mutant("handoff.pg_claims_from_anyone", "bot/storage/postgres_handoffs.py",
+           "WHERE id = $2 AND owner = $3", "WHERE id = $2 AND $3 = $3", HANDOFF),
+    Mutant("handoff.sqlite_claims_live_owners", "bot/storage/sqlite_handoffs.py",
+           "            if row[\"leased\"] is not None and await asyncio.to_thread(",
+           "            if False and await asyncio.to_thread(", HANDOFF),
 )
 
 #: Mutants considered and left out because no test can tell them apart, each with the argument.
