@@ -128,6 +128,11 @@ async def test_three_processes_share_limits_and_survive_a_kill(tmp_path: Path) -
             instance = await world.query("SELECT id FROM instances WHERE pid = $1",
                                          victim.proc.pid)
             owner = instance[0]["id"]
+
+            async def victim_has_waiting() -> bool:  # what it has queued is what is taken over
+                return bool(await world.query("SELECT id FROM handoffs WHERE owner = $1", owner))
+
+            await until(victim_has_waiting, "the victim to have jobs waiting", 30)
             killed_at = time.monotonic()
             victim.kill(signal.SIGKILL)
             await victim.exit_code(10)
@@ -176,6 +181,13 @@ async def test_three_processes_share_limits_and_survive_a_kill(tmp_path: Path) -
             outcomes = ([telegram_outcome(telegram, m) for m in expected_tg]
                         + [discord_outcome(discord, ix) for ix in slashes])
             texts = collections.Counter(c.text[:40] for c in telegram.calls_of("sendMessage"))
+            texts.update(f"discord: {m.text[:40]}" for ix in slashes
+                         for m in [ix.original, *(v for v in discord.messages.values()
+                                                  if v.interaction_id == ix.id)]
+                         if m is not None and not m.attachments and m.text)
+            texts.update(f"outcome {p}: {o}" for p, o in (
+                *(("telegram", telegram_outcome(telegram, m)) for m in expected_tg),
+                *(("discord", discord_outcome(discord, ix)) for ix in slashes)))
             assert outcomes.count("delivered") >= 2 * (len(dc_users) + len(tg_users)) - 2 * len(
                 lost), texts  # two per user, less what the killed process took down
             photos = collections.Counter((str(c.chat_id), c.reply_to)
