@@ -204,7 +204,8 @@ class Cancelled(BotError):
 
 
 class HandedOver(Cancelled):
-    """This process stops while the job waits: another makes it from its ticket (bot/handoff.py)."""
+    """Another process makes the job from its ticket (bot/handoff.py): this one stops, or it
+    stalled past its lease while the job waited."""
 
     key = "error.handed_over"
 

@@ -134,9 +134,10 @@ class Handoffs:
             nonlocal started
             started = True
             if not await self._store.take_back(ticket.id, self.owner):
+                # Stalled past the lease: another process took the job over and makes it.
                 log.warning("job %s: claimed by another process while this one stalled; "
                             "dropped here", ticket.id)
-                raise Cancelled()
+                raise HandedOver()
             return await work()
 
         deadline = asyncio.get_running_loop().time() + READMIT_FOR

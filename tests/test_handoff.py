@@ -14,7 +14,7 @@ import pytest
 from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.domain import Actor, Capabilities, Handoff, ImageData, MessageRef
-from bot.errors import Banned, Cancelled, HandedOver
+from bot.errors import Banned, HandedOver
 from bot.storage.handoff_port import Ticket
 from tests.helpers import png_data
 from tests.store_engines import AnyStore, fetch
@@ -108,7 +108,7 @@ async def test_a_queued_job_of_a_stopped_process_is_made_by_another(
         assert await held_by(b) == []
 
         gate.set()  # A's slot frees: its copy of the job finds its ticket gone
-        with pytest.raises(Cancelled):
+        with pytest.raises(HandedOver):  # its user is told another process makes it
             await queued
         await busy
         assert len(first.requests) == 1  # A never made the fox

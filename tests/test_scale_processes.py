@@ -65,8 +65,12 @@ def telegram_outcome(fake: FakeTelegram, asked: tuple[int, int]) -> str | None:
 
 
 def discord_outcome(fake: FakeDiscord, ix: FakeInteraction) -> str | None:
-    """The same for one slash command."""
-    if any(m.interaction_id == ix.id and m.attachments and not m.deleted
+    """The same for one slash command (its result made by another process is posted in the
+    channel, pinging its user: a process stalled past its lease has its waiting jobs taken over)."""
+    prompt = next(o["value"] for o in ix.data["options"] if o["name"] == "prompt")
+    if any(m.attachments and not m.deleted and (m.interaction_id == ix.id or (
+            m.interaction_id is None and m.channel_id == ix.channel.id
+            and f"<@{ix.user.id}>" in m.text and prompt in m.text))
            for m in fake.messages.values()):
         return "delivered"
     answers = [m for m in fake.messages.values() if m.interaction_id == ix.id]
