@@ -172,19 +172,14 @@ class Deliveries:
         Waits without the images while the budget is spent (they are in the blob store). The
         caller must not keep its own reference to ``result``: this frame lets the bytes go.
         """
-        need = sum(image.size_bytes for image in result.images)
-        lease = pending.lease  # taken before the answer was read (bot.budget.answer_hook)
-        if lease is not None and lease.held and lease.size >= need:
-            # Parsed: only the images are held now, not the answer's four-fold weight. Given
-            # back before the store trips, so that answers are read while results wait for the
-            # store (held until after them, 40 waiting results spent a 256 MB budget and the
-            # next answers waited seconds unread: bench_e2e, 500 Telegram users).
-            lease.shrink(need)
         turn = await store(result)
         pending.turn_id = turn.id
         self.local[turn.id] = pending
         await self.store.link_reservation(pending.reservation_id, turn.id)
+        need = sum(image.size_bytes for image in result.images)
+        lease = pending.lease  # taken before the answer was read (bot.budget.answer_hook)
         if lease is not None and lease.held and lease.size >= need:
+            lease.shrink(need)
             return turn, result
         pending.release()
         pending.lease = self.budget.try_acquire(need)
