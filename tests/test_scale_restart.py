@@ -78,7 +78,10 @@ async def test_a_restarting_process_hands_its_waiting_jobs_over(tmp_path: Path) 
                         and not c.text.startswith("Cancelled")]
             deleted = collections.Counter(c.params.get("message_id")
                                           for c in telegram.calls_of("deleteMessage"))
-            assert statuses and all(deleted[s] == 1 for s in statuses), (statuses, deleted)
+            trail = [(c.method, c.params.get("message_id") or (c.result or {}).get("message_id"),
+                      c.reply_to, c.text[:30]) for c in telegram.calls
+                     if c.method in ("sendMessage", "editMessageText", "deleteMessage")]
+            assert statuses and all(deleted[s] == 1 for s in statuses), (statuses, deleted, trail)
             # within a third of a lease, not the lease: it was given up, not left to lapse
             assert took < 30.0, took
             # every job is delivered or was running when the restart cut it short (refunded)

@@ -118,6 +118,9 @@ class StatusReporter:
         # A status message another process had shown for this job (adapters/telegram/takeover.py)
         # is edited and deleted as this job's own.
         self._status: int | None = status
+        #: The status message the job's ticket names (bot/handoff.py): the one kept when the
+        #: job is handed over; one sent after the ticket was written would be left behind.
+        self._recorded: int | None = status
         self._shown: str | None = None if status is None else ""
         self._shown_at = 0.0
         self._shown_stage: str | None = None
@@ -129,9 +132,9 @@ class StatusReporter:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def message_id(self) -> int | None:
-        """The status message, once sent (None in private chats with drafts)."""
+    def for_ticket(self) -> int | None:
+        """The status message as a hand-over ticket records it (None: none sent yet)."""
+        self._recorded = self._status
         return self._status
 
     @property
@@ -154,7 +157,8 @@ class StatusReporter:
         await self._halt()
         # Handed over (this process stops while the job waits): the process that makes it
         # edits the same status message (takeover.py), so it stays.
-        if self._status is not None and not isinstance(exc, HandedOver):
+        handed = isinstance(exc, HandedOver) and self._status == self._recorded
+        if self._status is not None and not handed:
             with contextlib.suppress(TelegramError):
                 await self._bot.delete_message(self._target.chat_id, self._status)
 

@@ -26,7 +26,7 @@ def handoff(target: Target, status: StatusReporter) -> Handoff:
     """Where a job's result goes should another process make it (read when the job waits)."""
     return Handoff(PLATFORM, lambda: json.dumps({
         "chat_id": target.chat_id, "reply_to": target.reply_to, "thread_id": target.thread_id,
-        "status": status.message_id}))
+        "status": status.for_ticket()}))
 
 
 async def take_over(rt: Runtime, creating: Creating) -> int:
