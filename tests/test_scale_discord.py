@@ -95,9 +95,12 @@ async def test_a_stopped_shards_queued_jobs_are_posted_by_another(tmp_path: Path
                         and m.attachments and not m.deleted and m.interaction_id is None
                         and f"<@{user_id}>" in m.text]
 
+            def done() -> bool:  # posted, and then the deferral left "thinking" deleted
+                return all(posted(p["user_id"]) and fake.messages[p["shown"]].deleted
+                           for p in places)
+
             deadline = time.monotonic() + 60
-            while (not all(posted(p["user_id"]) for p in places)  # noqa: ASYNC110
-                   and time.monotonic() < deadline):
+            while not done() and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
             for place in places:
                 assert len(posted(place["user_id"])) == 1, place  # made once, by process 1
