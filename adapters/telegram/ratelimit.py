@@ -7,7 +7,11 @@ messages a minute per group, and about 30 a second in all; past them it answers 
 overall limit to 1000 a second at 0.1 Star a message (``allow_paid_broadcast``,
 https://core.telegram.org/bots/api#sendmessage; PTB's ``FloodLimit.PAID_MESSAGES_PER_SECOND``).
 Each limit is a pace here (GCRA: a rate and a short burst), kept under Telegram's own so that
-uploads arriving closer together than they left do not trip it.
+uploads arriving closer together than they left do not trip it. Telegram counts a message when it
+arrives, not when we let it go: a stall on the way (this process's event loop busy reading
+answers, a slow link) delivers every upload granted meanwhile at once, and bench/bench_e2e.py's
+burst of 500 drew 12-23 429s that way in every run. So at most ``in_flight`` free sends are on
+their way at once; a bunch can never be larger than that.
 
 Who goes first when the budget is short is the :class:`Lane`: a finished, paid-for image
 (``RESULT``) before an answer (``REPLY``), and a progress update (``STATUS``) only from what is
@@ -22,8 +26,12 @@ and deletions send nothing: they go straight out.
 
 A 429 is also news about the limits: in a group it holds that group back for ``retry_after``; in
 a private chat (where we send a message or two per job) it can only be the overall limit, so
-everything waits that long and the overall rate drops by a fifth, creeping back after a quiet
-minute. A ``REPLY`` is then tried again a few times; a ``RESULT`` is handed back to the sender,
+everything waits that long. A lone burst of 429s is taken for uploads that arrived bunched; when
+they come back within a minute, Telegram's limit is lower than ours: the overall rate drops by a
+fifth, creeping back after a quiet minute. (Cutting at the first one cost the burst of 500 a
+fifth of its rate for all of its 17 s: 1-3% of results within bound; holding only, 78%; with
+the cap in flight too, no 429 at all and 93%.)
+A ``REPLY`` is then tried again a few times; a ``RESULT`` is handed back to the sender,
 which waits as long as the result is worth delivering (adapters/telegram/deliver.py).
 """
 
@@ -36,7 +44,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -102,12 +110,14 @@ class Limits:
     #: 5% under Telegram's 30: a backlog sent at exactly 30 a second keeps Telegram's bucket
     #: where our first burst left it, with no room for uploads that arrive closer together than
     #: they left (a 1.5 MB photo takes 20 ms to seconds on its way under load); at 28.5 the
-    #: room grows back by 1.5 a second. Each 429 holds everything for its retry_after and costs
-    #: a fifth of the rate for a minute: bench/bench_e2e.py's burst of 500 results at 30/s drew
-    #: 3-5 429s from the fake Bot API in most runs and then went out at 23-24/s.
+    #: room grows back by 1.5 a second.
     rate: float = 28.5
-    #: Half a second's worth: a send budget granted late (a busy event loop) catches up.
-    burst: int = 15
+    #: A quarter second's worth: a send granted late (a busy event loop) catches up. With
+    #: ``in_flight`` it bounds what can reach Telegram at once to 20, under its ~30 saved up.
+    burst: int = 8
+    #: Free sends granted and not yet answered, at most: 28.5/s needs 12 only when a call
+    #: takes over 0.4 s (a 1.5 MB photo over a slow link), and then the link is the bound.
+    in_flight: int = 12
     paid_rate: float = 1000.0
     chat_per_second: float = 1.0
     chat_burst: int = 2
@@ -177,6 +187,9 @@ class SendBudget:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_flood = -math.inf
+        self._last_burst = -math.inf
+        #: Free sends granted and not yet answered.
+        self.flying = 0
         #: Sends let through by lane, status calls skipped, 429s seen.
         self.sent: Counter[str] = Counter()
 
@@ -194,6 +207,8 @@ class SendBudget:
         return paces
 
     def _wait(self, chat: Chat, paid: bool, now: float) -> float:
+        if not paid and self.flying >= self.limits.in_flight:
+            return math.inf  # until one lands (landed() wakes the dispatcher)
         overall = self._paid if paid else self._free
         return max(overall.wait(now), *(p.wait(now) for p in self._paces(chat, now)))
 
@@ -202,6 +217,7 @@ class SendBudget:
             self._set_rate(min(self.limits.rate, self.rate + self.limits.rate / 10))
             self._last_flood = now - 50  # the next step up after another quiet 10 s
         (self._paid if paid else self._free).take(now)
+        self.flying += not paid
         for pace in self._paces(chat, now):
             pace.take(now)
         self.sent[which.name.lower()] += 1
@@ -225,7 +241,8 @@ class SendBudget:
     def try_take(self, chat: Chat, which: Lane = Lane.STATUS) -> bool:
         """Take a send at once if nobody waits and every pace has one to spare; else False."""
         now = self._clock()
-        if self.waiting() or not all(p.spare(now) for p in (self._free, *self._paces(chat, now))):
+        if (self.waiting() or self.flying >= self.limits.in_flight - 1
+                or not all(p.spare(now) for p in (self._free, *self._paces(chat, now)))):
             self.sent["skipped"] += 1
             return False
         self._take(chat, False, now, which)
@@ -249,7 +266,29 @@ class SendBudget:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._dispatch(), name="telegram:send-budget")
         self._wake.set()
-        await waiter.future
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                self.landed(paid)  # granted, then cancelled before the call went out
+            raise
+
+    def landed(self, paid: bool = False) -> None:
+        """A send :meth:`take` granted was answered (or never went out)."""
+        if not paid:
+            self.flying -= 1
+            if self.waiting():
+                self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def sending(self, chat: Chat, which: Lane, paid: bool = False,
+                      ready: float | None = None) -> AsyncIterator[None]:
+        """:meth:`take`, then the block (the call), then :meth:`landed`."""
+        await self.take(chat, which, paid, ready)
+        try:
+            yield
+        finally:
+            self.landed(paid)
 
     def flooded(self, chat: Chat, retry_after: float) -> None:
         """Telegram answered 429: hold back the group, or everything (see the module docstring)."""
@@ -259,10 +298,12 @@ class SendBudget:
             pace.hold(now + retry_after)
         if not is_group(chat):
             self._free.hold(now + retry_after)
-            if now - self._last_flood > 1.0:  # one step down per burst of 429s
-                self._set_rate(max(self.limits.min_rate, self.rate * 0.8))
+            if now - self._last_flood > 1.0:  # a new burst of 429s
+                if now - self._last_burst < 60:
+                    self._set_rate(max(self.limits.min_rate, self.rate * 0.8))
                 log.warning("telegram: 429 (retry after %.0f s); sending %.0f messages/s for now",
                             retry_after, self.rate)
+                self._last_burst = now
             self._last_flood = now
         self._wake.set()
 
@@ -340,4 +381,6 @@ class RateLimiter(BaseRateLimiter[int]):
                 self.budget.flooded(chat, seconds(err.retry_after))
                 if which is not Lane.REPLY or attempt == self.reply_retries:
                     raise
+            finally:
+                self.budget.landed(paid)
         raise AssertionError("unreachable")

@@ -66,7 +66,11 @@ class RedisSendBudget(SendBudget):
                    ready: float | None = None) -> None:
         """This process's turn first (lanes, paces, readiness), then room in the shared windows."""
         await super().take(chat, which, paid, ready)
-        await self._take_shared(chat, paid)
+        try:
+            await self._take_shared(chat, paid)
+        except BaseException:
+            self.landed(paid)  # granted here, never sent
+            raise
 
     async def _take_shared(self, chat: Chat, paid: bool) -> None:
         while True:
