@@ -310,28 +310,42 @@ class SendBudget:
     async def _dispatch(self) -> None:
         """Let queued sends go, most urgent lane first, each when its chat and the total allow."""
         while any(self._queues):
-            now, soonest, granted = self._clock(), math.inf, False
-            for which, queue in zip(Lane, self._queues, strict=True):
-                for waiter in list(queue):
-                    if waiter.future.done():  # its caller was cancelled
-                        queue.remove(waiter)
-                        continue
-                    wait = self._wait(waiter.chat, waiter.paid, now)
-                    if wait == 0:
-                        queue.remove(waiter)
-                        self._take(waiter.chat, waiter.paid, now, which)
-                        waiter.future.set_result(None)
-                        granted = True
-                        break
-                    soonest = min(soonest, wait)
-                if granted:
-                    break
-            if granted:
+            now = self._clock()
+            waiter, which, soonest = self._next(now)
+            if waiter is not None:
+                self._take(waiter.chat, waiter.paid, now, which)
+                waiter.future.set_result(None)
                 await asyncio.sleep(0)
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), soonest if soonest < math.inf else None)
+
+    def _next(self, now: float) -> tuple[_Waiter | None, Lane, float]:
+        """The first waiter that may go now, taken off its queue; else when one may (inf: never).
+
+        The overall paces are read once per round: while the free one is spent (a backlog),
+        each free waiter costs one attribute check, not a look at its chat's paces (py-spy: the
+        scan of 500 waiting results per grant was 4% of the bot's GIL time in a burst).
+        """
+        free = math.inf if self.flying >= self.limits.in_flight else self._free.wait(now)
+        paid, soonest = self._paid.wait(now), math.inf
+        for which, queue in zip(Lane, self._queues, strict=True):
+            i = 0
+            while i < len(queue):
+                waiter = queue[i]
+                if waiter.future.done():  # its caller was cancelled
+                    del queue[i]
+                    continue
+                overall = paid if waiter.paid else free
+                wait = overall if overall > 0 else max(
+                    p.wait(now) for p in self._paces(waiter.chat, now))
+                if wait == 0:
+                    del queue[i]
+                    return waiter, which, 0.0
+                soonest = min(soonest, wait)
+                i += 1
+        return None, Lane.STATUS, soonest
 
     def close(self) -> None:
         """Stop the dispatcher (shutdown); queued callers are cancelled."""
