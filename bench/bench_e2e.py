@@ -2,9 +2,11 @@
 
 The bot runs as it does in production, ``python -m adapters.cli run`` in its own process, with Telegram
 (python-telegram-bot, long polling) and Discord (discord.py, gateway + REST) enabled. This
-process hosts the fakes: the Telegram Bot API and Discord fakes from ``tests/`` and a Gemini
-upstream that answers every ``generateContent`` after a fixed delay with a real PNG (1K: a
-1024x1024 image of about 1.5 MB; 4K: a 5504x3072 image of about 20 MB), and it plays the users.
+process hosts the Telegram Bot API and Discord fakes from ``tests/`` and plays the users; a
+Gemini upstream answering every ``generateContent`` after a fixed delay with a real PNG (1K: a
+1024x1024 image of about 1.5 MB; 4K: a 5504x3072 image of about 20 MB) runs in a process of its
+own (bench/e2e_upstream.py: in this one, writing a burst's answers held up the Bot API fake's
+reading of the photos uploaded meanwhile, which then arrived bunched).
 
 N users each send /imagine, wait for the result, and send the next one; their first messages
 are spread over one upstream delay so arrivals are steady. The delay grows with N so that the
@@ -61,12 +63,9 @@ from bench.e2e_bot import Bot, proc_cpu, proc_mem, self_cpu  # noqa: E402
 from bench.e2e_fakes import (  # noqa: E402
     BenchDiscord,
     BenchTelegram,
-    BenchUpstream,
     Job,
-    gemini_answer,
-    image_1k,
-    image_4k,
 )
+from bench.e2e_upstream import RemoteUpstream  # noqa: E402
 from tests.fake_discord import FakeUser as DiscordUser  # noqa: E402
 from tests.fake_telegram import FakeUser  # noqa: E402
 
@@ -84,7 +83,7 @@ class World:
 
     telegram: BenchTelegram
     discord: BenchDiscord
-    upstream: BenchUpstream
+    upstream: RemoteUpstream
     bot: Bot
     user_ids: Callable[[], int]
 
@@ -190,10 +189,10 @@ async def scenario(w: World, platform: str, size: str, users: int, rounds: int,
     """``users`` users at once, ``rounds`` jobs each; figures for the whole scenario."""
     jobs: list[Job] = []
     await quiet(w)
-    w.upstream.delay = delay
-    w.upstream.ready.clear()
+    await w.upstream.set_delay(delay)
+    await w.upstream.reset()
     pid = w.bot.pid
-    cpu0, mine0 = proc_cpu(pid), self_cpu()
+    cpu0, mine0 = proc_cpu(pid), self_cpu() + w.upstream.cpu()
     rss_start = rss_peak = proc_mem(pid)[0]
     sampling = True
 
@@ -215,8 +214,9 @@ async def scenario(w: World, platform: str, size: str, users: int, rounds: int,
     await sampler
     cpu = proc_cpu(pid) - cpu0
     w.telegram.trim()
+    ready = await w.upstream.ready()
     for job in jobs:
-        job.ready = w.upstream.ready.get(job.marker)
+        job.ready = ready.get(job.marker)
     ok = [j for j in jobs if not j.error]
     calls: dict[str, float] = {}
     if platform == "telegram":
@@ -234,7 +234,7 @@ async def scenario(w: World, platform: str, size: str, users: int, rounds: int,
             "lag": [j.finished - j.ready for j in ok if j.ready],
             "ok_jobs": ok, "calls": calls, "refused": refused,
             "cpu_per_job": cpu / max(1, len(jobs)),
-            "fakes_cpu_per_job": (self_cpu() - mine0) / max(1, len(jobs)),
+            "fakes_cpu_per_job": (self_cpu() + w.upstream.cpu() - mine0) / max(1, len(jobs)),
             "rss_start": rss_start, "rss_peak": rss_peak, "rss_hwm": proc_mem(pid)[1],
             "wall": wall, "throughput": len(jobs) / wall}
 
@@ -284,7 +284,7 @@ TELEGRAM_RATE = 30.0
 async def fresh_bot(w: World, args: argparse.Namespace, tag: str) -> AsyncIterator[Bot]:
     """A new bot process on a new data dir: no memory, queues or caches carried over."""
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
-        bot = Bot(Path(tmp), w.telegram, w.discord, w.upstream, users=max(args.users),
+        bot = Bot(Path(tmp), w.telegram, w.discord, w.upstream.url, users=max(args.users),
                   profile=args.profile and args.profile.with_suffix(f".{tag}.txt"),
                   spy=args.spy and args.spy.with_suffix(f".{tag}.txt"))
         await bot.start()
@@ -304,17 +304,14 @@ async def fresh_bot(w: World, args: argparse.Namespace, tag: str) -> AsyncIterat
 
 async def main(args: argparse.Namespace) -> None:
     """Start the fakes; run every scenario in a bot process of its own; print figures."""
-    made = time.monotonic()
-    bodies = {"1K": gemini_answer(image_1k())}
-    if "4K" in args.sizes:
-        bodies["4K"] = gemini_answer(await asyncio.to_thread(image_4k))
-    print(f"upstream answers: 1K {len(bodies['1K']) / 1e6:.1f} MB JSON"
-          + (f", 4K {len(bodies['4K']) / 1e6:.1f} MB JSON" if "4K" in bodies else "")
-          + f" (made in {time.monotonic() - made:.1f} s); {os.cpu_count()} CPUs", flush=True)
-    telegram, discord, upstream = BenchTelegram(), BenchDiscord(), BenchUpstream(1.0, bodies)
+    upstream = RemoteUpstream(args.sizes)
+    served = await upstream.start()
+    print("upstream answers (a process of its own): " + ", ".join(
+        f"{size} {n / 1e6:.1f} MB JSON" for size, n in served["sizes"].items())
+        + f" (made in {served['made']:.1f} s); {os.cpu_count()} CPUs", flush=True)
+    telegram, discord = BenchTelegram(), BenchDiscord()
     await telegram.start()
     await discord.start()
-    await upstream.start()
     ids = iter(range(10_000, 10_000_000))
     w = World(telegram, discord, upstream, None, functools.partial(next, ids))  # type: ignore[arg-type]
     if args.log:

@@ -308,7 +308,7 @@ async def fresh_bot(tg: FeedbackTelegram, upstream: BenchUpstream, workdir: Path
                     users: int, spy: Path | None = None) -> Bot:
     """A bot process of its own: Telegram only, drafts switched off in ``nodrafts``."""
     no_discord = SimpleNamespace(api_url="http://127.0.0.1:9/api", gateway_url="ws://127.0.0.1:9")
-    bot = Bot(workdir, tg, no_discord, upstream, users=max(users, 4),  # type: ignore[arg-type]
+    bot = Bot(workdir, tg, no_discord, upstream.url, users=max(users, 4),  # type: ignore[arg-type]
               spy=spy)
     config = bot.config.read_text().replace("[discord]\nenabled = true",
                                             "[discord]\nenabled = false")

@@ -16,7 +16,6 @@ import aiohttp
 from bench.e2e_fakes import DC_TOKEN, TG_TOKEN
 from tests.fake_discord import FakeDiscord
 from tests.fake_telegram import FakeTelegram
-from tests.fake_upstream import FakeUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -56,7 +55,7 @@ class Bot:
     """``python -m adapters.cli run`` on a temp data dir, pointed at the fakes."""
 
     def __init__(self, workdir: Path, telegram: FakeTelegram, discord: FakeDiscord,
-                 upstream: FakeUpstream, *, users: int, profile: Path | None = None,
+                 upstream_url: str, *, users: int, profile: Path | None = None,
                  spy: Path | None = None) -> None:
         self.port = free_port()
         self.profile = profile
@@ -77,7 +76,7 @@ user_monthly_credits = 100000000
 global_daily_usd = 0
 [providers.up]
 api = "gemini"
-base_url = "{upstream.url}"
+base_url = "{upstream_url}"
 api_key_env = "BENCH_UPSTREAM_KEY"
 [telegram]
 enabled = true
