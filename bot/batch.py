@@ -87,13 +87,13 @@ class Batches:
             thinking=plan.opts.thinking, search=bool(plan.opts.search), safety=plan.safety)
 
         async def one(booking: Booking) -> tuple[Turn, ProviderResult]:
-            async def store(result: ProviderResult) -> Turn:
+            async def store(result: ProviderResult, reservation_id: str) -> Turn:
                 return await self.conversations.record(
                     actor=plan.actor, chat=plan.chat, prompt=plan.prompt, model=plan.spec.name,
                     size=plan.size, aspect=plan.aspect, parent_id=plan.parent_id, inputs=plan.refs,
                     outputs=result.images, provider_state=result.provider_state, kind=plan.kind,
                     credits=booking.price.credits, style=plan.opts.style,
-                    negative=plan.opts.negative)
+                    negative=plan.opts.negative, reservation_id=reservation_id)
 
             started = time.monotonic()
             with reading(self.deliveries.budget, booking.pending):

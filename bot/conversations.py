@@ -59,17 +59,19 @@ class Conversations:
                      inputs: Sequence[ImageData], outputs: Sequence[ImageData],
                      provider_state: str | None = None, kind: RequestKind = "imagine",
                      credits: int = 0, style: str | None = None,
-                     negative: tuple[str, ...] = ()) -> Turn:
-        """Store the images and a new turn (a root if its parent was forgotten meanwhile)."""
+                     negative: tuple[str, ...] = (), reservation_id: str | None = None) -> Turn:
+        """Store the images and a new turn (a root if its parent was forgotten meanwhile),
+        linked to the reservation that pays for it."""
         async with self.locks.hold(actor.key):
+            ins = [await self.blobs.write(i) for i in inputs]
+            outs = [await self.blobs.write(o) for o in outputs]
             turn = Turn(
                 id=secrets.token_hex(6), actor_key=actor.key, chat_key=chat.key, prompt=prompt,
                 model=model, size=size, aspect=aspect, parent_id=parent_id,
-                input_hashes=tuple([await self.blobs.put(i) for i in inputs]),
-                output_hashes=tuple([await self.blobs.put(o) for o in outputs]),
+                input_hashes=tuple(i.hash for i in ins), output_hashes=tuple(o.hash for o in outs),
                 provider_state=provider_state, created_at=self._clock(), kind=kind,
                 credits=credits, style=style, negative=negative)
-            await self._store.add_turn(turn)
+            await self._store.add_result([*ins, *outs], self.blobs.now(), turn, reservation_id)
         return turn
 
     async def get(self, turn_id: str) -> Turn | None:

@@ -165,17 +165,17 @@ class Deliveries:
         #: what decides money (that is the reservation in the store).
         self.local: dict[str, Pending] = {}
 
-    async def keep(self, pending: Pending, store: Callable[[ProviderResult], Awaitable[Turn]],
+    async def keep(self, pending: Pending,
+                   store: Callable[[ProviderResult, str], Awaitable[Turn]],
                    result: ProviderResult) -> tuple[Turn, ProviderResult]:
-        """Store the result and link its reservation, then lease budget for its images.
+        """Store the result linked to its reservation (``store``), then lease budget for its images.
 
         Waits without the images while the budget is spent (they are in the blob store). The
         caller must not keep its own reference to ``result``: this frame lets the bytes go.
         """
-        turn = await store(result)
+        turn = await store(result, pending.reservation_id)
         pending.turn_id = turn.id
         self.local[turn.id] = pending
-        await self.store.link_reservation(pending.reservation_id, turn.id)
         need = sum(image.size_bytes for image in result.images)
         lease = pending.lease  # taken before the answer was read (bot.budget.answer_hook)
         if lease is not None and lease.held and lease.size >= need:

@@ -130,13 +130,14 @@ class JobPipeline:
         booking = await Booking.open(self.quotas, actor, chat, size, price, event)
         pending = booking.pending
 
-        async def store(result: ProviderResult) -> Turn:
+        async def store(result: ProviderResult, reservation_id: str) -> Turn:
             return await self.conversations.record(
                 actor=actor, chat=chat, prompt=prompt, model=spec.name, size=size, aspect=aspect,
                 parent_id=parent.id if parent else None, inputs=[*refs, *await linked.stored()],
                 outputs=result.images,
                 provider_state=result.provider_state, kind=request.kind,
-                credits=booking.price.credits, style=opts.style, negative=opts.negative)
+                credits=booking.price.credits, style=opts.style, negative=opts.negative,
+                reservation_id=reservation_id)
 
         # Stored and leased inside the job, so its timeout, cancel and drain cover the wait.
         keep = functools.partial(self.deliveries.keep, pending, store)

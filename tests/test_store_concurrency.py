@@ -144,8 +144,7 @@ async def test_a_dead_instances_delivered_result_is_settled_not_refunded(
                     model="m", size="1K", aspect="1:1", parent_id=None, input_hashes=(),
                     output_hashes=(), provider_state=None, created_at=datetime.now(UTC),
                     kind="imagine", credits=4)
-        await a.add_turn(turn)
-        await a.link_reservation(held.id, turn.id)
+        await a.add_result([], datetime.now(UTC), turn, held.id)
     await a.bind("turn0", [MessageRef("telegram", "5", "77")])  # delivered, then the crash
     await expire(a, "dead")
     assert await Quotas(b, section, owner="sweeper").refund_stale() == 1

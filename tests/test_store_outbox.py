@@ -22,11 +22,10 @@ SECTION = QuotaSection(user_daily_credits=100, global_daily_usd=0)
 async def held_for(store: AnyStore, owner: str, turn_id: str) -> Reservation:
     """A reservation held by ``owner`` that pays for a stored turn ``turn_id``."""
     held = await Quotas(store, SECTION, owner=owner).reserve(USER, None, Price(4, 0.04))
-    await store.add_turn(Turn(id=turn_id, actor_key=USER.key, chat_key="telegram:5", prompt="p",
-                              model="m", size="1K", aspect="1:1", parent_id=None,
-                              input_hashes=(), output_hashes=(), provider_state=None,
-                              created_at=datetime.now(UTC), kind="imagine", credits=4))
-    await store.link_reservation(held.id, turn_id)
+    await store.add_result([], datetime.now(UTC), Turn(
+        id=turn_id, actor_key=USER.key, chat_key="telegram:5", prompt="p", model="m", size="1K",
+        aspect="1:1", parent_id=None, input_hashes=(), output_hashes=(), provider_state=None,
+        created_at=datetime.now(UTC), kind="imagine", credits=4), held.id)
     return held
 
 

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.blobs.base import Blobs, BlobTooLarge
 from bot.domain import ImageData
@@ -35,6 +35,13 @@ class BlobStore:
 
     async def put(self, image: ImageData) -> str:
         """Store ``image`` once; return its SHA-256 hex digest."""
+        info = await self.write(image)
+        await self._store.put_blob(info, used_at=self._clock())
+        return info.hash
+
+    async def write(self, image: ImageData) -> BlobInfo:
+        """Store ``image``'s bytes once; its index row is the caller's to write (Store.put_blob
+        or Store.add_result, as of :meth:`now`)."""
         data = image.data
         if len(data) > _HASH_IN_THREAD:
             digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
@@ -45,9 +52,11 @@ class BlobStore:
         except BlobTooLarge as exc:  # over [blobs] max_object_mb: it could never be read back
             raise StoreUnavailable(f"image not stored: {exc}") from exc
         # image.mime was sniffed from these bytes by ImageData, never taken from a label.
-        await self._store.put_blob(BlobInfo(digest, image.mime, len(data), image.width,
-                                            image.height), used_at=self._clock())
-        return digest
+        return BlobInfo(digest, image.mime, len(data), image.width, image.height)
+
+    def now(self) -> datetime:
+        """The clock blob rows are stamped by."""
+        return self._clock()
 
     async def get(self, digest: str) -> ImageData | None:
         """The image stored under ``digest``; None when it expired or was forgotten."""

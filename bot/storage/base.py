@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from bot.domain import MessageRef, Turn, UserSettings
+from bot.storage.blob_port import BlobIndex
+from bot.storage.blob_port import BlobInfo as BlobInfo  # re-exported: its home before
 from bot.storage.gallery_port import GalleryStore
 from bot.storage.handoff_port import HandoffStore
 from bot.storage.standing import Standing
@@ -115,17 +117,6 @@ class UserRecord:
     monthly_limit: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BlobInfo:
-    """Index row of a stored image blob."""
-
-    hash: str
-    mime: str
-    size: int
-    width: int
-    height: int
-
-
 class QuotaTx(Protocol):
     """Reads and writes inside one transaction that sees and changes all windows at once."""
 
@@ -213,7 +204,7 @@ class QuotaTx(Protocol):
         ...
 
 
-class Store(GalleryStore, HandoffStore, Protocol):
+class Store(BlobIndex, GalleryStore, HandoffStore, Protocol):
     """Everything the core persists: users, ledger, reservations, turns, bindings, blobs."""
 
     # Free text from upstreams (provider state, ledger notes) is masked of known secrets before
@@ -237,10 +228,6 @@ class Store(GalleryStore, HandoffStore, Protocol):
 
     def quota_view(self) -> AbstractAsyncContextManager[QuotaTx]:
         """Quota reads that write nothing (a caption's usage): each read sees one state."""
-
-    async def link_reservation(self, reservation_id: str, turn_id: str) -> None:
-        """Record that a reservation pays for ``turn_id`` (settled or refunded by its delivery)."""
-        ...
 
     async def reservation_of(self, turn_id: str) -> Reservation | None:
         """The reservation that pays for ``turn_id``, in whatever state it is."""
@@ -351,30 +338,6 @@ class Store(GalleryStore, HandoffStore, Protocol):
 
     async def bindings_of(self, turn_id: str) -> list[MessageRef]:
         """Platform messages bound to a turn."""
-        ...
-
-    async def put_blob(self, info: BlobInfo, used_at: datetime | None = None) -> None:
-        """Index a blob (or touch it when it exists) as used at ``used_at`` (default: now)."""
-        ...
-
-    async def get_blob(self, digest: str) -> BlobInfo | None:
-        """A blob's index row."""
-        ...
-
-    async def blob_refs(self, digest: str) -> int:
-        """How many turns reference a blob."""
-        ...
-
-    async def prunable_blobs(self, older_than: datetime) -> list[str]:
-        """Blobs not used since ``older_than``."""
-        ...
-
-    async def blobs_by_age(self) -> list[BlobInfo]:
-        """Every blob, least recently used first."""
-        ...
-
-    async def delete_blobs(self, digests: list[str]) -> None:
-        """Drop index rows."""
         ...
 
     async def stats(self, day: str) -> dict[str, float]:

@@ -163,11 +163,6 @@ class PostgresStore(PgRecords, PgOutbox, PgHandoffs, PgPayments):
             return False
         return True
 
-    async def link_reservation(self, reservation_id: str, turn_id: str) -> None:
-        """Record that a reservation pays for ``turn_id``."""
-        await self._execute("UPDATE reservations SET turn_id = $1 WHERE id = $2",
-                            turn_id, reservation_id)
-
     async def reservation_of(self, turn_id: str) -> Reservation | None:
         """The reservation that pays for ``turn_id``."""
         rows = await self._fetch("SELECT * FROM reservations WHERE turn_id = $1", turn_id)

@@ -4,7 +4,7 @@ bindings, blobs and figures (the money part lives in postgres.py and postgres_tx
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,6 +209,16 @@ class PgRecords:
             " VALUES ($1, $2, $3, $4, $5, $6, $6)"
             " ON CONFLICT (hash) DO UPDATE SET last_used_at = EXCLUDED.last_used_at",
             info.hash, info.mime, info.size, info.width, info.height, now)
+
+    async def add_result(self, blobs: Sequence[BlobInfo], used_at: datetime, turn: Turn,
+                         reservation_id: str | None) -> None:
+        """put_blob for each, add_turn, then the link: pooled connections wait on no lock here."""
+        for info in blobs:
+            await self.put_blob(info, used_at)
+        await self.add_turn(turn)
+        if reservation_id is not None:
+            await self._execute("UPDATE reservations SET turn_id = $1 WHERE id = $2",
+                                turn.id, reservation_id)
 
     async def get_blob(self, digest: str) -> BlobInfo | None:
         """A blob's index row."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -16,8 +15,8 @@ import aiosqlite
 
 from bot.domain import MessageRef, Turn, UserSettings
 from bot.errors import StoreUnavailable
-from bot.storage.base import BlobInfo, LedgerEntry, Reservation, ReservationState, UserRecord
-from bot.storage.recipes import recipe_json
+from bot.storage.base import LedgerEntry, Reservation, ReservationState, UserRecord
+from bot.storage.sqlite_blobs import SqliteBlobs, turn_insert
 from bot.storage.sqlite_gallery import SqliteGallery
 from bot.storage.sqlite_gallery import turn_row as _turn
 from bot.storage.sqlite_handoffs import SqliteHandoffs
@@ -54,7 +53,8 @@ def _entry(r: aiosqlite.Row) -> LedgerEntry:
                        paid=r["paid"])
 
 
-class SqliteStore(SqliteLeases, SqliteOutbox, SqliteHandoffs, SqlitePayments, SqliteGallery):
+class SqliteStore(SqliteLeases, SqliteOutbox, SqliteHandoffs, SqlitePayments, SqliteGallery,
+                  SqliteBlobs):
     """The Store on one aiosqlite connection; a lock serialises transactions in this process."""
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 10_000,
@@ -159,11 +159,6 @@ class SqliteStore(SqliteLeases, SqliteOutbox, SqliteHandoffs, SqlitePayments, Sq
     async def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
             return list(await self.db.execute_fetchall(sql, tuple(params)))
-
-    async def link_reservation(self, reservation_id: str, turn_id: str) -> None:
-        """Record that a reservation pays for ``turn_id``."""
-        await self._write("UPDATE reservations SET turn_id = ? WHERE id = ?",
-                          (turn_id, reservation_id))
 
     async def reservation_of(self, turn_id: str) -> Reservation | None:
         """The reservation that pays for ``turn_id``."""
@@ -282,18 +277,7 @@ class SqliteStore(SqliteLeases, SqliteOutbox, SqliteHandoffs, SqlitePayments, Sq
 
     async def add_turn(self, turn: Turn) -> None:
         """Insert a turn (a root when its parent was deleted meanwhile); provider state masked."""
-        # The prompt is the user's own text and kept; the provider state carries the model's.
-        state = self._redact(turn.provider_state) if turn.provider_state is not None else None
-        await self._write(
-            "INSERT INTO turns (id, actor_key, chat_key, parent_id, kind, prompt, model, size,"
-            " aspect, input_hashes, output_hashes, provider_state, credits, created_at, recipe)"
-            " VALUES (?, ?, ?, (SELECT id FROM turns WHERE id = ?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?)",
-            (turn.id, turn.actor_key, turn.chat_key, turn.parent_id, turn.kind, turn.prompt,
-             turn.model, turn.size, turn.aspect, json.dumps(list(turn.input_hashes)),
-             json.dumps(list(turn.output_hashes)), state, turn.credits,
-             turn.created_at.isoformat(), recipe_json(turn)),
-        )
+        await self._write(*turn_insert(turn, self._redact))
 
     async def get_turn(self, turn_id: str) -> Turn | None:
         """A turn by id."""
@@ -331,49 +315,6 @@ class SqliteStore(SqliteLeases, SqliteOutbox, SqliteHandoffs, SqlitePayments, Sq
         """Platform messages bound to a turn."""
         rows = await self._rows("SELECT * FROM bindings WHERE turn_id = ?", (turn_id,))
         return [MessageRef(r["platform"], r["chat_id"], r["message_id"]) for r in rows]
-
-    async def put_blob(self, info: BlobInfo, used_at: datetime | None = None) -> None:
-        """Index a blob, or refresh its last use (``used_at``, by the caller's clock)."""
-        now = used_at.astimezone(UTC).isoformat() if used_at is not None else _now()
-        await self._write(
-            "INSERT INTO blobs (hash, mime, size, width, height, created_at, last_used_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (hash) DO UPDATE SET last_used_at = excluded.last_used_at",
-            (info.hash, info.mime, info.size, info.width, info.height, now, now),
-        )
-
-    async def get_blob(self, digest: str) -> BlobInfo | None:
-        """A blob's index row."""
-        rows = await self._rows("SELECT * FROM blobs WHERE hash = ?", (digest,))
-        if not rows:
-            return None
-        r = rows[0]
-        return BlobInfo(r["hash"], r["mime"], r["size"], r["width"], r["height"])
-
-    async def blob_refs(self, digest: str) -> int:
-        """How many turns reference a blob (as input or output)."""
-        pattern = f'%"{digest}"%'
-        rows = await self._rows(
-            "SELECT COUNT(*) AS n FROM turns WHERE input_hashes LIKE ? OR output_hashes LIKE ?",
-            (pattern, pattern),
-        )
-        return int(rows[0]["n"])
-
-    async def prunable_blobs(self, older_than: datetime) -> list[str]:
-        """Blobs not used since ``older_than``."""
-        rows = await self._rows("SELECT hash FROM blobs WHERE last_used_at < ?",
-                                (older_than.astimezone(UTC).isoformat(),))
-        return [str(r["hash"]) for r in rows]
-
-    async def blobs_by_age(self) -> list[BlobInfo]:
-        """Every blob, least recently used first."""
-        rows = await self._rows("SELECT * FROM blobs ORDER BY last_used_at")
-        return [BlobInfo(r["hash"], r["mime"], r["size"], r["width"], r["height"]) for r in rows]
-
-    async def delete_blobs(self, digests: list[str]) -> None:
-        """Drop blob index rows."""
-        async with self._writing() as db:
-            await db.executemany("DELETE FROM blobs WHERE hash = ?", [(d,) for d in digests])
 
     async def stats(self, day: str) -> dict[str, float]:
         """Jobs settled, credits, USD and distinct users on a day."""
