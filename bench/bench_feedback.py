@@ -2,7 +2,8 @@
 
 The bot runs as in production (``python -m adapters.cli run``, long polling) against the Bot API
 fake of ``tests/`` and a Gemini upstream answering with a real 1K PNG after a fixed delay (the
-fakes of ``bench/e2e_fakes.py``); this process hosts them and plays the users. Three ways of
+fakes of ``bench/e2e_fakes.py``); this process hosts the Bot API fake and plays the users, the
+upstream serves from a process of its own (``bench/e2e_upstream.py``). Three ways of
 showing progress are compared on the same load, each scenario in a fresh bot process after an
 uncounted warm-up of its own:
 
@@ -58,7 +59,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.e2e_bot import Bot, proc_mem  # noqa: E402
-from bench.e2e_fakes import TG_TOKEN, BenchUpstream, gemini_answer, image_1k  # noqa: E402
+from bench.e2e_fakes import TG_TOKEN  # noqa: E402
+from bench.e2e_upstream import RemoteUpstream  # noqa: E402
 from tests.fake_telegram import Call, FakeTelegram, FakeUser  # noqa: E402
 from tests.telegram_flood import DRAFT_LIFETIME, Bucket  # noqa: E402
 
@@ -304,7 +306,7 @@ PLANS = {
 }
 
 
-async def fresh_bot(tg: FeedbackTelegram, upstream: BenchUpstream, workdir: Path, mode: str,
+async def fresh_bot(tg: FeedbackTelegram, upstream: RemoteUpstream, workdir: Path, mode: str,
                     users: int, spy: Path | None = None) -> Bot:
     """A bot process of its own: Telegram only, drafts switched off in ``nodrafts``."""
     no_discord = SimpleNamespace(api_url="http://127.0.0.1:9/api", gateway_url="ws://127.0.0.1:9")
@@ -319,18 +321,19 @@ async def fresh_bot(tg: FeedbackTelegram, upstream: BenchUpstream, workdir: Path
     return bot
 
 
-async def scenario(tg: FeedbackTelegram, upstream: BenchUpstream, ids: Ids, mode: str,
+async def scenario(tg: FeedbackTelegram, upstream: RemoteUpstream, ids: Ids, mode: str,
                    kind: str, users: int, rounds: int, args: argparse.Namespace) -> None:
     """One load in a fresh bot process, after a warm-up in it."""
     with tempfile.TemporaryDirectory(prefix="bench-feedback-") as tmp:
         spy = args.spy and args.spy.with_suffix(f".{mode}-{kind}-{users}.txt")
         bot = await fresh_bot(tg, upstream, Path(tmp), mode, users, spy)
         try:
-            upstream.delay = 0.3
+            await upstream.set_delay(0.3)
             await run_load(tg, mode, ids, "users", 2, 2)  # warm-up, not counted
             await asyncio.sleep(1.0)
             tg.reset()
-            delay = upstream.delay = delay_of(kind, users)
+            delay = delay_of(kind, users)
+            await upstream.set_delay(delay)
             tracks = await run_load(tg, mode, ids, kind, users, rounds)
             await asyncio.sleep(1.0)
             report(tg, mode, kind, users, tracks, delay, proc_mem(bot.pid)[1])
@@ -345,7 +348,7 @@ async def scenario(tg: FeedbackTelegram, upstream: BenchUpstream, ids: Ids, mode
 async def main(args: argparse.Namespace) -> None:
     """Start the fakes; run every load for every mode."""
     tg = FeedbackTelegram(args.meter_drafts)
-    upstream = BenchUpstream(1.0, {"1K": gemini_answer(image_1k())})
+    upstream = RemoteUpstream(["1K"])  # a process of its own, as Google is (bench/e2e_upstream.py)
     await tg.start()
     await upstream.start()
     ids = Ids()

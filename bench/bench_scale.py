@@ -2,10 +2,10 @@
 
 Each run starts N processes on one fresh PostgreSQL database and one Redis prefix (the machine's
 servers, as the tests use them), all receiving Telegram by webhook through a round-robin
-balancer (tests/scale_world.py); this process hosts the fakes (the Bot API fake and a Gemini
-upstream answering every generateContent after ``--delay`` s with a 5504x3072 PNG of about
-20 MB, bench/e2e_fakes.py) and plays the users. ``--users`` users each send ``--rounds`` 4K
-prompts one after the other (a closed loop, so the bot is never short of work). Per run:
+balancer (tests/scale_world.py); this process hosts the Bot API fake and plays the users, and a
+Gemini upstream answering every generateContent after ``--delay`` s with a 5504x3072 PNG of
+about 20 MB serves from a process of its own (bench/e2e_upstream.py). ``--users`` users each
+send ``--rounds`` 4K prompts one after the other (a closed loop, so the bot is never short of work). Per run:
 
 - throughput: jobs finished per second of wall time, from the first prompt to the last result;
 - added latency: from the user's message to the result (photo and original file) in the chat,
@@ -36,7 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.e2e_bot import proc_cpu, self_cpu
-from bench.e2e_fakes import BenchTelegram, BenchUpstream, Job, gemini_answer, image_1k, image_4k
+from bench.e2e_fakes import BenchTelegram, Job
+from bench.e2e_upstream import RemoteUpstream
 from tests.fake_telegram import FakeUser
 from tests.scale_world import cluster
 
@@ -59,11 +60,11 @@ async def user(telegram: BenchTelegram, uid: int, size: str, rounds: int, start_
     telegram.current.pop(person.id, None)
 
 
-async def run(count: int, args: argparse.Namespace, bodies: dict[str, bytes]) -> dict[str, float]:
+async def run(count: int, args: argparse.Namespace, upstream: RemoteUpstream) -> dict[str, float]:
     """N processes, a warm-up, then the measured closed loop."""
-    telegram, upstream = BenchTelegram(), BenchUpstream(args.delay, bodies)
+    telegram = BenchTelegram()
     await telegram.start()
-    await upstream.start()
+    await upstream.set_delay(args.delay)
     ids = iter(range(10_000 + count * 100_000, 10_000_000))
     try:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
@@ -78,7 +79,7 @@ async def run(count: int, args: argparse.Namespace, bodies: dict[str, bytes]) ->
                 warm: list[Job] = []  # first use of codecs and pools, in every process
                 await asyncio.gather(*(user(telegram, next(ids), "1K", 1, 0, warm)
                                        for _ in range(2 * count)))
-                cpu0, here0 = sum(proc_cpu(pid) for pid in pids), self_cpu()
+                cpu0, here0 = sum(proc_cpu(pid) for pid in pids), self_cpu() + upstream.cpu()
                 jobs: list[Job] = []
                 start = time.monotonic()
                 spread = args.delay / max(1, args.users)
@@ -86,9 +87,8 @@ async def run(count: int, args: argparse.Namespace, bodies: dict[str, bytes]) ->
                                             i * spread, jobs) for i in range(args.users)))
                 wall = time.monotonic() - start
                 cpu = sum(proc_cpu(pid) for pid in pids) - cpu0
-                here = self_cpu() - here0
+                here = self_cpu() + upstream.cpu() - here0
     finally:
-        await upstream.stop()
         await telegram.stop()
     added = [j.finished - j.sent - args.delay for j in jobs]
     return {"processes": count, "jobs": len(jobs), "wall": wall, "throughput": len(jobs) / wall,
@@ -99,21 +99,23 @@ async def run(count: int, args: argparse.Namespace, bodies: dict[str, bytes]) ->
 
 async def main(args: argparse.Namespace) -> None:
     """Every process count in turn; the figures and the scaling factor."""
-    made = time.monotonic()
-    bodies = {"1K": gemini_answer(image_1k()),
-              "4K": gemini_answer(await asyncio.to_thread(image_4k))}
-    print(f"upstream 4K answer {len(bodies['4K']) / 1e6:.1f} MB JSON (made in "
-          f"{time.monotonic() - made:.1f} s); {os.cpu_count()} CPUs; {args.users} users x "
+    upstream = RemoteUpstream(["1K", "4K"])  # a process of its own (bench/e2e_upstream.py)
+    served = await upstream.start()
+    print(f"upstream 4K answer {served['sizes']['4K'] / 1e6:.1f} MB JSON (made in "
+          f"{served['made']:.1f} s); {os.cpu_count()} CPUs; {args.users} users x "
           f"{args.rounds} rounds at {args.size}, upstream delay {args.delay:.1f} s", flush=True)
     base = None
-    for count in args.processes:
-        r = await run(count, args, bodies)
-        base = base or r["throughput"]
-        print(f"{count} process(es): {r['jobs']:.0f} jobs in {r['wall']:.1f} s = "
-              f"{r['throughput']:.2f} jobs/s (x{r['throughput'] / base:.2f}); added latency "
-              f"p50 {r['added_p50']:.2f} s, p90 {r['added_p90']:.2f} s; "
-              f"CPU {r['cpu_per_job']:.2f} s/job in the bots, {r['harness_per_job']:.2f} s/job "
-              f"in the fakes", flush=True)
+    try:
+        for count in args.processes:
+            r = await run(count, args, upstream)
+            base = base or r["throughput"]
+            print(f"{count} process(es): {r['jobs']:.0f} jobs in {r['wall']:.1f} s = "
+                  f"{r['throughput']:.2f} jobs/s (x{r['throughput'] / base:.2f}); added latency "
+                  f"p50 {r['added_p50']:.2f} s, p90 {r['added_p90']:.2f} s; CPU "
+                  f"{r['cpu_per_job']:.2f} s/job in the bots, {r['harness_per_job']:.2f} s/job "
+                  f"in the fakes", flush=True)
+    finally:
+        await upstream.stop()
 
 
 def parse_args() -> argparse.Namespace:
