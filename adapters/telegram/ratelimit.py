@@ -206,11 +206,15 @@ class SendBudget:
             paces = self._chats[chat] = (one, group) if is_group(chat) else (one,)
         return paces
 
-    def _wait(self, chat: Chat, paid: bool, now: float) -> float:
+    def _overall_wait(self, paid: bool, now: float) -> float:
+        """Seconds until the overall limit lets a send go (inf: until one in flight lands)."""
         if not paid and self.flying >= self.limits.in_flight:
-            return math.inf  # until one lands (landed() wakes the dispatcher)
-        overall = self._paid if paid else self._free
-        return max(overall.wait(now), *(p.wait(now) for p in self._paces(chat, now)))
+            return math.inf  # landed() wakes the dispatcher
+        return (self._paid if paid else self._free).wait(now)
+
+    def _wait(self, chat: Chat, paid: bool, now: float, overall: float | None = None) -> float:
+        wait = self._overall_wait(paid, now) if overall is None else overall
+        return wait if wait > 0 else max(p.wait(now) for p in self._paces(chat, now))
 
     def _take(self, chat: Chat, paid: bool, now: float, which: Lane) -> None:
         if not paid and self.rate < self.limits.rate and now - self._last_flood > 60:
@@ -328,8 +332,7 @@ class SendBudget:
         each free waiter costs one attribute check, not a look at its chat's paces (py-spy: the
         scan of 500 waiting results per grant was 4% of the bot's GIL time in a burst).
         """
-        free = math.inf if self.flying >= self.limits.in_flight else self._free.wait(now)
-        paid, soonest = self._paid.wait(now), math.inf
+        free, paid, soonest = self._overall_wait(False, now), self._overall_wait(True, now), math.inf
         for which, queue in zip(Lane, self._queues, strict=True):
             i = 0
             while i < len(queue):
@@ -337,9 +340,7 @@ class SendBudget:
                 if waiter.future.done():  # its caller was cancelled
                     del queue[i]
                     continue
-                overall = paid if waiter.paid else free
-                wait = overall if overall > 0 else max(
-                    p.wait(now) for p in self._paces(waiter.chat, now))
+                wait = self._wait(waiter.chat, waiter.paid, now, paid if waiter.paid else free)
                 if wait == 0:
                     del queue[i]
                     return waiter, which, 0.0
