@@ -209,8 +209,9 @@ class Deliveries:
             yield out
         except BaseException as exc:
             reason = f"undeliverable: {type(exc).__name__}"
-            # Stopped while the platform made it wait: held for the next start, not refunded.
-            kept = out.parked and isinstance(exc, asyncio.CancelledError)
+            # Stopped while the platform made it wait: held for the next start, not refunded
+            # (unless it was settled on the way out: it arrived after all).
+            kept = out.parked and isinstance(exc, asyncio.CancelledError) and not out.delivered
             raise
         finally:
             if kept:

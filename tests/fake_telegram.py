@@ -219,6 +219,9 @@ class FakeTelegram:
         #: Telegram's sending limits (None: unlimited, for tests about something else).
         self.flood: FloodRules | None = FloodRules()
         self.drafts = Drafts()
+        #: Seconds the answer to a method takes to come back after Telegram acted on it (a slow
+        #: link back): the message exists while the bot still waits for the answer.
+        self.answer_after: dict[str, float] = {}
         self._updates: list[dict[str, Any]] = []
         self._confirmed = 0
         self._ids = itertools.count(1)
@@ -315,6 +318,8 @@ class FakeTelegram:
                 body["parameters"] = {"retry_after": err.retry_after}
             return web.json_response(body, status=err.code)
         self._record(Call(method, params, files, True, result))
+        if method in self.answer_after:
+            await asyncio.sleep(self.answer_after[method])
         return web.json_response({"ok": True, "result": result})
 
     async def _file(self, request: web.Request) -> web.Response:

@@ -197,6 +197,26 @@ async def test_paid_broadcasts_telegram_refuses_go_out_free(settings_factory: Fa
         await settled(bot, USERS[:20])
 
 
+async def test_a_result_still_on_its_way_at_a_shutdown_arrives_once_and_is_paid_once(
+        settings_factory: Factory) -> None:
+    """Telegram has the photo, its answer is still coming back when the process stops."""
+    async with running_bot(settings_factory) as bot:
+        fake = bot.fake
+        fake.fail_next("sendPhoto", code=429, retry_after=1)  # parks the result in the outbox
+        # The answer comes back after the shutdown stopped waiting for running work (grace
+        # 1 s + 5 s) and cancelled the delivery: the photo is shown, the bot has not heard.
+        fake.answer_after["sendPhoto"] = 8.0
+        fake.user_sends("/imagine a lighthouse")
+        await fake.wait_for("sendPhoto", timeout=20)
+        await bot.restart()  # the next start claims what the outbox still holds
+        fake.answer_after.clear()
+        await fake.expect_none("sendPhoto", within=2.0)
+        assert len(fake.calls_of("sendPhoto")) == 1
+        await settled(bot, [ALICE])
+        photo = fake.calls_of("sendPhoto")[0].result
+        assert (await bot.turn(photo)).id  # bound: a reply to it edits the result
+
+
 async def test_results_queued_behind_the_budget_outlive_a_restart(
         settings_factory: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Telegram allows one message a second here: a burst queues for longer than a restart."""

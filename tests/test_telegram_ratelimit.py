@@ -193,3 +193,46 @@ async def test_uploads_that_arrive_bunched_draw_no_429(in_flight: int) -> None:
         assert refused == 0
     else:
         assert refused > 0  # the scenario does bunch the uploads past the bucket
+
+
+async def test_a_result_cancelled_on_its_way_lands_and_says_so() -> None:
+    """Cancelled after it left, a result's call is awaited still; what arrived is handed up."""
+    from adapters.telegram.landing import Landed
+
+    limiter = RateLimiter(SendBudget())
+    left, arrive = asyncio.Event(), asyncio.Event()
+
+    async def upload(fails: bool) -> dict[str, int]:
+        left.set()
+        await arrive.wait()
+        if fails:
+            raise RetryAfter(3)
+        return {"message_id": 7}
+
+    for fails in (False, True):
+        left.clear(), arrive.clear()
+        with lane(Lane.RESULT):
+            task = asyncio.create_task(limiter.process_request(
+                upload, (fails,), {}, "sendPhoto", {"chat_id": 1}, None))
+        await left.wait()
+        task.cancel()  # the shutdown
+        await asyncio.sleep(0.05)
+        assert not task.done()  # waits for the answer: Telegram may have the photo
+        arrive.set()
+        with pytest.raises(asyncio.CancelledError) as stopped:
+            await task
+        # Arrived: the caller learns which message it was; not arrived: a plain cancellation.
+        assert isinstance(stopped.value, Landed) is not fails
+        if not fails:
+            assert isinstance(stopped.value, Landed) and stopped.value.answer == {"message_id": 7}
+    assert limiter.budget.flying == 0
+    # A status or reply call cancelled on its way is not waited for.
+    with lane(Lane.REPLY):
+        arrive.clear()
+        task = asyncio.create_task(limiter.process_request(
+            upload, (False,), {}, "sendMessage", {"chat_id": 1}, None))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as stopped:
+        await task
+    assert not isinstance(stopped.value, Landed)

@@ -13,6 +13,7 @@ its buttons are left off the keyboard.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -86,8 +87,13 @@ async def _deliver(send: Sender, api: BotApi, out: Delivery, target: Target) -> 
     reply = out.reply
     photos = [item.photo for item in out.items]
     numbers = [str(i) for i in range(1, len(photos) + 1)]  # what U2 / V2 refer to
-    sent = await send_album(send, target, photos, numbers, f"imagine-{reply.turn_id}",
-                            send.sending(out, target))
+    job = send.sending(out, target)
+    try:
+        sent = await send_album(send, target, photos, numbers, f"imagine-{reply.turn_id}", job)
+    except asyncio.CancelledError:  # stopped: the photos that reached Telegram are paid for
+        if job.landed:
+            await asyncio.shield(out.sent_each([[ref_of(m)] for m in job.landed]))
+        raise
     arrived = [[ref_of(m)] if m is not None else [] for m in sent]
     if not any(arrived):
         raise RuntimeError("no photo of the batch arrived")

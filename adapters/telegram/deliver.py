@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from telegram import Bot, InlineKeyboardMarkup, Message
@@ -28,6 +28,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from adapters.telegram.inbound import PLATFORM, Target, ref_of
+from adapters.telegram.landing import Landed
 from adapters.telegram.ratelimit import Lane, SendBudget, lane, seconds
 from adapters.telegram.widgets import result_keyboard
 from bot.api import BotApi, Budget, Capabilities, Delivery, Fitted, ImageData, Reply
@@ -99,6 +100,14 @@ class Sending:
     out: Delivery
     target: Target
     give_up_at: float
+    #: Its messages that reached Telegram so far, in the order they did (landing.py).
+    landed: list[Message] = field(default_factory=list)
+
+
+async def settle_landed(job: Sending) -> None:
+    """A delivery stopped (shutdown): what reached Telegram is paid for, not sent again."""
+    if job.landed:
+        await asyncio.shield(job.out.sent([ref_of(m) for m in job.landed]))
 
 
 class Sender:
@@ -154,7 +163,8 @@ class Sender:
         """``call(paid)`` in the RESULT lane; a 429 is waited out for as long as patience lasts.
 
         The first 429 parks the delivery in the outbox, and so does a queue of more than
-        :data:`PARK_AFTER` seconds ahead of it: a restart meanwhile does not lose it.
+        :data:`PARK_AFTER` seconds ahead of it: a restart meanwhile does not lose it. What
+        arrives is added to ``job.landed``, also when the call was cancelled on its way.
         """
         if self.budget is not None and self.budget.backlog_seconds() > PARK_AFTER:
             await job.out.park(PLATFORM, json.dumps(dataclasses.asdict(job.target)))
@@ -165,7 +175,14 @@ class Sender:
                 with lane(Lane.RESULT, job.out.reply.ready_at):
                     sent = await self._send(what, functools.partial(call, paid))
                 self.paid_confirmed = self.paid_confirmed or paid
+                job.landed.extend(m for m in (sent if isinstance(sent, Sequence) else (sent,))
+                                  if isinstance(m, Message))
                 return sent
+            except Landed as stop:
+                answers = stop.answer if isinstance(stop.answer, list) else [stop.answer]
+                job.landed.extend(Message.de_json(a, self.bot) for a in answers
+                                  if isinstance(a, dict))
+                raise
             except BadRequest as err:
                 if not paid:
                     raise
@@ -207,7 +224,12 @@ class Sender:
             async with self.api.delivery(reply, CAPABILITIES) as out:
                 if parked:
                     await out.park(PLATFORM, json.dumps(dataclasses.asdict(target)))
-                sent = await self._images(Sending(out, target, give_up_at))
+                job = Sending(out, target, give_up_at)
+                try:
+                    sent = await self._images(job)
+                except asyncio.CancelledError:
+                    await settle_landed(job)
+                    raise
                 if not sent:
                     raise Undelivered()
                 shown = True

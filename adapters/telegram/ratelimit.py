@@ -28,11 +28,10 @@ A 429 is also news about the limits: in a group it holds that group back for ``r
 a private chat (where we send a message or two per job) it can only be the overall limit, so
 everything waits that long. A lone burst of 429s is taken for uploads that arrived bunched; when
 they come back within a minute, Telegram's limit is lower than ours: the overall rate drops by a
-fifth, creeping back after a quiet minute. (Cutting at the first one cost the burst of 500 a
-fifth of its rate for all of its 17 s: 1-3% of results within bound; holding only, 78%; with
-the cap in flight too, no 429 at all and 93%.)
-A ``REPLY`` is then tried again a few times; a ``RESULT`` is handed back to the sender,
-which waits as long as the result is worth delivering (adapters/telegram/deliver.py).
+fifth, creeping back after a quiet minute (cutting at the first one kept a burst of 500 at 22/s).
+A ``REPLY`` is then tried again a few times; a ``RESULT`` is handed back to the sender, which
+waits as long as the result is worth delivering (deliver.py); cancelled on its way, it lands first
+(landing.py).
 """
 
 from __future__ import annotations
@@ -53,6 +52,8 @@ from typing import Any
 
 from telegram.error import RetryAfter, TelegramError
 from telegram.ext import BaseRateLimiter
+
+from adapters.telegram.landing import landing
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +164,6 @@ class _Waiter:
     ready: float
 
 
-def _ready(waiter: _Waiter) -> float:
-    return waiter.ready
-
-
 def is_group(chat: Chat) -> bool:
     """Groups, supergroups and channels have negative ids (or an @name)."""
     return not isinstance(chat, int) or chat < 0
@@ -262,7 +259,7 @@ class SendBudget:
         waiter = _Waiter(chat, paid, asyncio.get_running_loop().create_future(),
                          time.time() if ready is None else ready)
         # After every waiter ready at the same moment or before (ties keep their arrival order).
-        bisect.insort_right(self._queues[which], waiter, key=_ready)
+        bisect.insort_right(self._queues[which], waiter, key=lambda w: w.ready)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._dispatch(), name="telegram:send-budget")
         self._wake.set()
@@ -390,7 +387,8 @@ class RateLimiter(BaseRateLimiter[int]):
             else:
                 await self.budget.take(chat, which, paid, ready)
             try:
-                return await callback(*args, **kwargs)
+                call = callback(*args, **kwargs)
+                return await (landing(call) if which is Lane.RESULT else call)
             except RetryAfter as err:
                 self.budget.flooded(chat, seconds(err.retry_after))
                 if which is not Lane.REPLY or attempt == self.reply_retries:
