@@ -133,6 +133,47 @@ async def test_a_style_with_exclusions_and_the_settings_defaults(settings_factor
         assert provider.requests[-1].prompt.startswith("A watercolor painting of a harbour")
 
 
+async def test_a_batch_album_on_its_way_at_a_shutdown_is_shown_once_and_paid_once(
+        settings_factory: Factory) -> None:
+    """Telegram has the album; its answer comes back after the shutdown cancelled the send."""
+    async with running_bot(settings_factory, providers={"demo": candidates()}) as bot:
+        fake = bot.fake
+        fake.fail_next("sendMediaGroup", retry_after=1)  # parks the batch in the outbox
+        fake.answer_after["sendMediaGroup"] = 8.0  # past the shutdown's grace 1 s + 5 s
+        fake.user_sends("/imagine two herons --n 2")
+        album = await fake.wait_for("sendMediaGroup", timeout=20)
+        await bot.restart()
+        fake.answer_after.clear()
+        await fake.expect_none("sendMediaGroup", within=2.0)
+        assert len(fake.calls_of("sendMediaGroup")) == 1 and not fake.calls_of("sendPhoto")
+        assert await bot.ledger(ALICE, ["reserve"] * 2 + ["settle"] * 2) == (
+            ["reserve"] * 2 + ["settle"] * 2)
+        assert await bot.c.store.held_reservations() == []
+        turns = [(await bot.turn(m)).id for m in album.result]  # each photo its own candidate
+        assert len(set(turns)) == 2
+
+
+async def test_a_parked_batch_goes_out_as_its_album_after_a_restart(
+        settings_factory: Factory) -> None:
+    """Told to wait 30 s, the batch outlives a restart and arrives as it would have: an album,
+    each photo bound to its candidate, then its U/V keyboard; each candidate paid for once."""
+    async with running_bot(settings_factory, providers={"demo": candidates()}) as bot:
+        fake = bot.fake
+        fake.fail_next("sendMediaGroup", retry_after=30)
+        fake.user_sends("/imagine two herons --n 2")
+        await fake.wait_for("sendMediaGroup", ok=False, timeout=20)
+        await bot.restart()
+        album = await fake.wait_for("sendMediaGroup", timeout=20)
+        keyboard = await fake.wait_for("sendMessage", lambda c: "Batch: 2 of 2." in c.text)
+        labels = [b.split()[0] for b in keyboard.button_texts]
+        assert {"U1", "U2", "V1", "V2"} <= set(labels), keyboard.button_texts
+        assert not fake.calls_of("sendPhoto")
+        turns = [(await bot.turn(m)).id for m in album.result]
+        assert len(set(turns)) == 2  # a reply to photo 2 edits candidate 2
+        assert await bot.ledger(ALICE, ["reserve"] * 2 + ["settle"] * 2) == (
+            ["reserve"] * 2 + ["settle"] * 2)
+
+
 async def test_a_batch_refused_with_429s_waits_and_arrives_whole(settings_factory: Factory) -> None:
     """A batch is a result: its album waits out every 429, however many (a reply gives up after
     three), and goes out as the album, each candidate paid for once; no refund, no loose photos."""

@@ -14,6 +14,8 @@ its buttons are left off the keyboard.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -23,7 +25,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from adapters.telegram.deliver import CAPABILITIES, POOL_WAIT, Sender, Sending, markup
-from adapters.telegram.inbound import Target, ref_of
+from adapters.telegram.inbound import PLATFORM, Target, ref_of
 from adapters.telegram.widgets import batch_keyboard
 from bot.api import BotApi, Delivery, ImageData, Reply
 
@@ -73,21 +75,26 @@ async def send_album(send: Sender, target: Target, photos: Sequence[ImageData],
     return out
 
 
-async def send_batch(send: Sender, api: BotApi, reply: Reply, target: Target) -> None:
-    """A batch: its candidates as one album, then the caption with U1..Un, V1..Vn, Reroll."""
+async def send_batch(send: Sender, api: BotApi, reply: Reply, target: Target,
+                     patience: float | None = None, parked: bool = False) -> None:
+    """A batch: its candidates as one album, then the caption with U1..Un, V1..Vn, Reroll.
+
+    ``patience`` and ``parked`` as for :meth:`Sender.result` (a batch from the outbox).
+    """
     try:
         async with api.delivery(reply, CAPABILITIES) as out:
-            await _deliver(send, api, out, target)
+            if parked:
+                await out.park(PLATFORM, json.dumps(dataclasses.asdict(target)))
+            await _deliver(send, api, out, send.sending(out, target, patience))
     except Exception:
         log.exception("sending batch %s to chat %s failed", reply.turn_id, target.chat_id)
         await send.text(target, api.t(reply.locale, "telegram.undeliverable"))
 
 
-async def _deliver(send: Sender, api: BotApi, out: Delivery, target: Target) -> None:
-    reply = out.reply
+async def _deliver(send: Sender, api: BotApi, out: Delivery, job: Sending) -> None:
+    reply, target = out.reply, job.target
     photos = [item.photo for item in out.items]
     numbers = [str(i) for i in range(1, len(photos) + 1)]  # what U2 / V2 refer to
-    job = send.sending(out, target)
     try:
         sent = await send_album(send, target, photos, numbers, f"imagine-{reply.turn_id}", job)
     except asyncio.CancelledError:  # stopped: the photos that reached Telegram are paid for

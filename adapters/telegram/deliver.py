@@ -155,9 +155,10 @@ class Sender:
         self._paid_trial = True
         return True
 
-    def sending(self, out: Delivery, target: Target) -> Sending:
-        """An open delivery on its way to ``target``, offered for the configured patience."""
-        return Sending(out, target, time.monotonic() + self.patience)
+    def sending(self, out: Delivery, target: Target, patience: float | None = None) -> Sending:
+        """An open delivery on its way to ``target``, offered for ``patience`` (default: ours)."""
+        return Sending(out, target,
+                       time.monotonic() + (self.patience if patience is None else patience))
 
     async def as_result(self, job: Sending, what: str, call: Callable[[bool], Awaitable[T]]) -> T:
         """``call(paid)`` in the RESULT lane; a 429 is waited out for as long as patience lasts.
@@ -219,12 +220,11 @@ class Sender:
                 await self.text(target, reply.text)
             return
         shown = False
-        give_up_at = time.monotonic() + (self.patience if patience is None else patience)
         try:
             async with self.api.delivery(reply, CAPABILITIES) as out:
                 if parked:
                     await out.park(PLATFORM, json.dumps(dataclasses.asdict(target)))
-                job = Sending(out, target, give_up_at)
+                job = self.sending(out, target, patience)
                 try:
                     sent = await self._images(job)
                 except asyncio.CancelledError:

@@ -3,7 +3,8 @@
 A result Telegram refused with a 429 is parked by the sender (deliver.py) and waits there; when
 the process stops meanwhile, its reservations stay held and the next start claims it. Every few
 minutes the adapter also claims what another process (now gone) left parked. A claimed result
-goes out through the same sender, parked from the start: stopped again, it is kept again.
+goes out through the same sender, parked from the start: stopped again, it is kept again. A
+batch goes out as its album with its U/V keyboard (albums_out.py), as it would have at first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from adapters.telegram.albums_out import send_batch
 from adapters.telegram.deliver import Sender
 from adapters.telegram.inbound import PLATFORM, Target
 from bot.api import BotApi, Parked
@@ -41,8 +43,11 @@ async def replay(api: BotApi, send: Sender) -> int:
                 if reply.ready_at is None:
                     reply = dataclasses.replace(reply, ready_at=parked.created_at.timestamp())
                 waited = (datetime.now(UTC) - parked.created_at).total_seconds()
-                await send.result(reply, Target(**json.loads(parked.target)),
-                                  patience=max(0.0, send.patience - waited), parked=True)
+                target, left = Target(**json.loads(parked.target)), max(0.0, send.patience - waited)
+                if reply.candidates:  # a batch: the album and its U/V keyboard, as at first
+                    await send_batch(send, api, reply, target, patience=left, parked=True)
+                else:
+                    await send.result(reply, target, patience=left, parked=True)
 
     await asyncio.gather(*(one(p) for p in claimed))
     return len(claimed)
