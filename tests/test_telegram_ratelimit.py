@@ -81,8 +81,9 @@ async def test_a_group_is_held_to_its_minute_budget() -> None:
     started = time.monotonic()
     for _ in range(5):
         await budget.take(GROUP, Lane.RESULT)
-    # three at once (the burst), then one every 0.1 s (600 a minute)
-    assert 0.18 <= time.monotonic() - started < 0.5
+    # three at once (the burst), then one every 0.1 s (600 a minute); the upper bound leaves
+    # room for a busy neighbour worker, and is still far under a wrong minute's pace
+    assert 0.18 <= time.monotonic() - started < 1.0
 
 
 async def test_a_429_in_a_private_chat_holds_everything_in_a_group_only_that_group() -> None:
@@ -139,7 +140,10 @@ async def test_a_burst_well_above_the_limit_gets_no_429_from_telegrams_rules() -
     await asyncio.gather(*(deliver(2000 + n % 300) for n in range(900)))
     elapsed = time.monotonic() - started
     assert refused == 0
-    assert 2.4 < elapsed < 3.6, elapsed  # about 900 / 300 s: the budget is used, not wasted
+    # About 900 / 300 s: never faster than the pace; not far slower either (the budget is
+    # used, not wasted). The margin is wide because the suite runs in two workers on two
+    # cores: a neighbour's burst took this one to 3.61 s once.
+    assert 2.4 < elapsed < 5.4, elapsed
     assert budget.flying == 0
 
 
