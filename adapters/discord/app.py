@@ -15,7 +15,7 @@ from adapters.discord import commands
 from adapters.discord.commands import CatalogTranslator
 from adapters.discord.creating import ITEMS as CREATING_ITEMS
 from adapters.discord.creating import Creating
-from adapters.discord.deliver import Outbox
+from adapters.discord.deliver import Sender
 from adapters.discord.handlers import Handlers
 from adapters.discord.inbound import log
 from adapters.discord.payments import Payments
@@ -76,7 +76,7 @@ class Client(discord.Client):
         self.sync_commands = sync_commands
         self.connected = False
         # This adapter's parts, wired once: everything below is handed the runtime explicitly.
-        self.runtime = Runtime(api, self, Outbox(api, self))
+        self.runtime = Runtime(api, self, Sender(api, self))
         self.handlers = Handlers(self.runtime)
         self.creating = Creating(self.runtime, self.handlers)  # /describe, /history, n, style
         self.tree = Tree(self, self.runtime)

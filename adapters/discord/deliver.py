@@ -97,7 +97,7 @@ def _files(out: Delivery) -> list[discord.File]:
             for i, item in enumerate(out.items)]
 
 
-class Outbox:
+class Sender:
     """Everything the adapter shows: results, answers to interactions, replies to messages."""
 
     def __init__(self, api: BotApi, client: discord.Client, token_life: float = TOKEN_LIFE) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import discord
 
-from adapters.discord.deliver import Outbox, clip
+from adapters.discord.deliver import Sender, clip
 from adapters.discord.inbound import actor_of, allowed
 from bot.api import Actor, BotApi, BotError, InternalError
 
@@ -25,7 +25,7 @@ Make = Callable[[Actor, str], Awaitable[tuple[str, discord.ui.View | None]]]
 class Runtime:
     """One running Discord adapter, handed explicitly to its handlers and commands."""
 
-    def __init__(self, api: BotApi, client: discord.Client, out: Outbox) -> None:
+    def __init__(self, api: BotApi, client: discord.Client, out: Sender) -> None:
         self.api = api
         self.client = client
         self.out = out
