@@ -98,6 +98,12 @@ class Delivery:
             await self._outbox.park(self.reply, platform, target)
             self.parked = True
 
+    async def unpark(self) -> None:
+        """Sent again now: out of the outbox, so a stop meanwhile refunds it, never sends it twice."""
+        if self.parked and self._outbox is not None:
+            await self._outbox.unpark(self.turn_id)
+            self.parked = False
+
     async def file(self, index: int) -> ImageData:
         """Image ``index`` fitted as a file (a photo the platform refused goes out this way)."""
         image = self.reply.images[index]

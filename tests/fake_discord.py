@@ -31,6 +31,7 @@ import contextlib
 import io
 import itertools
 import json
+import math
 import re
 import secrets
 import time
@@ -383,7 +384,7 @@ class FakeDiscord:
         self.recommended_shards = 1
         self._seq = 0
         self._changed = asyncio.Condition()
-        self._rate_limits: list[str] = []
+        self._rate_limits: list[tuple[str, float]] = []
         #: Set by :meth:`refuse_uploads`: the refusal every upload gets from then on.
         self.upload_refusal: tuple[int, int, str] | None = None
         self._runner: web.AppRunner | None = None
@@ -463,22 +464,22 @@ class FakeDiscord:
             data["width"], data["height"] = dims
         return data
 
-    def rate_limit_once(self, path_fragment: str) -> None:
+    def rate_limit_once(self, path_fragment: str, retry_after: float = 0.05) -> None:
         """The next request whose path contains ``path_fragment`` gets a 429 (with Via)."""
-        self._rate_limits.append(path_fragment)
+        self._rate_limits.append((path_fragment, retry_after))
 
     def refuse_uploads(self, status: int = 403, code: int = 50013,
                        message: str = "Missing Permissions") -> None:
         """Refuse every upload from now on (the bot lost Attach Files in every channel)."""
         self.upload_refusal = (status, code, message)
 
-    def take_rate_limit(self, path: str) -> bool:
-        """Consume a pending 429 for ``path``."""
-        for frag in self._rate_limits:
-            if frag in path:
-                self._rate_limits.remove(frag)
-                return True
-        return False
+    def take_rate_limit(self, path: str) -> float | None:
+        """Consume a pending 429 for ``path``: its retry_after (None: no 429 pending)."""
+        for pending in self._rate_limits:
+            if pending[0] in path:
+                self._rate_limits.remove(pending)
+                return pending[1]
+        return None
 
     # ----- events ----------------------------------------------------------------------------
 
@@ -809,13 +810,16 @@ class _Routes:
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Rate limits on demand, bot authorization, unknown routes."""
         path = request.path
-        if path.startswith("/api/") and self.f.take_rate_limit(path):
+        wait = self.f.take_rate_limit(path) if path.startswith("/api/") else None
+        if wait is not None:
+            # https://discord.com/developers/docs/topics/rate-limits#exceeding-a-rate-limit
             await self.f.record("rate_limited", path=path)
-            return _json({"message": "You are being rate limited.", "retry_after": 0.05,
+            return _json({"message": "You are being rate limited.", "retry_after": wait,
                           "global": False}, 429,
-                         {"Via": "1.1 google", "Retry-After": "1", "X-RateLimit-Limit": "5",
-                          "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "0.05",
-                          "X-RateLimit-Bucket": "fake", "X-RateLimit-Scope": "user"})
+                         {"Via": "1.1 google", "Retry-After": str(max(1, math.ceil(wait))),
+                          "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                          "X-RateLimit-Reset-After": str(wait), "X-RateLimit-Bucket": "fake",
+                          "X-RateLimit-Scope": "user"})
         token_routes = ("/api/v10/webhooks/", "/api/v10/interactions/")
         if path.startswith("/api/") and not path.startswith(token_routes) and (
                 request.headers.get("Authorization") != f"Bot {self.f.token}"):

@@ -22,6 +22,7 @@ from tests.fake_discord import (
     result_of,
     running_bot,
 )
+from tests.store_engines import fetch
 
 SettingsFactory = Callable[..., Settings]
 
@@ -116,3 +117,42 @@ async def test_fake_enforces_ack_deadline_token_life_and_upload_limit() -> None:
         await asyncio.sleep(0.6)
         async with http.post(webhook, json={"content": "late"}) as resp:
             assert (resp.status, (await resp.json())["code"]) == (401, 50027)
+
+
+async def test_a_channel_post_told_to_wait_long_outlives_a_restart(
+        settings_factory: SettingsFactory) -> None:
+    """A reply-edit's result, refused for a minute by the channel's rate limit, is parked;
+    stopped meanwhile, the next start posts it once, in reply to the user's message, and it is
+    paid for once (https://discord.com/developers/docs/topics/rate-limits)."""
+    slow = {"demo": {"api": "demo", "demo_delay_seconds": 1.0}}
+    async with FakeDiscord() as fake:
+        settings = discord_settings(settings_factory, fake, providers=slow,
+                                    limits={"shutdown_grace_seconds": 1.0})
+        ola = fake.user("ola")
+
+        def answers(ask: object) -> list[object]:
+            return [m for m in fake.messages.values() if m.reference is ask and m.attachments]
+
+        async with running_bot(fake, settings) as bot:
+            first = await result_of(fake, await fake.slash("imagine", prompt="a pier", user=ola))
+            ask = await fake.user_message("make it night", user=ola, reply_to=first)
+            # Its status reply went out; the result's post is the next one in the channel.
+            await fake.wait_for("message", lambda e: e.message is not None
+                                and e.message.reference is ask and not e.message.attachments)
+            fake.rate_limit_once(f"/channels/{fake.channel.id}/messages", retry_after=60)
+            await fake.wait_for("rate_limited", timeout=10)
+            async with asyncio.timeout(5):  # parked: kept in the store
+                while not await fetch(bot.core.store, "SELECT turn_id FROM outbox"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        # Stopped while it waited: kept, its credits held.
+        assert answers(ask) == []
+        async with running_bot(fake, settings) as bot:
+            async with asyncio.timeout(20):
+                while not answers(ask):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # nothing more comes
+            assert len(answers(ask)) == 1
+            ledger = [e.kind for e in await bot.core.store.ledger(f"discord:{ola.id}")]
+            assert ledger == ["reserve", "settle", "reserve", "settle"], ledger
+            assert await bot.core.store.held_reservations() == []
+        assert not fake.errors

@@ -18,6 +18,7 @@ from adapters.discord.creating import Creating
 from adapters.discord.deliver import Sender
 from adapters.discord.handlers import Handlers
 from adapters.discord.inbound import log
+from adapters.discord.outbox import MAX_WAIT
 from adapters.discord.payments import Payments
 from adapters.discord.runtime import Runtime
 from adapters.discord.takeover import keep_taking_over
@@ -71,8 +72,10 @@ class Client(discord.Client):
         # may ask for it ([discord] message_content_intent) once the Developer Portal allows it.
         intents = discord.Intents.default()
         intents.message_content = api.settings.discord.message_content_intent
+        # A 429 longer than MAX_WAIT raises instead of sleeping in discord.py: a channel post
+        # then waits parked, and survives a restart (outbox.py).
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(),
-                         **shards)
+                         max_ratelimit_timeout=MAX_WAIT, **shards)
         self.sync_commands = sync_commands
         self.connected = False
         # This adapter's parts, wired once: everything below is handed the runtime explicitly.

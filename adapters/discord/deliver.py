@@ -13,6 +13,8 @@ A job's interaction is deferred publicly and its result is the edit that ends th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -21,7 +23,8 @@ from typing import Any
 
 import discord
 
-from adapters.discord.inbound import message_ref
+from adapters.discord.inbound import PLATFORM, Place, message_ref
+from adapters.discord.outbox import patiently
 from adapters.discord.upload import MemoryFile
 from adapters.discord.widgets import result_layout, text_layout
 from bot.api import BotApi, BotError, Budget, Capabilities, Delivery, Reply
@@ -104,6 +107,8 @@ class Sender:
         self.api = api
         self.client = client
         self.token_life = token_life
+        #: How long a channel post Discord holds back (a long 429) keeps being offered (outbox.py).
+        self.patience = api.settings.limits.delivery_retry_hours * 3600
         #: Interactions of jobs in flight, deferred publicly (:meth:`thinking`), and the id of
         #: the message their deferral made (to delete it as a channel message once the
         #: interaction token is too old to).
@@ -244,14 +249,20 @@ class Sender:
             return
         guild = trigger.guild
         limit = guild.filesize_limit if guild is not None else DEFAULT_UPLOAD_LIMIT
+        place = Place(trigger.channel.id, guild.id if guild else None, trigger.author.id,
+                      reply_to=trigger.id)
         try:
             async with self.api.delivery(reply, capabilities(limit)) as out:
                 started = time.monotonic()
-                files = _files(out)
-                sent = await reply_to(
-                    trigger, files=files, view=result_layout(self.api, reply, reply.text, files),
-                    allowed_mentions=discord.AllowedMentions(everyone=False, users=False,
-                                                             roles=False, replied_user=True))
+
+                def post() -> Awaitable[discord.Message]:
+                    files = _files(out)  # fresh for every try
+                    return reply_to(
+                        trigger, files=files, view=result_layout(self.api, reply, reply.text, files),
+                        allowed_mentions=discord.AllowedMentions(everyone=False, users=False,
+                                                                 roles=False, replied_user=True))
+
+                sent = await patiently(out, place, post, self.patience)
                 await out.sent([message_ref(sent.channel.id, sent.id)],
                                {"upload": time.monotonic() - started})
         except discord.HTTPException as exc:
@@ -314,15 +325,19 @@ class Sender:
                      exc.status)
 
     async def in_channel(self, reply: Reply, channel_id: int, guild_id: int | None,
-                         user_id: int, *, reply_to: int | None = None) -> None:
-        """A result with no interaction to answer (another process had deferred it): posted in
-        its channel, pinging its requester only."""
+                         user_id: int, *, reply_to: int | None = None,
+                         patience: float | None = None) -> None:
+        """A result with no interaction to answer (another process had deferred it, or parked
+        it: outbox.py): posted in its channel, pinging its requester only."""
         if not reply.images or reply.turn_id is None:
             await self.tell(channel_id, user_id, reply.text)
             return
         try:
             async with self.api.delivery(reply, CAPABILITIES) as out:
-                await self._post(out, channel_id, guild_id, user_id, reply_to)
+                if patience is not None:  # from the outbox: it stays there until it is on its way
+                    place = Place(channel_id, guild_id, user_id, reply_to=reply_to)
+                    await out.park(PLATFORM, json.dumps(dataclasses.asdict(place)))
+                await self._post(out, channel_id, guild_id, user_id, reply_to, patience)
         except discord.HTTPException as exc:
             log.warning("result %s undeliverable on discord: %s %s", reply.turn_id, exc.status,
                         exc.code)
@@ -337,18 +352,24 @@ class Sender:
             await self._drop_thinking(interaction, expired=True)
 
     async def _post(self, out: Delivery, channel_id: int, guild_id: int | None,
-                    user_id: int, reply_to: int | None = None) -> None:
+                    user_id: int, reply_to: int | None = None,
+                    patience: float | None = None) -> None:
         """The result as a channel message of its own, pinging its requester; settled."""
         channel = self.client.get_partial_messageable(channel_id, guild_id=guild_id)
         started = time.monotonic()
-        files = _files(out)
         extra: dict[str, Any] = {}
         if reply_to is not None:  # a reply-edit: the user's message, if it is still there
             extra["reference"] = discord.MessageReference(
                 message_id=reply_to, channel_id=channel_id, fail_if_not_exists=False)
-        sent = await channel.send(
-            files=files, view=result_layout(self.api, out.reply, f"<@{user_id}> {out.reply.text}",
-                                            files),
-            allowed_mentions=requester_only(user_id), **extra)
+
+        def post() -> Awaitable[discord.Message]:
+            files = _files(out)  # fresh for every try
+            return channel.send(
+                files=files, view=result_layout(self.api, out.reply,
+                                                f"<@{user_id}> {out.reply.text}", files),
+                allowed_mentions=requester_only(user_id), **extra)
+
+        place = Place(channel_id, guild_id, user_id, reply_to=reply_to)
+        sent = await patiently(out, place, post, self.patience if patience is None else patience)
         await out.sent([message_ref(sent.channel.id, sent.id)],
                        {"upload": time.monotonic() - started})

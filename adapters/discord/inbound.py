@@ -43,6 +43,19 @@ class ImageSource:
 # ----- who and where -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Place:
+    """Where a result goes when no interaction can take it (takeover.py, outbox.py)."""
+
+    channel_id: int
+    guild_id: int | None
+    user_id: int
+    #: The bot's message showing the job's progress (deleted once the result is out).
+    shown: int | None = None
+    #: The user's message the job answers (a reply-edit), if any.
+    reply_to: int | None = None
+
+
 def actor_of(interaction: discord.Interaction[Any], *, vouch: bool = False) -> Actor:
     """The core's Actor; ``vouch`` marks an admin the adapter vouches for (see is_moderator)."""
     user = interaction.user

@@ -71,11 +71,16 @@ class Runtime:
                 self._jobs.discard(task)
 
     async def drain(self, grace: float) -> None:
-        """Refuse new work and give deliveries in flight up to ``grace`` seconds."""
+        """Refuse new work and give deliveries in flight up to ``grace`` seconds; then cancel
+        what is left (a result parked by a long 429 stays held for the next start: outbox.py)."""
         self.accepting = False
         jobs = {job for job in self._jobs if job is not asyncio.current_task()}
         if jobs:
-            await asyncio.wait(jobs, timeout=grace)
+            _, left = await asyncio.wait(jobs, timeout=grace)
+            for job in left:
+                job.cancel()
+            if left:
+                await asyncio.wait(left, timeout=5.0)
 
     # ----- gates -----------------------------------------------------------------------------
 

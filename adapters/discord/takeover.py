@@ -15,27 +15,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 
-from adapters.discord.inbound import PLATFORM
+from adapters.discord.inbound import PLATFORM, Place
+from adapters.discord.outbox import replay
 from adapters.discord.runtime import Runtime
 from bot.api import Actor, Handoff, Ticket
 
 log = logging.getLogger("adapters.discord")
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """Where a handed-over job's result goes."""
-
-    channel_id: int
-    guild_id: int | None
-    user_id: int
-    #: The bot's message showing the job's progress (deleted once the result is out).
-    shown: int | None = None
-    #: The user's message the job answers (a reply-edit), if any.
-    reply_to: int | None = None
 
 
 def handoff(channel_id: int | None, guild_id: int | None, user_id: int,
@@ -73,11 +60,13 @@ async def _resume(rt: Runtime, ticket: Ticket, actor: Actor, place: Place) -> No
 
 
 async def keep_taking_over(rt: Runtime) -> None:
-    """:func:`take_over` every third of a lease (when a stopped process's would have lapsed)."""
+    """:func:`take_over`, and post what stopped processes parked (outbox.py), every third of a
+    lease (when a stopped process's would have lapsed)."""
     tasks: set[asyncio.Task[None]] = set()
     while True:
         try:
             await take_over(rt, tasks)
+            await replay(rt, tasks)
         except Exception:
             log.exception("discord: taking over queued jobs failed; trying again later")
         await asyncio.sleep(rt.api.handover_every)
