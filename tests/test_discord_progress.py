@@ -64,3 +64,22 @@ async def test_the_first_edit_may_finish_before_close_gives_up() -> None:
     await asyncio.sleep(0.05)
     assert await job.close() is True
     assert done.is_set()
+
+
+async def test_an_edit_held_back_for_long_is_skipped_and_the_next_one_still_goes() -> None:
+    """Past discord.py's max_ratelimit_timeout an edit raises RateLimited: progress skips it."""
+    import discord
+
+    calls: list[str] = []
+
+    async def edit(text: str) -> None:
+        calls.append(text)
+        if len(calls) == 1:
+            raise discord.RateLimited(45.0)
+
+    job = reporter(edit, EditBudget(per_second=100.0, burst=100.0))
+    await job(Progress("j", "started", None, 0.0))
+    async with asyncio.timeout(5):
+        while len(calls) < 3:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    assert await job.close() is True  # later edits landed; nothing was raised

@@ -131,6 +131,8 @@ class ProgressReporter:
         self._last_edit = time.monotonic()
         try:
             await self._edit(text)
+        except discord.RateLimited:
+            return  # held back past discord.py's max_ratelimit_timeout: progress is skipped
         except discord.HTTPException as exc:
             # An expired token or a deleted message: stop editing, the result still gets delivered.
             log.info("progress edit failed (%s); no more progress edits", exc.status)
