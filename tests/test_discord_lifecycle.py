@@ -156,3 +156,27 @@ async def test_a_channel_post_told_to_wait_long_outlives_a_restart(
             assert ledger == ["reserve", "settle", "reserve", "settle"], ledger
             assert await bot.core.store.held_reservations() == []
         assert not fake.errors
+
+
+async def test_a_channel_post_held_back_longer_than_it_is_worth_is_refunded_and_told(
+        settings_factory: SettingsFactory) -> None:
+    """Discord asks for a minute; the result is worth 18 s (``delivery_retry_hours``)."""
+    slow = {"demo": {"api": "demo", "demo_delay_seconds": 1.0}}
+    async with FakeDiscord() as fake:
+        settings = discord_settings(settings_factory, fake, providers=slow,
+                                    limits={"delivery_retry_hours": 0.005})
+        ivy = fake.user("ivy")
+        async with running_bot(fake, settings) as bot:
+            first = await result_of(fake, await fake.slash("imagine", prompt="a pier", user=ivy))
+            ask = await fake.user_message("make it night", user=ivy, reply_to=first)
+            await fake.wait_for("message", lambda e: e.message is not None  # its status line
+                                and e.message.reference is ask and not e.message.attachments)
+            fake.rate_limit_once(f"/channels/{fake.channel.id}/messages", retry_after=60)
+            told = await fake.wait_for("message", lambda e: e.message is not None
+                                       and e.message.reference is ask
+                                       and "could not be uploaded" in e.message.text)
+            assert told.message is not None and not told.message.attachments
+            ledger = [e.kind for e in await bot.core.store.ledger(f"discord:{ivy.id}")]
+            assert ledger == ["reserve", "settle", "reserve", "refund"], ledger
+            assert await fetch(bot.core.store, "SELECT turn_id FROM outbox") == []
+        assert not fake.errors

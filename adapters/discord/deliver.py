@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -262,11 +262,22 @@ class Sender:
                         allowed_mentions=discord.AllowedMentions(everyone=False, users=False,
                                                                  roles=False, replied_user=True))
 
-                sent = await patiently(out, place, post, self.patience)
+                sent = await self._patiently(out, place, post, self.patience)
                 await out.sent([message_ref(sent.channel.id, sent.id)],
                                {"upload": time.monotonic() - started})
         except discord.HTTPException as exc:
             log.warning("result %s undeliverable: %s %s", reply.turn_id, exc.status, exc.code)
+            raise UploadFailed() from exc
+
+    @staticmethod
+    async def _patiently(out: Delivery, place: Place, post: Callable[[], Awaitable[discord.Message]],
+                         patience: float) -> discord.Message:
+        """:func:`patiently`; held back past ``patience``, the upload failed (and is refunded)."""
+        try:
+            return await patiently(out, place, post, patience)
+        except discord.RateLimited as exc:
+            log.warning("result %s undeliverable on discord: held back %.0f s more than it is "
+                        "worth", out.turn_id, exc.retry_after)
             raise UploadFailed() from exc
 
     def _fresh(self, interaction: discord.Interaction[Any]) -> bool:
@@ -370,6 +381,7 @@ class Sender:
                 allowed_mentions=requester_only(user_id), **extra)
 
         place = Place(channel_id, guild_id, user_id, reply_to=reply_to)
-        sent = await patiently(out, place, post, self.patience if patience is None else patience)
+        sent = await self._patiently(out, place, post,
+                                     self.patience if patience is None else patience)
         await out.sent([message_ref(sent.channel.id, sent.id)],
                        {"upload": time.monotonic() - started})
