@@ -186,9 +186,13 @@ class BotApi(WordsApi, QueriesApi):
         """/history: page ``page`` of the actor's results, newest first, with their buttons."""
         return await self._gallery.page(actor, page, await self.locale_for(actor))
 
-    def delivery(self, reply: Reply, caps: Capabilities) -> AbstractAsyncContextManager[Delivery]:
-        """``async with api.delivery(reply, caps) as out``: upload ``out.items``, then ``out.sent``."""
-        return self._service.delivery(reply, caps)
+    def delivery(self, reply: Reply, caps: Capabilities,
+                 parked: bool = False) -> AbstractAsyncContextManager[Delivery]:
+        """``async with api.delivery(reply, caps) as out``: upload ``out.items``, then ``out.sent``.
+
+        ``parked``: ``reply`` came from :meth:`redeliver` and stays in the outbox until it is out.
+        """
+        return self._service.delivery(reply, caps, parked)
 
     async def parked(self, platform: str) -> list[Parked]:
         """Results for ``platform`` a stopped process had parked (bot/outbox.py), now ours."""

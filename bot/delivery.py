@@ -201,12 +201,16 @@ class Deliveries:
         return turn, replace(result, images=images_)
 
     @asynccontextmanager
-    async def open(self, reply: Reply, caps: Capabilities) -> AsyncIterator[Delivery]:
-        """Fit ``reply``'s images to ``caps``; settle on ``sent()``, refund on anything else."""
+    async def open(self, reply: Reply, caps: Capabilities,
+                   parked: bool = False) -> AsyncIterator[Delivery]:
+        """Fit ``reply``'s images to ``caps``; settle on ``sent()``, refund on anything else.
+
+        ``parked``: a result :meth:`reload` gave back, still in the outbox (not written again).
+        """
         if reply.turn_id is None or not reply.images:
             raise ValueError("only a result with images is delivered")
         out = Delivery(reply, caps, open_turns=list(reply.candidates or (reply.turn_id,)),
-                       _settle=self.bind, _outbox=self.outbox)
+                       _settle=self.bind, _outbox=self.outbox, parked=parked)
         reason, kept = "undeliverable", False
         try:
             started = time.monotonic()

@@ -224,9 +224,10 @@ class ImagineService:
 
     # ----- delivery --------------------------------------------------------------------------
 
-    def delivery(self, reply: Reply, caps: Capabilities) -> AbstractAsyncContextManager[Delivery]:
+    def delivery(self, reply: Reply, caps: Capabilities,
+                 parked: bool = False) -> AbstractAsyncContextManager[Delivery]:
         """Deliver a result: images fitted to ``caps``; ``sent()`` settles, anything else refunds."""
-        return self.deliveries.open(reply, caps)
+        return self.deliveries.open(reply, caps, parked)
 
     async def bind(self, turn_id: str, messages: Sequence[MessageRef],
                    timings: Mapping[str, float] | None = None) -> None:

@@ -100,3 +100,30 @@ def test_a_reply_keeps_its_words_and_buttons_in_the_outbox() -> None:
                                                            index=1), Action("reroll", "t1",
                                                                             batch=2)))
     assert reply_from_json(reply_to_json(reply)) == reply
+
+
+async def test_a_redelivered_result_opens_parked_and_a_second_stop_keeps_it_again(
+        settings_factory: Factory) -> None:
+    """What ``redeliver`` gives back is still in the outbox: opened ``parked``, nothing is
+    written again, and a stop while it waits once more keeps it held for the start after."""
+    settings = settings_factory()
+    reply = await park_and_stop(settings)
+    async with running(settings) as core:
+        [parked] = await core.api.parked("telegram")
+        again = await core.api.redeliver(parked)
+        assert again is not None
+
+        async def wait_again() -> None:
+            async with core.api.delivery(again, CAPS, parked=True) as out:
+                assert out.parked
+                await asyncio.sleep(3600)  # told to wait once more
+
+        task = asyncio.create_task(wait_again())
+        await asyncio.sleep(0.1)
+        task.cancel()  # the second stop
+        await asyncio.gather(task, return_exceptions=True)
+        assert [r.turn_id for r in await core.store.held_reservations()] == [reply.turn_id]
+    async with running(settings) as core:
+        [parked_again] = await core.api.parked("telegram")
+        assert parked_again.delivery == parked.delivery
+        assert parked_again.created_at == parked.created_at  # the first park's time

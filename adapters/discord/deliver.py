@@ -13,8 +13,6 @@ A job's interaction is deferred publicly and its result is the edit that ends th
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +21,7 @@ from typing import Any
 
 import discord
 
-from adapters.discord.inbound import PLATFORM, Place, message_ref
+from adapters.discord.inbound import Place, message_ref
 from adapters.discord.outbox import patiently
 from adapters.discord.upload import MemoryFile
 from adapters.discord.widgets import result_layout, text_layout
@@ -337,17 +335,17 @@ class Sender:
 
     async def in_channel(self, reply: Reply, channel_id: int, guild_id: int | None,
                          user_id: int, *, reply_to: int | None = None,
-                         patience: float | None = None) -> None:
+                         patience: float | None = None, parked: bool = False) -> None:
         """A result with no interaction to answer (another process had deferred it, or parked
-        it: outbox.py): posted in its channel, pinging its requester only."""
+        it: outbox.py): posted in its channel, pinging its requester only.
+
+        ``patience``: how long it is offered (default: ours); ``parked``: from the outbox.
+        """
         if not reply.images or reply.turn_id is None:
             await self.tell(channel_id, user_id, reply.text)
             return
         try:
-            async with self.api.delivery(reply, CAPABILITIES) as out:
-                if patience is not None:  # from the outbox: it stays there until it is on its way
-                    place = Place(channel_id, guild_id, user_id, reply_to=reply_to)
-                    await out.park(PLATFORM, json.dumps(dataclasses.asdict(place)))
+            async with self.api.delivery(reply, CAPABILITIES, parked) as out:
                 await self._post(out, channel_id, guild_id, user_id, reply_to, patience)
         except discord.HTTPException as exc:
             log.warning("result %s undeliverable on discord: %s %s", reply.turn_id, exc.status,

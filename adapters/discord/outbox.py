@@ -77,7 +77,7 @@ async def _post(rt: Runtime, parked: Parked) -> None:
             waited = (datetime.now(UTC) - parked.created_at).total_seconds()
             await rt.out.in_channel(reply, place.channel_id, place.guild_id, place.user_id,
                                     reply_to=place.reply_to,
-                                    patience=max(0.0, rt.out.patience - waited))
+                                    patience=max(0.0, rt.out.patience - waited), parked=True)
 
     async with rt.tracked():
         await rt.guard(Actor(PLATFORM, str(place.user_id)), work(),

@@ -14,8 +14,6 @@ its buttons are left off the keyboard.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -25,7 +23,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
 from adapters.telegram.deliver import CAPABILITIES, POOL_WAIT, Sender, Sending, markup
-from adapters.telegram.inbound import PLATFORM, Target, ref_of
+from adapters.telegram.inbound import Target, ref_of
 from adapters.telegram.widgets import batch_keyboard
 from bot.api import BotApi, Delivery, ImageData, Reply
 
@@ -82,9 +80,7 @@ async def send_batch(send: Sender, api: BotApi, reply: Reply, target: Target,
     ``patience`` and ``parked`` as for :meth:`Sender.result` (a batch from the outbox).
     """
     try:
-        async with api.delivery(reply, CAPABILITIES) as out:
-            if parked:
-                await out.park(PLATFORM, json.dumps(dataclasses.asdict(target)))
+        async with api.delivery(reply, CAPABILITIES, parked) as out:
             await _deliver(send, api, out, send.sending(out, target, patience))
     except Exception:
         log.exception("sending batch %s to chat %s failed", reply.turn_id, target.chat_id)

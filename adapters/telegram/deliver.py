@@ -103,6 +103,10 @@ class Sending:
     #: Its messages that reached Telegram so far, in the order they did (landing.py).
     landed: list[Message] = field(default_factory=list)
 
+    async def park(self) -> None:
+        """Keep it in the outbox (bot/outbox.py) until it is out: a restart sends it again."""
+        await self.out.park(PLATFORM, json.dumps(dataclasses.asdict(self.target)))
+
 
 async def settle_landed(job: Sending) -> None:
     """A delivery stopped (shutdown): what reached Telegram is paid for, not sent again."""
@@ -168,7 +172,7 @@ class Sender:
         arrives is added to ``job.landed``, also when the call was cancelled on its way.
         """
         if self.budget is not None and self.budget.backlog_seconds() > PARK_AFTER:
-            await job.out.park(PLATFORM, json.dumps(dataclasses.asdict(job.target)))
+            await job.park()
         while True:
             paid = self._paid()
             trial = paid and not self.paid_confirmed
@@ -194,7 +198,7 @@ class Sender:
                 wait = seconds(err.retry_after)
                 if time.monotonic() + wait > job.give_up_at:
                     raise
-                await job.out.park(PLATFORM, json.dumps(dataclasses.asdict(job.target)))
+                await job.park()
                 log.info("%s: Telegram asks to wait %.0f s; the result waits", what, wait)
                 await asyncio.sleep(wait)
             finally:
@@ -221,9 +225,7 @@ class Sender:
             return
         shown = False
         try:
-            async with self.api.delivery(reply, CAPABILITIES) as out:
-                if parked:
-                    await out.park(PLATFORM, json.dumps(dataclasses.asdict(target)))
+            async with self.api.delivery(reply, CAPABILITIES, parked) as out:
                 job = self.sending(out, target, patience)
                 try:
                     sent = await self._images(job)
