@@ -22,7 +22,14 @@ from telegram import InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
 
-from adapters.telegram.deliver import CAPABILITIES, POOL_WAIT, Sender, Sending, markup
+from adapters.telegram.deliver import (
+    CAPABILITIES,
+    POOL_WAIT,
+    Sender,
+    Sending,
+    markup,
+    settle_landed,
+)
 from adapters.telegram.inbound import Target, ref_of
 from adapters.telegram.widgets import batch_keyboard
 from bot.api import BotApi, Delivery, ImageData, Reply
@@ -73,12 +80,21 @@ async def send_album(send: Sender, target: Target, photos: Sequence[ImageData],
     return out
 
 
+async def send_result(send: Sender, api: BotApi, reply: Reply, target: Target,
+                      patience: float | None = None, parked: bool = False) -> None:
+    """A result: a batch as its album with its keyboard after it, else one photo (deliver.py).
+
+    ``patience`` and ``parked`` as for :meth:`Sender.result` (a result from the outbox).
+    """
+    if reply.candidates:
+        await send_batch(send, api, reply, target, patience, parked)
+    else:
+        await send.result(reply, target, patience, parked)
+
+
 async def send_batch(send: Sender, api: BotApi, reply: Reply, target: Target,
                      patience: float | None = None, parked: bool = False) -> None:
-    """A batch: its candidates as one album, then the caption with U1..Un, V1..Vn, Reroll.
-
-    ``patience`` and ``parked`` as for :meth:`Sender.result` (a batch from the outbox).
-    """
+    """A batch: its candidates as one album, then the caption with U1..Un, V1..Vn, Reroll."""
     try:
         async with api.delivery(reply, CAPABILITIES, parked) as out:
             await _deliver(send, api, out, send.sending(out, target, patience))
@@ -94,8 +110,7 @@ async def _deliver(send: Sender, api: BotApi, out: Delivery, job: Sending) -> No
     try:
         sent = await send_album(send, target, photos, numbers, f"imagine-{reply.turn_id}", job)
     except asyncio.CancelledError:  # stopped: the photos that reached Telegram are paid for
-        if job.landed:
-            await asyncio.shield(out.sent_each([[ref_of(m)] for m in job.landed]))
+        await settle_landed(job)
         raise
     arrived = [[ref_of(m)] if m is not None else [] for m in sent]
     if not any(arrived):

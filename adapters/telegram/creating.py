@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from telegram import CallbackQuery, Message
 
 from adapters.telegram import widgets as kb
-from adapters.telegram.albums_out import send_batch, send_page
+from adapters.telegram.albums_out import send_page, send_result
 from adapters.telegram.inbound import (
     DOWNLOAD_LIMIT,
     Attachment,
@@ -41,10 +41,7 @@ class Creating:
 
     async def deliver(self, result: Reply, target: Target) -> None:
         """A result: a batch as an album with its keyboard after it, else one photo."""
-        if result.candidates:
-            await send_batch(self.rt.send, self.rt.api, result, target)
-        else:
-            await self.rt.send.result(result, target)
+        await send_result(self.rt.send, self.rt.api, result, target)
 
     # ----- /describe ---------------------------------------------------------------------------
 

@@ -109,8 +109,15 @@ class Sending:
 
 
 async def settle_landed(job: Sending) -> None:
-    """A delivery stopped (shutdown): what reached Telegram is paid for, not sent again."""
-    if job.landed:
+    """A delivery stopped (shutdown): what reached Telegram is paid for, not sent again.
+
+    A batch's photos are its candidates in order (an album lands whole, or photo by photo).
+    """
+    if not job.landed:
+        return
+    if job.out.reply.candidates:
+        await asyncio.shield(job.out.sent_each([[ref_of(m)] for m in job.landed]))
+    else:
         await asyncio.shield(job.out.sent([ref_of(m) for m in job.landed]))
 
 
@@ -228,14 +235,14 @@ class Sender:
             async with self.api.delivery(reply, CAPABILITIES, parked) as out:
                 job = self.sending(out, target, patience)
                 try:
-                    sent = await self._images(job)
+                    await self._images(job)
                 except asyncio.CancelledError:
                     await settle_landed(job)
                     raise
-                if not sent:
+                if not job.landed:
                     raise Undelivered()
                 shown = True
-                await out.sent([ref_of(m) for m in sent])
+                await out.sent([ref_of(m) for m in job.landed])
         except Exception as exc:
             if not isinstance(exc, Undelivered):
                 log.exception("sending result %s to chat %s failed", reply.turn_id,
@@ -243,23 +250,22 @@ class Sender:
             if not shown:  # shown but not settled: the user has the image; the log says why
                 await self.text(target, self.api.t(reply.locale, "telegram.undeliverable"))
 
-    async def _images(self, job: Sending) -> list[Message]:
+    async def _images(self, job: Sending) -> None:
+        """Every image, each as photo (+ original file); what arrived is in ``job.landed``."""
         reply = job.out.reply
         keyboard = result_keyboard(reply.actions, self.api.t, reply.locale)
         caption = markup(reply.text, CAPABILITIES.caption_limit)
-        sent: list[Message] = []
         for index, item in enumerate(job.out.items):
             first = index == 0
             name = f"imagine-{reply.turn_id}-{index + 1}"
             try:
-                sent += await self._one(job, index, item, name, caption if first else None,
-                                        keyboard if first else None)
+                await self._one(job, index, item, name, caption if first else None,
+                                keyboard if first else None)
             except Exception:
                 log.exception("image %d of %s not delivered", index + 1, reply.turn_id)
-        return sent
 
     async def _one(self, job: Sending, index: int, item: Fitted, name: str, caption: str | None,
-                   keyboard: InlineKeyboardMarkup | None) -> list[Message]:
+                   keyboard: InlineKeyboardMarkup | None) -> None:
         photo, target = item.photo, job.target
         try:
             message = await timed(job.out.timings, "upload", self.as_result(
@@ -270,18 +276,17 @@ class Sender:
                     allow_paid_broadcast=paid or None, pool_timeout=POOL_WAIT)))
         except BadRequest as err:
             log.warning("sendPhoto refused (%s); sending the image as a file", err)
-            return [await self._document(job, await job.out.file(index), name, caption, keyboard,
-                                         target.reply_to)]
-        sent = [message]
+            await self._document(job, await job.out.file(index), name, caption, keyboard,
+                                 target.reply_to)
+            return
         if item.original is not None:
             note = self.api.t(job.out.reply.locale, "telegram.original", width=item.width,
                               height=item.height, size_mb=f"{item.size_bytes / 1e6:.1f}")
             try:
-                sent.append(await self._document(job, item.original, name, markup(note, 1024),
-                                                 None, message.message_id))
+                await self._document(job, item.original, name, markup(note, 1024), None,
+                                     message.message_id)
             except TelegramError as err:
                 log.warning("original file not delivered (%s); the photo was", err)
-        return sent
 
     async def _document(self, job: Sending, original: ImageData, name: str, caption: str | None,
                         keyboard: InlineKeyboardMarkup | None, reply_to: int | None) -> Message:

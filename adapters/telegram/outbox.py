@@ -15,7 +15,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from adapters.telegram.albums_out import send_batch
+from adapters.telegram.albums_out import send_result
 from adapters.telegram.deliver import Sender
 from adapters.telegram.inbound import PLATFORM, Target
 from bot.api import BotApi, Parked
@@ -43,11 +43,8 @@ async def replay(api: BotApi, send: Sender) -> int:
                 if reply.ready_at is None:
                     reply = dataclasses.replace(reply, ready_at=parked.created_at.timestamp())
                 waited = (datetime.now(UTC) - parked.created_at).total_seconds()
-                target, left = Target(**json.loads(parked.target)), max(0.0, send.patience - waited)
-                if reply.candidates:  # a batch: the album and its U/V keyboard, as at first
-                    await send_batch(send, api, reply, target, patience=left, parked=True)
-                else:
-                    await send.result(reply, target, patience=left, parked=True)
+                await send_result(send, api, reply, Target(**json.loads(parked.target)),
+                                  patience=max(0.0, send.patience - waited), parked=True)
 
     await asyncio.gather(*(one(p) for p in claimed))
     return len(claimed)
