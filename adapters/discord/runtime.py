@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import discord
 
+from adapters.base import drain
 from adapters.discord.deliver import Sender, clip
 from adapters.discord.inbound import actor_of, allowed
 from bot.api import Actor, BotApi, BotError, InternalError
@@ -74,13 +75,7 @@ class Runtime:
         """Refuse new work and give deliveries in flight up to ``grace`` seconds; then cancel
         what is left (a result parked by a long 429 stays held for the next start: outbox.py)."""
         self.accepting = False
-        jobs = {job for job in self._jobs if job is not asyncio.current_task()}
-        if jobs:
-            _, left = await asyncio.wait(jobs, timeout=grace)
-            for job in left:
-                job.cancel()
-            if left:
-                await asyncio.wait(left, timeout=5.0)
+        await drain({job for job in self._jobs if job is not asyncio.current_task()}, grace)
 
     # ----- gates -----------------------------------------------------------------------------
 

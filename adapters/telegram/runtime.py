@@ -16,6 +16,7 @@ from typing import Any
 
 from telegram import Bot, CallbackQuery
 
+from adapters.base import drain
 from adapters.telegram.deliver import Sender, clip
 from adapters.telegram.inbound import Target
 from adapters.telegram.progress import StatusReporter, Throttle, Timing
@@ -46,12 +47,7 @@ class TaskSet:
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` s for running work, then cancel what is left."""
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5.0)
+        await drain(set(self._tasks), grace)
 
 
 @dataclass(slots=True)
