@@ -244,7 +244,8 @@ class StatusReporter:
                                                markup(text), parse_mode=ParseMode.HTML,
                                                message_thread_id=self._target.thread_id)
         except RetryAfter as err:  # drafts have no documented limit, but bots do meet 429s
-            self._retry_at = now + seconds(err.retry_after)
+            # Counted from Telegram's answer, not from when the call left (``now``).
+            self._retry_at = time.monotonic() + seconds(err.retry_after)
             return
         except BadRequest as err:
             log.info("telegram: drafts refused (%s); status messages instead", err)
