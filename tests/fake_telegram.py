@@ -25,6 +25,7 @@ from bot.bootstrap import Core, build_core
 from bot.config import Settings
 from bot.domain import Actor, MessageRef, Turn
 from bot.providers.base import ImageProvider
+from bot.providers.wire.aio_transport import AiohttpTransport
 from tests.helpers import photo
 from tests.telegram_flood import DRAFT_TEXT_MAX, Bucket, Drafts, Flooded, FloodRules, NoStars
 
@@ -840,7 +841,8 @@ class BotHarness:
         await self.core.start()
         self._stop = asyncio.Event()
         self.adapter = TelegramAdapter(self.core.api, token=self.fake.token, timing=self.timing,
-                                       poll_timeout=1)
+                                       poll_timeout=1,  # the transport run.py gives it
+                                       transport=lambda pool: AiohttpTransport(limit=pool))
         self._task = asyncio.create_task(self.adapter.run(self._stop))
         deadline = time.monotonic() + 10
         while not self.adapter.connected:

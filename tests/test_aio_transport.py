@@ -1,19 +1,28 @@
-"""The aiohttp transport under httpx: bytes, keep-alive, and failures as httpx exceptions."""
+"""The aiohttp transport under httpx (upstreams, and python-telegram-bot's Bot API calls): bytes,
+keep-alive, the pool and timeouts, and failures as httpx exceptions."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
+from telegram.error import TimedOut
+from telegram.request import HTTPXRequest
 
+from adapters.cli.runner import build_adapters
+from adapters.telegram import TelegramAdapter
+from adapters.telegram.app import POOL_SIZE, bot_api_request
+from bot.bootstrap import build_core
 from bot.budget import DeliveryBudget, Lease, reading
+from bot.config import Settings
 from bot.providers.wire.aio_transport import AiohttpTransport
 from bot.providers.wire.clients import capped_client
 
@@ -168,3 +177,84 @@ class Holding:
     """A lease holder, as a job's pending delivery is one."""
 
     lease: Lease | None = None
+
+
+async def test_past_its_pool_wait_a_call_is_a_pool_timeout_and_is_never_sent(
+        server: Server) -> None:
+    client = httpx.AsyncClient(transport=AiohttpTransport(limit=1))
+    try:
+        async with client.stream("GET", f"{server.url}/stall") as held:  # the one connection
+            assert held.status_code == 200
+            with pytest.raises(httpx.PoolTimeout):
+                await client.post(f"{server.url}/big", content=b"ping" * 1000,
+                                  timeout=httpx.Timeout(5.0, pool=0.2))
+            assert len(server.seen_headers) == 1  # the second call never reached the server
+        with socket.socket() as sock:  # a failed call gives its connection back too
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/", timeout=httpx.Timeout(2.0, pool=0.2))
+        resp = await client.post(f"{server.url}/big", content=b"ping" * 1000,
+                                 timeout=httpx.Timeout(5.0, pool=0.2))
+        assert resp.content == BODY
+    finally:
+        await client.aclose()
+
+
+async def test_an_upload_nobody_reads_ends_within_the_sum_of_its_timeouts() -> None:
+    """aiohttp has no write timeout: the four together bound the call instead."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_read(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # open, never read: the upload fills the socket and stalls
+
+    deaf = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = deaf.sockets[0].getsockname()[1]
+    client = httpx.AsyncClient(transport=AiohttpTransport(limit=4))
+    started = asyncio.get_running_loop().time()
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            await client.post(f"http://127.0.0.1:{port}/upload", content=b"x" * (64 << 20),
+                              timeout=httpx.Timeout(0.5))
+        assert asyncio.get_running_loop().time() - started < 5.0  # 2 s: 4 x 0.5
+    finally:
+        await client.aclose()
+        for writer in held:
+            writer.close()
+        deaf.close()
+        await deaf.wait_closed()
+
+
+async def test_python_telegram_bot_over_it_says_a_pool_timeout_sent_nothing(
+        server: Server) -> None:
+    """PTB tells its pool timeout apart (the request was not sent) over this transport too."""
+    request = HTTPXRequest(connection_pool_size=1,
+                           httpx_kwargs={"transport": AiohttpTransport(limit=1)})
+    await request.initialize()
+    try:
+        stalled = asyncio.create_task(request.do_request(f"{server.url}/stall", "GET",
+                                                         read_timeout=10))
+        async with asyncio.timeout(5):
+            while not server.seen_headers:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        with pytest.raises(TimedOut, match="Pool timeout"):
+            await request.do_request(f"{server.url}/stall", "GET", pool_timeout=0.2)
+        assert len(server.seen_headers) == 1
+        stalled.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stalled
+    finally:
+        await request.shutdown()
+
+
+def test_the_composition_root_gives_the_bot_api_calls_this_transport(
+        settings_factory: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """run.py wires it (the adapters may not import it): every Bot API call but getUpdates."""
+    settings = settings_factory(telegram={"enabled": True, "token_env": "BENCH_TOKEN"})
+    monkeypatch.setenv("BENCH_TOKEN", "123:abc")
+    (adapter,) = build_adapters(build_core(settings), sync_commands=False)
+    assert isinstance(adapter, TelegramAdapter) and adapter._transport is not None
+    made = adapter._transport(POOL_SIZE)
+    assert isinstance(made, AiohttpTransport) and made._slots is not None
+    request = bot_api_request(adapter._transport)
+    assert isinstance(request._client._transport, AiohttpTransport)  # PTB's client, read only

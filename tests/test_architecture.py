@@ -17,7 +17,8 @@ MAX_LINES = 400
 #: port it loads the config, builds and warms the core, runs ``generate`` (no chat platform) and
 #: words what only an operator sees (routes, retired models, each error category, masked secrets).
 CLI_ALSO = frozenset({"bot.bootstrap", "bot.config", "bot.warmup", "bot.generate", "bot.outfiles",
-                      "bot.errors", "bot.redact", "bot.catalog", "bot.providers.routes"})
+                      "bot.errors", "bot.redact", "bot.catalog", "bot.providers.routes",
+                      "bot.providers.wire.aio_transport"})
 
 
 @dataclass(frozen=True, slots=True)

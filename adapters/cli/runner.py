@@ -16,6 +16,7 @@ from adapters.base import Adapter
 from adapters.cli.lineup_report import live_routes
 from bot.api import ConfigError, Settings, StoreUnavailable
 from bot.bootstrap import Core, build_core
+from bot.providers.wire.aio_transport import AiohttpTransport
 from bot.warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def build_adapters(core: Core, *, sync_commands: bool) -> list[Adapter]:
     if settings.telegram.enabled:
         from adapters.telegram import TelegramAdapter
 
-        adapters.append(TelegramAdapter(core.api, token=Settings.secret(settings.telegram.token_env)))
+        adapters.append(TelegramAdapter(core.api, token=Settings.secret(settings.telegram.token_env),
+                                        transport=lambda pool: AiohttpTransport(limit=pool)))
     if settings.discord.enabled:
         from adapters.discord import DiscordAdapter
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from telegram import Bot, BotCommand, BotCommandScopeAllChatAdministrators, BotCommandScopeChat
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
@@ -19,6 +20,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import HTTPXRequest
 
 from adapters.telegram.commands import CommandHandlers
 from adapters.telegram.deliver import Sender
@@ -50,7 +52,28 @@ RATE_LIMIT_RETRIES = 3
 #: How long after a polling error the adapter still reports itself as disconnected.
 RECOVERY_SECONDS = 30.0
 
+#: Bot API connections at once: python-telegram-bot's default pool size.
+POOL_SIZE = 256
+
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
+
+
+#: Makes the transport of the Bot API calls for a pool of that many connections.
+TransportFactory = Callable[[int], httpx.AsyncBaseTransport]
+
+
+def bot_api_request(transport: TransportFactory | None) -> HTTPXRequest:
+    """PTB's request object for every call but getUpdates, on ``transport`` (PTB's own: None).
+
+    The composition root gives aiohttp's (bot/providers/wire/aio_transport.py): httpcore's
+    pool polls each of its connections on every request, which a burst of drafts paid for in
+    event-loop time. The timeouts are those the builder was given before: 10 s to connect,
+    30 s to read and write, 180 s to write a file (a 4K original to a slow Bot API server),
+    1 s for a free connection (results ask for longer: deliver.POOL_WAIT).
+    """
+    return HTTPXRequest(connection_pool_size=POOL_SIZE, connect_timeout=10, read_timeout=30,
+                        write_timeout=30, media_write_timeout=180, pool_timeout=1.0,
+                        httpx_kwargs={"transport": transport(POOL_SIZE)} if transport else None)
 
 
 class TelegramAdapter:
@@ -59,9 +82,10 @@ class TelegramAdapter:
     name = "telegram"
 
     def __init__(self, api: BotApi, *, token: str, timing: Timing | None = None,
-                 poll_timeout: float = 10.0) -> None:
+                 poll_timeout: float = 10.0, transport: TransportFactory | None = None) -> None:
         self._api = api
         self._token = token
+        self._transport = transport
         self._timing = timing or Timing()
         self._poll_timeout = poll_timeout
         self._running = False
@@ -81,8 +105,7 @@ class TelegramAdapter:
         self.budget = send_budget(shared.url, shared.prefix)
         builder = (ApplicationBuilder().token(self._token).concurrent_updates(True)
                    .rate_limiter(RateLimiter(self.budget, reply_retries=RATE_LIMIT_RETRIES))
-                   .job_queue(None).connect_timeout(10).read_timeout(30).write_timeout(30)
-                   .media_write_timeout(180))
+                   .job_queue(None).request(bot_api_request(self._transport)))
         if cfg.base_url:
             builder = builder.base_url(cfg.base_url)
         if cfg.base_file_url:

@@ -13,6 +13,16 @@ SDK, which takes any ``httpx.AsyncClient`` (https://github.com/openai/openai-pyt
 its own ``DefaultAioHttpClient`` is this idea, https://github.com/karpetrosyan/httpx-aiohttp).
 Proxies from the environment are still httpx's: it mounts its own proxy transports for them.
 Bodies are passed through undecoded (``auto_decompress=False``): the cap decodes them, bounded.
+
+The Telegram adapter's Bot API calls go through it too (python-telegram-bot's ``HTTPXRequest``
+takes ``httpx_kwargs={"transport": ...}``, https://docs.python-telegram-bot.org/en/stable/
+telegram.request.httpxrequest.html): with its 256-connection pool, httpcore polled every
+connection's socket on each request, and a burst of 500 drafts spent half the event loop there
+(first feedback p99 1.6-2.5 s in bench_e2e's burst; 0.5-1 s on aiohttp). httpx's four timeouts
+keep their meaning: ``pool`` bounds the wait for one of ``limit`` connections and fails as
+``httpx.PoolTimeout`` (nothing was sent: PTB says so), ``connect`` the TCP connect, ``read``
+each wait for the answer's bytes; aiohttp has no ``write`` timeout, so the whole call is
+bounded by the sum of the four instead (a stalled upload ends, later than httpx would end it).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import aiohttp
 import httpx
@@ -52,9 +63,11 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
 class _Body(httpx.AsyncByteStream):
     """An aiohttp response body as an httpx stream; closing gives the connection back."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request,
+                 slot: asyncio.Semaphore | None) -> None:
         self._response = response
         self._request = request
+        self._slot = slot
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _as_httpx(self._request):
@@ -64,6 +77,30 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # Fully read: the connection goes back to the pool; otherwise it is closed.
         self._response.release()
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            slot.release()
+
+
+async def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:
+    """A request's body for aiohttp: its bytes, or streamed when httpx streams it (a file).
+
+    Joining a 1.5 MB multipart upload into one block for each Bot API call cost the bench's
+    steady 500 users 350 MB of RSS (blocks that size come from malloc's heap once its mmap
+    threshold has grown, and the heap keeps them); streamed, the chunks are httpx's 64 KB.
+    """
+    if isinstance(request.stream, httpx.ByteStream):  # bytes already (JSON, a prompt)
+        return await request.aread() or None
+    return aiter(cast(httpx.AsyncByteStream, request.stream))
+
+
+def _timeout(parts: dict[str, float | None]) -> aiohttp.ClientTimeout:
+    """httpx's per-call timeouts for aiohttp (see the module docstring for ``write``)."""
+    given = [parts.get(k) for k in ("connect", "pool", "write", "read")]
+    total = None if parts.get("write") is None or None in given else sum(
+        v for v in given if v is not None)
+    return aiohttp.ClientTimeout(total=total, sock_connect=parts.get("connect"),
+                                 sock_read=parts.get("read"))
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -71,14 +108,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, limit: int = 0, keepalive: float = 15.0,
                  verify: ssl.SSLContext | None = None) -> None:
-        self._limit = limit  # 0: no cap; the job scheduler bounds calls in flight
+        # 0: no cap (the job scheduler bounds upstream calls in flight). Else calls beyond it
+        # wait here, not in aiohttp's connector, so that a timed-out wait is a PoolTimeout.
+        self._slots = asyncio.Semaphore(limit) if limit > 0 else None
         self._keepalive = keepalive
         self._ssl = verify or httpx.create_ssl_context()  # httpx's trust store (certifi)
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=0,
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0,
                                              keepalive_timeout=self._keepalive, ssl=self._ssl)
             # Proxies and redirects are httpx's business (its mounts, follow_redirects).
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False,
@@ -88,16 +127,25 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """One request; the response body streams from aiohttp as it arrives."""
         timeout = request.extensions.get("timeout", {})
-        body: bytes | None = await request.aread() or None
-        with _as_httpx(request):
-            response = await self._client().request(
-                request.method, str(request.url), headers=list(request.headers.multi_items()),
-                data=body, allow_redirects=False, compress=None,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout.get("connect"),
-                                              sock_read=timeout.get("read")),
-            )
+        body = await _body(request)
+        slot = self._slots
+        if slot is not None:
+            try:
+                async with asyncio.timeout(timeout.get("pool")):
+                    await slot.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout("no free connection in time", request=request) from None
+        try:
+            with _as_httpx(request):
+                response = await self._client().request(
+                    request.method, str(request.url), headers=list(request.headers.multi_items()),
+                    data=body, allow_redirects=False, compress=None, timeout=_timeout(timeout))
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
         return httpx.Response(response.status, headers=list(response.raw_headers),
-                              stream=_Body(response, request), request=request,
+                              stream=_Body(response, request, slot), request=request,
                               extensions={"http_version": b"HTTP/1.1",
                                           "reason_phrase": (response.reason or "").encode()})
 
