@@ -80,6 +80,7 @@ class Reply:
     delay: float = 0.0
     drop: bool = False  # close the connection without answering
     truncate_at: int | None = None  # announce the full length, send this many bytes, close
+    trickle: float = 0.0  # a slow link: the first half of the body, then the rest this much later
 
 
 @dataclass
@@ -299,6 +300,15 @@ class FakeUpstream:
         else:
             body = json.dumps(reply.json).encode()
         headers = {"Content-Type": reply.content_type, **reply.headers}
+        if reply.trickle:
+            resp = web.StreamResponse(status=reply.status,
+                                      headers={**headers, "Content-Length": str(len(body))})
+            await resp.prepare(request)
+            await resp.write(body[: len(body) // 2])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), reply.trickle)
+            await resp.write(body[len(body) // 2:])
+            return resp
         if reply.truncate_at is None:
             return web.Response(status=reply.status, body=body, headers=headers)
         resp = web.StreamResponse(status=reply.status,

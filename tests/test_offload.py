@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 
 import pytest
 
-from bot.offload import PARSERS, parsing, run_sync, waiting
+from bot.offload import LEND_AFTER, PARSERS, parsing, quick, run_sync, waiting
 
 
 async def test_returns_the_result_and_raises_the_error() -> None:
@@ -111,6 +113,99 @@ async def test_a_download_lends_the_slot_out_and_takes_it_back() -> None:
     await asyncio.gather(with_url(), inline())
     await asyncio.gather(*hogs)
     assert events == ["inline parsed", "url parsed"]  # it did not wait for the download
+
+
+async def test_a_quick_read_keeps_its_slot_so_answers_finish_in_arrival_order() -> None:
+    events: list[str] = []
+    reading = asyncio.Event()
+
+    async def read(name: str, seconds: float) -> str:
+        reading.set()
+        await asyncio.sleep(seconds)  # yields: a lent slot would let the other one in here
+        events.append(f"{name} read")
+        return name
+
+    async def first() -> None:
+        async with parsing():
+            assert await quick(read("first", LEND_AFTER / 4)) == "first"
+            events.append("first parsed")
+
+    async def second() -> None:
+        await reading.wait()
+        async with parsing():
+            events.append("second in")
+
+    hogs = [asyncio.create_task(hold()) for _ in range(PARSERS - 1)]
+    await asyncio.gather(first(), second())
+    await asyncio.gather(*hogs)
+    assert events == ["first read", "first parsed", "second in"]
+
+
+async def test_a_read_waiting_on_the_network_lends_its_slot_out() -> None:
+    events: list[str] = []
+    reading = asyncio.Event()
+
+    async def slow() -> None:
+        async with parsing():
+            reading.set()
+            await quick(asyncio.sleep(LEND_AFTER * 10))
+            events.append("slow parsed")
+
+    async def other() -> None:
+        await reading.wait()
+        async with parsing():
+            events.append("other in")
+
+    async with contextlib.AsyncExitStack() as others:  # every other slot stays taken
+        for _ in range(PARSERS - 1):
+            await others.enter_async_context(parsing_elsewhere())
+        await asyncio.gather(slow(), other())
+    assert events == ["other in", "slow parsed"]  # the slow link held nobody up
+
+
+async def test_a_cancel_cancels_the_read_and_returns_once_it_has_ended() -> None:
+    ended: list[str] = []
+
+    async def read() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.02)  # closing the connection takes a moment
+            ended.append("read ended")
+
+    async def job() -> None:
+        async with parsing():
+            await quick(read())
+
+    task = asyncio.create_task(job())
+    await asyncio.sleep(LEND_AFTER * 3)  # lent out by now
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended == ["read ended"]
+    async with asyncio.timeout(1):  # and every slot is free again
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(PARSERS):
+                await stack.enter_async_context(parsing_elsewhere())
+
+
+@contextlib.asynccontextmanager
+async def parsing_elsewhere() -> AsyncIterator[None]:
+    """A slot taken from another task (a nested parsing() in this one would take none)."""
+    entered, done = asyncio.Event(), asyncio.Event()
+
+    async def take() -> None:
+        async with parsing():
+            entered.set()
+            await done.wait()
+
+    task = asyncio.create_task(take())
+    await entered.wait()
+    try:
+        yield
+    finally:
+        done.set()
+        await task
 
 
 async def hold() -> None:

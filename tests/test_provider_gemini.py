@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from bot.errors import (
     UpstreamError,
     UpstreamNoCredit,
 )
+from bot.offload import PARSERS
 from bot.providers.base import HistoryTurn, ProviderRequest
 from bot.providers.gemini import GeminiProvider, auth_headers
 from bot.providers.retry import RetryPolicy
@@ -237,6 +239,28 @@ async def test_dropped_connection_is_retried(make: Callable[..., GeminiProvider]
     fake_upstream.push("gemini", Reply(drop=True), Reply(truncate_at=10, json=gemini_body([])))
     assert (await make().generate(req())).images[0].data == RED
     assert len(fake_upstream.seen("gemini")) == 3 and sleeps == [0.75, 1.5]
+
+
+async def test_answers_on_a_slow_link_hold_no_parse_slot(
+        make: Callable[..., GeminiProvider], fake_upstream: FakeUpstream) -> None:
+    """A body still arriving is read with its parse slot lent out (bot/offload.py: quick)."""
+    provider, done = make(), list[str]()
+    fake_upstream.push("gemini", *(Reply(json=gemini_body([{"inlineData": {
+        "mimeType": "image/png", "data": b64(GREEN)}}]), trickle=1.0) for _ in range(PARSERS)))
+
+    async def call(name: str) -> None:
+        await provider.generate(req(name))
+        done.append(name)
+
+    slow = [asyncio.create_task(call("slow")) for _ in range(PARSERS)]
+    async with asyncio.timeout(5):
+        while len(fake_upstream.seen("gemini")) < PARSERS:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # their heads are in: each holds (or has lent) a slot
+    await call("fast")
+    assert done == ["fast"]  # it did not wait a second for the slow bodies
+    await asyncio.gather(*slow)
+    assert done == ["fast", *["slow"] * PARSERS]
 
 
 async def test_usage_is_reported(make: Callable[..., GeminiProvider]) -> None:

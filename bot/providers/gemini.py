@@ -32,6 +32,8 @@ import copy
 import json
 import logging
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -39,7 +41,7 @@ import httpx
 
 from bot.budget import expecting
 from bot.domain import ImageData
-from bot.offload import parsing, run_sync
+from bot.offload import parsing, quick, run_sync
 from bot.providers.base import HistoryTurn, ProviderRequest, ProviderResult
 from bot.providers.extract import extract, native_output_indexes
 from bot.providers.retry import RetryPolicy, TransientError
@@ -67,6 +69,17 @@ def auth_headers(base_url: str, api_key: str, auth: AuthMode = "auto") -> dict[s
     if auth == "x-goog-api-key":
         return {"x-goog-api-key": api_key}
     return {"Authorization": f"Bearer {api_key}"}
+
+
+@contextmanager
+def wire_failures(seconds: float) -> Iterator[None]:
+    """httpx's timeouts and connection failures as :class:`TransientError` (retried)."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
+    except httpx.TransportError as exc:
+        raise TransientError(f"connection failed ({type(exc).__name__})") from None
 
 
 class GeminiProvider:
@@ -108,19 +121,21 @@ class GeminiProvider:
                                           model=request.model_id)
 
     async def _attempt(self, url: str, body: bytes, seconds: float) -> ProviderResult:
+        # Sent streamed: the body is read under a parse slot (in arrival order, bot/offload.py);
+        # the client's hooks have capped it and leased its bytes by the time send() returns.
+        with wire_failures(seconds):
+            resp = await self._client.send(self._client.build_request(
+                "POST", url, content=body, headers=self._headers,
+                timeout=httpx.Timeout(seconds, connect=min(seconds, 15.0))), stream=True)
         try:
-            resp = await self._client.post(
-                url, content=body, headers=self._headers,
-                timeout=httpx.Timeout(seconds, connect=min(seconds, 15.0)),
-            )
-        except httpx.TimeoutException:
-            raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
-        except httpx.TransportError as exc:
-            raise TransientError(f"connection failed ({type(exc).__name__})") from None
-        async with parsing():  # a few answers at a time, in arrival order (bot/offload.py)
-            data = await read_json(resp.status_code, resp.content, resp.headers,
-                                   key_env=self._key_env, secret=self._key)
-            result = await extract(data, fetch=self._fetcher)
+            async with parsing():
+                with wire_failures(seconds):
+                    await quick(resp.aread())
+                data = await read_json(resp.status_code, resp.content, resp.headers,
+                                       key_env=self._key_env, secret=self._key)
+                result = await extract(data, fetch=self._fetcher)
+        finally:
+            await resp.aclose()  # read or not (a cancel while waiting for the slot)
         return replace(result, provider_state=compact_state(data))
 
     async def text(self, request: TextRequest) -> str:
@@ -129,13 +144,9 @@ class GeminiProvider:
         url = f"{self._base}/v1beta/models/{request.model_id.removeprefix('models/')}:generateContent"
 
         async def attempt() -> str:
-            try:
+            with wire_failures(request.timeout):
                 resp = await self._client.post(url, content=body, headers=self._headers,
                                                timeout=httpx.Timeout(request.timeout, connect=15.0))
-            except httpx.TimeoutException:
-                raise TransientError("no answer in time", timeout=True) from None
-            except httpx.TransportError as exc:
-                raise TransientError(f"connection failed ({type(exc).__name__})") from None
             return gemini_text(await read_json(resp.status_code, resp.content, resp.headers,
                                                key_env=self._key_env, secret=self._key))
 
