@@ -18,8 +18,8 @@ import base64
 import contextlib
 import json
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -407,3 +407,26 @@ async def fake_upstream_fixture() -> AsyncIterator[FakeUpstream]:
     await fake.start()
     yield fake
     await fake.stop()
+
+
+async def slow_link_order(generate: Callable[[str], Awaitable[object]], fake: FakeUpstream,
+                          route: str, reply: Reply, slots: int) -> list[str]:
+    """``slots`` answers trickling in on a slow link (``reply``), then one more: the order done.
+
+    The last one finishes first when a read still waiting on the network holds no parse slot.
+    """
+    done: list[str] = []
+    fake.push(route, *(replace(reply, trickle=1.0) for _ in range(slots)))
+
+    async def call(name: str) -> None:
+        await generate(name)
+        done.append(name)
+
+    slow = [asyncio.create_task(call("slow")) for _ in range(slots)]
+    async with asyncio.timeout(5):
+        while len(fake.seen(route)) < slots:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # their heads are in: each holds (or has lent) a slot
+    await call("fast")
+    await asyncio.gather(*slow)
+    return done

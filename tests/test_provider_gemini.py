@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ from tests.fake_upstream import (
     img,
     png,
     sleeps_fixture,  # noqa: F401
+    slow_link_order,
 )
 from tests.outcomes import jobs
 
@@ -244,23 +244,11 @@ async def test_dropped_connection_is_retried(make: Callable[..., GeminiProvider]
 async def test_answers_on_a_slow_link_hold_no_parse_slot(
         make: Callable[..., GeminiProvider], fake_upstream: FakeUpstream) -> None:
     """A body still arriving is read with its parse slot lent out (bot/offload.py: quick)."""
-    provider, done = make(), list[str]()
-    fake_upstream.push("gemini", *(Reply(json=gemini_body([{"inlineData": {
-        "mimeType": "image/png", "data": b64(GREEN)}}]), trickle=1.0) for _ in range(PARSERS)))
-
-    async def call(name: str) -> None:
-        await provider.generate(req(name))
-        done.append(name)
-
-    slow = [asyncio.create_task(call("slow")) for _ in range(PARSERS)]
-    async with asyncio.timeout(5):
-        while len(fake_upstream.seen("gemini")) < PARSERS:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)  # their heads are in: each holds (or has lent) a slot
-    await call("fast")
-    assert done == ["fast"]  # it did not wait a second for the slow bodies
-    await asyncio.gather(*slow)
-    assert done == ["fast", *["slow"] * PARSERS]
+    provider = make()
+    order = await slow_link_order(lambda name: provider.generate(req(name)), fake_upstream,
+                                  "gemini", Reply(json=gemini_body([{"inlineData": {
+        "mimeType": "image/png", "data": b64(GREEN)}}])), PARSERS)
+    assert order == ["fast", *["slow"] * PARSERS]  # it did not wait a second for them
 
 
 async def test_usage_is_reported(make: Callable[..., GeminiProvider]) -> None:

@@ -21,6 +21,7 @@ from bot.errors import (
     UpstreamError,
     UpstreamNoCredit,
 )
+from bot.offload import PARSERS
 from bot.providers.base import HistoryTurn, ProviderRequest
 from bot.providers.openai_chat import OpenAIChatProvider
 from bot.providers.retry import RetryPolicy
@@ -36,6 +37,7 @@ from tests.fake_upstream import (
     openai_error,
     png,
     sleeps_fixture,  # noqa: F401
+    slow_link_order,
 )
 from tests.outcomes import jobs
 
@@ -64,6 +66,17 @@ async def make(fake_upstream: FakeUpstream, sleeps: Sleeps
 def req(prompt: str = "a cat", **kw: Any) -> ProviderRequest:
     """A request for nano-banana-pro."""
     return ProviderRequest(model_id="google/gemini-3-pro-image", prompt=prompt, **kw)
+
+
+async def test_answers_on_a_slow_link_hold_no_parse_slot(
+        make: Callable[..., OpenAIChatProvider], fake_upstream: FakeUpstream) -> None:
+    """The SDK's body is ours to read (with_streaming_response): under the slot, lent out
+    while the bytes are still on their way (bot/offload.py: quick)."""
+    provider = make()
+    order = await slow_link_order(lambda name: provider.generate(req(name)), fake_upstream,
+                                  "chat", Reply(json=chat_body("", images=[
+        {"type": "image_url", "image_url": {"url": data_url(GREEN)}}])), PARSERS)
+    assert order == ["fast", *["slow"] * PARSERS]  # it did not wait a second for them
 
 
 async def test_request_body_and_headers(make: Callable[..., OpenAIChatProvider],

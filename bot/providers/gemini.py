@@ -32,8 +32,6 @@ import copy
 import json
 import logging
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -49,7 +47,7 @@ from bot.providers.text import TextRequest, gemini_text, gemini_text_body
 from bot.providers.wire.b64 import INLINE_LIMIT, encode_base64
 from bot.providers.wire.clients import UNPOOLED, cap_bytes, capped_client
 from bot.providers.wire.fetch import UrlFetcher
-from bot.providers.wire.http_errors import read_json
+from bot.providers.wire.http_errors import read_json, wire_failures
 from bot.safety import gemini_safety
 
 log = logging.getLogger(__name__)
@@ -69,17 +67,6 @@ def auth_headers(base_url: str, api_key: str, auth: AuthMode = "auto") -> dict[s
     if auth == "x-goog-api-key":
         return {"x-goog-api-key": api_key}
     return {"Authorization": f"Bearer {api_key}"}
-
-
-@contextmanager
-def wire_failures(seconds: float) -> Iterator[None]:
-    """httpx's timeouts and connection failures as :class:`TransientError` (retried)."""
-    try:
-        yield
-    except httpx.TimeoutException:
-        raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
-    except httpx.TransportError as exc:
-        raise TransientError(f"connection failed ({type(exc).__name__})") from None
 
 
 class GeminiProvider:

@@ -68,7 +68,7 @@ class OpenAIChatProvider(SdkProvider):
                        extra: dict[str, Any], fetch: Fetcher) -> ProviderResult:
         async with parsing():  # lent out while the call waits (SdkProvider._call)
             body = await self._call(
-                lambda: self._client.chat.completions.with_raw_response.create(
+                lambda: self._client.chat.completions.with_streaming_response.create(
                     model=request.model_id, messages=cast(Any, messages), extra_body=extra,
                     timeout=request.timeout),
                 request.timeout)
@@ -81,7 +81,7 @@ class OpenAIChatProvider(SdkProvider):
 
         async def attempt() -> str:
             return chat_text(await self._call(
-                lambda: self._client.chat.completions.with_raw_response.create(
+                lambda: self._client.chat.completions.with_streaming_response.create(
                     model=model, messages=cast(Any, messages), timeout=request.timeout),
                 request.timeout))
 

@@ -23,7 +23,7 @@ and reject the parameter.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, cast
 
 from bot.budget import expecting
@@ -89,9 +89,9 @@ class OpenAIImagesProvider(SdkProvider):
 
     async def _attempt(self, params: dict[str, Any], files: list[tuple[str, bytes, str]],
                        seconds: float) -> ProviderResult:
-        images = self._client.images.with_raw_response
+        images = self._client.images.with_streaming_response
 
-        def call() -> Awaitable[Any]:
+        def call() -> AbstractAsyncContextManager[Any]:
             if files:
                 return images.edit(image=cast(Any, files if len(files) > 1 else files[0]),
                                    **params)

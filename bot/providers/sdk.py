@@ -4,23 +4,25 @@ One client setup for both: the SDK's own retries are off (``max_retries=0``;
 :mod:`bot.providers.retry` decides), its answers are capped while they stream (``http_client``:
 :mod:`bot.providers.wire.clients`), image URLs in answers are fetched only from the route's host
 or public addresses (:mod:`bot.providers.wire.fetch`), and every call is read raw
-(``with_raw_response``) so that every relay's shape reaches the extractor and every failure its
-category (:mod:`bot.providers.wire.http_errors`), the key scrubbed from both.
+(``with_streaming_response``: the body is ours to read) so that every relay's shape reaches the
+extractor and every failure its category (:mod:`bot.providers.wire.http_errors`), the key scrubbed from both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from typing import Any
 
 import openai
 
 from bot.errors import UpstreamError
-from bot.offload import waiting
+from bot.offload import quick, waiting
 from bot.providers.retry import RetryPolicy, TransientError
 from bot.providers.wire.clients import cap_bytes, sdk_client
 from bot.providers.wire.fetch import UrlFetcher
-from bot.providers.wire.http_errors import read_json
+from bot.providers.wire.http_errors import read_json, wire_failures
 
 
 class SdkProvider:
@@ -39,24 +41,32 @@ class SdkProvider:
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0,
                                           http_client=sdk_client(max_response_mb))
 
-    async def _call(self, call: Callable[[], Awaitable[Any]], seconds: float) -> dict[str, Any]:
-        """Run one ``with_raw_response`` SDK call; return its JSON or raise the failure category."""
+    async def _call(self, call: Callable[[], AsyncContextManager[Any]],
+                    seconds: float) -> dict[str, Any]:
+        """Run one ``with_streaming_response`` SDK call; its JSON, or the failure category.
+
+        Streamed so that the body is read under the caller's parse slot, as the native wire
+        reads it (bot/offload.py: quick); a parse slot is not held while the upstream works.
+        """
         try:
-            async with waiting():  # a parse slot is not held while the upstream works
-                raw = await call()
+            async with contextlib.AsyncExitStack() as stack:
+                async with waiting():
+                    raw = await stack.enter_async_context(call())
+                resp = raw.http_response
+                with wire_failures(seconds):
+                    await quick(resp.aread())
+                return await read_json(resp.status_code, resp.content, resp.headers,
+                                       key_env=self._key_env, secret=self._key)
         except openai.APITimeoutError:
             raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
         except openai.APIConnectionError as exc:
             cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
             raise TransientError(f"connection failed ({cause})") from None
-        except openai.APIStatusError as exc:
+        except openai.APIStatusError as exc:  # its body was read before it was raised
             resp = exc.response
             await read_json(resp.status_code, resp.content, resp.headers, key_env=self._key_env,
                             secret=self._key)
             raise UpstreamError(f"HTTP {resp.status_code}") from None  # read_json raised already
-        resp = raw.http_response
-        return await read_json(resp.status_code, resp.content, resp.headers,
-                               key_env=self._key_env, secret=self._key)
 
     async def probe(self) -> str:
         """One cheap call (list models) to check the endpoint and, where checked, the key."""
@@ -65,7 +75,7 @@ class SdkProvider:
     async def list_models(self) -> list[str]:
         """Model ids the endpoint lists (``GET {base}/models``), asked once, without retries."""
         body = await RetryPolicy(max_retries=0).run(
-            lambda: self._call(lambda: self._client.models.with_raw_response.list(timeout=20.0),
+            lambda: self._call(lambda: self._client.models.with_streaming_response.list(timeout=20.0),
                                20.0),
             job_seconds=20.0, what="probe")
         models = body.get("data")

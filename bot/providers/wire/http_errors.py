@@ -23,8 +23,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
+
+import httpx
 
 from bot.errors import (
     BotError,
@@ -223,3 +226,14 @@ def choice_error(body: dict[str, Any], headers: Mapping[str, str], *, key_env: s
     code = err.get("code")
     status = code if isinstance(code, int) and 400 <= code <= 599 else 502
     raise classify_http(status, {"error": err}, headers, key_env=key_env, secret=secret)
+
+
+@contextmanager
+def wire_failures(seconds: float) -> Iterator[None]:
+    """httpx's timeouts and connection failures as :class:`TransientError` (retried)."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise TransientError(f"no answer within {seconds:.0f} s", timeout=True) from None
+    except httpx.TransportError as exc:
+        raise TransientError(f"connection failed ({type(exc).__name__})") from None
