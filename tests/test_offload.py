@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
+from typing import Any
 
 import pytest
 
@@ -104,41 +105,27 @@ async def test_a_download_lends_the_slot_out_and_takes_it_back() -> None:
                 await asyncio.sleep(0.05)
             events.append("url parsed")
 
-    async def inline() -> None:
-        await downloading.wait()
-        async with parsing():
-            events.append("inline parsed")
-
-    hogs = [asyncio.create_task(hold()) for _ in range(PARSERS - 1)]
-    await asyncio.gather(with_url(), inline())
-    await asyncio.gather(*hogs)
-    assert events == ["inline parsed", "url parsed"]  # it did not wait for the download
+    await alongside(with_url(), downloading, events)
+    assert events == ["other in", "url parsed"]  # it did not wait for the download
 
 
 async def test_a_quick_read_keeps_its_slot_so_answers_finish_in_arrival_order() -> None:
     events: list[str] = []
     reading = asyncio.Event()
 
-    async def read(name: str, seconds: float) -> str:
+    async def read() -> str:
         reading.set()
-        await asyncio.sleep(seconds)  # yields: a lent slot would let the other one in here
-        events.append(f"{name} read")
-        return name
+        await asyncio.sleep(LEND_AFTER / 4)  # yields: a lent slot would let the other one in
+        events.append("first read")
+        return "first"
 
     async def first() -> None:
         async with parsing():
-            assert await quick(read("first", LEND_AFTER / 4)) == "first"
+            assert await quick(read()) == "first"
             events.append("first parsed")
 
-    async def second() -> None:
-        await reading.wait()
-        async with parsing():
-            events.append("second in")
-
-    hogs = [asyncio.create_task(hold()) for _ in range(PARSERS - 1)]
-    await asyncio.gather(first(), second())
-    await asyncio.gather(*hogs)
-    assert events == ["first read", "first parsed", "second in"]
+    await alongside(first(), reading, events)
+    assert events == ["first read", "first parsed", "other in"]
 
 
 async def test_a_read_waiting_on_the_network_lends_its_slot_out() -> None:
@@ -151,16 +138,23 @@ async def test_a_read_waiting_on_the_network_lends_its_slot_out() -> None:
             await quick(asyncio.sleep(LEND_AFTER * 10))
             events.append("slow parsed")
 
+    await alongside(slow(), reading, events)
+    assert events == ["other in", "slow parsed"]  # the slow link held nobody up
+
+
+async def alongside(work: Coroutine[Any, Any, None], started: asyncio.Event,
+                    events: list[str]) -> None:
+    """``work`` in the one free parse slot, and another answer asking for one once it started."""
+
     async def other() -> None:
-        await reading.wait()
+        await started.wait()
         async with parsing():
             events.append("other in")
 
     async with contextlib.AsyncExitStack() as others:  # every other slot stays taken
         for _ in range(PARSERS - 1):
             await others.enter_async_context(parsing_elsewhere())
-        await asyncio.gather(slow(), other())
-    assert events == ["other in", "slow parsed"]  # the slow link held nobody up
+        await asyncio.gather(work, other())
 
 
 async def test_a_cancel_cancels_the_read_and_returns_once_it_has_ended() -> None:
@@ -206,9 +200,3 @@ async def parsing_elsewhere() -> AsyncIterator[None]:
     finally:
         done.set()
         await task
-
-
-async def hold() -> None:
-    """Keep a parse slot for a moment (the others are taken)."""
-    async with parsing():
-        await asyncio.sleep(0.1)
