@@ -251,7 +251,6 @@ class Sender:
                       reply_to=trigger.id)
         try:
             async with self.api.delivery(reply, capabilities(limit)) as out:
-                started = time.monotonic()
 
                 def post() -> Awaitable[discord.Message]:
                     files = _files(out)  # fresh for every try
@@ -260,23 +259,24 @@ class Sender:
                         allowed_mentions=discord.AllowedMentions(everyone=False, users=False,
                                                                  roles=False, replied_user=True))
 
-                sent = await self._patiently(out, place, post, self.patience)
-                await out.sent([message_ref(sent.channel.id, sent.id)],
-                               {"upload": time.monotonic() - started})
+                await self._patiently(out, place, post, self.patience)
         except discord.HTTPException as exc:
             log.warning("result %s undeliverable: %s %s", reply.turn_id, exc.status, exc.code)
             raise UploadFailed() from exc
 
     @staticmethod
     async def _patiently(out: Delivery, place: Place, post: Callable[[], Awaitable[discord.Message]],
-                         patience: float) -> discord.Message:
-        """:func:`patiently`; held back past ``patience``, the upload failed (and is refunded)."""
+                         patience: float) -> None:
+        """:func:`patiently`, then settled; held back past ``patience``, the upload failed."""
+        started = time.monotonic()
         try:
-            return await patiently(out, place, post, patience)
+            sent = await patiently(out, place, post, patience)
         except discord.RateLimited as exc:
             log.warning("result %s undeliverable on discord: held back %.0f s more than it is "
                         "worth", out.turn_id, exc.retry_after)
             raise UploadFailed() from exc
+        await out.sent([message_ref(sent.channel.id, sent.id)],
+                       {"upload": time.monotonic() - started})
 
     def _fresh(self, interaction: discord.Interaction[Any]) -> bool:
         """True while the interaction token should still work for an upload."""
@@ -365,7 +365,6 @@ class Sender:
                     patience: float | None = None) -> None:
         """The result as a channel message of its own, pinging its requester; settled."""
         channel = self.client.get_partial_messageable(channel_id, guild_id=guild_id)
-        started = time.monotonic()
         extra: dict[str, Any] = {}
         if reply_to is not None:  # a reply-edit: the user's message, if it is still there
             extra["reference"] = discord.MessageReference(
@@ -378,8 +377,5 @@ class Sender:
                                                 f"<@{user_id}> {out.reply.text}", files),
                 allowed_mentions=requester_only(user_id), **extra)
 
-        place = Place(channel_id, guild_id, user_id, reply_to=reply_to)
-        sent = await self._patiently(out, place, post,
-                                     self.patience if patience is None else patience)
-        await out.sent([message_ref(sent.channel.id, sent.id)],
-                       {"upload": time.monotonic() - started})
+        await self._patiently(out, Place(channel_id, guild_id, user_id, reply_to=reply_to), post,
+                              self.patience if patience is None else patience)
