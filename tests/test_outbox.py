@@ -127,3 +127,10 @@ async def test_a_redelivered_result_opens_parked_and_a_second_stop_keeps_it_agai
         [parked_again] = await core.api.parked("telegram")
         assert parked_again.delivery == parked.delivery
         assert parked_again.created_at == parked.created_at  # the first park's time
+
+
+def test_a_parked_result_is_worth_what_is_left_of_its_patience() -> None:
+    parked = Parked(delivery="t1", turn_ids=("t1",), platform="telegram", target="{}", reply="{}",
+                    created_at=datetime.now(UTC) - timedelta(seconds=10))
+    assert 19.0 < parked.left(30.0) <= 20.0  # counted from the park, not from now
+    assert parked.left(5.0) == 0.0

@@ -21,7 +21,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
@@ -74,10 +73,9 @@ async def _post(rt: Runtime, parked: Parked) -> None:
     async def work() -> None:
         reply = await rt.api.redeliver(parked)  # None: refunded (too old, or its images gone)
         if reply is not None:
-            waited = (datetime.now(UTC) - parked.created_at).total_seconds()
             await rt.out.in_channel(reply, place.channel_id, place.guild_id, place.user_id,
-                                    reply_to=place.reply_to,
-                                    patience=max(0.0, rt.out.patience - waited), parked=True)
+                                    reply_to=place.reply_to, patience=parked.left(rt.out.patience),
+                                    parked=True)
 
     async with rt.tracked():
         await rt.guard(Actor(PLATFORM, str(place.user_id)), work(),

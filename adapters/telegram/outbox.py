@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-from datetime import UTC, datetime
 
 from adapters.telegram.albums_out import send_result
 from adapters.telegram.deliver import Sender
@@ -42,9 +41,8 @@ async def replay(api: BotApi, send: Sender) -> int:
                 # Its image was ready before it was parked: it queues ahead of newer results.
                 if reply.ready_at is None:
                     reply = dataclasses.replace(reply, ready_at=parked.created_at.timestamp())
-                waited = (datetime.now(UTC) - parked.created_at).total_seconds()
                 await send_result(send, api, reply, Target(**json.loads(parked.target)),
-                                  patience=max(0.0, send.patience - waited), parked=True)
+                                  patience=parked.left(send.patience), parked=True)
 
     await asyncio.gather(*(one(p) for p in claimed))
     return len(claimed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from bot.domain import MessageRef, Turn, UserSettings
@@ -103,6 +103,10 @@ class Parked:
     #: What it says, without its images (JSON, bot/outbox.py).
     reply: str
     created_at: datetime
+
+    def left(self, patience: float) -> float:
+        """Seconds of ``patience`` (counted from when it was parked) still left; 0 when spent."""
+        return max(0.0, patience - (datetime.now(UTC) - self.created_at).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)
