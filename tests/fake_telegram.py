@@ -842,7 +842,7 @@ class BotHarness:
         self._stop = asyncio.Event()
         self.adapter = TelegramAdapter(self.core.api, token=self.fake.token, timing=self.timing,
                                        poll_timeout=1,  # the transport run.py gives it
-                                       transport=lambda pool: AiohttpTransport(limit=pool))
+                                       transport=AiohttpTransport)
         self._task = asyncio.create_task(self.adapter.run(self._stop))
         deadline = time.monotonic() + 10
         while not self.adapter.connected:

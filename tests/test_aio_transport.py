@@ -254,7 +254,7 @@ def test_the_composition_root_gives_the_bot_api_calls_this_transport(
     monkeypatch.setenv("BENCH_TOKEN", "123:abc")
     (adapter,) = build_adapters(build_core(settings), sync_commands=False)
     assert isinstance(adapter, TelegramAdapter) and adapter._transport is not None
-    made = adapter._transport(POOL_SIZE)
+    made = adapter._transport(limit=POOL_SIZE)
     assert isinstance(made, AiohttpTransport) and made._slots is not None
     request = bot_api_request(adapter._transport)
     assert isinstance(request._client._transport, AiohttpTransport)  # PTB's client, read only

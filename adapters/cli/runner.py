@@ -52,7 +52,7 @@ def build_adapters(core: Core, *, sync_commands: bool) -> list[Adapter]:
         from adapters.telegram import TelegramAdapter
 
         adapters.append(TelegramAdapter(core.api, token=Settings.secret(settings.telegram.token_env),
-                                        transport=lambda pool: AiohttpTransport(limit=pool)))
+                                        transport=AiohttpTransport))
     if settings.discord.enabled:
         from adapters.discord import DiscordAdapter
 

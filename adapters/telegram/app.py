@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from telegram import Bot, BotCommand, BotCommandScopeAllChatAdministrators, BotCommandScopeChat
@@ -58,8 +58,10 @@ POOL_SIZE = 256
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 
-#: Makes the transport of the Bot API calls for a pool of that many connections.
-TransportFactory = Callable[[int], httpx.AsyncBaseTransport]
+class TransportFactory(Protocol):
+    """Makes the transport of the Bot API calls for a pool of ``limit`` connections."""
+
+    def __call__(self, *, limit: int) -> httpx.AsyncBaseTransport: ...
 
 
 def bot_api_request(transport: TransportFactory | None) -> HTTPXRequest:
@@ -73,7 +75,7 @@ def bot_api_request(transport: TransportFactory | None) -> HTTPXRequest:
     """
     return HTTPXRequest(connection_pool_size=POOL_SIZE, connect_timeout=10, read_timeout=30,
                         write_timeout=30, media_write_timeout=180, pool_timeout=1.0,
-                        httpx_kwargs={"transport": transport(POOL_SIZE)} if transport else None)
+                        httpx_kwargs={"transport": transport(limit=POOL_SIZE)} if transport else None)
 
 
 class TelegramAdapter:

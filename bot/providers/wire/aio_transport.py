@@ -97,8 +97,7 @@ async def _body(request: httpx.Request) -> bytes | AsyncIterator[bytes] | None:
 def _timeout(parts: dict[str, float | None]) -> aiohttp.ClientTimeout:
     """httpx's per-call timeouts for aiohttp (see the module docstring for ``write``)."""
     given = [parts.get(k) for k in ("connect", "pool", "write", "read")]
-    total = None if parts.get("write") is None or None in given else sum(
-        v for v in given if v is not None)
+    total = sum(v for v in given if v is not None) if None not in given else None
     return aiohttp.ClientTimeout(total=total, sock_connect=parts.get("connect"),
                                  sock_read=parts.get("read"))
 
