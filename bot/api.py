@@ -166,6 +166,11 @@ class BotApi(WordsApi, QueriesApi):
         return await self._service.handoffs.claim(platform)
 
     @property
+    def delivery_patience(self) -> float:
+        """Seconds a result the platform holds back keeps being offered (a 429, a restart)."""
+        return self.settings.limits.delivery_retry_hours * 3600
+
+    @property
     def handover_every(self) -> float:
         """How often to look for handed-over jobs: a third of a lease, as the sweep does."""
         return self.settings.store.lease_seconds / 3

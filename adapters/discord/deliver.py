@@ -106,7 +106,7 @@ class Sender:
         self.client = client
         self.token_life = token_life
         #: How long a channel post Discord holds back (a long 429) keeps being offered (outbox.py).
-        self.patience = api.settings.limits.delivery_retry_hours * 3600
+        self.patience = api.delivery_patience
         #: Interactions of jobs in flight, deferred publicly (:meth:`thinking`), and the id of
         #: the message their deferral made (to delete it as a channel message once the
         #: interaction token is too old to).

@@ -131,7 +131,7 @@ class Sender:
         self.retry_delays = tuple(retry_delays)
         self.budget = budget
         #: How long a result refused for now (429) keeps being offered.
-        self.patience = api.settings.limits.delivery_retry_hours * 3600
+        self.patience = api.delivery_patience
         #: Telegram refused a paid broadcast once: none is tried again in this process.
         self.paid_refused = False
         #: A paid broadcast went through, so Telegram takes them (Stars, enough users): many
