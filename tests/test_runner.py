@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -65,7 +66,9 @@ async def test_one_process_serves_both_platforms_and_stops_cleanly(settings_fact
             ix = await dc.slash("imagine", prompt="a windmill", user=dc.user("dora"))
             result = await result_of(dc, ix, timeout=15)
             assert "a windmill" in result.text
+            assert gc.get_freeze_count() > 0  # start-up's heap is out of the collections' walk
             assert await runner.finish() == 0
+            assert gc.get_freeze_count() == 0  # and back in it once the run is over
     finally:
         await tg.stop()
 

@@ -8,6 +8,7 @@ deliver; only after the grace period are adapters closed, then the store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from adapters.cli.lineup_report import live_routes
 from bot.api import ConfigError, Settings, StoreUnavailable
 from bot.bootstrap import Core, build_core
 from bot.providers.wire.aio_transport import AiohttpTransport
-from bot.warmup import warm_up
+from bot.warmup import freeze_heap, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ async def run(settings: Settings, *, sync_commands: bool = False,
         install_signals(stop)
     await core.start()
     await warm_up(core)  # codecs and thread pools now, not in the first user's job
+    log.info("start-up heap frozen: %d objects no collection walks again", freeze_heap())
     health = None
     if settings.http.listen:
         from adapters.cli.health import HealthServer
@@ -110,6 +112,7 @@ async def run(settings: Settings, *, sync_commands: bool = False,
         if health is not None:
             await health.stop()
         await core.stop(grace=0)
+        gc.unfreeze()
     return 2 if failed else 0
 
 
