@@ -8,7 +8,8 @@ The instance sweep never refunds a parked result (bot/storage: ``orphaned_reserv
 reservations' owner is the process sending it, and while that owner's lease lives nobody else
 touches it. When the owner stops (a restart, a crash), a process running that platform claims it
 (:meth:`Outbox.claim`), loads its images from the image store and sends it again; a result older
-than ``[limits] delivery_retry_hours`` is refunded instead. Sent or refunded, the row goes.
+than ``[limits] delivery_retry_hours`` (counted from when its image was ready, ``Reply.ready_at``)
+is refunded instead. Sent or refunded, the row goes.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ class Outbox:
     async def park(self, reply: Reply, platform: str, target: str) -> None:
         """Keep ``reply`` for ``platform`` until it is sent or given up."""
         turns = reply.candidates or ((reply.turn_id,) if reply.turn_id else ())
+        # Its worth counts from when its image was ready, however often it is parked again
+        # (Discord takes a post out before each try): no restart or new 429 starts it over.
+        since = (datetime.fromtimestamp(reply.ready_at, UTC) if reply.ready_at is not None
+                 else datetime.now(UTC))
         await self._store.park(Parked(turns[0], tuple(turns), platform, target,
-                                      reply_to_json(reply), datetime.now(UTC)))
+                                      reply_to_json(reply), since))
         log.info("result %s parked for %s (the platform refuses it for now)", turns[0], platform)
 
     async def unpark(self, delivery: str) -> None:
@@ -76,7 +81,8 @@ class Outbox:
 
     async def load(self, parked: Parked) -> Reply | None:
         """The parked reply with its images again; None when a turn or its images are gone."""
-        reply = reply_from_json(parked.reply)
+        reply = dataclasses.replace(reply_from_json(parked.reply),
+                                    ready_at=parked.created_at.timestamp())
         found: list[tuple[ImageData, ...]] = []
         for turn_id in parked.turn_ids:
             turn = await self._store.get_turn(turn_id)

@@ -129,8 +129,40 @@ async def test_a_redelivered_result_opens_parked_and_a_second_stop_keeps_it_agai
         assert parked_again.created_at == parked.created_at  # the first park's time
 
 
+async def test_a_result_parked_again_keeps_its_clock_across_tries_and_restarts(
+        settings_factory: Factory) -> None:
+    """Discord takes a post out of the outbox before each try and parks it again on the next
+    long 429: its worth still counts from when its image was ready, not from the latest park."""
+    settings = settings_factory()
+    async with running(settings) as core:
+        reply = await core.api.imagine(ask("a lighthouse"))
+        assert reply.ready_at is not None
+        waiting = asyncio.Event()
+
+        async def deliver() -> None:
+            async with core.api.delivery(reply, CAPS) as out:
+                await out.park("discord", TARGET)
+                await asyncio.sleep(0.3)
+                await out.unpark()  # tried again...
+                await out.park("discord", TARGET)  # ...and told to wait once more
+                waiting.set()
+                await asyncio.sleep(3600)
+
+        task = asyncio.create_task(deliver())
+        await waiting.wait()
+        task.cancel()  # the shutdown
+        await asyncio.gather(task, return_exceptions=True)
+    ready = datetime.fromtimestamp(reply.ready_at, UTC)
+    async with running(settings) as core:
+        [parked] = await core.api.parked("discord")
+        assert abs(parked.created_at - ready) < timedelta(milliseconds=1)
+        again = await core.api.redeliver(parked)
+        assert again is not None and again.ready_at is not None
+        assert abs(again.ready_at - reply.ready_at) < 0.001  # parked once more: the same clock
+
+
 def test_a_parked_result_is_worth_what_is_left_of_its_patience() -> None:
     parked = Parked(delivery="t1", turn_ids=("t1",), platform="telegram", target="{}", reply="{}",
                     created_at=datetime.now(UTC) - timedelta(seconds=10))
-    assert 19.0 < parked.left(30.0) <= 20.0  # counted from the park, not from now
+    assert 19.0 < parked.left(30.0) <= 20.0  # counted from its created_at, not from now
     assert parked.left(5.0) == 0.0

@@ -10,7 +10,6 @@ batch goes out as its album with its U/V keyboard (albums_out.py), as it would h
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 
@@ -37,10 +36,7 @@ async def replay(api: BotApi, send: Sender) -> int:
     async def one(parked: Parked) -> None:
         async with gate:
             reply = await api.redeliver(parked)  # None: refunded (too old, or its images gone)
-            if reply is not None:
-                # Its image was ready before it was parked: it queues ahead of newer results.
-                if reply.ready_at is None:
-                    reply = dataclasses.replace(reply, ready_at=parked.created_at.timestamp())
+            if reply is not None:  # its ready_at (from the park) queues it ahead of newer ones
                 await send_result(send, api, reply, Target(**json.loads(parked.target)),
                                   patience=parked.left(send.patience), parked=True)
 

@@ -105,7 +105,7 @@ class Parked:
     created_at: datetime
 
     def left(self, patience: float) -> float:
-        """Seconds of ``patience`` (counted from when it was parked) still left; 0 when spent."""
+        """Seconds of ``patience`` (counted from ``created_at``: its image ready) left; 0 when spent."""
         return max(0.0, patience - (datetime.now(UTC) - self.created_at).total_seconds())
 
 
