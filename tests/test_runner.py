@@ -13,6 +13,7 @@ import pytest
 
 from adapters.cli.runner import run
 from bot.config import Settings
+from bot.warmup import YOUNG_GENERATION
 from tests.fake_discord import FakeDiscord, result_of
 from tests.fake_telegram import BOB, TOKEN, FakeTelegram
 
@@ -58,6 +59,7 @@ async def test_one_process_serves_both_platforms_and_stops_cleanly(settings_fact
     await tg.start()
     try:
         async with FakeDiscord() as dc:
+            before = gc.get_threshold()
             runner = Runner(both(settings_factory, tg, dc))
             await dc.wait_ready(0, timeout=15)
             tg.user_sends("/imagine a lighthouse")
@@ -67,8 +69,10 @@ async def test_one_process_serves_both_platforms_and_stops_cleanly(settings_fact
             result = await result_of(dc, ix, timeout=15)
             assert "a windmill" in result.text
             assert gc.get_freeze_count() > 0  # start-up's heap is out of the collections' walk
+            assert gc.get_threshold()[0] == YOUNG_GENERATION
             assert await runner.finish() == 0
             assert gc.get_freeze_count() == 0  # and back in it once the run is over
+            assert gc.get_threshold() == before  # the collector as it was
     finally:
         await tg.stop()
 

@@ -10,14 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # In a fresh interpreter (this process has long loaded every Pillow plugin): nothing is
 # loaded after build_core, everything is after warm_up; then the start-up heap is frozen, so a
-# full collection walks only what jobs make (bot/warmup.py::freeze_heap).
+# full collection walks only what jobs make (bot/warmup.py::tune_collector).
 SCRIPT = """
 import asyncio, gc, os, sys
 from PIL import Image
 from bot import images
 from bot.bootstrap import build_core
 from tests.conftest import make_settings
-from bot.warmup import freeze_heap, warm_up
+from bot.warmup import YOUNG_GENERATION, tune_collector, warm_up
 
 async def main():
     core = build_core(make_settings(__import__("pathlib").Path(sys.argv[1])))
@@ -27,11 +27,12 @@ async def main():
     pool = images._pool
     after = ("WEBP" in Image.SAVE and "GIF" in Image.OPEN, pool is not None and
              len(pool._threads) >= 1)
-    frozen = freeze_heap()
+    frozen = tune_collector()
     # what start-up built is out of every later collection's walk
     walked = len(gc.get_objects())
     await core.stop(grace=0)
-    print(before, after, seconds < 10, frozen > 20 * walked)
+    print(before, after, seconds < 10, frozen > 20 * walked,
+          gc.get_threshold()[0] == YOUNG_GENERATION)
 
 asyncio.run(main())
 """
@@ -41,4 +42,4 @@ def test_warm_up_loads_codecs_and_starts_the_pools_and_the_heap_is_frozen(tmp_pa
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "data")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[-2] == "(False, False) (True, True) True True", done.stdout
+    assert done.stdout.split("\n")[-2] == "(False, False) (True, True) True True True", done.stdout

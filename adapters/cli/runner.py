@@ -18,7 +18,7 @@ from adapters.cli.lineup_report import live_routes
 from bot.api import ConfigError, Settings, StoreUnavailable
 from bot.bootstrap import Core, build_core
 from bot.providers.wire.aio_transport import AiohttpTransport
-from bot.warmup import freeze_heap, warm_up
+from bot.warmup import tune_collector, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,9 @@ async def run(settings: Settings, *, sync_commands: bool = False,
     if install_signals is not None:
         install_signals(stop)
     await core.start()
+    collector = gc.get_threshold()
     await warm_up(core)  # codecs and thread pools now, not in the first user's job
-    log.info("start-up heap frozen: %d objects no collection walks again", freeze_heap())
+    log.info("start-up heap frozen: %d objects no collection walks again", tune_collector())
     health = None
     if settings.http.listen:
         from adapters.cli.health import HealthServer
@@ -113,6 +114,7 @@ async def run(settings: Settings, *, sync_commands: bool = False,
             await health.stop()
         await core.stop(grace=0)
         gc.unfreeze()
+        gc.set_threshold(*collector)
     return 2 if failed else 0
 
 
