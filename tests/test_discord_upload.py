@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
+import weakref
 
 import aiohttp
 import discord
@@ -33,6 +35,22 @@ def test_aiohttp_uploads_it_from_the_caller_bytes() -> None:
     assert isinstance(part, MemoryPayload) and part.size == 4900
     # The payload is a view of the caller's bytes, not a copy of them.
     assert part._rest.obj is data
+
+
+def test_a_file_discord_py_is_done_with_is_freed_with_its_last_reference() -> None:
+    """discord.File puts the file's own bound close back into the file when it closes: kept
+    there, that was a cycle holding the image until a full collection."""
+    gc.disable()  # what a busy bot looks like: full collections are rare
+    try:
+        file = discord.File(MemoryFile(os.urandom(1000)), filename="imagine-1.png")
+        gone = weakref.ref(file.fp)
+        assert file.fp.close() is None and not file.fp.closed  # discord.py's stub meanwhile
+        file.close()  # as discord.py does after each request
+        assert not gone().closed  # type: ignore[union-attr]  # not the caller's to close
+        del file
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 async def test_a_retried_upload_sends_the_whole_file_again() -> None:
