@@ -1,4 +1,4 @@
-"""Build at start what would otherwise be built during the first user's job."""
+"""What the first user's job would otherwise build, built at start; the collector set for a long run."""
 
 from __future__ import annotations
 
