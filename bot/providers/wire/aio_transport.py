@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import cast
@@ -60,8 +61,8 @@ def _as_httpx(request: httpx.Request) -> Iterator[None]:
         raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
 
 
-#: What a request's body is once its answer is closed.
-_SENT = httpx.ByteStream(b"")
+#: What a response streams once it is closed (httpx refuses to read a closed one anyway).
+_CLOSED = httpx.ByteStream(b"")
 
 
 class _Body(httpx.AsyncByteStream):
@@ -72,6 +73,8 @@ class _Body(httpx.AsyncByteStream):
         self._response = response
         self._request = request
         self._slot = slot
+        #: The httpx response this is the body of (set once it exists; weak: no cycle of ours).
+        self.owner: weakref.ref[httpx.Response] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _as_httpx(self._request):
@@ -81,11 +84,14 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         # Fully read: the connection goes back to the pool; otherwise it is closed.
         self._response.release()
-        # httpx's response and its bound stream refer to each other, so the pair waits for a
-        # full collection (10-20 s apart under load), and through response.request so did the
-        # upload: bench_e2e's 500 users held ~600 MB of sent photos that way. It is sent: drop
-        # it (a redirect httpx follows has taken the stream already).
-        self._request.stream = _SENT
+        # httpx points its response's stream back at the response (Response.stream ->
+        # BoundAsyncStream -> Response, https://github.com/encode/httpx/pull/3733), so every
+        # answer waited for a full collection (10-20 s apart under load), and with it its
+        # request: bench_e2e's 500 users held ~600 MB of sent photos that way. Closed, the
+        # response needs no stream: letting go of it breaks the cycle for every client.
+        response = self.owner() if self.owner is not None else None
+        if response is not None:
+            response.stream = _CLOSED
         slot, self._slot = self._slot, None
         if slot is not None:
             slot.release()
@@ -152,10 +158,13 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             if slot is not None:
                 slot.release()
             raise
-        return httpx.Response(response.status, headers=list(response.raw_headers),
-                              stream=_Body(response, request, slot), request=request,
-                              extensions={"http_version": b"HTTP/1.1",
-                                          "reason_phrase": (response.reason or "").encode()})
+        stream = _Body(response, request, slot)
+        answer = httpx.Response(response.status, headers=list(response.raw_headers),
+                                stream=stream, request=request,
+                                extensions={"http_version": b"HTTP/1.1",
+                                            "reason_phrase": (response.reason or "").encode()})
+        stream.owner = weakref.ref(answer)
+        return answer
 
     async def aclose(self) -> None:
         """Close the session and its connections."""

@@ -110,7 +110,8 @@ class _CappedStream(httpx.AsyncByteStream):
         # BoundAsyncStream -> Response: https://github.com/encode/httpx/pull/3733, open), so
         # every answer was a reference cycle and its body (1.6 MB at 1K, 27 MB at 4K) lived
         # until the cyclic GC ran: the 4K x 50 bench held 58 bodies (1.6 GB) at its peak.
-        # Letting go of the inner stream once closed breaks the cycle.
+        # Letting go of the inner stream once closed breaks the cycle (the aiohttp transport
+        # breaks it too; this covers the guarded downloads' httpcore transport).
         inner, self._inner = self._inner, _CLOSED
         await inner.aclose()
 
