@@ -205,7 +205,7 @@ class BotApi(WordsApi, QueriesApi):
 
     async def redeliver(self, parked: Parked) -> Reply | None:
         """A claimed result with its images, for :meth:`delivery`; None: refunded (too old, gone)."""
-        return await self._service.deliveries.reload(parked, self.settings.limits.delivery_retry_hours)
+        return await self._service.deliveries.reload(parked, self.delivery_patience)
 
     async def owned(self, actor: Actor, turn_id: str) -> Turn:
         """The turn when ``actor`` may use it (a client-supplied id); NotFound / NotOwner."""

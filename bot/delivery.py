@@ -250,12 +250,12 @@ class Deliveries:
         """``platform``'s parked results whose process is gone, now this one's to send again."""
         return await self.outbox.claim(platform)
 
-    async def reload(self, parked: Parked, hours: float) -> Reply | None:
+    async def reload(self, parked: Parked, patience: float) -> Reply | None:
         """A claimed result with its images, to deliver again; None when it was refunded instead.
 
-        It is refunded when it waited longer than ``hours`` or its images are gone.
+        It is refunded when its ``patience`` (seconds) is spent or its images are gone.
         """
-        reply = None if Outbox.expired(parked, hours) else await self.outbox.load(parked)
+        reply = await self.outbox.load(parked) if parked.left(patience) > 0 else None
         if reply is None:
             try:
                 for turn_id in parked.turn_ids:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bot.conversations import Conversations
 from bot.domain import Action, ImageData, Reply
@@ -95,8 +95,3 @@ class Outbox:
         # A batch: each candidate's image; those sent before the restart are not sent again.
         return dataclasses.replace(reply, images=tuple(o[0] for o in found),
                                    candidates=parked.turn_ids, turn_id=parked.turn_ids[0])
-
-    @staticmethod
-    def expired(parked: Parked, hours: float) -> bool:
-        """Older than the result is worth delivering."""
-        return datetime.now(UTC) - parked.created_at > timedelta(hours=hours)
