@@ -8,6 +8,8 @@ import io
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from PIL import Image
 
@@ -43,21 +45,26 @@ def _pillow() -> None:
 YOUNG_GENERATION = 7000
 
 
-def tune_collector() -> int:
+@contextmanager
+def tuned_collector() -> Iterator[int]:
     """Freeze what start-up built out of every later collection, widen the young generation.
 
     Modules, classes, catalogs and clients (about 120k objects) live as long as the process, yet
     every full collection walked them again: 30-55 ms of each pause, the event loop stopped while
     results wait (gc.DEBUG_STATS in bench_e2e's 500 users, where the jobs in flight add ~150k
     more). gc.freeze moves them to the permanent generation, which collections skip
-    (https://docs.python.org/3/library/gc.html#gc.freeze); the runner unfreezes at the stop.
-    Returns how many objects were frozen.
+    (https://docs.python.org/3/library/gc.html#gc.freeze). Yields how many objects were frozen;
+    on leaving, the collector is as it was.
     """
+    before = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(YOUNG_GENERATION, middle, old)
-    return gc.get_freeze_count()
+    gc.set_threshold(YOUNG_GENERATION, *before[1:])
+    try:
+        yield gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 async def warm_up(core: Core) -> float:

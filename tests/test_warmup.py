@@ -10,14 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # In a fresh interpreter (this process has long loaded every Pillow plugin): nothing is
 # loaded after build_core, everything is after warm_up; then the start-up heap is frozen, so a
-# full collection walks only what jobs make (bot/warmup.py::tune_collector).
+# full collection walks only what jobs make (bot/warmup.py::tuned_collector).
 SCRIPT = """
 import asyncio, gc, os, sys
 from PIL import Image
 from bot import images
 from bot.bootstrap import build_core
 from tests.conftest import make_settings
-from bot.warmup import YOUNG_GENERATION, tune_collector, warm_up
+from bot.warmup import YOUNG_GENERATION, tuned_collector, warm_up
 
 async def main():
     core = build_core(make_settings(__import__("pathlib").Path(sys.argv[1])))
@@ -27,12 +27,12 @@ async def main():
     pool = images._pool
     after = ("WEBP" in Image.SAVE and "GIF" in Image.OPEN, pool is not None and
              len(pool._threads) >= 1)
-    frozen = tune_collector()
-    # what start-up built is out of every later collection's walk
-    walked = len(gc.get_objects())
+    with tuned_collector() as frozen:
+        # what start-up built is out of every later collection's walk
+        walked = len(gc.get_objects())
+        young = gc.get_threshold()[0]
     await core.stop(grace=0)
-    print(before, after, seconds < 10, frozen > 20 * walked,
-          gc.get_threshold()[0] == YOUNG_GENERATION)
+    print(before, after, seconds < 10, frozen > 20 * walked, young == YOUNG_GENERATION)
 
 asyncio.run(main())
 """

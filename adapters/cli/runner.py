@@ -8,7 +8,6 @@ deliver; only after the grace period are adapters closed, then the store.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from adapters.cli.lineup_report import live_routes
 from bot.api import ConfigError, Settings, StoreUnavailable
 from bot.bootstrap import Core, build_core
 from bot.providers.wire.aio_transport import AiohttpTransport
-from bot.warmup import tune_collector, warm_up
+from bot.warmup import tuned_collector, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +83,16 @@ async def run(settings: Settings, *, sync_commands: bool = False,
     if install_signals is not None:
         install_signals(stop)
     await core.start()
-    collector = gc.get_threshold()
     await warm_up(core)  # codecs and thread pools now, not in the first user's job
-    log.info("start-up heap frozen: %d objects no collection walks again", tune_collector())
+    with tuned_collector() as frozen:
+        log.info("start-up heap frozen: %d objects no collection walks again", frozen)
+        return await _serve(core, adapters, stop, close)
+
+
+async def _serve(core: Core, adapters: list[Adapter], stop: asyncio.Event,
+                 close: asyncio.Event) -> int:
+    """The adapters (and the health endpoint) until ``stop``, then the graceful stop."""
+    settings = core.settings
     health = None
     if settings.http.listen:
         from adapters.cli.health import HealthServer
@@ -113,8 +119,6 @@ async def run(settings: Settings, *, sync_commands: bool = False,
         if health is not None:
             await health.stop()
         await core.stop(grace=0)
-        gc.unfreeze()
-        gc.set_threshold(*collector)
     return 2 if failed else 0
 
 
